@@ -1,0 +1,3 @@
+//! `rekey`: the command line and server of the rekey key-renewal orchestrator.
+
+fn main() {}
