@@ -1,1 +1,29 @@
-//! placeholder
+//! Keys, certificates and CMS/PKCS#7 SignedData for rekey.
+//!
+//! This crate is the only place that touches private-key bytes. It does no I/O: callers pass
+//! bytes and the time in, and get bytes or verdicts out. Nothing here panics on input, however
+//! malformed.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod cert;
+mod digest;
+mod error;
+mod key;
+pub mod pkcs12;
+mod receiver;
+mod sign;
+mod verify;
+
+pub use cert::{
+    Certificate, Fingerprint, certificate_request, certificate_request_pem, check_chain,
+    parse_subject, self_signed,
+};
+pub use digest::DigestAlg;
+pub use error::{CryptoError, Result};
+pub use key::{KeyBits, KeyPair};
+pub use receiver::{ReceiverProfile, Verdict, judge, receiver_verdict};
+pub use sign::{SignOptions, SignerSpec, sign, to_base64};
+pub use verify::{CertSource, SignerReport, SignerStatus, Verification, decode_input, verify};
+pub use zeroize::Zeroizing;
