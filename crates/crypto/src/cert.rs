@@ -283,6 +283,7 @@ impl BuilderProfile for SelfSignedSigner {
         self.subject.clone()
     }
 
+    #[allow(clippy::vec_init_then_push)]
     fn build_extensions(
         &self,
         spk: SubjectPublicKeyInfoRef<'_>,
@@ -290,6 +291,7 @@ impl BuilderProfile for SelfSignedSigner {
         tbs: &TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         let ski = SubjectKeyIdentifier::try_from(spk)?;
+        // Each extension is built against the ones before it, so a `vec![]` literal cannot be used.
         let mut exts: Vec<Extension> = Vec::new();
         exts.push(ski.to_extension(tbs.subject(), &exts)?);
         exts.push(
