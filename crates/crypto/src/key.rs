@@ -86,21 +86,32 @@ impl KeyPair {
     }
 
     /// Reads a PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`) PEM block.
+    ///
+    /// The text may hold other blocks and explanatory text around the key (combined PEM
+    /// files, `openssl pkcs12 -nodes` output with its "Bag Attributes"); the first private-key
+    /// block is used.
     pub fn from_pem(pem: &str) -> Result<Self> {
-        if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
-            let inner = rsa::PrivateKey::from_pkcs1_pem(pem)
-                .map_err(|e| CryptoError::MalformedKey(e.to_string()))?;
-            return Self::checked(inner);
-        }
         if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
             return Err(CryptoError::MalformedKey(
                 "encrypted PEM private keys are not supported here; import them as PKCS#12".into(),
             ));
         }
-        if !pem.contains("-----BEGIN PRIVATE KEY-----") {
-            return Err(CryptoError::MissingPem("PRIVATE KEY or RSA PRIVATE KEY"));
+        for label in ["EC PRIVATE KEY", "DSA PRIVATE KEY", "OPENSSH PRIVATE KEY"] {
+            if pem.contains(&format!("-----BEGIN {label}-----")) {
+                return Err(CryptoError::UnsupportedKey(format!(
+                    "a {label} block: only RSA keys are supported"
+                )));
+            }
         }
-        let inner = rsa::PrivateKey::from_pkcs8_pem(pem).map_err(classify_pkcs8)?;
+        if let Some(block) = pem_block_of(pem, "RSA PRIVATE KEY")? {
+            let inner = rsa::PrivateKey::from_pkcs1_pem(block)
+                .map_err(|e| CryptoError::MalformedKey(e.to_string()))?;
+            return Self::checked(inner);
+        }
+        let Some(block) = pem_block_of(pem, "PRIVATE KEY")? else {
+            return Err(CryptoError::MissingPem("PRIVATE KEY or RSA PRIVATE KEY"));
+        };
+        let inner = rsa::PrivateKey::from_pkcs8_pem(block).map_err(classify_pkcs8)?;
         Self::checked(inner)
     }
 
@@ -156,6 +167,21 @@ impl KeyPair {
     pub(crate) fn rsa(&self) -> &rsa::PrivateKey {
         &self.inner
     }
+}
+
+/// The first `-----BEGIN {label}-----` … `-----END {label}-----` block of `text`, if any.
+fn pem_block_of<'a>(text: &'a str, label: &str) -> Result<Option<&'a str>> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let Some(start) = text.find(&begin) else {
+        return Ok(None);
+    };
+    let Some(end_rel) = text[start..].find(&end) else {
+        return Err(CryptoError::MalformedKey(format!(
+            "PEM block has no \"{end}\" line"
+        )));
+    };
+    Ok(Some(&text[start..start + end_rel + end.len()]))
 }
 
 fn classify_pkcs8(e: rsa::pkcs8::Error) -> CryptoError {
