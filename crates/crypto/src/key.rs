@@ -115,11 +115,20 @@ impl KeyPair {
         Self::checked(inner)
     }
 
-    /// Reads PEM or DER, whichever the bytes are.
+    /// Reads PEM or DER (PKCS#8, or PKCS#1 `RSAPrivateKey`), whichever the bytes are.
     pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self> {
         match std::str::from_utf8(bytes) {
             Ok(text) if text.contains("-----BEGIN") => Self::from_pem(text),
-            _ => Self::from_pkcs8_der(bytes),
+            _ => match Self::from_pkcs8_der(bytes) {
+                // `openssl pkey -outform DER` writes PKCS#1 ("traditional") DER.
+                Err(CryptoError::MalformedKey(why)) => {
+                    match rsa::PrivateKey::from_pkcs1_der(bytes) {
+                        Ok(inner) => Self::checked(inner),
+                        Err(_) => Err(CryptoError::MalformedKey(why)),
+                    }
+                }
+                other => other,
+            },
         }
     }
 
