@@ -1,0 +1,269 @@
+//! A small harness that plays the three roles against the pure engine.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rekey_engine::*;
+use uuid::Uuid;
+
+pub const TENANT: &str = "tenant-1";
+pub const RECEIVER: &str = "receiver-1";
+pub const OLD: &str = "old-cert";
+pub const NEW: &str = "new-cert";
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
+        .single()
+        .expect("valid date")
+}
+
+pub fn catalog() -> Catalog {
+    Catalog::builtin().expect("built-in workflows are valid")
+}
+
+pub fn actor(email: &str, role: Role) -> Actor {
+    let scope = if role == Role::ReceiverAdmin {
+        RECEIVER
+    } else {
+        TENANT
+    };
+    Actor {
+        email: email.into(),
+        grants: vec![Grant {
+            role,
+            scope: scope.into(),
+        }],
+    }
+}
+
+pub fn admin() -> Actor {
+    actor("admin@tenant.example", Role::TenantAdmin)
+}
+pub fn developer() -> Actor {
+    actor("dev@tenant.example", Role::IntegrationDeveloper)
+}
+pub fn receiver_admin() -> Actor {
+    actor("ops@receiver.example", Role::ReceiverAdmin)
+}
+/// Holds the right roles, but for another tenant and receiver.
+pub fn stranger() -> Actor {
+    Actor {
+        email: "someone@elsewhere.example".into(),
+        grants: vec![
+            Grant {
+                role: Role::TenantAdmin,
+                scope: "tenant-2".into(),
+            },
+            Grant {
+                role: Role::IntegrationDeveloper,
+                scope: "tenant-2".into(),
+            },
+            Grant {
+                role: Role::ReceiverAdmin,
+                scope: "receiver-2".into(),
+            },
+        ],
+    }
+}
+
+pub fn actor_for(role: Role) -> Actor {
+    match role {
+        Role::TenantAdmin => admin(),
+        Role::IntegrationDeveloper => developer(),
+        Role::ReceiverAdmin => receiver_admin(),
+    }
+}
+
+/// The world each procedure is chosen for: alias `signing` holds OLD, which the receiver trusts.
+pub fn world_for(procedure: ProcedureId) -> World {
+    let (profile, aliases) = match procedure {
+        ProcedureId::DualTrust => (
+            Profile {
+                verifies_multiple_keys: true,
+                accepts_multiple_signatures: false,
+            },
+            vec!["signing"],
+        ),
+        ProcedureId::DualSignature => (
+            Profile {
+                verifies_multiple_keys: false,
+                accepts_multiple_signatures: true,
+            },
+            vec!["signing"],
+        ),
+        ProcedureId::PreparedSecondAlias => (
+            Profile {
+                verifies_multiple_keys: false,
+                accepts_multiple_signatures: true,
+            },
+            vec!["signing", "signing-next"],
+        ),
+        ProcedureId::DowntimeWindow => (Profile::default(), vec!["signing"]),
+    };
+    let aliases: Vec<String> = aliases.into_iter().map(String::from).collect();
+    World {
+        keystore: BTreeMap::from([("signing".to_string(), CertId(OLD.into()))]),
+        signer_steps: vec![
+            SignerStepModel {
+                flow: "orders".into(),
+                step: "sign".into(),
+                aliases: aliases.clone(),
+            },
+            SignerStepModel {
+                flow: "invoices".into(),
+                step: "sign".into(),
+                aliases,
+            },
+        ],
+        trust: BTreeSet::from([CertId(OLD.into())]),
+        profile,
+    }
+}
+
+pub fn params(procedure: Option<ProcedureId>, auto_approve: bool) -> StartParams {
+    StartParams {
+        id: Uuid::nil(),
+        tenant: TENANT.into(),
+        receiver: RECEIVER.into(),
+        alias: "signing".into(),
+        new_alias: None,
+        procedure,
+        auto_approve,
+        ca_signed: false,
+        bits: 3072,
+    }
+}
+
+/// One renewal in progress together with its world.
+#[derive(Clone)]
+pub struct Sim {
+    pub catalog: Catalog,
+    pub renewal: Renewal,
+    pub world: World,
+    pub now: DateTime<Utc>,
+    pub log: Vec<(Event, String, Vec<Effect>)>,
+}
+
+impl Sim {
+    pub fn start(procedure: ProcedureId, auto_approve: bool) -> Self {
+        let catalog = catalog();
+        let world = world_for(procedure);
+        let t = start(
+            &catalog,
+            params(Some(procedure), auto_approve),
+            &world,
+            &admin(),
+            t0(),
+        )
+        .expect("starts");
+        let mut sim = Sim {
+            catalog,
+            renewal: t.renewal,
+            world: t.world,
+            now: t0(),
+            log: vec![],
+        };
+        sim.after(&t.effects);
+        sim
+    }
+
+    /// The shell's part: answers key generation at once.
+    fn after(&mut self, effects: &[Effect]) {
+        if effects
+            .iter()
+            .any(|e| matches!(e, Effect::GenerateKey { .. }))
+        {
+            self.send(
+                &Actor::system(),
+                Event::KeyReady {
+                    cert: CertId(NEW.into()),
+                },
+            )
+            .expect("key ready accepted");
+        }
+    }
+
+    pub fn send(&mut self, actor: &Actor, event: Event) -> Result<Transition, Refusal> {
+        self.now += chrono::Duration::minutes(5);
+        let t = apply(
+            &self.catalog,
+            &self.renewal,
+            &self.world,
+            actor,
+            event.clone(),
+            self.now,
+        )?;
+        self.renewal = t.renewal.clone();
+        self.world = t.world.clone();
+        self.log
+            .push((event, actor.email.clone(), t.effects.clone()));
+        self.after(&t.effects);
+        Ok(t)
+    }
+
+    pub fn def(&self) -> &Procedure {
+        self.catalog.get(self.renewal.procedure)
+    }
+
+    /// Does the next due step as its owner would; returns false when nothing is due.
+    pub fn play_one(&mut self) -> bool {
+        let Some(due) = self.renewal.due_steps().next().map(|s| s.id.clone()) else {
+            return false;
+        };
+        let step = self.def().step(&due).expect("step exists").clone();
+        let who = actor_for(step.role);
+        let event = match (step.kind, step.action, step.task) {
+            (StepKind::Agreement, _, _) => {
+                let start = self.now + chrono::Duration::hours(2);
+                self.send(
+                    &who,
+                    Event::ProposeWindow {
+                        start,
+                        end: start + chrono::Duration::hours(1),
+                    },
+                )
+                .expect("propose");
+                let other = actor_for(step.with_role.expect("agreement has two parties"));
+                self.send(&other, Event::AcceptWindow)
+                    .unwrap_or_else(|r| panic!("{r}"));
+                return true;
+            }
+            (_, Some(_), _) => Event::Approve { step: due },
+            (_, _, Some(_)) => Event::Complete {
+                step: due,
+                fingerprint: Some(NEW.into()),
+            },
+            _ => panic!("step {due} is due but cannot be played"),
+        };
+        self.send(&who, event).unwrap_or_else(|r| panic!("{r}"));
+        true
+    }
+
+    /// Plays until nothing is due; opens the window when the renewal waits for it.
+    pub fn play_all(&mut self) {
+        for _ in 0..100 {
+            if self.play_one() {
+                continue;
+            }
+            let waiting_for_window = self
+                .renewal
+                .window
+                .as_ref()
+                .is_some_and(|w| w.agreed && !w.open && !w.closed);
+            if waiting_for_window {
+                self.send(
+                    &Actor::system(),
+                    Event::Timer {
+                        step: None,
+                        kind: TimerKind::WindowOpen,
+                    },
+                )
+                .expect("window opens");
+                continue;
+            }
+            return;
+        }
+        panic!("renewal did not settle");
+    }
+}
