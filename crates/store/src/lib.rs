@@ -1,1 +1,59 @@
-//! placeholder
+//! Tenant state of rekey on SQLite and PostgreSQL: tenants, the outbound keystore (private keys
+//! encrypted under a KEK that never enters the database), integration flows with CMS signer
+//! steps, receivers, users and roles, API tokens, and the hash-chained audit log; plus the
+//! schema for the engine's renewals, steps, timers and outbox.
+//!
+//! Layout: [`Store`] wraps a connection pool with one method per operation, each in its own
+//! transaction. The modules ([`tenants`], [`keystore`], [`flows`], [`receivers`], [`users`],
+//! [`audit`]) hold the same operations as functions over a `DatabaseTransaction` (writes) or
+//! any `ConnectionTrait` (reads), so a caller can make several changes commit together:
+//!
+//! ```no_run
+//! # async fn demo(store: &rekey_store::Store, tenant: rekey_store::TenantId,
+//! #     flow: &rekey_store::FlowName, step: &rekey_store::StepName,
+//! #     old: &rekey_store::Alias, new: &rekey_store::Alias,
+//! #     material: &rekey_store::KeyMaterial) -> Result<(), rekey_store::StoreError> {
+//! let txn = store.begin().await?;
+//! rekey_store::keystore::add(&txn, store.kek()?, tenant, new, material, "engine").await?;
+//! rekey_store::flows::add_row_like(&txn, tenant, flow, step, new, old, "engine").await?;
+//! txn.commit().await?; // both changes and their audit entries, or neither
+//! # Ok(()) }
+//! ```
+//!
+//! Invariants, stated as absences: no plaintext private key and no KEK is ever written to the
+//! database; no API token is stored, only its SHA-256; no mutating function commits on its
+//! own; nothing here knows workflows, HTTP or mail delivery.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod db;
+pub mod entity;
+mod error;
+pub mod flows;
+pub mod kek;
+pub mod keystore;
+pub mod migrate;
+pub mod receivers;
+mod store;
+pub mod tenants;
+mod types;
+pub mod users;
+
+pub use audit::{AuditEntry, AuditProblem, AuditSummary};
+pub use error::{Result, StepRef, StoreError};
+pub use flows::{Flow, SignedMessage, SignerParams, SignerRow, SignerStep, StepOptions};
+pub use kek::{Kek, KekError};
+pub use keystore::{ArchiveReason, KeyMaterial, KeystoreEntry};
+pub use receivers::{Receiver, ReceiverProfile, TrustedCertificate};
+pub use store::Store;
+pub use tenants::Tenant;
+pub use types::{
+    Alias, Email, EntryId, FlowId, FlowName, Grant, InvalidInput, ReceiverId, ReceiverName, Role,
+    StepId, StepName, TenantId, TenantName, TokenId, UserId,
+};
+pub use users::{ApiTokenInfo, NewApiToken, User};
+
+/// Re-exported so callers can name transactions and connections without depending on sea-orm
+/// themselves.
+pub use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
