@@ -1,0 +1,255 @@
+//! Users, roles and API tokens.
+
+use base64::Engine as _;
+use rekey_store::entity::api_token;
+use rekey_store::{
+    Email, Grant, ReceiverId, ReceiverName, ReceiverProfile, StoreError, TenantId, UserId,
+};
+use sea_orm::EntityTrait;
+use sha2::{Digest, Sha256};
+
+use crate::common::{on_both, tenant};
+
+#[tokio::test]
+async fn users_roles_and_holders() {
+    on_both(async |db| {
+        let t = tenant(db, "acme").await?;
+        let r = db
+            .store
+            .add_receiver(
+                t,
+                &ReceiverName::parse("gw")?,
+                ReceiverProfile::default(),
+                "admin",
+            )
+            .await?;
+        let alice = db
+            .store
+            .add_user(&Email::parse("Alice@Example.com")?, "root")
+            .await?;
+        assert_eq!(alice.email.as_str(), "alice@example.com");
+        let bob = db
+            .store
+            .add_user(&Email::parse("bob@example.com")?, "root")
+            .await?;
+
+        db.store
+            .grant(alice.id, Grant::TenantAdmin { tenant: t }, "root")
+            .await?;
+        db.store
+            .grant(alice.id, Grant::IntegrationDeveloper { tenant: t }, "root")
+            .await?;
+        let b = db
+            .store
+            .grant(bob.id, Grant::ReceiverAdmin { receiver: r.id }, "root")
+            .await?;
+        assert_eq!(b.grants, vec![Grant::ReceiverAdmin { receiver: r.id }]);
+
+        let a = db
+            .store
+            .user_by_email(&Email::parse("ALICE@example.com")?)
+            .await?;
+        assert!(a.holds(&Grant::TenantAdmin { tenant: t }));
+        assert!(a.holds(&Grant::IntegrationDeveloper { tenant: t }));
+        assert!(!a.holds(&Grant::ReceiverAdmin { receiver: r.id }));
+        assert_eq!(db.store.user(alice.id).await?, a);
+
+        let holders = db
+            .store
+            .holders(&Grant::ReceiverAdmin { receiver: r.id })
+            .await?;
+        assert_eq!(
+            holders.iter().map(|u| u.id).collect::<Vec<_>>(),
+            vec![bob.id]
+        );
+        let holders = db.store.holders(&Grant::TenantAdmin { tenant: t }).await?;
+        assert_eq!(
+            holders.iter().map(|u| u.id).collect::<Vec<_>>(),
+            vec![alice.id]
+        );
+        // Roles are scoped: another tenant's admin role is a different grant.
+        let t2 = tenant(db, "other").await?;
+        assert!(
+            db.store
+                .holders(&Grant::TenantAdmin { tenant: t2 })
+                .await?
+                .is_empty()
+        );
+
+        let members = rekey_store::users::tenant_members(db.store.db(), t).await?;
+        assert_eq!(members.len(), 2);
+
+        let a = db
+            .store
+            .revoke(alice.id, Grant::IntegrationDeveloper { tenant: t }, "root")
+            .await?;
+        assert_eq!(a.grants, vec![Grant::TenantAdmin { tenant: t }]);
+        assert_eq!(db.store.users().await?.len(), 2);
+        db.store.verify_audit().await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn user_refusals_change_nothing() {
+    on_both(async |db| {
+        let t = tenant(db, "acme").await?;
+        let alice = db
+            .store
+            .add_user(&Email::parse("alice@example.com")?, "root")
+            .await?;
+        db.store
+            .grant(alice.id, Grant::TenantAdmin { tenant: t }, "root")
+            .await?;
+        let audit_before = db.audit_len().await?;
+
+        // Invalid email: refused while parsing, with a clear message.
+        let err = Email::parse("alice at example.com").err();
+        let msg = err.as_ref().map(ToString::to_string).unwrap_or_default();
+        assert!(
+            msg.starts_with("invalid email address \"alice at example.com\""),
+            "{msg}"
+        );
+        let as_store: Option<StoreError> = err.map(StoreError::from);
+        assert!(matches!(as_store, Some(StoreError::Invalid(_))));
+
+        let err = db
+            .store
+            .add_user(&Email::parse("ALICE@example.com")?, "root")
+            .await
+            .err();
+        assert!(matches!(err, Some(StoreError::DuplicateUser(_))), "{err:?}");
+        let err = db
+            .store
+            .grant(alice.id, Grant::TenantAdmin { tenant: t }, "root")
+            .await
+            .err();
+        assert!(
+            matches!(err, Some(StoreError::DuplicateGrant { .. })),
+            "{err:?}"
+        );
+        let err = db
+            .store
+            .revoke(alice.id, Grant::IntegrationDeveloper { tenant: t }, "root")
+            .await
+            .err();
+        assert!(
+            matches!(err, Some(StoreError::UnknownGrant { .. })),
+            "{err:?}"
+        );
+        let ghost = UserId::from_uuid(uuid::Uuid::new_v4());
+        let err = db
+            .store
+            .grant(ghost, Grant::TenantAdmin { tenant: t }, "root")
+            .await
+            .err();
+        assert!(matches!(err, Some(StoreError::UnknownUser(_))), "{err:?}");
+        let err = db
+            .store
+            .user_by_email(&Email::parse("bob@example.com")?)
+            .await
+            .err();
+        assert!(matches!(err, Some(StoreError::UnknownUser(_))), "{err:?}");
+        let nowhere = TenantId::from_uuid(uuid::Uuid::new_v4());
+        let err = db
+            .store
+            .grant(alice.id, Grant::TenantAdmin { tenant: nowhere }, "root")
+            .await
+            .err();
+        assert!(matches!(err, Some(StoreError::UnknownTenant(_))), "{err:?}");
+        let no_receiver = ReceiverId::from_uuid(uuid::Uuid::new_v4());
+        let err = db
+            .store
+            .grant(
+                alice.id,
+                Grant::ReceiverAdmin {
+                    receiver: no_receiver,
+                },
+                "root",
+            )
+            .await
+            .err();
+        assert!(
+            matches!(err, Some(StoreError::UnknownReceiverId(_))),
+            "{err:?}"
+        );
+
+        assert_eq!(db.audit_len().await?, audit_before);
+        assert_eq!(
+            db.store.user(alice.id).await?.grants,
+            vec![Grant::TenantAdmin { tenant: t }]
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn api_tokens_are_stored_as_hashes_only() {
+    on_both(async |db| {
+        let alice = db
+            .store
+            .add_user(&Email::parse("alice@example.com")?, "root")
+            .await?;
+        let bob = db
+            .store
+            .add_user(&Email::parse("bob@example.com")?, "root")
+            .await?;
+        let new = db
+            .store
+            .create_token(alice.id, "laptop", "alice@example.com")
+            .await?;
+        let token: String = new.token.to_string();
+        assert_eq!(token.len(), 43);
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&token)?;
+        assert_eq!(raw.len(), 32, "not 256 bits");
+        let other = db
+            .store
+            .create_token(bob.id, "ci", "bob@example.com")
+            .await?;
+        assert_ne!(other.token.as_str(), token);
+
+        assert_eq!(db.store.user_for_token(&token).await?.id, alice.id);
+        assert_eq!(db.store.user_for_token(&other.token).await?.id, bob.id);
+
+        // Only the SHA-256 is stored; the token appears in no column.
+        let rows = api_token::Entity::find().all(db.store.db()).await?;
+        assert_eq!(rows.len(), 2);
+        let row = rows
+            .iter()
+            .find(|r| r.id == new.id.as_uuid())
+            .ok_or("row")?;
+        assert_eq!(
+            row.token_sha256,
+            hex::encode(Sha256::digest(token.as_bytes()))
+        );
+        for r in &rows {
+            let all = format!("{r:?}");
+            assert!(!all.contains(&token) && !all.contains(other.token.as_str()));
+        }
+
+        // Unknown and revoked tokens do not authenticate.
+        let err = db.store.user_for_token("not-a-token").await.err();
+        assert!(matches!(err, Some(StoreError::UnknownToken)), "{err:?}");
+        db.store.revoke_token(new.id, "alice@example.com").await?;
+        let err = db.store.user_for_token(&token).await.err();
+        assert!(matches!(err, Some(StoreError::UnknownToken)), "{err:?}");
+        let err = db
+            .store
+            .revoke_token(new.id, "alice@example.com")
+            .await
+            .err();
+        assert!(matches!(err, Some(StoreError::UnknownToken)), "{err:?}");
+        assert_eq!(db.store.user_for_token(&other.token).await?.id, bob.id);
+
+        let listed = db.store.tokens(alice.id).await?;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].label, "laptop");
+        assert!(listed[0].revoked_at.is_some());
+        // The secret is not in the Debug output of the creation result either.
+        assert!(!format!("{other:?}").contains(other.token.as_str()));
+        Ok(())
+    })
+    .await;
+}
