@@ -10,6 +10,8 @@
 mod cert;
 mod digest;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod key;
 pub mod pkcs12;
 mod receiver;
