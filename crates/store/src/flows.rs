@@ -690,7 +690,9 @@ pub async fn sign_for_step(
     for r in &resolved {
         match &r.entry {
             Some(entry) => {
-                let key = keystore::private_key(conn, kek, tenant, &r.row.params.alias).await?;
+                // Decrypt the very entry whose chain was read, even if the alias changes
+                // meanwhile, so key and certificate always belong together.
+                let key = keystore::entry_private_key(conn, kek, tenant, entry.id).await?;
                 keys.push((key, entry.chain.clone(), &r.row.params));
                 signers.push(r.row.params.alias.clone());
             }

@@ -45,6 +45,22 @@ async fn add_then_read_back_and_decrypt() {
             decrypted.to_pkcs8_der()?.as_slice(),
             key("alpha")?.to_pkcs8_der()?.as_slice()
         );
+        // The expiry watch sees it before its notAfter, not after.
+        let soon = rekey_store::keystore::expiring_before(
+            db.store.db(),
+            alpha_cert.not_after() + chrono::Duration::days(1),
+        )
+        .await?;
+        assert_eq!(
+            soon.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![entry.id]
+        );
+        let now = rekey_store::db::now();
+        assert!(
+            rekey_store::keystore::expiring_before(db.store.db(), now)
+                .await?
+                .is_empty()
+        );
         assert_eq!(db.store.key_entries(t).await?, vec![entry]);
         assert!(db.store.key_history(t, &a).await?.is_empty());
         Ok(())
