@@ -338,3 +338,48 @@ pub enum StoreError {
 
 /// Result alias for this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_as_sentences() -> std::result::Result<(), InvalidInput> {
+        let alias = Alias::parse("signer-2026")?;
+        let uses = vec![
+            StepRef {
+                flow: FlowName::parse("Invoices")?,
+                step: StepName::parse("sign")?,
+            },
+            StepRef {
+                flow: FlowName::parse("Orders to ACME")?,
+                step: StepName::parse("sign orders")?,
+            },
+        ];
+        let e = StoreError::AliasInUse { alias, uses };
+        assert_eq!(
+            e.to_string(),
+            "alias \"signer-2026\" is still listed by flow \"Invoices\" step \"sign\", \
+             flow \"Orders to ACME\" step \"sign orders\"; remove it from those signer steps first"
+        );
+        let e = StoreError::NoSignerResolves {
+            flow: FlowName::parse("Orders")?,
+            step: StepName::parse("sign")?,
+            aliases: vec![Alias::parse("a")?, Alias::parse("b")?],
+        };
+        assert_eq!(
+            e.to_string(),
+            "flow \"Orders\" step \"sign\": none of its signer aliases (a, b) has a key in the \
+             keystore; nothing can sign"
+        );
+        let e = StoreError::SchemaTooNew {
+            database: 7,
+            binary: 3,
+        };
+        assert_eq!(
+            e.to_string(),
+            "database schema version 7 is newer than this rekey binary supports (up to 3); upgrade rekey"
+        );
+        Ok(())
+    }
+}
