@@ -8,4 +8,5 @@ mod flows;
 mod keystore;
 mod migrations;
 mod receivers;
+mod send;
 mod users;
