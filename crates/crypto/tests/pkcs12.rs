@@ -237,3 +237,65 @@ fn garbage_is_refused() {
         ));
     }
 }
+
+#[test]
+fn empty_password_both_directions() {
+    let dir = tempdir();
+    let (k, c) = signer(1, "empty password");
+    let cert = write(dir.path(), "c.pem", c.to_pem());
+    let p12 = dir.path().join("openssl-empty.p12");
+    run_ok(
+        openssl()
+            .args(["pkcs12", "-export", "-inkey"])
+            .arg(fixture_path("key1.pem"))
+            .arg("-in")
+            .arg(&cert)
+            .args(["-passout", "pass:", "-out"])
+            .arg(&p12),
+    );
+    let (k2, chain) =
+        pkcs12::import(&std::fs::read(&p12).expect("p12"), "").expect("imports empty password");
+    assert!(k2.matches(&c) && chain == vec![c.clone()]);
+    assert!(pkcs12::import(&std::fs::read(&p12).expect("p12"), "x").is_err());
+
+    let ours = write(
+        dir.path(),
+        "rekey-empty.p12",
+        pkcs12::export(&k, std::slice::from_ref(&c), "").expect("exports"),
+    );
+    let out = run_ok(
+        openssl()
+            .args(["pkcs12", "-in"])
+            .arg(&ours)
+            .args(["-passin", "pass:", "-nodes"]),
+    );
+    let text = String::from_utf8(out).expect("PEM text");
+    assert!(KeyPair::from_pem(&text).expect("key").matches(&c));
+}
+
+#[test]
+fn rekey_export_is_read_by_java_keytool() {
+    let dir = tempdir();
+    let (k, c) = signer(2, "to java");
+    let p12 = write(
+        dir.path(),
+        "f.p12",
+        pkcs12::export(&k, std::slice::from_ref(&c), "changeit").expect("exports"),
+    );
+    let out = run_ok(
+        common::tool("keytool", "default-jdk-headless")
+            .args([
+                "-list",
+                "-v",
+                "-storetype",
+                "PKCS12",
+                "-storepass",
+                "changeit",
+                "-keystore",
+            ])
+            .arg(&p12),
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("PrivateKeyEntry"), "{text}");
+    assert!(text.contains("CN=to java"), "{text}");
+}
