@@ -649,4 +649,44 @@ mod tests {
             "136355ed9434516682534f46d63956db5ff06b844702c2c1f3b46321e2524a4d"
         );
     }
+
+    #[test]
+    fn absurd_iteration_counts_are_refused_before_any_work() {
+        for iterations in [0, MAX_ITERATIONS + 1, u32::MAX] {
+            let mac_data = MacData {
+                mac: DigestInfo {
+                    algorithm: AlgorithmIdentifierOwned {
+                        oid: ID_SHA256,
+                        parameters: None,
+                    },
+                    digest: OctetString::new(vec![0u8; 32]).expect("octets"),
+                },
+                mac_salt: OctetString::new(vec![1u8; 8]).expect("octets"),
+                iterations,
+            };
+            let e = check_mac(&mac_data, b"data", "pw").expect_err("refused");
+            assert!(e.to_string().contains("iteration count"), "{e}");
+        }
+    }
+
+    #[test]
+    fn legacy_and_unknown_encryption_is_refused_with_the_reexport_hint() {
+        for oid in [
+            "1.2.840.113549.1.12.1.3",
+            "1.2.840.113549.1.12.1.6",
+            "1.2.840.113549.1.5.3",
+            "1.2.3.4",
+        ] {
+            let alg = AlgorithmIdentifierOwned {
+                oid: ObjectIdentifier::new(oid).expect("oid"),
+                parameters: None,
+            };
+            let e = decrypt(&alg, b"", "pw", "certificates").expect_err("refused");
+            assert!(
+                e.to_string()
+                    .contains("-keypbe AES-256-CBC -certpbe AES-256-CBC"),
+                "{e}"
+            );
+        }
+    }
 }
