@@ -892,11 +892,12 @@ impl Ctx<'_> {
         }
         match kind {
             TimerKind::WindowOpen => {
+                let now = self.now;
                 if let Some(w) = self
                     .r
                     .window
                     .as_mut()
-                    .filter(|w| w.agreed && !w.open && !w.closed)
+                    .filter(|w| w.agreed && !w.open && !w.closed && now >= w.start)
                 {
                     w.open = true;
                     self.effects.push(Effect::Audit {
@@ -906,7 +907,13 @@ impl Ctx<'_> {
                 }
             }
             TimerKind::WindowClose => {
-                if let Some(w) = self.r.window.as_mut().filter(|w| w.agreed && !w.closed) {
+                let now = self.now;
+                let closing = self
+                    .r
+                    .window
+                    .as_mut()
+                    .filter(|w| w.agreed && !w.closed && now >= w.end);
+                if let Some(w) = closing {
                     w.open = false;
                     w.closed = true;
                     self.effects.push(Effect::Audit {
@@ -951,12 +958,29 @@ impl Ctx<'_> {
                 let Some(st) = self.r.step_mut(id) else {
                     return Ok(());
                 };
-                // A timer for a step no longer due is stale: nothing to do.
-                let StepStatus::Due { due_at, .. } = st.status else {
+                // A timer for a step no longer due, or delivered early or twice, is stale:
+                // timers are honoured only when their time has come, so duplicates are harmless.
+                let StepStatus::Due { since, due_at } = st.status else {
                     return Ok(());
                 };
+                let now = self.now;
                 if kind == TimerKind::Reminder {
+                    let next = since + def.remind * (st.reminders as i32 + 1);
+                    // Past the escalation time reminders stop: the escalation says it all.
+                    let past = now >= since + def.escalate;
+                    if def.remind <= chrono::Duration::zero() || now < next || st.escalated || past
+                    {
+                        return Ok(());
+                    }
                     st.reminders += 1;
+                    let following = now + def.remind;
+                    if following < since + def.escalate {
+                        self.effects.push(Effect::Schedule {
+                            step: Some(id.to_string()),
+                            kind: TimerKind::Reminder,
+                            at: following,
+                        });
+                    }
                     self.notify(
                         def.role,
                         NoticeKind::Reminder,
@@ -965,7 +989,7 @@ impl Ctx<'_> {
                         None,
                         Some(due_at),
                     );
-                } else if !st.escalated {
+                } else if !st.escalated && now >= since + def.escalate {
                     st.escalated = true;
                     self.notify(
                         def.role,

@@ -426,14 +426,12 @@ fn downtime_window_needs_both_parties_and_opens_on_time() {
         matches!(r, Refusal::NotDue { ref waiting_for, .. } if waiting_for.contains("window")),
         "{r}"
     );
-    sim.send(
-        &Actor::system(),
-        Event::Timer {
-            step: None,
-            kind: TimerKind::WindowOpen,
-        },
-    )
-    .expect("opens");
+    let early = sim
+        .fire_at(sim.now, None, TimerKind::WindowOpen)
+        .expect("early");
+    assert!(early.effects.is_empty(), "the window does not open early");
+    sim.fire_at(start_at, None, TimerKind::WindowOpen)
+        .expect("opens");
     sim.send(
         &admin(),
         Event::Approve {
@@ -471,23 +469,10 @@ fn window_closing_before_the_steps_escalates() {
     .expect("propose");
     sim.send(&receiver_admin(), Event::AcceptWindow)
         .expect("accept");
-    sim.send(
-        &Actor::system(),
-        Event::Timer {
-            step: None,
-            kind: TimerKind::WindowOpen,
-        },
-    )
-    .expect("open");
+    sim.fire_at(s, None, TimerKind::WindowOpen).expect("open");
     // Auto-approve ran the exchange at once; the receiver did not switch in time.
     let t = sim
-        .send(
-            &Actor::system(),
-            Event::Timer {
-                step: None,
-                kind: TimerKind::WindowClose,
-            },
-        )
+        .fire_at(s + chrono::Duration::hours(1), None, TimerKind::WindowClose)
         .expect("close");
     assert!(t.effects.iter().any(|e| matches!(e, Effect::Notify(n) if n.kind == NoticeKind::Escalation && n.to == Role::ReceiverAdmin)));
     assert!(
@@ -500,23 +485,55 @@ fn window_closing_before_the_steps_escalates() {
 #[test]
 fn reminders_and_escalation_go_to_the_owner_and_stale_timers_do_nothing() {
     let mut sim = Sim::start(ProcedureId::DualTrust, true);
-    let t = sim
-        .send(
-            &Actor::system(),
-            Event::Timer {
-                step: Some("trust-old-and-new".into()),
-                kind: TimerKind::Reminder,
-            },
+    let step = Some("trust-old-and-new");
+    let since = sim.now;
+    let early = sim
+        .fire_at(
+            since + chrono::Duration::hours(1),
+            step,
+            TimerKind::Reminder,
         )
+        .expect("early");
+    assert!(
+        early.effects.is_empty(),
+        "a timer delivered early does nothing: {:?}",
+        early.effects
+    );
+    let t = sim
+        .fire_at(since + chrono::Duration::days(2), step, TimerKind::Reminder)
         .expect("reminder");
     assert!(t.effects.iter().any(|e| matches!(e, Effect::Notify(n) if n.kind == NoticeKind::Reminder && n.to == Role::ReceiverAdmin)));
+    assert!(
+        t.effects.iter().any(|e| matches!(
+            e,
+            Effect::Schedule {
+                kind: TimerKind::Reminder,
+                ..
+            }
+        )),
+        "the next reminder is planned"
+    );
+    let again = sim
+        .fire_at(since + chrono::Duration::days(2), step, TimerKind::Reminder)
+        .expect("duplicate");
+    assert!(
+        again.effects.is_empty(),
+        "a duplicate delivery sends nothing: {:?}",
+        again.effects
+    );
+    let early = sim
+        .fire_at(
+            since + chrono::Duration::days(3),
+            step,
+            TimerKind::Escalation,
+        )
+        .expect("early escalation");
+    assert!(early.effects.is_empty());
     let t = sim
-        .send(
-            &Actor::system(),
-            Event::Timer {
-                step: Some("trust-old-and-new".into()),
-                kind: TimerKind::Escalation,
-            },
+        .fire_at(
+            since + chrono::Duration::days(7),
+            step,
+            TimerKind::Escalation,
         )
         .expect("escalation");
     let to: Vec<Role> = t
@@ -529,25 +546,24 @@ fn reminders_and_escalation_go_to_the_owner_and_stale_timers_do_nothing() {
         .collect();
     assert_eq!(to, [Role::ReceiverAdmin, Role::TenantAdmin]);
     let t = sim
-        .send(
-            &Actor::system(),
-            Event::Timer {
-                step: Some("create-key-pair".into()),
-                kind: TimerKind::Reminder,
-            },
+        .fire_at(
+            since + chrono::Duration::days(8),
+            Some("create-key-pair"),
+            TimerKind::Reminder,
         )
         .expect("stale");
     assert!(t.effects.is_empty(), "{:?}", t.effects);
-    assert!(matches!(
-        sim.send(
-            &admin(),
-            Event::Timer {
-                step: None,
-                kind: TimerKind::WindowOpen
-            }
-        ),
-        Err(Refusal::Invalid { .. })
-    ));
+    let r = sim.send(
+        &admin(),
+        Event::Timer {
+            step: None,
+            kind: TimerKind::WindowOpen,
+        },
+    );
+    assert!(
+        matches!(r, Err(Refusal::Invalid { .. })),
+        "only rekey fires timers"
+    );
 }
 
 #[test]

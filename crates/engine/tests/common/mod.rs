@@ -202,6 +202,18 @@ impl Sim {
         Ok(t)
     }
 
+    /// Fires a timer as the scheduler would at `at`.
+    pub fn fire_at(
+        &mut self,
+        at: DateTime<Utc>,
+        step: Option<&str>,
+        kind: TimerKind,
+    ) -> Result<Transition, Refusal> {
+        self.now = at - chrono::Duration::minutes(5);
+        let step = step.map(str::to_string);
+        self.send(&Actor::system(), Event::Timer { step, kind })
+    }
+
     pub fn def(&self) -> &Procedure {
         self.catalog.get(self.renewal.procedure)
     }
@@ -252,14 +264,9 @@ impl Sim {
                 .as_ref()
                 .is_some_and(|w| w.agreed && !w.open && !w.closed);
             if waiting_for_window {
-                self.send(
-                    &Actor::system(),
-                    Event::Timer {
-                        step: None,
-                        kind: TimerKind::WindowOpen,
-                    },
-                )
-                .expect("window opens");
+                let at = self.renewal.window.as_ref().map_or(self.now, |w| w.start);
+                self.fire_at(at, None, TimerKind::WindowOpen)
+                    .expect("window opens");
                 continue;
             }
             return;
