@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod config;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "rekey", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    global: config::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,14 +31,46 @@ enum Command {
     Sign(cmd::files::SignArgs),
     /// Verify CMS SignedData and apply a receiver's rule; exit 0 only when it would be accepted.
     Verify(cmd::files::VerifyArgs),
+    /// Create the data directory, configuration file, key-encryption key and database.
+    Init(cmd::state::InitArgs),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(cmd::state::TenantCmd),
+    /// The tenant's outbound keystore: keys and certificates under aliases, with history.
+    #[command(subcommand)]
+    Keystore(cmd::keystore::KeystoreCmd),
+    /// Integration flows and their CMS signer steps.
+    #[command(subcommand)]
+    Flow(cmd::flow::FlowCmd),
+    /// A signer step's Signer Parameters table.
+    #[command(subcommand)]
+    Signer(cmd::flow::SignerCmd),
+    /// Receivers: contacts, capability profile and trusted certificates.
+    #[command(subcommand)]
+    Receiver(cmd::receiver::ReceiverCmd),
+    /// Users, their roles and API tokens.
+    #[command(subcommand)]
+    User(cmd::state::UserCmd),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(cmd::state::AuditCmd),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen(args) => cmd::files::keygen(args),
+        Command::Sign(args) if args.flow.is_some() => cmd::flow::sign(&cli.global, args),
         Command::Sign(args) => cmd::files::sign(args),
         Command::Verify(args) => cmd::files::verify(args),
+        Command::Init(args) => cmd::state::init(&cli.global, args),
+        Command::Tenant(c) => cmd::state::tenant(&cli.global, c),
+        Command::Keystore(c) => cmd::keystore::run(&cli.global, c),
+        Command::Flow(c) => cmd::flow::flow(&cli.global, c),
+        Command::Signer(c) => cmd::flow::signer(&cli.global, c),
+        Command::Receiver(c) => cmd::receiver::run(&cli.global, c),
+        Command::User(c) => cmd::state::user(&cli.global, c),
+        Command::Audit(c) => cmd::state::audit(&cli.global, c),
     };
     match result {
         Ok(code) => code,

@@ -68,8 +68,18 @@ rekey sign --signer old.pem:old.crt --signer new.pem:new.crt --digest sha256 --i
 )]
 pub struct SignArgs {
     /// A signer as KEY_FILE:CERT_FILE; repeat for several signatures.
-    #[arg(long = "signer", value_name = "KEY:CERT", required = true)]
+    #[arg(
+        long = "signer",
+        value_name = "KEY:CERT",
+        required_unless_present = "flow"
+    )]
     pub signers: Vec<String>,
+    /// Sign as this flow's signer step signs (with --step), with the keys in the store.
+    #[arg(long, requires = "step", conflicts_with_all = ["signers", "no_certs", "no_signing_time", "detached", "base64"])]
+    pub flow: Option<String>,
+    /// The signer step of --flow.
+    #[arg(long, requires = "flow")]
+    pub step: Option<String>,
     /// Digest algorithm for every signer: sha256, sha384 or sha512.
     #[arg(long, default_value = "sha256", value_parser = parse_digest)]
     pub digest: DigestAlg,

@@ -1,0 +1,635 @@
+//! Configuration and the opened state every stateful command works on.
+//!
+//! Settings come in layers, each overriding the one before:
+//! 1. `config/default.toml`, embedded in the binary;
+//! 2. a TOML file: `--config FILE` / `REKEY_CONFIG`, else `<data-dir>/rekey.toml` if present;
+//! 3. `REKEY_...` environment variables;
+//! 4. `--data-dir` on the command line (clap also reads it from `REKEY_DATA_DIR`).
+//!
+//! Every layer is parsed into the same typed [`Layer`] that refuses unknown keys, so a typo in
+//! a file is an error naming the file, line and key rather than a silently ignored setting.
+//! Secrets (the database password, the KEK) are never printed: [`DatabaseUrl`] redacts its
+//! password in `Debug` and `Display`, and the KEK itself is not part of [`Settings`] at all;
+//! only where it comes from is.
+//!
+//! [`open_context`] is the one way commands open the store: settings, KEK, migrations.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::Args;
+use rekey_store::db::Backend;
+use rekey_store::kek::KEK_ENV_VAR;
+use rekey_store::{Email, Kek, Store, Tenant, TenantName};
+use serde::Deserialize;
+
+/// The embedded defaults (layer 1).
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Name of the configuration file looked for in the data directory.
+pub const CONFIG_FILE_NAME: &str = "rekey.toml";
+
+/// Name of the KEK file in the data directory when none is configured.
+pub const KEK_FILE_NAME: &str = "kek.key";
+
+/// Name of the SQLite database file in the data directory when no URL is configured.
+pub const DB_FILE_NAME: &str = "rekey.db";
+
+/// Options every command accepts, before or after the subcommand.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Data directory: database, key-encryption key, configuration, mail outbox
+    /// [default: ./rekey-data].
+    #[arg(long, global = true, env = "REKEY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (TOML) [default: <data-dir>/rekey.toml when present].
+    #[arg(long, global = true, env = "REKEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The tenant to work on; may be left out when there is exactly one.
+    #[arg(long, global = true, env = "REKEY_TENANT", value_name = "NAME")]
+    pub tenant: Option<String>,
+    /// Who the audit log records for changes made by this command (an email address)
+    /// [default: cli:<login name>].
+    #[arg(long = "as", global = true, value_name = "EMAIL")]
+    pub as_user: Option<String>,
+}
+
+/// A database URL. `Debug` and `Display` hide the password; [`DatabaseUrl::expose`] gives
+/// the real URL to the driver.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL with its password, for connecting. Do not print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The database kind, by the URL's scheme.
+    pub fn backend(&self) -> Result<Backend> {
+        Backend::of_url(&self.0).map_err(|e| anyhow!("database URL {self}: {e}"))
+    }
+
+    /// The URL with `***` in place of a password.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+                None => self.0.clone(),
+            },
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
+    }
+}
+
+/// Where the key-encryption key comes from. The key itself is never part of the settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KekSource {
+    /// A key file (base64 of 32 bytes, mode 0600).
+    File(PathBuf),
+    /// The `REKEY_KEK` environment variable.
+    Env,
+}
+
+impl fmt::Display for KekSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KekSource::File(p) => write!(f, "key file {}", p.display()),
+            KekSource::Env => write!(f, "environment variable {KEK_ENV_VAR}"),
+        }
+    }
+}
+
+/// How mail leaves rekey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// Every message is written as a file into the outbox directory; nothing is sent.
+    File,
+}
+
+/// The `[mail]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailSettings {
+    /// How mail is delivered.
+    pub transport: MailTransport,
+    /// Where the `file` transport writes messages.
+    pub outbox_dir: PathBuf,
+    /// The sender address.
+    pub from: String,
+}
+
+/// The `[server]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Address and port the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// The address people reach rekey under (links in emails), without a trailing slash.
+    pub base_url: String,
+}
+
+/// The `[renewal]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalSettings {
+    /// Start a renewal this many days before a signing certificate expires.
+    pub renew_before_days: u32,
+}
+
+/// The resolved, typed settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The configuration file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    /// The database.
+    pub database_url: DatabaseUrl,
+    /// Where the key-encryption key comes from.
+    pub kek: KekSource,
+    /// `[mail]`.
+    pub mail: MailSettings,
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[renewal]`.
+    pub renewal: RenewalSettings,
+}
+
+/// One layer of settings as written in TOML: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layer {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    kek_file: Option<PathBuf>,
+    #[serde(default)]
+    mail: MailLayer,
+    #[serde(default)]
+    server: ServerLayer,
+    #[serde(default)]
+    renewal: RenewalLayer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailLayer {
+    transport: Option<MailTransport>,
+    outbox_dir: Option<PathBuf>,
+    from: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerLayer {
+    listen: Option<SocketAddr>,
+    base_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewalLayer {
+    renew_before_days: Option<u32>,
+}
+
+impl Layer {
+    /// Parses TOML text; errors name `source`, the line and the offending key, on one line.
+    fn parse(text: &str, source: &str) -> Result<Layer> {
+        toml::from_str(text).map_err(|e| {
+            let mut msg = format!("configuration file {source}");
+            if let Some(span) = e.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                msg.push_str(&format!(", line {line}"));
+            }
+            anyhow!("{msg}: {}", e.message().trim().replace('\n', " "))
+        })
+    }
+
+    /// `self` with every key that `over` sets replaced.
+    fn overlay(self, over: Layer) -> Layer {
+        Layer {
+            data_dir: over.data_dir.or(self.data_dir),
+            database_url: over.database_url.or(self.database_url),
+            kek_file: over.kek_file.or(self.kek_file),
+            mail: MailLayer {
+                transport: over.mail.transport.or(self.mail.transport),
+                outbox_dir: over.mail.outbox_dir.or(self.mail.outbox_dir),
+                from: over.mail.from.or(self.mail.from),
+            },
+            server: ServerLayer {
+                listen: over.server.listen.or(self.server.listen),
+                base_url: over.server.base_url.or(self.server.base_url),
+            },
+            renewal: RenewalLayer {
+                renew_before_days: over
+                    .renewal
+                    .renew_before_days
+                    .or(self.renewal.renew_before_days),
+            },
+        }
+    }
+
+    /// The `REKEY_...` variables as a layer (`REKEY_KEK` itself is handled by [`KekSource`]).
+    fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Layer> {
+        fn parsed<T: std::str::FromStr>(
+            env: &dyn Fn(&str) -> Option<String>,
+            name: &str,
+        ) -> Result<Option<T>>
+        where
+            T::Err: fmt::Display,
+        {
+            match env(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|e| anyhow!("environment variable {name}={v:?}: {e}")),
+            }
+        }
+        let transport = match env("REKEY_MAIL_TRANSPORT") {
+            None => None,
+            Some(v) => Some(match v.trim() {
+                "file" => MailTransport::File,
+                other => bail!(
+                    "environment variable REKEY_MAIL_TRANSPORT={other:?}: unknown mail transport; use \"file\""
+                ),
+            }),
+        };
+        Ok(Layer {
+            // REKEY_DATA_DIR is read by clap as --data-dir, which wins over every layer.
+            data_dir: None,
+            database_url: env("REKEY_DATABASE_URL"),
+            kek_file: env("REKEY_KEK_FILE").map(PathBuf::from),
+            mail: MailLayer {
+                transport,
+                outbox_dir: env("REKEY_MAIL_OUTBOX_DIR").map(PathBuf::from),
+                from: env("REKEY_MAIL_FROM"),
+            },
+            server: ServerLayer {
+                listen: parsed(env, "REKEY_SERVER_LISTEN")?,
+                base_url: env("REKEY_SERVER_BASE_URL"),
+            },
+            renewal: RenewalLayer {
+                renew_before_days: parsed(env, "REKEY_RENEWAL_RENEW_BEFORE_DAYS")?,
+            },
+        })
+    }
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+impl Settings {
+    /// Loads the settings for `global` from the defaults, the configuration file and the
+    /// process environment.
+    pub fn load(global: &GlobalArgs) -> Result<Settings> {
+        Settings::load_with(global, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Settings::load`], reading environment variables through `env` (for tests).
+    pub fn load_with(
+        global: &GlobalArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings> {
+        let defaults = Layer::parse(DEFAULT_TOML, "(built-in defaults)")?;
+        let default_dir = defaults
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./rekey-data"));
+
+        // The file: named explicitly (must exist), or found in the data directory.
+        let (file_layer, config_file) = match &global.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read configuration file {}", path.display())
+                })?;
+                (
+                    Layer::parse(&text, &path.display().to_string())?,
+                    Some(path.clone()),
+                )
+            }
+            None => {
+                let dir = global.data_dir.clone().unwrap_or(default_dir);
+                let path = dir.join(CONFIG_FILE_NAME);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => (
+                        Layer::parse(&text, &path.display().to_string())?,
+                        Some(path),
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Layer::default(), None),
+                    Err(e) => {
+                        return Err(anyhow!(
+                            "cannot read configuration file {}: {e}",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+        };
+        let merged = defaults.overlay(file_layer).overlay(Layer::from_env(env)?);
+
+        let data_dir = global
+            .data_dir
+            .clone()
+            .or(merged.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./rekey-data"));
+        let database_url = DatabaseUrl(match non_empty(merged.database_url) {
+            Some(url) => url.trim().to_string(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join(DB_FILE_NAME).display()
+            ),
+        });
+        database_url.backend()?;
+
+        // REKEY_KEK_FILE names a file explicitly; otherwise REKEY_KEK (an environment variable,
+        // the highest layer) beats a key file from the configuration file or the default.
+        let kek = match (env("REKEY_KEK_FILE"), env(KEK_ENV_VAR)) {
+            (Some(f), _) if !f.trim().is_empty() => KekSource::File(PathBuf::from(f)),
+            (_, Some(_)) => KekSource::Env,
+            _ => KekSource::File(
+                merged
+                    .kek_file
+                    .unwrap_or_else(|| data_dir.join(KEK_FILE_NAME)),
+            ),
+        };
+
+        let listen = merged
+            .server
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let base_url = non_empty(merged.server.base_url)
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_string();
+
+        Ok(Settings {
+            mail: MailSettings {
+                transport: merged.mail.transport.unwrap_or(MailTransport::File),
+                outbox_dir: merged
+                    .mail
+                    .outbox_dir
+                    .unwrap_or_else(|| data_dir.join("outbox")),
+                from: non_empty(merged.mail.from).unwrap_or_else(|| "rekey@localhost".into()),
+            },
+            server: ServerSettings { listen, base_url },
+            renewal: RenewalSettings {
+                renew_before_days: merged.renewal.renew_before_days.unwrap_or(30),
+            },
+            data_dir,
+            config_file,
+            database_url,
+            kek,
+        })
+    }
+
+    /// The SQLite database file, when the database is SQLite.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database_url.expose();
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        Some(PathBuf::from(path))
+    }
+
+    /// Loads the key-encryption key from its source.
+    pub fn load_kek(&self) -> Result<Kek> {
+        match &self.kek {
+            KekSource::File(path) => {
+                if !path.exists() {
+                    bail!(
+                        "no key-encryption key: {} does not exist and {KEK_ENV_VAR} is not set; run `rekey init` first",
+                        path.display()
+                    );
+                }
+                Ok(Kek::from_file(path)?)
+            }
+            KekSource::Env => Kek::load(None).map_err(Into::into),
+        }
+    }
+}
+
+/// What every stateful command works with: the settings and the opened store (with the KEK,
+/// migrated), and who the audit log records as the actor.
+#[derive(Debug)]
+pub struct Context {
+    /// The resolved settings.
+    #[allow(dead_code)] // read by the server, scheduler and mail commands
+    pub settings: Settings,
+    /// The store, opened with the KEK.
+    pub store: Store,
+    /// The actor recorded in the audit log: `--as EMAIL`, else `cli:<login name>`.
+    pub actor: String,
+    /// The global options the context was opened with.
+    pub global: GlobalArgs,
+}
+
+/// The audit actor for `global`: the `--as` address (validated), else `cli:<login name>`.
+pub fn actor(global: &GlobalArgs) -> Result<String> {
+    match &global.as_user {
+        Some(e) => Ok(Email::parse(e).context("--as")?.to_string()),
+        None => {
+            let user = std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .or_else(|_| std::env::var("USERNAME"))
+                .unwrap_or_else(|_| "unknown".into());
+            Ok(format!("cli:{user}"))
+        }
+    }
+}
+
+/// Opens the settings and the store (applying migrations) with the KEK for `global`.
+pub async fn open_context(global: &GlobalArgs) -> Result<Context> {
+    let settings = Settings::load(global)?;
+    let actor = actor(global)?;
+    if settings.sqlite_path().is_some() && !settings.data_dir.is_dir() {
+        bail!(
+            "data directory {} does not exist; run `rekey init` first (or give --data-dir)",
+            settings.data_dir.display()
+        );
+    }
+    if let Some(db) = settings.sqlite_path()
+        && !db.exists()
+    {
+        bail!(
+            "database {} does not exist; run `rekey init` first",
+            db.display()
+        );
+    }
+    let kek = settings.load_kek()?;
+    let store = open_store(&settings).await?.with_kek(kek);
+    Ok(Context {
+        settings,
+        store,
+        actor,
+        global: global.clone(),
+    })
+}
+
+/// Opens (creating a SQLite file if needed) and migrates the database, without a KEK.
+pub async fn open_store(settings: &Settings) -> Result<Store> {
+    Store::open(settings.database_url.expose())
+        .await
+        .with_context(|| format!("cannot open database {}", settings.database_url))
+}
+
+impl Context {
+    /// The tenant named by `--tenant`, or the only tenant there is.
+    pub async fn tenant(&self) -> Result<Tenant> {
+        resolve_tenant(&self.store, self.global.tenant.as_deref()).await
+    }
+}
+
+/// The tenant `name`, or the only one when `name` is `None`; errors list the tenants.
+pub async fn resolve_tenant(store: &Store, name: Option<&str>) -> Result<Tenant> {
+    let all = store.tenants().await.context("cannot list tenants")?;
+    let names = || {
+        all.iter()
+            .map(|t| format!("{:?}", t.name.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match name {
+        Some(n) => {
+            let n = TenantName::parse(n).context("--tenant")?;
+            match all.iter().find(|t| t.name == n) {
+                Some(t) => Ok(t.clone()),
+                None if all.is_empty() => bail!(
+                    "unknown tenant {:?}: there are no tenants yet; create one with `rekey tenant add NAME`",
+                    n.as_str()
+                ),
+                None => bail!("unknown tenant {:?}; tenants: {}", n.as_str(), names()),
+            }
+        }
+        None => match all.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => bail!("there are no tenants yet; create one with `rekey tenant add NAME`"),
+            _ => bail!(
+                "there are several tenants ({}); choose one with --tenant NAME",
+                names()
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn global(dir: &std::path::Path) -> GlobalArgs {
+        GlobalArgs {
+            data_dir: Some(dir.to_path_buf()),
+            ..GlobalArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(s.data_dir, dir.path());
+        assert_eq!(
+            s.database_url.expose(),
+            format!("sqlite://{}/rekey.db?mode=rwc", dir.path().display())
+        );
+        assert_eq!(s.kek, KekSource::File(dir.path().join("kek.key")));
+        assert_eq!(s.mail.transport, MailTransport::File);
+        assert_eq!(s.mail.outbox_dir, dir.path().join("outbox"));
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.server.base_url, "http://127.0.0.1:8080");
+        assert_eq!(s.renewal.renew_before_days, 30);
+        assert_eq!(s.config_file, None);
+        Ok(())
+    }
+
+    #[test]
+    fn file_then_env() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join(CONFIG_FILE_NAME),
+            "kek_file = \"/k\"\n[renewal]\nrenew_before_days = 10\n[server]\nlisten = \"0.0.0.0:9000\"\n",
+        )?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(s.renewal.renew_before_days, 10);
+        assert_eq!(s.kek, KekSource::File(PathBuf::from("/k")));
+        assert_eq!(s.server.base_url, "http://0.0.0.0:9000");
+        assert_eq!(s.config_file, Some(dir.path().join(CONFIG_FILE_NAME)));
+
+        let env = |n: &str| match n {
+            "REKEY_RENEWAL_RENEW_BEFORE_DAYS" => Some("5".to_string()),
+            "REKEY_DATABASE_URL" => Some("postgres://u:hunter2@h:5432/db".to_string()),
+            "REKEY_KEK" => Some("x".to_string()),
+            _ => None,
+        };
+        let s = Settings::load_with(&global(dir.path()), &env)?;
+        assert_eq!(s.renewal.renew_before_days, 5);
+        assert_eq!(s.kek, KekSource::Env);
+        assert_eq!(s.database_url.backend()?, Backend::Postgres);
+        let shown = format!("{s:?} {}", s.database_url);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://u:***@h:5432/db"), "{shown}");
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_name_file_and_key() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[mail]\ntransport = \"file\"\nsmtp_hots = \"x\"\n")?;
+        let g = GlobalArgs {
+            config: Some(path.clone()),
+            ..global(dir.path())
+        };
+        let err = Settings::load_with(&g, &no_env)
+            .err()
+            .map(|e| format!("{e:#}"));
+        let err = err.unwrap_or_default();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("smtp_hots"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_env_is_named() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let env = |n: &str| (n == "REKEY_SERVER_LISTEN").then(|| "nowhere".to_string());
+        let err = Settings::load_with(&global(dir.path()), &env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("REKEY_SERVER_LISTEN"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn embedded_defaults_parse() -> Result<()> {
+        Layer::parse(DEFAULT_TOML, "defaults")?;
+        Ok(())
+    }
+}
