@@ -79,7 +79,9 @@ fn install_packages() -> Result<(), String> {
         return Ok(());
     }
     if !Path::new("/usr/bin/apt-get").exists() {
-        return Err(format!("missing packages {missing:?} and no apt-get to install them"));
+        return Err(format!(
+            "missing packages {missing:?} and no apt-get to install them"
+        ));
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     run("apt-get", &["update", "-q"])?;
@@ -92,8 +94,9 @@ fn ensure_postgres() -> Result<(), String> {
     if env::var("REKEY_TEST_POSTGRES_URL").is_ok() || postgres_up() {
         return Ok(());
     }
-    let versions = std::fs::read_dir("/etc/postgresql")
-        .map_err(|_| "PostgreSQL is not running on 127.0.0.1:5432 and is not installed".to_string())?;
+    let versions = std::fs::read_dir("/etc/postgresql").map_err(|_| {
+        "PostgreSQL is not running on 127.0.0.1:5432 and is not installed".to_string()
+    })?;
     for v in versions.flatten() {
         let v = v.file_name().to_string_lossy().to_string();
         eprintln!("xtask: starting PostgreSQL {v}");

@@ -13,6 +13,7 @@ pub mod keystore_chain_cert;
 pub mod keystore_entry;
 pub mod link_token;
 pub mod outbox;
+pub mod pending_key;
 pub mod receiver;
 pub mod receiver_admin_email;
 pub mod receiver_trusted_cert;

@@ -392,6 +392,30 @@ pub async fn remove(
     alias: &Alias,
     actor: &str,
 ) -> Result<KeystoreEntry> {
+    remove_inner(txn, tenant, alias, actor, true).await
+}
+
+/// Moves the alias's current entry to history even though signer steps still list the alias.
+///
+/// Only for renewals: rows whose alias has no key are skipped when signing, which the
+/// `prepared-second-alias` procedure relies on, and the engine's guard has already checked that
+/// every step listing the alias still signs with a key the receiver trusts.
+pub async fn retire(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    alias: &Alias,
+    actor: &str,
+) -> Result<KeystoreEntry> {
+    remove_inner(txn, tenant, alias, actor, false).await
+}
+
+async fn remove_inner(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    alias: &Alias,
+    actor: &str,
+    refuse_in_use: bool,
+) -> Result<KeystoreEntry> {
     audit::lock_head(txn).await?;
     tenants::ensure(txn, tenant).await?;
     let current =
@@ -402,7 +426,7 @@ pub async fn remove(
                 alias: alias.clone(),
             })?;
     let uses = flows::alias_usage(txn, tenant, alias).await?;
-    if !uses.is_empty() {
+    if refuse_in_use && !uses.is_empty() {
         return Err(StoreError::AliasInUse {
             alias: alias.clone(),
             uses,

@@ -34,6 +34,7 @@ pub mod flows;
 pub mod kek;
 pub mod keystore;
 pub mod migrate;
+pub mod pending;
 pub mod receivers;
 mod store;
 pub mod tenants;

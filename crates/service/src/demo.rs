@@ -1,0 +1,565 @@
+//! `rekey demo`: every procedure end to end on one store, the three roles played by scripted
+//! users through the same [`Service`] calls a person's actions make, and a reference receiver
+//! (real CMS verification under the receiver's confirmed trust and profile) judging a probe
+//! message signed by the signer step after every step.
+
+use chrono::{DateTime, Duration, Utc};
+use rekey_crypto::{
+    KeyBits, KeyPair, ReceiverProfile as Profile, receiver_verdict, self_signed, to_base64,
+};
+use rekey_engine::{Event, ProcedureId, Renewal, Role, StepKind, StepStatus, TimerKind};
+use rekey_store::{
+    Alias, Email, FlowName, Grant, KeyMaterial, ReceiverName, ReceiverProfile, SignerParams,
+    StepName, StepOptions, TenantId, TenantName,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{Result, Service, ServiceError, StartRequest};
+
+/// Who plays the tenant administrator.
+pub const TENANT_ADMIN: &str = "tenant-admin@tenant.example";
+/// Who plays the integration developer.
+pub const DEVELOPER: &str = "developer@tenant.example";
+
+/// The receiver administrator of one procedure's receiver.
+pub fn receiver_admin(p: ProcedureId) -> String {
+    format!("admin@{p}.receiver.example")
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Procedures to run, in order.
+    pub procedures: Vec<ProcedureId>,
+    /// RSA size for every key.
+    pub bits: u32,
+    /// The simulated clock's start.
+    pub start: DateTime<Utc>,
+}
+
+/// The receiver's state when a probe arrived.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReceiver {
+    /// Profile flag.
+    pub verifies_multiple_keys: bool,
+    /// Profile flag.
+    pub accepts_multiple_signatures: bool,
+    /// Certificates it trusted, PEM.
+    pub trusted_certificates_pem: Vec<String>,
+}
+
+/// One probe, as `probes.jsonl` records it (see DEMO-EVIDENCE.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeRecord {
+    /// 0, 1, 2, …
+    pub seq: usize,
+    /// Workflow step just completed (none before the first).
+    pub after_step: Option<String>,
+    /// Its seed step number.
+    pub seed_step: Option<String>,
+    /// When it was signed (simulated clock).
+    pub at: DateTime<Utc>,
+    /// The payload.
+    pub content_base64: String,
+    /// ContentInfo(SignedData), DER, Base64.
+    pub signed_data_der_base64: String,
+    /// SignerInfos in it.
+    pub signer_count: usize,
+    /// The receiver when it arrived.
+    pub receiver: ProbeReceiver,
+    /// `accepted` or `rejected`.
+    pub receiver_verdict: String,
+    /// True only between the two exchanges of `downtime-window`.
+    pub in_downtime_window: bool,
+    /// Why the reference receiver rejected it (not part of the evidence format's claims).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One completed step, as `timeline.json` records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    /// Workflow step id.
+    pub step: String,
+    /// Seed step number.
+    pub seed_step: String,
+    /// Owning role.
+    pub role: Role,
+    /// Kind of step.
+    pub kind: StepKind,
+    /// User email or `rekey`.
+    pub performed_by: String,
+    /// When it became due.
+    pub started_at: DateTime<Utc>,
+    /// When it was done.
+    pub completed_at: DateTime<Utc>,
+    /// Recipients notified by it.
+    pub emails: Vec<String>,
+}
+
+/// One procedure's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcedureRun {
+    /// The procedure.
+    pub procedure: ProcedureId,
+    /// The renewal.
+    pub renewal: Uuid,
+    /// Completed steps in order.
+    pub timeline: Vec<TimelineEntry>,
+    /// Probe messages.
+    pub probes: Vec<ProbeRecord>,
+    /// Measured downtime, for `downtime-window`.
+    pub downtime: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Claims of DEMO-EVIDENCE.md that do not hold (empty when all hold).
+    pub failures: Vec<String>,
+}
+
+impl ProcedureRun {
+    /// Probes the reference receiver rejected.
+    pub fn rejected(&self) -> usize {
+        self.probes
+            .iter()
+            .filter(|p| p.receiver_verdict != "accepted")
+            .count()
+    }
+}
+
+struct Setup {
+    tenant: TenantId,
+    receiver: rekey_store::ReceiverId,
+    receiver_name: ReceiverName,
+    flow: FlowName,
+    step: StepName,
+    alias: String,
+}
+
+fn input<T>(r: std::result::Result<T, rekey_store::InvalidInput>) -> Result<T> {
+    r.map_err(|e| ServiceError::Input(e.to_string()))
+}
+
+async fn user(service: &Service, email: &str, grant: Grant) -> Result<()> {
+    let store = service.store();
+    let e = input(Email::parse(email))?;
+    let u = match store.user_by_email(&e).await {
+        Ok(u) => u,
+        Err(rekey_store::StoreError::UnknownUser { .. }) => store.add_user(&e, "demo").await?,
+        Err(other) => return Err(other.into()),
+    };
+    if !u.grants.contains(&grant) {
+        store.grant(u.id, grant, "demo").await?;
+    }
+    Ok(())
+}
+
+async fn tenant(service: &Service) -> Result<TenantId> {
+    let store = service.store();
+    let name = input(TenantName::parse("demo"))?;
+    let t = match store.tenant_by_name(&name).await {
+        Ok(t) => t,
+        Err(rekey_store::StoreError::UnknownTenant { .. }) => {
+            store.create_tenant(&name, "demo").await?
+        }
+        Err(other) => return Err(other.into()),
+    };
+    user(service, TENANT_ADMIN, Grant::TenantAdmin { tenant: t.id }).await?;
+    user(
+        service,
+        DEVELOPER,
+        Grant::IntegrationDeveloper { tenant: t.id },
+    )
+    .await?;
+    Ok(t.id)
+}
+
+/// A signer step listing the procedure's alias (and a free second alias for
+/// `prepared-second-alias`), its key, and a receiver with the matching profile that trusts it.
+async fn setup(
+    service: &Service,
+    tenant: TenantId,
+    p: ProcedureId,
+    bits: u32,
+    now: DateTime<Utc>,
+) -> Result<Setup> {
+    let store = service.store();
+    let run = &Uuid::new_v4().simple().to_string()[..8];
+    let alias = format!("{p}-{run}");
+    let a = input(Alias::parse(&alias))?;
+    let key = KeyPair::generate(KeyBits::try_from(bits)?)?;
+    let cert = self_signed(
+        &key,
+        &format!("CN={p} signer,O=rekey demo"),
+        now - Duration::days(335),
+        365,
+    )?;
+    store
+        .add_key(
+            tenant,
+            &a,
+            &KeyMaterial::new(&a, key, vec![cert.clone()])?,
+            "demo",
+        )
+        .await?;
+    let flow = input(FlowName::parse(&format!("{p}-orders-{run}")))?;
+    let step = input(StepName::parse("sign"))?;
+    store.add_flow(tenant, &flow, "demo").await?;
+    store
+        .add_step(
+            tenant,
+            &flow,
+            &step,
+            StepOptions {
+                detached: false,
+                base64: false,
+            },
+            "demo",
+        )
+        .await?;
+    let mut rows = vec![a.clone()];
+    if p == ProcedureId::PreparedSecondAlias {
+        rows.push(input(Alias::parse(&format!("{alias}-next")))?);
+    }
+    for alias in rows {
+        let params = SignerParams {
+            alias,
+            digest: rekey_crypto::DigestAlg::Sha256,
+            include_certs: true,
+            include_signing_time: true,
+        };
+        store.add_row(tenant, &flow, &step, &params, "demo").await?;
+    }
+    let profile = match p {
+        ProcedureId::DualTrust => ReceiverProfile {
+            verifies_multiple_keys: true,
+            accepts_multiple_signatures: false,
+        },
+        ProcedureId::DualSignature | ProcedureId::PreparedSecondAlias => ReceiverProfile {
+            verifies_multiple_keys: false,
+            accepts_multiple_signatures: true,
+        },
+        ProcedureId::DowntimeWindow => ReceiverProfile {
+            verifies_multiple_keys: false,
+            accepts_multiple_signatures: false,
+        },
+    };
+    let receiver_name = input(ReceiverName::parse(&format!("{p}-receiver-{run}")))?;
+    let receiver = store
+        .add_receiver(tenant, &receiver_name, profile, "demo")
+        .await?;
+    store
+        .trust_certificate(tenant, &receiver_name, &cert, "demo")
+        .await?;
+    user(
+        service,
+        &receiver_admin(p),
+        Grant::ReceiverAdmin {
+            receiver: receiver.id,
+        },
+    )
+    .await?;
+    Ok(Setup {
+        tenant,
+        receiver: receiver.id,
+        receiver_name,
+        flow,
+        step,
+        alias,
+    })
+}
+
+/// Signs a probe with the signer step as configured now and asks the reference receiver.
+async fn probe(
+    service: &Service,
+    s: &Setup,
+    seq: usize,
+    after: Option<(&str, &str)>,
+    at: DateTime<Utc>,
+    in_window: bool,
+) -> Result<ProbeRecord> {
+    let store = service.store();
+    let content = format!("probe {seq} of {}", s.alias).into_bytes();
+    let signed = store
+        .sign_for_step(s.tenant, &s.flow, &s.step, &content, at)
+        .await?;
+    let receiver = store.receiver(s.tenant, &s.receiver_name).await?;
+    let trusted: Vec<rekey_crypto::Certificate> = receiver
+        .trusted
+        .iter()
+        .map(|t| t.certificate.clone())
+        .collect();
+    let profile = Profile {
+        verifies_multiple_keys: receiver.profile.verifies_multiple_keys,
+        accepts_multiple_signatures: receiver.profile.accepts_multiple_signatures,
+    };
+    let (verdict, verification) = receiver_verdict(&signed.der, None, &trusted, &profile)?;
+    Ok(ProbeRecord {
+        seq,
+        after_step: after.map(|a| a.0.to_string()),
+        seed_step: after.map(|a| a.1.to_string()),
+        at,
+        content_base64: to_base64(&content),
+        signed_data_der_base64: to_base64(&signed.der),
+        signer_count: verification.signers.len(),
+        receiver: ProbeReceiver {
+            verifies_multiple_keys: profile.verifies_multiple_keys,
+            accepts_multiple_signatures: profile.accepts_multiple_signatures,
+            trusted_certificates_pem: trusted.iter().map(|c| c.to_pem()).collect(),
+        },
+        receiver_verdict: if verdict.is_accepted() {
+            "accepted".into()
+        } else {
+            "rejected".into()
+        },
+        in_downtime_window: in_window,
+        reason: match verdict {
+            rekey_crypto::Verdict::Rejected { reason } => Some(reason),
+            rekey_crypto::Verdict::Accepted { .. } => None,
+        },
+    })
+}
+
+/// Between the two exchanges of `downtime-window`: exactly one of them done, inside the window.
+fn between_exchanges(r: &Renewal) -> bool {
+    if r.procedure != ProcedureId::DowntimeWindow
+        || !r.window.as_ref().is_some_and(|w| w.agreed && w.open)
+    {
+        return false;
+    }
+    let done = |id: &str| matches!(r.step(id).map(|s| &s.status), Some(StepStatus::Done { .. }));
+    done("exchange-key-pair") != done("switch-receiver")
+}
+
+/// Runs one procedure from set-up to completion.
+pub async fn run_procedure(
+    service: &Service,
+    p: ProcedureId,
+    bits: u32,
+    start: DateTime<Utc>,
+) -> Result<ProcedureRun> {
+    let mut clock = start;
+    let tenant = tenant(service).await?;
+    let s = setup(service, tenant, p, bits, clock).await?;
+    let def = service.catalog().get(p).clone();
+    let mut probes = vec![probe(service, &s, 0, None, clock, false).await?];
+    let mut timeline = Vec::new();
+    let req = StartRequest {
+        tenant,
+        receiver: s.receiver,
+        alias: s.alias.clone(),
+        new_alias: None,
+        procedure: Some(p),
+        bits,
+        ca_signed: false,
+        auto_approve: false,
+    };
+    let mut outcome = service.start(req, TENANT_ADMIN, clock).await?;
+    let id = outcome.renewal.id;
+    for _ in 0..64 {
+        // Record what the last call completed, with a probe after each step.
+        for step_id in std::mem::take(&mut outcome.completed) {
+            let Some(step) = def.step(&step_id) else {
+                continue;
+            };
+            let Some(StepStatus::Done { since, at, by }) =
+                outcome.renewal.step(&step_id).map(|s| s.status.clone())
+            else {
+                continue;
+            };
+            let emails = outcome
+                .mail
+                .iter()
+                .filter(|m| m.step.as_deref() == Some(step_id.as_str()))
+                .map(|m| m.to.clone())
+                .collect();
+            timeline.push(TimelineEntry {
+                step: step_id.clone(),
+                seed_step: step.seed.clone(),
+                role: step.role,
+                kind: step.kind,
+                performed_by: by,
+                started_at: since,
+                completed_at: at,
+                emails,
+            });
+            let seq = probes.len();
+            probes.push(
+                probe(
+                    service,
+                    &s,
+                    seq,
+                    Some((&step_id, &step.seed)),
+                    clock,
+                    between_exchanges(&outcome.renewal),
+                )
+                .await?,
+            );
+        }
+        let r = &outcome.renewal;
+        if r.status != rekey_engine::RenewalStatus::Running {
+            break;
+        }
+        clock += Duration::minutes(10);
+        let Some(due) = r.due_steps().next().map(|s| s.id.clone()) else {
+            // Nothing due: the renewal waits for its agreed window to open.
+            let at = r
+                .window
+                .as_ref()
+                .filter(|w| w.agreed && !w.open)
+                .map(|w| w.start)
+                .ok_or_else(|| {
+                    ServiceError::Corrupt(format!("{p}: renewal is stuck with nothing due"))
+                })?;
+            clock = clock.max(at);
+            outcome = service
+                .act(
+                    id,
+                    rekey_engine::machine::SYSTEM,
+                    Event::Timer {
+                        step: None,
+                        kind: TimerKind::WindowOpen,
+                    },
+                    clock,
+                )
+                .await?;
+            continue;
+        };
+        let step = def
+            .step(&due)
+            .ok_or_else(|| ServiceError::Corrupt(format!("unknown step {due}")))?
+            .clone();
+        let who = |role: Role| match role {
+            Role::TenantAdmin => TENANT_ADMIN.to_string(),
+            Role::IntegrationDeveloper => DEVELOPER.to_string(),
+            Role::ReceiverAdmin => receiver_admin(p),
+        };
+        outcome = match (step.kind, step.action, step.task) {
+            (StepKind::Agreement, _, _) => {
+                let start = clock + Duration::hours(1);
+                service
+                    .act(
+                        id,
+                        &who(step.role),
+                        Event::ProposeWindow {
+                            start,
+                            end: start + Duration::hours(1),
+                        },
+                        clock,
+                    )
+                    .await?;
+                clock += Duration::minutes(10);
+                let other = step.with_role.unwrap_or(Role::ReceiverAdmin);
+                service
+                    .act(id, &who(other), Event::AcceptWindow, clock)
+                    .await?
+            }
+            (_, Some(_), _) => {
+                service
+                    .act(
+                        id,
+                        &who(step.role),
+                        Event::Approve { step: due.clone() },
+                        clock,
+                    )
+                    .await?
+            }
+            (_, _, Some(_)) => {
+                // The receiver administrator reads the fingerprint off the certificate installed.
+                let fp = r.new_cert.as_ref().map(|c| c.0.clone());
+                service
+                    .act(
+                        id,
+                        &who(step.role),
+                        Event::Complete {
+                            step: due.clone(),
+                            fingerprint: fp,
+                        },
+                        clock,
+                    )
+                    .await?
+            }
+            _ => {
+                return Err(ServiceError::Corrupt(format!(
+                    "step {due} is due but nobody can act on it"
+                )));
+            }
+        };
+    }
+    let renewal = outcome.renewal;
+    let downtime = match (renewal.downtime.started, renewal.downtime.ended) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
+    };
+    let mut run = ProcedureRun {
+        procedure: p,
+        renewal: id,
+        timeline,
+        probes,
+        downtime,
+        failures: Vec::new(),
+    };
+    run.failures = check_claims(&run, &def, &renewal);
+    Ok(run)
+}
+
+/// The claims of DEMO-EVIDENCE.md, checked on rekey's side.
+fn check_claims(
+    run: &ProcedureRun,
+    def: &rekey_engine::Procedure,
+    renewal: &Renewal,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if renewal.status != rekey_engine::RenewalStatus::Completed {
+        out.push(format!("renewal ended {}", renewal.status.as_str()));
+    }
+    for pr in &run.probes {
+        let rejected = pr.receiver_verdict != "accepted";
+        if rejected && (run.procedure != ProcedureId::DowntimeWindow || !pr.in_downtime_window) {
+            out.push(format!(
+                "probe {} after {:?} was rejected: {}",
+                pr.seq,
+                pr.after_step,
+                pr.reason.clone().unwrap_or_default()
+            ));
+        }
+    }
+    let numbered = |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_digit());
+    let expected: Vec<&str> = def
+        .steps
+        .iter()
+        .map(|s| s.seed.as_str())
+        .filter(|s| numbered(s))
+        .collect();
+    let got: Vec<&str> = run
+        .timeline
+        .iter()
+        .map(|t| t.seed_step.as_str())
+        .filter(|s| numbered(s))
+        .collect();
+    if expected != got {
+        out.push(format!(
+            "timeline lists seed steps {got:?}, expected {expected:?}"
+        ));
+    }
+    match run.probes.last() {
+        Some(last) if last.signer_count == 1 && last.receiver_verdict == "accepted" => {
+            let new_only = last.receiver.trusted_certificates_pem.len() == 1;
+            if !new_only {
+                out.push("the receiver trusts more than the new certificate at the end".into());
+            }
+        }
+        _ => out.push("the last probe is not signed by the new key alone".into()),
+    }
+    out
+}
+
+/// Runs the chosen procedures one after the other.
+pub async fn run(service: &Service, opts: &DemoOptions) -> Result<Vec<ProcedureRun>> {
+    let mut out = Vec::new();
+    let mut clock = opts.start;
+    for p in &opts.procedures {
+        let r = run_procedure(service, *p, opts.bits, clock).await?;
+        clock = r.probes.last().map_or(clock, |p| p.at) + Duration::hours(1);
+        out.push(r);
+    }
+    Ok(out)
+}

@@ -1,0 +1,58 @@
+//! The shell around rekey's engine.
+//!
+//! For every event: open one database transaction, load the renewal and the [`World`] from the
+//! store, let the pure engine decide, carry out its effects (keystore, signer steps, recorded
+//! receiver trust, outbox rows, timers, audit entries) and save the renewal — then commit, so a
+//! step's effects and its state change land together or not at all.
+//!
+//! Every interface (CLI, HTTP, web inbox, demo) goes through [`Service`], so every one gets the
+//! engine's role rules and refusals.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod demo;
+mod shell;
+mod world;
+
+pub use shell::{MailQueued, Outcome, Service, StartRequest, TaskView};
+pub use world::load_world;
+
+use rekey_engine::Refusal;
+use thiserror::Error;
+use uuid::Uuid;
+
+/// Why a service call failed. On every error the transaction is rolled back: nothing changed.
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// The engine refused the event.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] rekey_store::StoreError),
+    /// A cryptographic operation failed.
+    #[error(transparent)]
+    Crypto(#[from] rekey_crypto::CryptoError),
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// No such user.
+    #[error("no user {0} is registered")]
+    UnknownUser(String),
+    /// No such renewal.
+    #[error("no renewal {0}")]
+    UnknownRenewal(Uuid),
+    /// Someone else changed the renewal at the same time; retrying is safe.
+    #[error("renewal {0} was changed concurrently; try again")]
+    Conflict(Uuid),
+    /// Input that could not be used.
+    #[error("{0}")]
+    Input(String),
+    /// Stored state that cannot be read, or engine and store disagree.
+    #[error("inconsistent state: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias.
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

@@ -1,0 +1,915 @@
+//! [`Service`]: one transaction per event, effects carried out inside it.
+
+use chrono::{DateTime, Utc};
+use rekey_crypto::{
+    Certificate, KeyBits, KeyPair, SignOptions, SignerSpec, certificate_request,
+    certificate_request_pem, self_signed, sign,
+};
+use rekey_engine::{
+    Actor, Catalog, CertId, Change, Effect, Event, Grant, Notice, NoticeKind, ProcedureId, Renewal,
+    RenewalStatus, Role, StartParams, StepStatus, Transition, World,
+};
+use rekey_store::entity::{outbox, renewal as renewal_row, timer};
+use rekey_store::{
+    DatabaseTransaction, Email, ReceiverId, Store, TenantId, audit, flows, keystore, pending,
+    receivers, users,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::world::{alias, load_world};
+use crate::{Result, ServiceError};
+
+/// The fixed payload of the test message a receiver administrator gets before switching.
+pub const TEST_PAYLOAD: &[u8] =
+    b"rekey test message: verify this with your receiver's new configuration\r\n";
+
+/// Runs renewals against a store.
+#[derive(Clone)]
+pub struct Service {
+    store: Store,
+    catalog: Catalog,
+}
+
+/// What starts a renewal.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Receiver whose trust must hold throughout.
+    pub receiver: ReceiverId,
+    /// Alias to renew.
+    pub alias: String,
+    /// Alias for the new key, where the procedure uses one.
+    pub new_alias: Option<String>,
+    /// Procedure, or `None` to let the profile choose.
+    pub procedure: Option<ProcedureId>,
+    /// RSA size of the new key.
+    pub bits: u32,
+    /// Key + CSR; the tenant administrator uploads the CA-signed chain.
+    pub ca_signed: bool,
+    /// Run owner-approved actions without waiting.
+    pub auto_approve: bool,
+}
+
+/// One email queued by a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MailQueued {
+    /// Step that caused it.
+    pub step: Option<String>,
+    /// Why.
+    pub kind: NoticeKind,
+    /// Recipient address.
+    pub to: String,
+    /// Stable Message-ID.
+    pub message_id: String,
+}
+
+/// What a call did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The renewal afterwards.
+    pub renewal: Renewal,
+    /// Steps completed, in order.
+    pub completed: Vec<String>,
+    /// Emails queued in the outbox.
+    pub mail: Vec<MailQueued>,
+}
+
+/// A due step someone may act on.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    /// `<renewal>:<step>`, what `task complete|approve` take.
+    pub id: String,
+    /// Renewal.
+    pub renewal: Uuid,
+    /// Procedure.
+    pub procedure: ProcedureId,
+    /// Alias renewed.
+    pub alias: String,
+    /// Step id.
+    pub step: String,
+    /// Seed step number.
+    pub seed: String,
+    /// Step title.
+    pub title: String,
+    /// Owning role.
+    pub role: Role,
+    /// What the person does: approve, complete, agree.
+    pub verb: &'static str,
+    /// Due date.
+    pub due_at: Option<DateTime<Utc>>,
+    /// The new certificate's fingerprint, for tasks that confirm it.
+    pub new_certificate: Option<String>,
+}
+
+fn hash_id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+impl Service {
+    /// A service over `store` running `catalog`'s procedures.
+    pub fn new(store: Store, catalog: Catalog) -> Self {
+        Service { store, catalog }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The procedures.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Starts a renewal as `actor` (a tenant administrator).
+    pub async fn start(
+        &self,
+        req: StartRequest,
+        actor_email: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let txn = self.store.begin().await?;
+        let actor = self.actor(&txn, actor_email).await?;
+        let world = load_world(
+            &txn,
+            req.tenant,
+            req.receiver,
+            &req.alias,
+            req.new_alias.as_deref(),
+        )
+        .await?;
+        let params = StartParams {
+            id: Uuid::new_v4(),
+            tenant: req.tenant.as_uuid().to_string(),
+            receiver: req.receiver.as_uuid().to_string(),
+            alias: req.alias.clone(),
+            new_alias: req.new_alias.clone(),
+            procedure: req.procedure,
+            auto_approve: req.auto_approve,
+            ca_signed: req.ca_signed,
+            bits: req.bits,
+        };
+        KeyBits::try_from(req.bits)?;
+        let t = rekey_engine::start(&self.catalog, params, &world, &actor, now)?;
+        let r = &t.renewal;
+        renewal_row::ActiveModel {
+            id: Set(r.id),
+            tenant_id: Set(req.tenant.as_uuid()),
+            receiver_id: Set(Some(req.receiver.as_uuid())),
+            alias: Set(r.alias.clone()),
+            procedure: Set(r.procedure.to_string()),
+            status: Set(r.status.as_str().into()),
+            state: Set(to_json(r)?),
+            version: Set(0),
+            lease_owner: Set(None),
+            lease_until: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        let outcome = self.carry_out(&txn, t, &actor, 0, now).await?;
+        txn.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Applies one event to a renewal as `actor_email` (or `rekey` for timers).
+    pub async fn act(
+        &self,
+        id: Uuid,
+        actor_email: &str,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let txn = self.store.begin().await?;
+        let actor = self.actor(&txn, actor_email).await?;
+        let (r, version) = self.load(&txn, id).await?;
+        let world = self.world_of(&txn, &r).await?;
+        let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
+        let outcome = self.carry_out(&txn, t, &actor, version, now).await?;
+        txn.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Uploads the CA-signed chain of a CA-signed renewal's new key (checked against the key),
+    /// completing its key-generation step.
+    pub async fn upload_certificate(
+        &self,
+        id: Uuid,
+        actor_email: &str,
+        chain: &[Certificate],
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let txn = self.store.begin().await?;
+        let actor = self.actor(&txn, actor_email).await?;
+        let (r, version) = self.load(&txn, id).await?;
+        let tenant = tenant_of(&r)?;
+        let world = self.world_of(&txn, &r).await?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| ServiceError::Input("no certificate given".into()))?;
+        let event = Event::KeyReady {
+            cert: CertId(leaf.fingerprint().to_string()),
+        };
+        // Ask the engine first: it checks the role and that a certificate is awaited.
+        let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
+        pending::set_chain(&txn, self.store.kek()?, tenant, id, chain, &actor.email).await?;
+        let outcome = self.carry_out(&txn, t, &actor, version, now).await?;
+        txn.commit().await?;
+        Ok(outcome)
+    }
+
+    /// A renewal by id.
+    pub async fn renewal(&self, id: Uuid) -> Result<Renewal> {
+        Ok(self.load(self.store.db(), id).await?.0)
+    }
+
+    /// Every renewal of a tenant (or all), newest first.
+    pub async fn renewals(&self, tenant: Option<TenantId>) -> Result<Vec<Renewal>> {
+        let mut q = renewal_row::Entity::find().order_by_desc(renewal_row::Column::CreatedAt);
+        if let Some(t) = tenant {
+            q = q.filter(renewal_row::Column::TenantId.eq(t.as_uuid()));
+        }
+        q.all(self.store.db())
+            .await?
+            .iter()
+            .map(|m| from_json(&m.state))
+            .collect()
+    }
+
+    /// The world a renewal sees now.
+    pub async fn world(&self, r: &Renewal) -> Result<World> {
+        self.world_of(self.store.db(), r).await
+    }
+
+    /// Due steps of running renewals that `email` may act on (all due steps when `None`).
+    pub async fn tasks(&self, email: Option<&str>, role: Option<Role>) -> Result<Vec<TaskView>> {
+        let actor = match email {
+            Some(e) => Some(self.actor(self.store.db(), e).await?),
+            None => None,
+        };
+        let mut out = Vec::new();
+        for r in self.renewals(None).await? {
+            if r.status != RenewalStatus::Running {
+                continue;
+            }
+            let def = self.catalog.get(r.procedure);
+            for st in r.due_steps() {
+                let Some(step) = def.step(&st.id) else {
+                    continue;
+                };
+                let roles: Vec<Role> = [Some(step.role), step.with_role]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let may = |a: &Actor| roles.iter().any(|role| holds(a, *role, &r));
+                if actor.as_ref().is_some_and(|a| !may(a))
+                    || role.is_some_and(|x| !roles.contains(&x))
+                {
+                    continue;
+                }
+                let verb = match (step.kind, step.action, step.task) {
+                    (rekey_engine::StepKind::Agreement, _, _) => "agree",
+                    (_, Some(_), _) => "approve",
+                    (_, _, Some(_)) => "complete",
+                    _ => "wait",
+                };
+                out.push(TaskView {
+                    id: format!("{}:{}", r.id, step.id),
+                    renewal: r.id,
+                    procedure: r.procedure,
+                    alias: r.alias.clone(),
+                    step: step.id.clone(),
+                    seed: step.seed.clone(),
+                    title: step.title.clone(),
+                    role: step.role,
+                    verb,
+                    due_at: match st.status {
+                        StepStatus::Due { due_at, .. } => Some(due_at),
+                        _ => None,
+                    },
+                    new_certificate: step.task.and(r.new_cert.as_ref().map(|c| c.0.clone())),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn actor(&self, conn: &impl ConnectionTrait, email: &str) -> Result<Actor> {
+        if email == rekey_engine::machine::SYSTEM {
+            return Ok(Actor::system());
+        }
+        let parsed = Email::parse(email).map_err(|e| ServiceError::Input(e.to_string()))?;
+        let user = users::by_email(conn, &parsed).await.map_err(|e| match e {
+            rekey_store::StoreError::UnknownUser { .. } => {
+                ServiceError::UnknownUser(email.to_string())
+            }
+            other => other.into(),
+        })?;
+        let grants = user
+            .grants
+            .iter()
+            .map(|g| {
+                let role = match g.role() {
+                    rekey_store::Role::TenantAdmin => Role::TenantAdmin,
+                    rekey_store::Role::IntegrationDeveloper => Role::IntegrationDeveloper,
+                    rekey_store::Role::ReceiverAdmin => Role::ReceiverAdmin,
+                };
+                Grant {
+                    role,
+                    scope: g.scope_id().to_string(),
+                }
+            })
+            .collect();
+        Ok(Actor {
+            email: user.email.to_string(),
+            grants,
+        })
+    }
+
+    async fn load(&self, conn: &impl ConnectionTrait, id: Uuid) -> Result<(Renewal, i64)> {
+        let m = renewal_row::Entity::find_by_id(id)
+            .one(conn)
+            .await?
+            .ok_or(ServiceError::UnknownRenewal(id))?;
+        Ok((from_json(&m.state)?, m.version))
+    }
+
+    async fn world_of(&self, conn: &impl ConnectionTrait, r: &Renewal) -> Result<World> {
+        load_world(
+            conn,
+            tenant_of(r)?,
+            receiver_of(r)?,
+            &r.alias,
+            r.new_alias.as_deref(),
+        )
+        .await
+    }
+
+    /// Carries out a transition's effects, feeding key generation back to the engine, then
+    /// saves the renewal if nobody else changed it since `version`.
+    async fn carry_out(
+        &self,
+        txn: &DatabaseTransaction,
+        first: Transition,
+        actor: &Actor,
+        version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let mut renewal = first.renewal;
+        let mut effects = first.effects;
+        let mut expected = first.world;
+        let mut completed = first.completed;
+        let mut mail = Vec::new();
+        loop {
+            let mut follow_up = None;
+            for effect in effects {
+                match effect {
+                    Effect::GenerateKey { bits, ca_signed } => {
+                        if let Some(cert) = self
+                            .generate(txn, &renewal, bits, ca_signed, &actor.email)
+                            .await?
+                        {
+                            follow_up = Some(Event::KeyReady { cert });
+                        } else {
+                            let n = Notice {
+                                to: Role::TenantAdmin,
+                                kind: NoticeKind::StepDue,
+                                step: self.generate_step(&renewal),
+                                attach_certificate: None,
+                                test_message: None,
+                                due_at: None,
+                            };
+                            mail.extend(self.queue(txn, &renewal, &n, now).await?);
+                        }
+                    }
+                    Effect::Apply(change) => {
+                        self.apply_change(txn, &renewal, &change, &actor.email)
+                            .await?
+                    }
+                    Effect::DiscardPendingKey { .. } => {
+                        pending::discard(txn, tenant_of(&renewal)?, renewal.id, &actor.email)
+                            .await?;
+                    }
+                    Effect::Notify(n) => mail.extend(self.queue(txn, &renewal, &n, now).await?),
+                    Effect::Schedule { step, kind, at } => {
+                        let state = serde_json::json!({ "step": step, "kind": kind });
+                        timer::ActiveModel {
+                            id: Set(Uuid::new_v4()),
+                            tenant_id: Set(tenant_of(&renewal)?.as_uuid()),
+                            renewal_id: Set(Some(renewal.id)),
+                            kind: Set(serde_json::to_value(kind)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default()),
+                            due_at: Set(at),
+                            status: Set("pending".into()),
+                            state: Set(state.to_string()),
+                            attempts: Set(0),
+                            version: Set(0),
+                            lease_owner: Set(None),
+                            lease_until: Set(None),
+                            created_at: Set(now),
+                            updated_at: Set(now),
+                        }
+                        .insert(txn)
+                        .await?;
+                    }
+                    Effect::CancelTimers => {
+                        timer::Entity::update_many()
+                            .col_expr(timer::Column::Status, Expr::value("cancelled"))
+                            .col_expr(timer::Column::UpdatedAt, Expr::value(now))
+                            .filter(timer::Column::RenewalId.eq(renewal.id))
+                            .filter(timer::Column::Status.eq("pending"))
+                            .exec(txn)
+                            .await?;
+                    }
+                    Effect::Audit { action, detail } => {
+                        audit::append(
+                            txn,
+                            audit::AuditRecord {
+                                actor: &actor.email,
+                                action: &action,
+                                tenant: Some(tenant_of(&renewal)?),
+                                subject: format!("renewal {} ({})", renewal.id, renewal.procedure),
+                                before: String::new(),
+                                after: detail,
+                            },
+                        )
+                        .await?;
+                    }
+                }
+            }
+            // The store must now hold exactly the world the engine computed.
+            let actual = self.world_of(txn, &renewal).await?;
+            if actual != expected {
+                return Err(ServiceError::Corrupt(format!(
+                    "store and engine disagree after the effects: engine {expected:?}, store {actual:?}"
+                )));
+            }
+            let Some(event) = follow_up else { break };
+            let t = rekey_engine::apply(
+                &self.catalog,
+                &renewal,
+                &actual,
+                &Actor::system(),
+                event,
+                now,
+            )?;
+            renewal = t.renewal;
+            effects = t.effects;
+            expected = t.world;
+            completed.extend(t.completed);
+        }
+        let res = renewal_row::Entity::update_many()
+            .col_expr(renewal_row::Column::State, Expr::value(to_json(&renewal)?))
+            .col_expr(
+                renewal_row::Column::Status,
+                Expr::value(renewal.status.as_str()),
+            )
+            .col_expr(renewal_row::Column::Version, Expr::value(version + 1))
+            .col_expr(renewal_row::Column::UpdatedAt, Expr::value(now))
+            .filter(renewal_row::Column::Id.eq(renewal.id))
+            .filter(renewal_row::Column::Version.eq(version))
+            .exec(txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(ServiceError::Conflict(renewal.id));
+        }
+        Ok(Outcome {
+            renewal,
+            completed,
+            mail,
+        })
+    }
+
+    fn generate_step(&self, r: &Renewal) -> Option<String> {
+        self.catalog
+            .get(r.procedure)
+            .steps
+            .iter()
+            .find(|s| s.action == Some(rekey_engine::definition::ActionKind::GenerateKey))
+            .map(|s| s.id.clone())
+    }
+
+    /// Generates the new key (self-signed certificate, or CSR for a CA) and stages it. Returns
+    /// the certificate id when it is ready at once.
+    async fn generate(
+        &self,
+        txn: &DatabaseTransaction,
+        r: &Renewal,
+        bits: u32,
+        ca_signed: bool,
+        actor: &str,
+    ) -> Result<Option<CertId>> {
+        let tenant = tenant_of(r)?;
+        let old = keystore::find_current(txn, tenant, &alias(&r.alias)?).await?;
+        let (subject, days) = match &old {
+            Some(e) => (
+                e.subject.clone(),
+                (e.not_after - e.not_before).num_days().clamp(1, 3650) as u32,
+            ),
+            None => (format!("CN={}", r.alias), 365),
+        };
+        let key = KeyPair::generate(KeyBits::try_from(bits)?)?;
+        let target = alias(r.new_alias.as_deref().unwrap_or(&r.alias))?;
+        if ca_signed {
+            let csr = certificate_request_pem(&certificate_request(&key, &subject)?);
+            pending::stage(
+                txn,
+                self.store.kek()?,
+                tenant,
+                r.id,
+                &target,
+                &key,
+                &[],
+                Some(csr),
+                actor,
+            )
+            .await?;
+            return Ok(None);
+        }
+        let cert = self_signed(&key, &subject, Utc::now(), days)?;
+        let id = CertId(cert.fingerprint().to_string());
+        pending::stage(
+            txn,
+            self.store.kek()?,
+            tenant,
+            r.id,
+            &target,
+            &key,
+            &[cert],
+            None,
+            actor,
+        )
+        .await?;
+        Ok(Some(id))
+    }
+
+    async fn apply_change(
+        &self,
+        txn: &DatabaseTransaction,
+        r: &Renewal,
+        change: &Change,
+        actor: &str,
+    ) -> Result<()> {
+        let tenant = tenant_of(r)?;
+        let kek = self.store.kek()?;
+        match change {
+            Change::AddKey { alias: a, cert } | Change::ExchangeKey { alias: a, cert } => {
+                let a = alias(a)?;
+                let exchange = matches!(change, Change::ExchangeKey { .. });
+                match pending::get(txn, kek, r.id)
+                    .await?
+                    .filter(|p| p.fingerprint().is_some_and(|f| f.to_string() == cert.0))
+                {
+                    Some(p) => {
+                        let material =
+                            rekey_store::KeyMaterial::new(&a, p.key.clone(), p.chain.clone())?;
+                        if exchange {
+                            keystore::exchange(txn, kek, tenant, &a, &material, actor).await?;
+                        } else {
+                            keystore::add(txn, kek, tenant, &a, &material, actor).await?;
+                        }
+                        pending::discard(txn, tenant, r.id, actor).await?;
+                    }
+                    None => self.restore(txn, tenant, &a, cert, actor).await?,
+                }
+            }
+            Change::RestoreKey { alias: a, cert } => {
+                self.restore(txn, tenant, &alias(a)?, cert, actor).await?
+            }
+            Change::RemoveKey { alias: a } => {
+                keystore::retire(txn, tenant, &alias(a)?, actor).await?;
+            }
+            Change::AddSignerAlias {
+                alias: a,
+                copy_from,
+            } => {
+                flows::add_alias_like_everywhere(
+                    txn,
+                    tenant,
+                    &alias(a)?,
+                    &alias(copy_from)?,
+                    actor,
+                )
+                .await?;
+            }
+            Change::RemoveSignerAlias { alias: a } => {
+                flows::remove_alias_everywhere(txn, tenant, &alias(a)?, actor).await?;
+            }
+            Change::Trust { cert } => {
+                let c = self.certificate(txn, r, cert).await?;
+                let name = receivers::by_id(txn, receiver_of(r)?).await?.name;
+                receivers::trust(txn, tenant, &name, &c, actor).await?;
+            }
+            Change::Distrust { cert } => {
+                let fp: rekey_crypto::Fingerprint = cert.0.parse()?;
+                let name = receivers::by_id(txn, receiver_of(r)?).await?.name;
+                receivers::untrust(txn, tenant, &name, &fp, actor).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the history entry of `alias` with certificate `cert` current again.
+    async fn restore(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant: TenantId,
+        a: &rekey_store::Alias,
+        cert: &CertId,
+        actor: &str,
+    ) -> Result<()> {
+        let entry = keystore::history(txn, tenant, a)
+            .await?
+            .into_iter()
+            .find(|e| e.fingerprint.to_string() == cert.0)
+            .ok_or_else(|| {
+                ServiceError::Corrupt(format!("no history entry of {a} holds certificate {cert}"))
+            })?;
+        keystore::restore(txn, tenant, a, entry.id, actor).await?;
+        Ok(())
+    }
+
+    /// A certificate of the renewal (pending, current or history) by fingerprint.
+    async fn certificate(
+        &self,
+        conn: &impl ConnectionTrait,
+        r: &Renewal,
+        cert: &CertId,
+    ) -> Result<Certificate> {
+        Ok(self.key_and_cert(conn, r, cert).await?.1)
+    }
+
+    async fn key_and_cert(
+        &self,
+        conn: &impl ConnectionTrait,
+        r: &Renewal,
+        cert: &CertId,
+    ) -> Result<(KeyPair, Certificate)> {
+        let tenant = tenant_of(r)?;
+        let kek = self.store.kek()?;
+        if let Some(p) = pending::get(conn, kek, r.id).await?
+            && let Some(c) = p
+                .chain
+                .first()
+                .filter(|c| c.fingerprint().to_string() == cert.0)
+        {
+            return Ok((p.key.clone(), c.clone()));
+        }
+        for a in [Some(r.alias.as_str()), r.new_alias.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            let a = alias(a)?;
+            let mut entries = keystore::history(conn, tenant, &a).await?;
+            entries.extend(keystore::find_current(conn, tenant, &a).await?);
+            if let Some(e) = entries
+                .into_iter()
+                .find(|e| e.fingerprint.to_string() == cert.0)
+            {
+                let key = keystore::entry_private_key(conn, kek, tenant, e.id).await?;
+                let c = e
+                    .chain
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| ServiceError::Corrupt("entry without certificate".into()))?;
+                return Ok((key, c));
+            }
+        }
+        Err(ServiceError::Corrupt(format!(
+            "certificate {cert} is not known to renewal {}",
+            r.id
+        )))
+    }
+
+    /// Queues one outbox row per person holding the notice's role in scope.
+    async fn queue(
+        &self,
+        txn: &DatabaseTransaction,
+        r: &Renewal,
+        n: &Notice,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MailQueued>> {
+        let tenant = tenant_of(r)?;
+        let receiver = receivers::by_id(txn, receiver_of(r)?).await?;
+        let grant = match n.to {
+            Role::TenantAdmin => rekey_store::Grant::TenantAdmin { tenant },
+            Role::IntegrationDeveloper => rekey_store::Grant::IntegrationDeveloper { tenant },
+            Role::ReceiverAdmin => rekey_store::Grant::ReceiverAdmin {
+                receiver: receiver.id,
+            },
+        };
+        let mut to: Vec<String> = users::holders(txn, &grant)
+            .await?
+            .into_iter()
+            .map(|u| u.email.to_string())
+            .collect();
+        if n.to == Role::ReceiverAdmin {
+            to.extend(receiver.admin_emails.iter().map(|e| e.to_string()));
+        }
+        to.sort();
+        to.dedup();
+        let def = self.catalog.get(r.procedure);
+        let step = n.step.as_deref().and_then(|s| def.step(s));
+        let certificate_pem = match &n.attach_certificate {
+            Some(c) => Some(self.certificate(txn, r, c).await?.to_pem()),
+            None => None,
+        };
+        let test_message = match &n.test_message {
+            Some(certs) => Some(self.test_message(txn, r, certs).await?),
+            None => None,
+        };
+        let csr_pem = if n.kind == NoticeKind::StepDue
+            && step.is_some_and(|s| {
+                s.action == Some(rekey_engine::definition::ActionKind::GenerateKey)
+            }) {
+            pending::get(txn, self.store.kek()?, r.id)
+                .await?
+                .and_then(|p| p.csr_pem)
+        } else {
+            None
+        };
+        let ordinal = n.step.as_deref().and_then(|s| r.step(s)).map_or(0, |s| {
+            if n.kind == NoticeKind::Reminder {
+                s.reminders
+            } else {
+                0
+            }
+        });
+        let title = step.map_or_else(|| format!("renewal of {}", r.alias), |s| s.title.clone());
+        let subject = match n.kind {
+            NoticeKind::StepDue => format!("[rekey] Your step is due: {title}"),
+            NoticeKind::Inform => format!("[rekey] {title}"),
+            NoticeKind::Reminder => format!("[rekey] Reminder: {title}"),
+            NoticeKind::Escalation => format!("[rekey] Overdue: {title}"),
+            NoticeKind::WindowProposed => {
+                format!("[rekey] Downtime window proposed for {}", r.alias)
+            }
+            NoticeKind::WindowAgreed => format!("[rekey] Downtime window agreed for {}", r.alias),
+            NoticeKind::Completed => format!("[rekey] Renewal of {} completed", r.alias),
+            NoticeKind::Cancelled => format!("[rekey] Renewal of {} cancelled", r.alias),
+            NoticeKind::RolledBack => format!("[rekey] Renewal of {} rolled back", r.alias),
+        };
+        let kind = serde_json::to_value(n.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for email in to {
+            let message_id = format!(
+                "<{}@rekey>",
+                hash_id(&[
+                    &r.id.to_string(),
+                    n.step.as_deref().unwrap_or("-"),
+                    &kind,
+                    &email,
+                    &ordinal.to_string()
+                ])
+            );
+            let exists = outbox::Entity::find()
+                .filter(outbox::Column::MessageId.eq(message_id.clone()))
+                .one(txn)
+                .await?;
+            if exists.is_some() {
+                continue; // the same notice to the same person is sent once
+            }
+            let state = serde_json::json!({
+                "notice": n,
+                "renewal": r.id,
+                "procedure": r.procedure,
+                "alias": r.alias,
+                "receiver": receiver.name.to_string(),
+                "recipient": email,
+                "step_title": step.map(|s| s.title.clone()),
+                "seed_step": step.map(|s| s.seed.clone()),
+                "new_certificate_fingerprint": r.new_cert.as_ref().map(|c| c.0.clone()),
+                "certificate_pem": certificate_pem,
+                "test_message_base64": test_message,
+                "csr_pem": csr_pem,
+            });
+            outbox::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                tenant_id: Set(tenant.as_uuid()),
+                renewal_id: Set(Some(r.id)),
+                message_id: Set(message_id.clone()),
+                recipients: Set(email.clone()),
+                subject: Set(subject.clone()),
+                state: Set(state.to_string()),
+                status: Set("queued".into()),
+                attempts: Set(0),
+                next_attempt_at: Set(now),
+                last_error: Set(None),
+                version: Set(0),
+                lease_owner: Set(None),
+                lease_until: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+                sent_at: Set(None),
+            }
+            .insert(txn)
+            .await?;
+            out.push(MailQueued {
+                step: n.step.clone(),
+                kind: n.kind,
+                to: email,
+                message_id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A SignedData over [`TEST_PAYLOAD`] signed by exactly these certificates' keys, with the
+    /// renewed alias's row parameters, Base64.
+    async fn test_message(
+        &self,
+        conn: &impl ConnectionTrait,
+        r: &Renewal,
+        certs: &[CertId],
+    ) -> Result<String> {
+        let tenant = tenant_of(r)?;
+        let old_alias = alias(&r.alias)?;
+        let mut params = None;
+        for u in flows::alias_usage(conn, tenant, &old_alias).await? {
+            let s = flows::step(conn, tenant, &u.flow, &u.step).await?;
+            params = s
+                .rows
+                .iter()
+                .find(|row| row.params.alias == old_alias)
+                .map(|row| row.params.clone());
+            if params.is_some() {
+                break;
+            }
+        }
+        let (digest, include_certs, include_signing_time) = params
+            .map_or((rekey_crypto::DigestAlg::Sha256, true, true), |p| {
+                (p.digest, p.include_certs, p.include_signing_time)
+            });
+        let mut material = Vec::new();
+        for c in certs {
+            let (k, cert) = self.key_and_cert(conn, r, c).await?;
+            material.push((k, [cert]));
+        }
+        let specs: Vec<SignerSpec<'_>> = material
+            .iter()
+            .map(|(key, chain)| SignerSpec {
+                key,
+                chain,
+                digest,
+                include_certs,
+                include_signing_time,
+            })
+            .collect();
+        let der = sign(
+            TEST_PAYLOAD,
+            &specs,
+            &SignOptions {
+                detached: false,
+                signing_time: Utc::now(),
+            },
+        )?;
+        Ok(rekey_crypto::to_base64(&der))
+    }
+}
+
+fn holds(a: &Actor, role: Role, r: &Renewal) -> bool {
+    let scope = if role == Role::ReceiverAdmin {
+        &r.receiver
+    } else {
+        &r.tenant
+    };
+    a.grants.iter().any(|g| g.role == role && &g.scope == scope)
+}
+
+pub(crate) fn tenant_of(r: &Renewal) -> Result<TenantId> {
+    Uuid::parse_str(&r.tenant)
+        .map(TenantId::from_uuid)
+        .map_err(|e| ServiceError::Corrupt(format!("tenant id: {e}")))
+}
+
+pub(crate) fn receiver_of(r: &Renewal) -> Result<ReceiverId> {
+    Uuid::parse_str(&r.receiver)
+        .map(ReceiverId::from_uuid)
+        .map_err(|e| ServiceError::Corrupt(format!("receiver id: {e}")))
+}
+
+fn to_json(r: &Renewal) -> Result<String> {
+    serde_json::to_string(r).map_err(|e| ServiceError::Corrupt(e.to_string()))
+}
+
+fn from_json(s: &str) -> Result<Renewal> {
+    serde_json::from_str(s).map_err(|e| ServiceError::Corrupt(format!("renewal state: {e}")))
+}

@@ -1,0 +1,228 @@
+//! A renewal's new key between generation and the keystore: encrypted like keystore entries,
+//! invisible to signer steps, gone once installed or discarded.
+
+use rekey_crypto::{Certificate, Fingerprint, KeyPair, check_chain};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use uuid::Uuid;
+
+use crate::audit::{self, AuditRecord};
+use crate::db::now;
+use crate::entity::pending_key;
+use crate::error::{Result, StoreError};
+use crate::kek::{EntryAad, Kek};
+use crate::keystore::KeyMaterial;
+use crate::types::{Alias, EntryId, TenantId};
+use crate::{ConnectionTrait, DatabaseTransaction};
+
+/// A pending key, decrypted.
+#[derive(Debug, Clone)]
+pub struct PendingKey {
+    /// The renewal it belongs to.
+    pub renewal: Uuid,
+    /// The alias it is meant for.
+    pub alias: Alias,
+    /// The private key.
+    pub key: KeyPair,
+    /// Its chain, end entity first (empty while a CSR waits for a CA).
+    pub chain: Vec<Certificate>,
+    /// The CSR, for CA-signed renewals.
+    pub csr_pem: Option<String>,
+}
+
+impl PendingKey {
+    /// Fingerprint of the certificate, once there is one.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.chain.first().map(Certificate::fingerprint)
+    }
+
+    /// The key with its chain, ready for the keystore.
+    pub fn material(&self) -> Result<KeyMaterial> {
+        KeyMaterial::new(&self.alias, self.key.clone(), self.chain.clone())
+    }
+}
+
+fn pem_chain(chain: &[Certificate]) -> String {
+    chain.iter().map(Certificate::to_pem).collect()
+}
+
+/// Stores a renewal's new key (one per renewal).
+#[allow(clippy::too_many_arguments)]
+pub async fn stage(
+    txn: &DatabaseTransaction,
+    kek: &Kek,
+    tenant: TenantId,
+    renewal: Uuid,
+    alias: &Alias,
+    key: &KeyPair,
+    chain: &[Certificate],
+    csr_pem: Option<String>,
+    actor: &str,
+) -> Result<()> {
+    audit::lock_head(txn).await?;
+    if !chain.is_empty() {
+        check_chain(key, chain)?;
+    }
+    let id = Uuid::new_v4();
+    let pkcs8 = key.to_pkcs8_der()?;
+    let (nonce, ciphertext) = kek.seal(
+        &EntryAad {
+            tenant,
+            alias,
+            entry: EntryId::from_uuid(id),
+        },
+        &pkcs8,
+    )?;
+    drop(pkcs8);
+    let at = now();
+    let fingerprint = chain.first().map(|c| c.fingerprint().to_string());
+    pending_key::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(tenant.as_uuid()),
+        renewal_id: Set(renewal),
+        alias: Set(alias.to_string()),
+        kek_id: Set(kek.id()),
+        key_nonce: Set(nonce.to_vec()),
+        key_ciphertext: Set(ciphertext),
+        chain_pem: Set(pem_chain(chain)),
+        csr_pem: Set(csr_pem),
+        fingerprint: Set(fingerprint.clone()),
+        created_at: Set(at),
+        updated_at: Set(at),
+    }
+    .insert(txn)
+    .await?;
+    audit::append(
+        txn,
+        AuditRecord {
+            actor,
+            action: "pending_key.stage",
+            tenant: Some(tenant),
+            subject: format!("renewal {renewal} alias {alias}"),
+            before: String::new(),
+            after: fingerprint.unwrap_or_else(|| "awaiting CA-signed certificate".into()),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The renewal's pending key, if any.
+pub async fn get(
+    conn: &impl ConnectionTrait,
+    kek: &Kek,
+    renewal: Uuid,
+) -> Result<Option<PendingKey>> {
+    let Some(m) = pending_key::Entity::find()
+        .filter(pending_key::Column::RenewalId.eq(renewal))
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let alias = Alias::parse(&m.alias)
+        .map_err(|e| StoreError::Corrupt(format!("pending key {}: {e}", m.id)))?;
+    let plaintext = kek
+        .open(
+            &EntryAad {
+                tenant: TenantId::from_uuid(m.tenant_id),
+                alias: &alias,
+                entry: EntryId::from_uuid(m.id),
+            },
+            &m.key_nonce,
+            &m.key_ciphertext,
+        )
+        .ok_or_else(|| StoreError::Decrypt {
+            alias: alias.clone(),
+            stored_kek: m.kek_id.clone(),
+            kek: kek.id(),
+        })?;
+    let key = KeyPair::from_pkcs8_der(&plaintext)?;
+    let chain = if m.chain_pem.trim().is_empty() {
+        Vec::new()
+    } else {
+        Certificate::parse_pem_chain(&m.chain_pem)?
+    };
+    Ok(Some(PendingKey {
+        renewal,
+        alias,
+        key,
+        chain,
+        csr_pem: m.csr_pem,
+    }))
+}
+
+/// Sets the CA-signed chain of a pending key, after checking it belongs to the key.
+pub async fn set_chain(
+    txn: &DatabaseTransaction,
+    kek: &Kek,
+    tenant: TenantId,
+    renewal: Uuid,
+    chain: &[Certificate],
+    actor: &str,
+) -> Result<PendingKey> {
+    audit::lock_head(txn).await?;
+    let mut pending = get(txn, kek, renewal)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("renewal {renewal} has no pending key")))?;
+    check_chain(&pending.key, chain)?;
+    let fingerprint = chain.first().map(|c| c.fingerprint().to_string());
+    pending_key::Entity::update_many()
+        .col_expr(
+            pending_key::Column::ChainPem,
+            sea_orm::sea_query::Expr::value(pem_chain(chain)),
+        )
+        .col_expr(
+            pending_key::Column::Fingerprint,
+            sea_orm::sea_query::Expr::value(fingerprint.clone()),
+        )
+        .col_expr(
+            pending_key::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(now()),
+        )
+        .filter(pending_key::Column::RenewalId.eq(renewal))
+        .exec(txn)
+        .await?;
+    audit::append(
+        txn,
+        AuditRecord {
+            actor,
+            action: "pending_key.certificate",
+            tenant: Some(tenant),
+            subject: format!("renewal {renewal}"),
+            before: String::new(),
+            after: fingerprint.unwrap_or_default(),
+        },
+    )
+    .await?;
+    pending.chain = chain.to_vec();
+    Ok(pending)
+}
+
+/// Deletes the renewal's pending key (installed in the keystore, or the renewal cancelled).
+pub async fn discard(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    renewal: Uuid,
+    actor: &str,
+) -> Result<bool> {
+    audit::lock_head(txn).await?;
+    let res = pending_key::Entity::delete_many()
+        .filter(pending_key::Column::RenewalId.eq(renewal))
+        .exec(txn)
+        .await?;
+    if res.rows_affected > 0 {
+        audit::append(
+            txn,
+            AuditRecord {
+                actor,
+                action: "pending_key.discard",
+                tenant: Some(tenant),
+                subject: format!("renewal {renewal}"),
+                before: String::new(),
+                after: String::new(),
+            },
+        )
+        .await?;
+    }
+    Ok(res.rows_affected > 0)
+}
