@@ -442,6 +442,8 @@ pub struct Context {
     pub actor: String,
     /// The global options the context was opened with.
     pub global: GlobalArgs,
+    /// Tenants resolved so far, to name them in error messages.
+    seen: std::sync::Mutex<Vec<Tenant>>,
 }
 
 /// The audit actor for `global`: the `--as` address (validated), else `cli:<login name>`.
@@ -483,6 +485,7 @@ pub async fn open_context(global: &GlobalArgs) -> Result<Context> {
         store,
         actor,
         global: global.clone(),
+        seen: std::sync::Mutex::default(),
     })
 }
 
@@ -496,7 +499,26 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
 impl Context {
     /// The tenant named by `--tenant`, or the only tenant there is.
     pub async fn tenant(&self) -> Result<Tenant> {
-        resolve_tenant(&self.store, self.global.tenant.as_deref()).await
+        let t = resolve_tenant(&self.store, self.global.tenant.as_deref()).await?;
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(t.clone());
+        }
+        Ok(t)
+    }
+
+    /// `e` as one line, with `tenant <id>` of every tenant resolved so far written as
+    /// `tenant "<name>"` (the store's messages name tenants by id).
+    pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        let mut msg = format!("{e:#}");
+        if let Ok(seen) = self.seen.lock() {
+            for t in seen.iter() {
+                msg = msg.replace(
+                    &format!("tenant {}", t.id),
+                    &format!("tenant {:?}", t.name.as_str()),
+                );
+            }
+        }
+        anyhow!(msg)
     }
 }
 

@@ -14,8 +14,8 @@ use rekey_store::{
 use serde::Serialize;
 
 use super::files::SignArgs;
-use super::state::{JsonArg, block_on, day, print_json, print_table, read_file};
-use crate::config::{self, Context, GlobalArgs};
+use super::state::{JsonArg, day, print_json, print_table, read_file, with_ctx};
+use crate::config::{Context, GlobalArgs};
 
 /// `rekey flow ...`.
 #[derive(Debug, Subcommand)]
@@ -129,8 +129,7 @@ fn options_text(o: StepOptions) -> String {
 
 /// `rekey flow ...`.
 pub fn flow(global: &GlobalArgs, cmd: FlowCmd) -> Result<ExitCode> {
-    block_on(async {
-        let ctx = config::open_context(global).await?;
+    with_ctx(global, async |ctx| {
         let t = ctx.tenant().await?;
         match cmd {
             FlowCmd::Add(a) => {
@@ -199,8 +198,8 @@ pub fn flow(global: &GlobalArgs, cmd: FlowCmd) -> Result<ExitCode> {
                 }
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })?
+        Ok(())
+    })
 }
 
 #[derive(Serialize)]
@@ -225,10 +224,9 @@ struct StepView {
 
 /// `rekey signer ...`.
 pub fn signer(global: &GlobalArgs, cmd: SignerCmd) -> Result<ExitCode> {
-    block_on(async {
-        let ctx = config::open_context(global).await?;
+    with_ctx(global, async |ctx| {
         match cmd {
-            SignerCmd::Show(a) => show(&ctx, &a.step, a.json.json).await?,
+            SignerCmd::Show(a) => show(ctx, &a.step, a.json.json).await?,
             SignerCmd::AddAlias(a) => {
                 let t = ctx.tenant().await?;
                 let (flow, step) = names(&a.step.flow, &a.step.step)?;
@@ -282,8 +280,8 @@ pub fn signer(global: &GlobalArgs, cmd: SignerCmd) -> Result<ExitCode> {
                 );
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })?
+        Ok(())
+    })
 }
 
 async fn show(ctx: &Context, a: &StepArgs, json: bool) -> Result<()> {
@@ -341,13 +339,12 @@ async fn show(ctx: &Context, a: &StepArgs, json: bool) -> Result<()> {
 
 /// `rekey sign --flow F --step S --in P --out O`: signs as the step signs.
 pub fn sign(global: &GlobalArgs, args: SignArgs) -> Result<ExitCode> {
-    block_on(async {
-        let (Some(flow), Some(step)) = (&args.flow, &args.step) else {
-            anyhow::bail!("--flow and --step go together");
-        };
-        let (flow, step) = names(flow, step)?;
-        let payload = read_file(&args.input, "payload")?;
-        let ctx = config::open_context(global).await?;
+    let (Some(flow), Some(step)) = (&args.flow, &args.step) else {
+        anyhow::bail!("--flow and --step go together");
+    };
+    let (flow, step) = names(flow, step)?;
+    let payload = read_file(&args.input, "payload")?;
+    with_ctx(global, async |ctx| {
         let t = ctx.tenant().await?;
         let signed = ctx
             .store
@@ -370,6 +367,6 @@ pub fn sign(global: &GlobalArgs, args: SignArgs) -> Result<ExitCode> {
                 format!("; skipped (no key): {}", list(&signed.skipped))
             }
         );
-        Ok(ExitCode::SUCCESS)
-    })?
+        Ok(())
+    })
 }

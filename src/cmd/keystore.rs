@@ -14,8 +14,8 @@ use rekey_crypto::{Certificate, KeyBits, KeyPair, parse_subject, self_signed};
 use rekey_store::{Alias, EntryId, KeyMaterial, KeystoreEntry, StepRef, flows, keystore};
 use serde::Serialize;
 
-use super::state::{JsonArg, block_on, day, print_json, print_table, read_file, write_new};
-use crate::config::{self, Context, GlobalArgs};
+use super::state::{JsonArg, day, print_json, print_table, read_file, with_ctx, write_new};
+use crate::config::{Context, GlobalArgs};
 
 /// `rekey keystore ...`.
 #[derive(Debug, Subcommand)]
@@ -169,13 +169,12 @@ fn alias(s: &str) -> Result<Alias> {
 
 /// `rekey keystore ...`.
 pub fn run(global: &GlobalArgs, cmd: KeystoreCmd) -> Result<ExitCode> {
-    block_on(async {
-        let ctx = config::open_context(global).await?;
+    with_ctx(global, async |ctx| {
         match cmd {
-            KeystoreCmd::List(j) => list(&ctx, j.json).await?,
-            KeystoreCmd::Generate(a) => generate(&ctx, a).await?,
-            KeystoreCmd::Import(a) => import(&ctx, a).await?,
-            KeystoreCmd::ExportCert(a) => export_cert(&ctx, a).await?,
+            KeystoreCmd::List(j) => list(ctx, j.json).await?,
+            KeystoreCmd::Generate(a) => generate(ctx, a).await?,
+            KeystoreCmd::Import(a) => import(ctx, a).await?,
+            KeystoreCmd::ExportCert(a) => export_cert(ctx, a).await?,
             KeystoreCmd::Remove(a) => {
                 let t = ctx.tenant().await?;
                 let alias = alias(&a.alias)?;
@@ -256,8 +255,8 @@ pub fn run(global: &GlobalArgs, cmd: KeystoreCmd) -> Result<ExitCode> {
                 );
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })?
+        Ok(())
+    })
 }
 
 async fn list(ctx: &Context, json: bool) -> Result<()> {

@@ -13,8 +13,8 @@ use rekey_store::{
 };
 use serde::Serialize;
 
-use super::state::{JsonArg, block_on, day, print_json, print_table, read_file};
-use crate::config::{self, GlobalArgs};
+use super::state::{JsonArg, day, print_json, print_table, read_file, with_ctx};
+use crate::config::GlobalArgs;
 
 /// `rekey receiver ...`.
 #[derive(Debug, Subcommand)]
@@ -128,8 +128,7 @@ fn name(s: &str) -> Result<ReceiverName> {
 
 /// `rekey receiver ...`.
 pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
-    block_on(async {
-        let ctx = config::open_context(global).await?;
+    with_ctx(global, async |ctx| {
         let t = ctx.tenant().await?;
         match cmd {
             ReceiverCmd::Add(a) => {
@@ -257,6 +256,6 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
                 );
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })?
+        Ok(())
+    })
 }

@@ -35,6 +35,21 @@ pub fn block_on<F: Future>(f: F) -> Result<F::Output> {
     Ok(rt.block_on(f))
 }
 
+/// Opens the context for `global`, runs `f` with it, and reports tenants by name rather than
+/// id in its errors.
+pub(crate) fn with_ctx(
+    global: &GlobalArgs,
+    f: impl AsyncFnOnce(&Context) -> Result<()>,
+) -> Result<ExitCode> {
+    block_on(async {
+        let ctx = config::open_context(global).await?;
+        let result = f(&ctx).await;
+        let _ = ctx.store.clone().close().await;
+        result.map_err(|e| ctx.explain(e))?;
+        Ok(ExitCode::SUCCESS)
+    })?
+}
+
 /// Prints `v` as pretty JSON on standard output.
 pub(crate) fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -238,8 +253,7 @@ pub enum TenantCmd {
 
 /// `rekey tenant ...`.
 pub fn tenant(global: &GlobalArgs, cmd: TenantCmd) -> Result<ExitCode> {
-    block_on(async {
-        let ctx = config::open_context(global).await?;
+    with_ctx(global, async |ctx| {
         match cmd {
             TenantCmd::Add { name } => {
                 let name = TenantName::parse(&name)?;
@@ -259,8 +273,8 @@ pub fn tenant(global: &GlobalArgs, cmd: TenantCmd) -> Result<ExitCode> {
                 }
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })?
+        Ok(())
+    })
 }
 
 // --- user ---
@@ -330,11 +344,10 @@ impl GrantView {
 
 /// `rekey user ...`.
 pub fn user(global: &GlobalArgs, cmd: UserCmd) -> Result<ExitCode> {
-    block_on(async {
-        let ctx = config::open_context(global).await?;
+    with_ctx(global, async |ctx| {
         match cmd {
-            UserCmd::Add(a) => user_add(&ctx, a).await?,
-            UserCmd::List(j) => user_list(&ctx, j.json).await?,
+            UserCmd::Add(a) => user_add(ctx, a).await?,
+            UserCmd::List(j) => user_list(ctx, j.json).await?,
             UserCmd::Token(a) => {
                 let email = Email::parse(&a.email).context("--email")?;
                 let u = ctx.store.user_by_email(&email).await?;
@@ -346,8 +359,8 @@ pub fn user(global: &GlobalArgs, cmd: UserCmd) -> Result<ExitCode> {
                 println!("{}", t.token.as_str());
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })?
+        Ok(())
+    })
 }
 
 async fn user_add(ctx: &Context, a: UserAddArgs) -> Result<()> {

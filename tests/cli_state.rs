@@ -1,0 +1,940 @@
+//! End to end through the built binary: the stateful commands (`init`, `tenant`, `keystore`,
+//! `flow`, `signer`, `receiver`, `user`, `sign --flow`, `audit verify`) on a fresh data
+//! directory; every refusal is one line and changes nothing.
+//!
+//! Each test runs on SQLite and, when `REKEY_TEST_POSTGRES_URL` is set, again on a fresh
+//! `rekey_cli_<uuid>` PostgreSQL database named through `REKEY_DATABASE_URL`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rekey_store::{ConnectionTrait, Store};
+
+const PG_ENV: &str = "REKEY_TEST_POSTGRES_URL";
+const TAMPERED: i32 = 3;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/store/tests/fixtures")
+        .join(name)
+}
+
+fn fx(name: &str) -> String {
+    fixture(name).display().to_string()
+}
+
+/// A fresh data directory, and with PostgreSQL a fresh database it points at.
+struct Env {
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+    backend: &'static str,
+    _pg: Option<PgDatabase>,
+}
+
+impl Env {
+    fn sqlite() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: None,
+            backend: "sqlite",
+            _pg: None,
+        }
+    }
+
+    fn postgres(server: &str) -> Env {
+        let pg = PgDatabase::create(server);
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: Some(pg.url.clone()),
+            backend: "postgres",
+            _pg: Some(pg),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    /// The binary with this environment's data directory (and database), nothing inherited
+    /// that could point it elsewhere.
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
+        for v in [
+            "REKEY_CONFIG",
+            "REKEY_KEK",
+            "REKEY_KEK_FILE",
+            "REKEY_TENANT",
+            "REKEY_DATABASE_URL",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("REKEY_DATA_DIR", self.data()).env("USER", "tester");
+        if let Some(url) = &self.database_url {
+            c.env("REKEY_DATABASE_URL", url);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd()
+            .args(args)
+            .output()
+            .expect("runs the rekey binary")
+    }
+
+    /// Runs and asserts success; returns standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "[{}] rekey {args:?}: {}",
+            self.backend,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs and asserts a one-line failure with exit `code` containing every needle.
+    fn fails(&self, args: &[&str], code: i32, needles: &[&str]) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "[{}] rekey {args:?}: {err}",
+            self.backend
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+        for n in needles {
+            assert!(err.contains(n), "[{}] {n:?} not in {err:?}", self.backend);
+        }
+        err
+    }
+
+    /// The store the binary uses, for looking behind its back.
+    fn store(&self, rt: &tokio::runtime::Runtime) -> Store {
+        let url = match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data().join("rekey.db").display()
+            ),
+        };
+        rt.block_on(Store::open(&url)).expect("opens the store")
+    }
+
+    /// Everything a refused command must leave alone: the audit chain length and the
+    /// listings.
+    fn snapshot(&self) -> String {
+        let audit = self.ok(&["audit", "verify"]);
+        let keys = self.ok(&["keystore", "list", "--json"]);
+        let flows = self.ok(&["flow", "list", "--json"]);
+        let receivers = self.ok(&["receiver", "list", "--json"]);
+        let users = self.ok(&["user", "list", "--json"]);
+        format!("{audit}{keys}{flows}{receivers}{users}")
+    }
+}
+
+/// A PostgreSQL database for one test, dropped afterwards (best effort).
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn server_base(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((authority, _)) => format!("{scheme}://{authority}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl PgDatabase {
+    fn create(server: &str) -> PgDatabase {
+        let base = server_base(server);
+        let name = format!("rekey_cli_{}", uuid::Uuid::new_v4().simple());
+        let admin_url = format!("{base}/postgres");
+        runtime().block_on(async {
+            let admin = rekey_store::db::connect(&admin_url)
+                .await
+                .expect("connects to PostgreSQL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("creates the test database");
+            let _ = admin.close().await;
+        });
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                if let Ok(conn) = rekey_store::db::connect(&admin_url).await {
+                    let _ = conn
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    let _ = conn.close().await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// Runs `body` on SQLite, then on PostgreSQL when configured.
+fn on_both(body: impl Fn(&Env)) {
+    body(&Env::sqlite());
+    match std::env::var(PG_ENV) {
+        Ok(server) => body(&Env::postgres(&server)),
+        Err(_) => eprintln!("skipping PostgreSQL: {PG_ENV} not set"),
+    }
+}
+
+/// `init`, a tenant, a generated key, a flow whose signer step lists it.
+fn setup(env: &Env) {
+    env.ok(&["init"]);
+    env.ok(&["tenant", "add", "acme"]);
+    env.ok(&[
+        "keystore",
+        "generate",
+        "--alias",
+        "signer-2026",
+        "--bits",
+        "2048",
+        "--subject",
+        "CN=acme signer,O=Acme",
+    ]);
+    env.ok(&["flow", "add", "--flow", "Orders", "--step", "sign"]);
+    env.ok(&[
+        "signer",
+        "add-alias",
+        "--flow",
+        "Orders",
+        "--step",
+        "sign",
+        "--alias",
+        "signer-2026",
+    ]);
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn newcomer_walk_signs_verifiably_and_audits() {
+    on_both(|env| {
+        let out = env.ok(&["init"]);
+        assert!(out.contains("created data directory"), "{out}");
+        assert!(out.contains("created key-encryption key"), "{out}");
+        assert!(out.contains("created database"), "{out}");
+        env.ok(&["tenant", "add", "acme"]);
+        assert!(env.ok(&["tenant", "list"]).contains("acme"));
+
+        env.ok(&[
+            "keystore",
+            "generate",
+            "--alias",
+            "signer-2026",
+            "--bits",
+            "2048",
+            "--subject",
+            "CN=acme signer,O=Acme",
+            "--days",
+            "400",
+            "--as",
+            "alice@example.com",
+        ]);
+        env.ok(&["flow", "add", "--flow", "Orders", "--step", "sign"]);
+        env.ok(&[
+            "signer",
+            "add-alias",
+            "--flow",
+            "Orders",
+            "--step",
+            "sign",
+            "--alias",
+            "signer-2026",
+            "--digest",
+            "sha384",
+        ]);
+        // A prepared second alias without a key: listed, skipped when signing.
+        env.ok(&[
+            "signer",
+            "add-alias",
+            "--flow",
+            "Orders",
+            "--step",
+            "sign",
+            "--alias",
+            "signer-2027",
+        ]);
+
+        let list = json(&env.ok(&["keystore", "list", "--json"]));
+        let entries = list.as_array().expect("array");
+        assert_eq!(entries.len(), 2, "{list}");
+        assert_eq!(entries[0]["alias"], "signer-2026");
+        assert_eq!(entries[0]["key_bits"], 2048);
+        assert_eq!(entries[0]["used_by"][0]["flow"], "Orders");
+        assert_eq!(entries[0]["used_by"][0]["step"], "sign");
+        assert!(
+            entries[0]["fingerprint"]
+                .as_str()
+                .is_some_and(|f| f.len() == 95)
+        );
+        assert!(entries[0]["not_after"].as_str().is_some());
+        assert_eq!(entries[1]["alias"], "signer-2027");
+        assert_eq!(entries[1]["has_key"], false);
+        let text = env.ok(&["keystore", "list"]);
+        assert!(text.contains("flow \"Orders\" step \"sign\""), "{text}");
+
+        let show = json(&env.ok(&[
+            "signer", "show", "--flow", "Orders", "--step", "sign", "--json",
+        ]));
+        assert_eq!(show["rows"][0]["digest"], "sha384");
+        assert_eq!(show["rows"][0]["has_key"], true);
+        assert_eq!(show["rows"][1]["has_key"], false);
+        assert!(env.ok(&["flow", "list"]).contains("signer-2026 (sha384)"));
+
+        env.ok(&[
+            "receiver",
+            "add",
+            "--name",
+            "ERP",
+            "--admin",
+            "Bob@Example.com",
+            "--accepts-multiple-signatures",
+        ]);
+        env.ok(&[
+            "receiver",
+            "trust",
+            "--name",
+            "ERP",
+            "--alias",
+            "signer-2026",
+        ]);
+        let r = json(&env.ok(&["receiver", "show", "--name", "ERP", "--json"]));
+        assert_eq!(r["admin_emails"][0], "bob@example.com");
+        assert_eq!(r["profile"]["accepts_multiple_signatures"], true);
+        assert_eq!(r["profile"]["verifies_multiple_keys"], false);
+        assert_eq!(r["trusted"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            json(&env.ok(&["receiver", "list", "--json"]))[0]["name"],
+            "ERP"
+        );
+
+        env.ok(&[
+            "user",
+            "add",
+            "--email",
+            "alice@example.com",
+            "--role",
+            "tenant_admin",
+        ]);
+        env.ok(&[
+            "user",
+            "add",
+            "--email",
+            "dev@example.com",
+            "--role",
+            "integration_developer",
+            "--tenant",
+            "acme",
+        ]);
+        env.ok(&[
+            "user",
+            "add",
+            "--email",
+            "bob@example.com",
+            "--role",
+            "receiver_admin",
+            "--receiver",
+            "ERP",
+        ]);
+        let users = env.ok(&["user", "list"]);
+        assert!(
+            users.contains("receiver_admin of receiver \"ERP\""),
+            "{users}"
+        );
+        assert!(
+            users.contains("integration_developer of tenant \"acme\""),
+            "{users}"
+        );
+        let token = env.ok(&["user", "token", "--email", "alice@example.com"]);
+        let token = token.trim();
+        assert!(token.len() >= 40 && !token.contains(' '), "{token:?}");
+        let rt = runtime();
+        let store = env.store(&rt);
+        let owner = rt
+            .block_on(store.user_for_token(token))
+            .expect("token works");
+        assert_eq!(owner.email.as_str(), "alice@example.com");
+
+        // Sign as the step signs; check with OpenSSL and with rekey verify.
+        std::fs::write(env.path("payload.xml"), b"<order>42</order>\n").expect("payload");
+        let out = env.ok(&[
+            "sign",
+            "--flow",
+            "Orders",
+            "--step",
+            "sign",
+            "--in",
+            &env.p("payload.xml"),
+            "--out",
+            &env.p("payload.p7m"),
+        ]);
+        assert!(out.contains("1 signature(s): signer-2026"), "{out}");
+        assert!(out.contains("skipped (no key): signer-2027"), "{out}");
+        env.ok(&[
+            "keystore",
+            "export-cert",
+            "--alias",
+            "signer-2026",
+            "--out",
+            &env.p("cert.pem"),
+        ]);
+        let o = Command::new("openssl")
+            .args(["cms", "-verify", "-binary", "-inform", "DER", "-in"])
+            .arg(env.path("payload.p7m"))
+            .arg("-CAfile")
+            .arg(env.path("cert.pem"))
+            .arg("-out")
+            .arg(env.path("content.out"))
+            .output()
+            .expect("runs openssl");
+        assert!(
+            o.status.success(),
+            "openssl cms -verify: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            std::fs::read(env.path("content.out")).expect("content"),
+            b"<order>42</order>\n"
+        );
+        let v = env.ok(&[
+            "verify",
+            "--in",
+            &env.p("payload.p7m"),
+            "--trust",
+            &env.p("cert.pem"),
+        ]);
+        assert!(v.starts_with("accepted"), "{v}");
+
+        // The audit log records who did what; then tampering is detected.
+        let entries = rt
+            .block_on(store.audit_entries(0, 1000))
+            .expect("audit entries");
+        let generate = entries
+            .iter()
+            .find(|e| e.action.starts_with("keystore.") && e.subject.contains("signer-2026"))
+            .expect("keystore entry audited");
+        assert_eq!(generate.actor, "alice@example.com");
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.actor == "alice@example.com" || e.actor == "cli:tester")
+        );
+        let n = entries.len();
+        let ok = env.ok(&["audit", "verify"]);
+        assert_eq!(ok.trim(), format!("audit log intact ({n} entries)"));
+
+        rt.block_on(
+            store
+                .db()
+                .execute_unprepared("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3"),
+        )
+        .expect("tampers with the audit log");
+        rt.block_on(store.close()).expect("close");
+        env.fails(
+            &["audit", "verify"],
+            TAMPERED,
+            &["audit log tampered with at entry 3", "modified"],
+        );
+    });
+}
+
+#[test]
+fn init_is_idempotent_and_never_replaces_the_key() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let kek = env.data().join("kek.key");
+    let before = std::fs::read(&kek).expect("kek file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kek).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(env.data().join("rekey.toml").exists());
+    env.ok(&["tenant", "add", "acme"]);
+    let again = env.ok(&["init"]);
+    for line in [
+        "found data directory",
+        "found configuration file",
+        "found key-encryption key",
+        "found database",
+    ] {
+        assert!(again.contains(line), "{line:?} not in {again}");
+    }
+    assert_eq!(std::fs::read(&kek).expect("kek file"), before);
+    assert!(env.ok(&["tenant", "list"]).contains("acme"));
+
+    // --data-dir after the subcommand works too.
+    let other = env.path("elsewhere");
+    let o = Command::new(env!("CARGO_BIN_EXE_rekey"))
+        .args(["init", "--data-dir"])
+        .arg(&other)
+        .env_remove("REKEY_DATA_DIR")
+        .env_remove("REKEY_DATABASE_URL")
+        .env_remove("REKEY_KEK")
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(other.join("kek.key").exists() && other.join("rekey.db").exists());
+}
+
+#[test]
+fn commands_before_init_say_so() {
+    let env = Env::sqlite();
+    env.fails(&["tenant", "list"], 1, &["rekey init"]);
+}
+
+#[test]
+fn config_file_with_unknown_key_is_refused_naming_it() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let path = env.data().join("rekey.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:9\"\nlistne = \"x\"\n",
+    )
+    .expect("write");
+    env.fails(
+        &["tenant", "list"],
+        1,
+        &[&path.display().to_string(), "line 3", "listne"],
+    );
+    let cfg = env.path("explicit.toml");
+    std::fs::write(&cfg, "kek_fiel = \"/k\"\n").expect("write");
+    env.fails(
+        &["tenant", "list", "--config", &cfg.display().to_string()],
+        1,
+        &[&cfg.display().to_string(), "kek_fiel"],
+    );
+}
+
+#[test]
+fn tenant_may_be_left_out_only_when_there_is_one() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    env.fails(
+        &["keystore", "list"],
+        1,
+        &["no tenants yet", "rekey tenant add"],
+    );
+    env.ok(&["tenant", "add", "acme"]);
+    env.ok(&["keystore", "list"]);
+    env.ok(&["tenant", "add", "globex"]);
+    env.fails(
+        &["keystore", "list"],
+        1,
+        &["several tenants", "\"acme\"", "\"globex\"", "--tenant"],
+    );
+    env.ok(&["keystore", "list", "--tenant", "globex"]);
+    env.fails(
+        &["keystore", "list", "--tenant", "initech"],
+        1,
+        &["unknown tenant \"initech\"", "\"acme\"", "\"globex\""],
+    );
+    env.fails(
+        &["tenant", "add", "acme"],
+        1,
+        &["tenant \"acme\" already exists"],
+    );
+}
+
+#[test]
+fn imports_pkcs12_and_pem_and_manages_history() {
+    on_both(|env| {
+        setup(env);
+        std::fs::write(env.path("pw"), "fixture-password\n").expect("pw");
+        let out = env.ok(&[
+            "keystore",
+            "import",
+            "--alias",
+            "alpha",
+            "--pkcs12",
+            &fx("alpha.p12"),
+            "--password-file",
+            &env.p("pw"),
+        ]);
+        assert!(out.contains("imported alias alpha"), "{out}");
+        env.ok(&[
+            "keystore",
+            "import",
+            "--alias",
+            "delta",
+            "--key",
+            &fx("delta.key.pem"),
+            "--cert",
+            &fx("delta.chain.pem"),
+        ]);
+        let pem = env.ok(&["keystore", "export-cert", "--alias", "delta"]);
+        assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "{pem}");
+
+        // Remove (not in use) → history → restore.
+        let out = env.ok(&["keystore", "remove", "--alias", "alpha"]);
+        assert!(out.contains("moved to history"), "{out}");
+        let hist = json(&env.ok(&["keystore", "history", "--alias", "alpha", "--json"]));
+        let id = hist[0]["entry"].as_str().expect("entry id").to_string();
+        assert_eq!(hist[0]["archived_reason"], "removed");
+        env.fails(
+            &["keystore", "export-cert", "--alias", "alpha"],
+            1,
+            &["alpha"],
+        );
+        env.ok(&["keystore", "restore", "--alias", "alpha", "--entry", &id]);
+        env.ok(&["keystore", "export-cert", "--alias", "alpha"]);
+
+        // Trust from a file, then untrust by fingerprint.
+        env.ok(&[
+            "receiver",
+            "add",
+            "--name",
+            "ERP",
+            "--admin",
+            "ops@example.com",
+        ]);
+        let out = env.ok(&[
+            "receiver",
+            "trust",
+            "--name",
+            "ERP",
+            "--cert",
+            &fx("beta.cert.pem"),
+        ]);
+        let fp = out
+            .rsplit("SHA-256 ")
+            .next()
+            .expect("fingerprint")
+            .trim()
+            .to_string();
+        env.fails(
+            &[
+                "receiver",
+                "trust",
+                "--name",
+                "ERP",
+                "--cert",
+                &fx("beta.cert.pem"),
+            ],
+            1,
+            &["already trusts"],
+        );
+        env.ok(&["receiver", "untrust", "--name", "ERP", "--fingerprint", &fp]);
+        env.fails(
+            &["receiver", "untrust", "--name", "ERP", "--fingerprint", &fp],
+            1,
+            &["does not trust"],
+        );
+        let r = json(&env.ok(&["receiver", "show", "--name", "ERP", "--json"]));
+        assert_eq!(r["trusted"].as_array().map(Vec::len), Some(0));
+    });
+}
+
+#[test]
+fn bad_input_is_one_line_and_changes_nothing() {
+    on_both(|env| {
+        setup(env);
+        env.ok(&[
+            "receiver",
+            "add",
+            "--name",
+            "ERP",
+            "--admin",
+            "ops@example.com",
+        ]);
+        env.ok(&[
+            "user",
+            "add",
+            "--email",
+            "alice@example.com",
+            "--role",
+            "tenant_admin",
+        ]);
+        std::fs::write(env.path("wrong-pw"), "not the password\n").expect("pw");
+        let before = env.snapshot();
+
+        let import_pem = |alias: &str, key: &str, cert: &str| {
+            vec![
+                "keystore".to_string(),
+                "import".into(),
+                "--alias".into(),
+                alias.into(),
+                "--key".into(),
+                fx(key),
+                "--cert".into(),
+                fx(cert),
+            ]
+        };
+        let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+            // Malformed PEM key, malformed certificate.
+            (
+                import_pem("x", "malformed.key.pem", "alpha.cert.pem"),
+                vec!["key file", "malformed.key.pem"],
+            ),
+            (
+                import_pem("x", "alpha.key.pem", "malformed.cert.pem"),
+                vec!["certificate file", "malformed.cert.pem"],
+            ),
+            // Key and certificate that do not belong together.
+            (
+                import_pem("x", "alpha.key.pem", "beta.cert.pem"),
+                vec!["does not match"],
+            ),
+            // RSA below 2048 bits, imported or generated.
+            (
+                import_pem("x", "small1024.key.pem", "small1024.cert.pem"),
+                vec!["1024"],
+            ),
+            (
+                strings(&["keystore", "generate", "--alias", "x", "--bits", "1024"]),
+                vec!["--bits", "1024", "2048"],
+            ),
+            // Duplicate alias.
+            (
+                import_pem("signer-2026", "alpha.key.pem", "alpha.cert.pem"),
+                vec!["signer-2026", "already has a keystore entry"],
+            ),
+            (
+                strings(&[
+                    "keystore",
+                    "generate",
+                    "--alias",
+                    "signer-2026",
+                    "--bits",
+                    "2048",
+                ]),
+                vec!["signer-2026", "already has a keystore entry"],
+            ),
+            // Malformed PKCS#12, wrong password.
+            (
+                strings(&[
+                    "keystore",
+                    "import",
+                    "--alias",
+                    "x",
+                    "--pkcs12",
+                    &fx("garbage.p12"),
+                ]),
+                vec!["PKCS#12 file", "garbage.p12"],
+            ),
+            (
+                strings(&[
+                    "keystore",
+                    "import",
+                    "--alias",
+                    "x",
+                    "--pkcs12",
+                    &fx("alpha.p12"),
+                    "--password-file",
+                    &env.p("wrong-pw"),
+                ]),
+                vec!["PKCS#12 file", "alpha.p12"],
+            ),
+            // Unknown tenant, alias, flow, step, receiver, user.
+            (
+                strings(&["keystore", "list", "--tenant", "nope"]),
+                vec!["unknown tenant \"nope\"", "\"acme\""],
+            ),
+            (
+                strings(&["keystore", "export-cert", "--alias", "nope"]),
+                vec!["tenant \"acme\": no keystore entry under alias \"nope\""],
+            ),
+            (
+                strings(&["keystore", "remove", "--alias", "nope"]),
+                vec!["\"nope\""],
+            ),
+            (
+                strings(&["signer", "show", "--flow", "Nope", "--step", "sign"]),
+                vec!["unknown flow \"Nope\""],
+            ),
+            (
+                strings(&[
+                    "signer",
+                    "add-alias",
+                    "--flow",
+                    "Nope",
+                    "--step",
+                    "sign",
+                    "--alias",
+                    "a",
+                ]),
+                vec!["unknown flow \"Nope\""],
+            ),
+            (
+                strings(&[
+                    "sign",
+                    "--flow",
+                    "Orders",
+                    "--step",
+                    "nope",
+                    "--in",
+                    &fx("alpha.cert.pem"),
+                    "--out",
+                    &env.p("never.p7m"),
+                ]),
+                vec!["no signer step \"nope\""],
+            ),
+            (
+                strings(&["receiver", "show", "--name", "Nope"]),
+                vec!["unknown receiver \"Nope\""],
+            ),
+            (
+                strings(&[
+                    "receiver",
+                    "trust",
+                    "--name",
+                    "Nope",
+                    "--alias",
+                    "signer-2026",
+                ]),
+                vec!["unknown receiver \"Nope\""],
+            ),
+            (
+                strings(&[
+                    "user",
+                    "add",
+                    "--email",
+                    "bob@example.com",
+                    "--role",
+                    "receiver_admin",
+                    "--receiver",
+                    "Nope",
+                ]),
+                vec!["unknown receiver \"Nope\""],
+            ),
+            (
+                strings(&["user", "token", "--email", "nobody@example.com"]),
+                vec!["unknown user nobody@example.com"],
+            ),
+            // Invalid email addresses.
+            (
+                strings(&[
+                    "user",
+                    "add",
+                    "--email",
+                    "not an email",
+                    "--role",
+                    "tenant_admin",
+                ]),
+                vec!["--email", "invalid email address"],
+            ),
+            (
+                strings(&["receiver", "add", "--name", "R2", "--admin", "bob@"]),
+                vec!["--admin", "invalid email address"],
+            ),
+            (
+                strings(&["tenant", "list", "--as", "someone"]),
+                vec!["--as", "invalid email address"],
+            ),
+            // Removing a key a signer step still lists: refused, naming the steps.
+            (
+                strings(&["keystore", "remove", "--alias", "signer-2026"]),
+                vec!["still listed by flow \"Orders\" step \"sign\""],
+            ),
+            // Duplicates elsewhere.
+            (
+                strings(&["flow", "add", "--flow", "Orders", "--step", "sign"]),
+                vec!["already has a signer step \"sign\""],
+            ),
+            (
+                strings(&[
+                    "receiver",
+                    "add",
+                    "--name",
+                    "ERP",
+                    "--admin",
+                    "x@example.com",
+                ]),
+                vec!["receiver \"ERP\" already exists"],
+            ),
+            (
+                strings(&[
+                    "user",
+                    "add",
+                    "--email",
+                    "alice@example.com",
+                    "--role",
+                    "tenant_admin",
+                ]),
+                vec!["already holds"],
+            ),
+            (
+                strings(&[
+                    "user",
+                    "add",
+                    "--email",
+                    "carol@example.com",
+                    "--role",
+                    "boss",
+                ]),
+                vec!["--role", "invalid role"],
+            ),
+            (
+                strings(&[
+                    "keystore",
+                    "generate",
+                    "--alias",
+                    "bad alias",
+                    "--bits",
+                    "2048",
+                ]),
+                vec!["--alias", "invalid alias"],
+            ),
+        ];
+        for (args, needles) in &cases {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            env.fails(&args, 1, needles);
+        }
+        assert_eq!(
+            env.snapshot(),
+            before,
+            "[{}] a refusal changed state",
+            env.backend
+        );
+        assert!(!env.path("never.p7m").exists());
+    });
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
