@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Generate an RSA key pair with a self-signed certificate (and optionally a CSR) as files.
     Keygen(cmd::files::KeygenArgs),
-    /// Sign a payload as CMS SignedData with one or more keys given as files.
+    /// Sign a payload as CMS SignedData with keys given as files, or as a flow's signer step signs.
     Sign(cmd::files::SignArgs),
     /// Verify CMS SignedData and apply a receiver's rule; exit 0 only when it would be accepted.
     Verify(cmd::files::VerifyArgs),
