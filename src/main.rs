@@ -54,6 +54,17 @@ enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(cmd::state::AuditCmd),
+    /// Run every procedure end to end on an embedded database and prove the invariant.
+    Demo(cmd::demo::DemoArgs),
+    /// Renewals: start, list, show, report, cancel, roll back.
+    #[command(subcommand)]
+    Renewal(cmd::renewal::RenewalCmd),
+    /// Due steps: list, complete (with the certificate's fingerprint), approve.
+    #[command(subcommand)]
+    Task(cmd::renewal::TaskCmd),
+    /// The downtime window of `downtime-window`: propose, accept.
+    #[command(subcommand)]
+    Window(cmd::renewal::WindowCmd),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +82,10 @@ fn main() -> ExitCode {
         Command::Receiver(c) => cmd::receiver::run(&cli.global, c),
         Command::User(c) => cmd::state::user(&cli.global, c),
         Command::Audit(c) => cmd::state::audit(&cli.global, c),
+        Command::Demo(args) => cmd::demo::run(&cli.global, args),
+        Command::Renewal(c) => cmd::renewal::renewal(&cli.global, c),
+        Command::Task(c) => cmd::renewal::task(&cli.global, c),
+        Command::Window(c) => cmd::renewal::window(&cli.global, c),
     };
     match result {
         Ok(code) => code,

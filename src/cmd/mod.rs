@@ -1,7 +1,9 @@
 //! One module per group of subcommands.
 
+pub mod demo;
 pub mod files;
 pub mod flow;
 pub mod keystore;
 pub mod receiver;
+pub mod renewal;
 pub mod state;

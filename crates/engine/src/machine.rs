@@ -208,6 +208,10 @@ pub struct Renewal {
     pub new_cert: Option<CertId>,
     /// Whether key generation was requested and not yet reported.
     pub generating: bool,
+    /// Who approved the key generation (a self-signed key is reported back by rekey, but the
+    /// step is theirs).
+    #[serde(default)]
+    pub generation_approved_by: Option<String>,
     /// Per-step state, in definition order.
     pub steps: Vec<StepState>,
     /// Overall status.
@@ -523,6 +527,7 @@ pub fn start(
         old_cert: Some(old_cert),
         new_cert: None,
         generating: false,
+        generation_approved_by: None,
         steps,
         status: RenewalStatus::Running,
         applied: Vec::new(),
@@ -752,7 +757,11 @@ impl Ctx<'_> {
             action: "key.ready".into(),
             detail: format!("new certificate {cert}"),
         });
-        self.done(&step, &actor.email);
+        let by = match (&self.r.generation_approved_by, actor.is_system()) {
+            (Some(approver), true) => approver.clone(),
+            _ => actor.email.clone(),
+        };
+        self.done(&step, &by);
         Ok(())
     }
 
@@ -1205,6 +1214,7 @@ impl Ctx<'_> {
                 self.done(step, by);
             } else if !self.r.generating {
                 self.r.generating = true;
+                self.r.generation_approved_by = Some(by.to_string());
                 self.effects.push(Effect::GenerateKey {
                     bits: self.r.bits,
                     ca_signed: self.r.ca_signed,

@@ -354,7 +354,17 @@ pub async fn run_procedure(
     };
     let mut outcome = service.start(req, TENANT_ADMIN, clock).await?;
     let id = outcome.renewal.id;
+    // Every email queued so far, by step: a step's notices go out when it becomes due.
+    let mut mail_by_step: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for _ in 0..64 {
+        for m in &outcome.mail {
+            if let Some(s) = &m.step {
+                let list = mail_by_step.entry(s.clone()).or_default();
+                if !list.contains(&m.to) {
+                    list.push(m.to.clone());
+                }
+            }
+        }
         // Record what the last call completed, with a probe after each step.
         for step_id in std::mem::take(&mut outcome.completed) {
             let Some(step) = def.step(&step_id) else {
@@ -365,12 +375,7 @@ pub async fn run_procedure(
             else {
                 continue;
             };
-            let emails = outcome
-                .mail
-                .iter()
-                .filter(|m| m.step.as_deref() == Some(step_id.as_str()))
-                .map(|m| m.to.clone())
-                .collect();
+            let emails = mail_by_step.get(&step_id).cloned().unwrap_or_default();
             timeline.push(TimelineEntry {
                 step: step_id.clone(),
                 seed_step: step.seed.clone(),
@@ -435,7 +440,7 @@ pub async fn run_procedure(
         outcome = match (step.kind, step.action, step.task) {
             (StepKind::Agreement, _, _) => {
                 let start = clock + Duration::hours(1);
-                service
+                let proposed = service
                     .act(
                         id,
                         &who(step.role),
@@ -448,9 +453,11 @@ pub async fn run_procedure(
                     .await?;
                 clock += Duration::minutes(10);
                 let other = step.with_role.unwrap_or(Role::ReceiverAdmin);
-                service
+                let mut accepted = service
                     .act(id, &who(other), Event::AcceptWindow, clock)
-                    .await?
+                    .await?;
+                accepted.mail.splice(0..0, proposed.mail);
+                accepted
             }
             (_, Some(_), _) => {
                 service
