@@ -20,12 +20,19 @@ fn fingerprint_of_pem(dir: &Path, pem: &str) -> String {
         .output()
         .expect("openssl x509 runs (apt package openssl)");
     let text = String::from_utf8_lossy(&out.stdout);
-    text.split('=').nth(1).unwrap_or("").trim().replace(':', "").to_lowercase()
+    text.split('=')
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .replace(':', "")
+        .to_lowercase()
 }
 
 /// The receiver rule, decided from OpenSSL's output only.
 fn openssl_verdict(dir: &Path, probe: &Value) -> bool {
-    let der = B64.decode(probe["signed_data_der_base64"].as_str().expect("der")).expect("base64");
+    let der = B64
+        .decode(probe["signed_data_der_base64"].as_str().expect("der"))
+        .expect("base64");
     let msg = dir.join("probe.der");
     std::fs::write(&msg, der).expect("write probe");
     let signers = dir.join("signers.pem");
@@ -42,8 +49,14 @@ fn openssl_verdict(dir: &Path, probe: &Value) -> bool {
     if !status.status.success() {
         return false;
     }
-    let payload = B64.decode(probe["content_base64"].as_str().expect("content")).expect("base64");
-    assert_eq!(std::fs::read(&content).expect("content written"), payload, "signed content is the probe payload");
+    let payload = B64
+        .decode(probe["content_base64"].as_str().expect("content"))
+        .expect("base64");
+    assert_eq!(
+        std::fs::read(&content).expect("content written"),
+        payload,
+        "signed content is the probe payload"
+    );
     let signer_pems = std::fs::read_to_string(&signers).expect("signers written");
     let signer_fps: Vec<String> = signer_pems
         .split_inclusive("-----END CERTIFICATE-----\n")
@@ -57,8 +70,14 @@ fn openssl_verdict(dir: &Path, probe: &Value) -> bool {
         .map(|p| fingerprint_of_pem(dir, p.as_str().expect("pem")))
         .collect();
     let count = probe["signer_count"].as_u64().expect("count") as usize;
-    assert_eq!(count, signer_fps.len(), "signer_count matches what OpenSSL finds");
-    let multi = probe["receiver"]["accepts_multiple_signatures"].as_bool().expect("flag");
+    assert_eq!(
+        count,
+        signer_fps.len(),
+        "signer_count matches what OpenSSL finds"
+    );
+    let multi = probe["receiver"]["accepts_multiple_signatures"]
+        .as_bool()
+        .expect("flag");
     (count == 1 || multi) && signer_fps.iter().any(|f| trusted.contains(f))
 }
 
@@ -74,15 +93,29 @@ fn demo_evidence_holds_under_openssl() {
         .output()
         .expect("rekey runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for line in ["dual-trust: 8 probes, 0 rejected", "dual-signature: 12 probes, 0 rejected", "prepared-second-alias: 7 probes, 0 rejected"] {
-        assert!(stdout.contains(line), "summary line {line:?} missing:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "dual-trust: 8 probes, 0 rejected",
+        "dual-signature: 12 probes, 0 rejected",
+        "prepared-second-alias: 7 probes, 0 rejected",
+    ] {
+        assert!(
+            stdout.contains(line),
+            "summary line {line:?} missing:\n{stdout}"
+        );
     }
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).expect("work dir");
     let seeds = [
         ("dual-trust", vec!["1", "2", "3", "4", "5", "6", "7"]),
-        ("dual-signature", vec!["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]),
+        (
+            "dual-signature",
+            vec!["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"],
+        ),
         ("prepared-second-alias", vec!["1", "2", "3", "4", "5", "6"]),
         ("downtime-window", vec!["1", "2", "3", "4.1", "4.2"]),
     ];
@@ -93,42 +126,84 @@ fn demo_evidence_holds_under_openssl() {
             .lines()
             .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
             .collect();
-        let timeline: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(pdir.join("timeline.json")).expect("timeline.json")).expect("JSON array");
-        let got: Vec<&str> = timeline.iter().map(|t| t["seed_step"].as_str().expect("seed_step")).collect();
-        assert_eq!(got, expected_seeds, "{procedure}: the timeline lists the seed's steps in order");
+        let timeline: Vec<Value> = serde_json::from_str(
+            &std::fs::read_to_string(pdir.join("timeline.json")).expect("timeline.json"),
+        )
+        .expect("JSON array");
+        let got: Vec<&str> = timeline
+            .iter()
+            .map(|t| t["seed_step"].as_str().expect("seed_step"))
+            .collect();
+        assert_eq!(
+            got, expected_seeds,
+            "{procedure}: the timeline lists the seed's steps in order"
+        );
         for t in &timeline {
-            for field in ["step", "role", "kind", "performed_by", "started_at", "completed_at", "emails"] {
-                assert!(!t[field].is_null(), "{procedure}: timeline entry lacks {field}");
+            for field in [
+                "step",
+                "role",
+                "kind",
+                "performed_by",
+                "started_at",
+                "completed_at",
+                "emails",
+            ] {
+                assert!(
+                    !t[field].is_null(),
+                    "{procedure}: timeline entry lacks {field}"
+                );
             }
         }
-        assert_eq!(probes.len(), timeline.len() + 1, "{procedure}: a probe before the first step and after each");
+        assert_eq!(
+            probes.len(),
+            timeline.len() + 1,
+            "{procedure}: a probe before the first step and after each"
+        );
         assert!(probes[0]["after_step"].is_null());
         for (i, p) in probes.iter().enumerate() {
             assert_eq!(p["seq"].as_u64(), Some(i as u64));
             let independent = openssl_verdict(&work, p);
             let claimed = p["receiver_verdict"] == "accepted";
-            assert_eq!(independent, claimed, "{procedure}: probe {i}: OpenSSL's verdict differs from rekey's");
+            assert_eq!(
+                independent, claimed,
+                "{procedure}: probe {i}: OpenSSL's verdict differs from rekey's"
+            );
             if procedure == "downtime-window" {
-                assert!(claimed || p["in_downtime_window"] == true, "{procedure}: probe {i} rejected outside the window");
+                assert!(
+                    claimed || p["in_downtime_window"] == true,
+                    "{procedure}: probe {i} rejected outside the window"
+                );
             } else {
                 assert!(claimed, "{procedure}: probe {i} rejected");
                 assert_eq!(p["in_downtime_window"], false);
             }
         }
         let last = probes.last().expect("probes");
-        assert_eq!(last["signer_count"], 1, "{procedure}: the last probe has one signature");
+        assert_eq!(
+            last["signer_count"], 1,
+            "{procedure}: the last probe has one signature"
+        );
         assert_eq!(last["receiver_verdict"], "accepted");
         let first_signer = &probes[0]["receiver"]["trusted_certificates_pem"][0];
         let last_trusted = &last["receiver"]["trusted_certificates_pem"];
         assert_eq!(last_trusted.as_array().map(Vec::len), Some(1));
-        assert_ne!(&last_trusted[0], first_signer, "{procedure}: the receiver ends trusting the new certificate, not the old");
+        assert_ne!(
+            &last_trusted[0], first_signer,
+            "{procedure}: the receiver ends trusting the new certificate, not the old"
+        );
     }
 }
 
 #[test]
 fn demo_refuses_an_unknown_procedure_and_small_keys() {
-    for (args, needle) in [(vec!["demo", "--procedure", "nope"], "unknown procedure"), (vec!["demo", "--bits", "1024"], "1024")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_rekey")).args(&args).output().expect("rekey runs");
+    for (args, needle) in [
+        (vec!["demo", "--procedure", "nope"], "unknown procedure"),
+        (vec!["demo", "--bits", "1024"], "1024"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .args(&args)
+            .output()
+            .expect("rekey runs");
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");

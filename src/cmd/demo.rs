@@ -43,7 +43,12 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     let procedures = if args.procedure == "all" {
         ProcedureId::ALL.to_vec()
     } else {
-        vec![args.procedure.parse::<ProcedureId>().map_err(anyhow::Error::msg).context("--procedure")?]
+        vec![
+            args.procedure
+                .parse::<ProcedureId>()
+                .map_err(anyhow::Error::msg)
+                .context("--procedure")?,
+        ]
     };
     rekey_crypto::KeyBits::try_from(args.bits).context("--bits")?;
     let dir = match &global.data_dir {
@@ -54,9 +59,23 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
         let store = open(&dir).await?;
         let service = Service::new(store.clone(), Catalog::builtin()?);
         // A fixed simulated clock: timelines are reproducible and the window opens on time.
-        let start = Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).single().context("start time")?;
-        let runs = demo::run(&service, &DemoOptions { procedures, bits: args.bits, start }).await?;
-        store.verify_audit().await.context("audit log after the demo")?;
+        let start = Utc
+            .with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
+            .single()
+            .context("start time")?;
+        let runs = demo::run(
+            &service,
+            &DemoOptions {
+                procedures,
+                bits: args.bits,
+                start,
+            },
+        )
+        .await?;
+        store
+            .verify_audit()
+            .await
+            .context("audit log after the demo")?;
         let _ = store.close().await;
         anyhow::Ok(runs)
     })??;
@@ -74,7 +93,11 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     }
     let failures: Vec<String> = runs
         .iter()
-        .flat_map(|r| r.failures.iter().map(move |f| format!("{}: {f}", r.procedure)))
+        .flat_map(|r| {
+            r.failures
+                .iter()
+                .map(move |f| format!("{}: {f}", r.procedure))
+        })
         .collect();
     if failures.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -90,19 +113,42 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
 async fn open(dir: &Path) -> Result<Store> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let kek_path = dir.join("kek.key");
-    let kek = if kek_path.exists() { Kek::from_file(&kek_path)? } else { Kek::generate_file(&kek_path)? };
+    let kek = if kek_path.exists() {
+        Kek::from_file(&kek_path)?
+    } else {
+        Kek::generate_file(&kek_path)?
+    };
     let url = format!("sqlite://{}?mode=rwc", dir.join("rekey.db").display());
-    Ok(Store::open(&url).await.with_context(|| format!("cannot open {url}"))?.with_kek(kek))
+    Ok(Store::open(&url)
+        .await
+        .with_context(|| format!("cannot open {url}"))?
+        .with_kek(kek))
 }
 
 fn render(runs: &[ProcedureRun]) -> String {
     let mut out = String::new();
     for r in runs {
         let _ = writeln!(out, "\n== {} (renewal {})", r.procedure, r.renewal);
-        let _ = writeln!(out, "  {:<6} {:<28} {:<22} {:<36} emails", "seed", "step", "role", "by");
+        let _ = writeln!(
+            out,
+            "  {:<6} {:<28} {:<22} {:<36} emails",
+            "seed", "step", "role", "by"
+        );
         for t in &r.timeline {
-            let emails = if t.emails.is_empty() { "-".to_string() } else { t.emails.join(", ") };
-            let _ = writeln!(out, "  {:<6} {:<28} {:<22} {:<36} {}", t.seed_step, t.step, t.role.as_str(), t.performed_by, emails);
+            let emails = if t.emails.is_empty() {
+                "-".to_string()
+            } else {
+                t.emails.join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "  {:<6} {:<28} {:<22} {:<36} {}",
+                t.seed_step,
+                t.step,
+                t.role.as_str(),
+                t.performed_by,
+                emails
+            );
         }
         for p in r.probes.iter().filter(|p| p.receiver_verdict != "accepted") {
             let _ = writeln!(
@@ -110,16 +156,30 @@ fn render(runs: &[ProcedureRun]) -> String {
                 "  probe {} after {} rejected{}: {}",
                 p.seq,
                 p.after_step.as_deref().unwrap_or("start"),
-                if p.in_downtime_window { " inside the agreed window" } else { "" },
+                if p.in_downtime_window {
+                    " inside the agreed window"
+                } else {
+                    ""
+                },
                 p.reason.as_deref().unwrap_or("")
             );
         }
     }
     out.push('\n');
     for r in runs {
-        let _ = write!(out, "{}: {} probes, {} rejected", r.procedure, r.probes.len(), r.rejected());
+        let _ = write!(
+            out,
+            "{}: {} probes, {} rejected",
+            r.procedure,
+            r.probes.len(),
+            r.rejected()
+        );
         if let Some((a, b)) = r.downtime {
-            let _ = write!(out, " (all inside the agreed window; downtime {} min)", (b - a).num_minutes());
+            let _ = write!(
+                out,
+                " (all inside the agreed window; downtime {} min)",
+                (b - a).num_minutes()
+            );
         }
         if !r.failures.is_empty() {
             let _ = write!(out, " — {} claim(s) FAILED", r.failures.len());
@@ -139,9 +199,13 @@ fn write_evidence(dir: &Path, runs: &[ProcedureRun]) -> Result<()> {
             lines.push_str(&serde_json::to_string(p)?);
             lines.push('\n');
         }
-        std::fs::write(d.join("probes.jsonl"), lines).with_context(|| format!("cannot write {}", d.display()))?;
-        std::fs::write(d.join("timeline.json"), serde_json::to_string_pretty(&r.timeline)?)
+        std::fs::write(d.join("probes.jsonl"), lines)
             .with_context(|| format!("cannot write {}", d.display()))?;
+        std::fs::write(
+            d.join("timeline.json"),
+            serde_json::to_string_pretty(&r.timeline)?,
+        )
+        .with_context(|| format!("cannot write {}", d.display()))?;
     }
     Ok(())
 }

@@ -151,17 +151,21 @@ fn service(ctx: &Context) -> Result<Service> {
 
 /// The person acting: `--as EMAIL` is required for renewal actions.
 fn person(ctx: &Context) -> Result<String> {
-    ctx.global
-        .as_user
-        .clone()
-        .ok_or_else(|| anyhow!("give --as EMAIL: renewal steps are done by a registered user holding the step's role"))
+    ctx.global.as_user.clone().ok_or_else(|| {
+        anyhow!(
+            "give --as EMAIL: renewal steps are done by a registered user holding the step's role"
+        )
+    })
 }
 
 fn parse_task(id: &str) -> Result<(Uuid, String)> {
-    let (r, s) = id
-        .split_once(':')
-        .ok_or_else(|| anyhow!("task id {id:?} must be <renewal>:<step>, as `rekey task list` prints it"))?;
-    Ok((Uuid::parse_str(r).with_context(|| format!("task id {id:?}: renewal id"))?, s.to_string()))
+    let (r, s) = id.split_once(':').ok_or_else(|| {
+        anyhow!("task id {id:?} must be <renewal>:<step>, as `rekey task list` prints it")
+    })?;
+    Ok((
+        Uuid::parse_str(r).with_context(|| format!("task id {id:?}: renewal id"))?,
+        s.to_string(),
+    ))
 }
 
 fn summary(o: &Outcome) {
@@ -169,10 +173,24 @@ fn summary(o: &Outcome) {
         println!("done: {s}");
     }
     for m in &o.mail {
-        println!("mail queued: {} ({:?}) to {}", m.step.as_deref().unwrap_or("renewal"), m.kind, m.to);
+        println!(
+            "mail queued: {} ({:?}) to {}",
+            m.step.as_deref().unwrap_or("renewal"),
+            m.kind,
+            m.to
+        );
     }
     let due: Vec<&str> = o.renewal.due_steps().map(|s| s.id.as_str()).collect();
-    println!("renewal {} {}; due: {}", o.renewal.id, o.renewal.status.as_str(), if due.is_empty() { "-".to_string() } else { due.join(", ") });
+    println!(
+        "renewal {} {}; due: {}",
+        o.renewal.id,
+        o.renewal.status.as_str(),
+        if due.is_empty() {
+            "-".to_string()
+        } else {
+            due.join(", ")
+        }
+    );
 }
 
 /// Runs `rekey renewal …`.
@@ -187,10 +205,27 @@ pub fn renewal(global: &GlobalArgs, cmd: RenewalCmd) -> Result<ExitCode> {
                 let alias = Alias::parse(&a.alias).context("--alias")?;
                 let s = ctx.store.step(tenant.id, &flow, &step).await?;
                 if !s.rows.iter().any(|r| r.params.alias == alias) {
-                    bail!("signer step {}/{} does not list alias {}", a.flow, a.step, a.alias);
+                    bail!(
+                        "signer step {}/{} does not list alias {}",
+                        a.flow,
+                        a.step,
+                        a.alias
+                    );
                 }
-                let receiver = ctx.store.receiver(tenant.id, &ReceiverName::parse(&a.receiver).context("--receiver")?).await?;
-                let procedure = a.procedure.as_deref().map(str::parse::<ProcedureId>).transpose().map_err(anyhow::Error::msg).context("--procedure")?;
+                let receiver = ctx
+                    .store
+                    .receiver(
+                        tenant.id,
+                        &ReceiverName::parse(&a.receiver).context("--receiver")?,
+                    )
+                    .await?;
+                let procedure = a
+                    .procedure
+                    .as_deref()
+                    .map(str::parse::<ProcedureId>)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)
+                    .context("--procedure")?;
                 if let Some(n) = &a.new_alias {
                     Alias::parse(n).context("--new-alias")?;
                 }
@@ -219,7 +254,14 @@ pub fn renewal(global: &GlobalArgs, cmd: RenewalCmd) -> Result<ExitCode> {
                     print_json(&all)?;
                 } else {
                     for r in &all {
-                        println!("{}  {:<22} {:<12} alias {}  started {}", r.id, r.procedure.as_str(), r.status.as_str(), r.alias, r.started_at.to_rfc3339());
+                        println!(
+                            "{}  {:<22} {:<12} alias {}  started {}",
+                            r.id,
+                            r.procedure.as_str(),
+                            r.status.as_str(),
+                            r.alias,
+                            r.started_at.to_rfc3339()
+                        );
                     }
                 }
             }
@@ -232,12 +274,23 @@ pub fn renewal(global: &GlobalArgs, cmd: RenewalCmd) -> Result<ExitCode> {
                 }
             }
             RenewalCmd::Report { id } => print_json(&report(ctx, &svc, id).await?)?,
-            RenewalCmd::Cancel { id } => summary(&svc.act(id, &person(ctx)?, Event::Cancel, Utc::now()).await?),
-            RenewalCmd::Rollback { id } => summary(&svc.act(id, &person(ctx)?, Event::Rollback, Utc::now()).await?),
+            RenewalCmd::Cancel { id } => summary(
+                &svc.act(id, &person(ctx)?, Event::Cancel, Utc::now())
+                    .await?,
+            ),
+            RenewalCmd::Rollback { id } => summary(
+                &svc.act(id, &person(ctx)?, Event::Rollback, Utc::now())
+                    .await?,
+            ),
             RenewalCmd::UploadCert { id, cert } => {
-                let bytes = std::fs::read(&cert).with_context(|| format!("cannot read {}", cert.display()))?;
-                let chain = rekey_crypto::Certificate::parse_any(&bytes).with_context(|| format!("{}", cert.display()))?;
-                summary(&svc.upload_certificate(id, &person(ctx)?, &chain, Utc::now()).await?);
+                let bytes = std::fs::read(&cert)
+                    .with_context(|| format!("cannot read {}", cert.display()))?;
+                let chain = rekey_crypto::Certificate::parse_any(&bytes)
+                    .with_context(|| format!("{}", cert.display()))?;
+                summary(
+                    &svc.upload_certificate(id, &person(ctx)?, &chain, Utc::now())
+                        .await?,
+                );
             }
         }
         Ok(())
@@ -247,7 +300,14 @@ pub fn renewal(global: &GlobalArgs, cmd: RenewalCmd) -> Result<ExitCode> {
 fn show(svc: &Service, r: &Renewal) {
     let def = svc.catalog().get(r.procedure);
     println!("renewal {} — {} — {}", r.id, r.procedure, r.status.as_str());
-    println!("alias {} {}", r.alias, r.new_alias.as_deref().map(|a| format!("(new alias {a})")).unwrap_or_default());
+    println!(
+        "alias {} {}",
+        r.alias,
+        r.new_alias
+            .as_deref()
+            .map(|a| format!("(new alias {a})"))
+            .unwrap_or_default()
+    );
     if let Some(c) = &r.new_cert {
         println!("new certificate SHA-256 {c}");
     }
@@ -258,7 +318,12 @@ fn show(svc: &Service, r: &Renewal) {
             StepStatus::Done { at, by, .. } => format!("done {} by {by}", at.to_rfc3339()),
             StepStatus::Skipped => "skipped".to_string(),
         };
-        println!("  {:<10} {:<28} {:<22} {status}", d.seed, d.id, d.role.as_str());
+        println!(
+            "  {:<10} {:<28} {:<22} {status}",
+            d.seed,
+            d.id,
+            d.role.as_str()
+        );
     }
 }
 
@@ -314,11 +379,22 @@ async fn report(ctx: &Context, svc: &Service, id: Uuid) -> Result<Report> {
             .steps
             .iter()
             .zip(&def.steps)
-            .map(|(s, d)| ReportStep { step: d.id.clone(), seed_step: d.seed.clone(), role: d.role, status: s.status.clone() })
+            .map(|(s, d)| ReportStep {
+                step: d.id.clone(),
+                seed_step: d.seed.clone(),
+                role: d.role,
+                status: s.status.clone(),
+            })
             .collect(),
         emails: mails
             .into_iter()
-            .map(|m| ReportMail { message_id: m.message_id, to: m.recipients, subject: m.subject, status: m.status, created_at: m.created_at })
+            .map(|m| ReportMail {
+                message_id: m.message_id,
+                to: m.recipients,
+                subject: m.subject,
+                status: m.status,
+                created_at: m.created_at,
+            })
             .collect(),
     })
 }
@@ -329,7 +405,12 @@ pub fn task(global: &GlobalArgs, cmd: TaskCmd) -> Result<ExitCode> {
         let svc = service(ctx)?;
         match cmd {
             TaskCmd::List { role, json } => {
-                let role = role.as_deref().map(str::parse::<Role>).transpose().map_err(anyhow::Error::msg).context("--role")?;
+                let role = role
+                    .as_deref()
+                    .map(str::parse::<Role>)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)
+                    .context("--role")?;
                 let tasks = svc.tasks(ctx.global.as_user.as_deref(), role).await?;
                 if json {
                     print_json(&tasks)?;
@@ -338,17 +419,35 @@ pub fn task(global: &GlobalArgs, cmd: TaskCmd) -> Result<ExitCode> {
                 } else {
                     for t in &tasks {
                         let due = t.due_at.map(|d| d.to_rfc3339()).unwrap_or_default();
-                        println!("{}  [{}] seed {} {} — {} (due {due})", t.id, t.role.as_str(), t.seed, t.verb, t.title);
+                        println!(
+                            "{}  [{}] seed {} {} — {} (due {due})",
+                            t.id,
+                            t.role.as_str(),
+                            t.seed,
+                            t.verb,
+                            t.title
+                        );
                     }
                 }
             }
             TaskCmd::Complete { id, fingerprint } => {
                 let (r, step) = parse_task(&id)?;
-                summary(&svc.act(r, &person(ctx)?, Event::Complete { step, fingerprint }, Utc::now()).await?);
+                summary(
+                    &svc.act(
+                        r,
+                        &person(ctx)?,
+                        Event::Complete { step, fingerprint },
+                        Utc::now(),
+                    )
+                    .await?,
+                );
             }
             TaskCmd::Approve { id } => {
                 let (r, step) = parse_task(&id)?;
-                summary(&svc.act(r, &person(ctx)?, Event::Approve { step }, Utc::now()).await?);
+                summary(
+                    &svc.act(r, &person(ctx)?, Event::Approve { step }, Utc::now())
+                        .await?,
+                );
             }
         }
         Ok(())
