@@ -339,6 +339,8 @@ pub enum NoticeKind {
     Cancelled,
     /// The renewal was rolled back.
     RolledBack,
+    /// A CA-signed renewal's CSR is ready: have a CA sign it and upload the chain.
+    CertificateRequest,
 }
 
 /// An email to queue in the outbox.
@@ -1219,6 +1221,16 @@ impl Ctx<'_> {
                     bits: self.r.bits,
                     ca_signed: self.r.ca_signed,
                 });
+                if self.r.ca_signed {
+                    self.notify(
+                        Role::TenantAdmin,
+                        NoticeKind::CertificateRequest,
+                        Some(&step.id),
+                        None,
+                        None,
+                        None,
+                    );
+                }
                 self.effects.push(Effect::Audit {
                     action: "step.approve".into(),
                     detail: format!("{} by {by}", step.id),

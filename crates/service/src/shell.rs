@@ -181,7 +181,7 @@ impl Service {
         .insert(&txn)
         .await?;
         let outcome = self.carry_out(&txn, t, &actor, 0, now).await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(outcome)
     }
 
@@ -194,13 +194,26 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<Outcome> {
         let txn = self.store.begin().await?;
-        let actor = self.actor(&txn, actor_email).await?;
-        let (r, version) = self.load(&txn, id).await?;
-        let world = self.world_of(&txn, &r).await?;
-        let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
-        let outcome = self.carry_out(&txn, t, &actor, version, now).await?;
-        txn.commit().await?;
+        let outcome = self.act_in(&txn, id, actor_email, event, now).await?;
+        commit(txn).await?;
         Ok(outcome)
+    }
+
+    /// [`Service::act`] inside a transaction the caller commits, so that the caller's own
+    /// bookkeeping (the scheduler marking its timer fired) lands with the step or not at all.
+    pub(crate) async fn act_in(
+        &self,
+        txn: &DatabaseTransaction,
+        id: Uuid,
+        actor_email: &str,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let actor = self.actor(txn, actor_email).await?;
+        let (r, version) = self.load(txn, id).await?;
+        let world = self.world_of(txn, &r).await?;
+        let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
+        self.carry_out(txn, t, &actor, version, now).await
     }
 
     /// Uploads the CA-signed chain of a CA-signed renewal's new key (checked against the key),
@@ -227,7 +240,7 @@ impl Service {
         let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
         pending::set_chain(&txn, self.store.kek()?, tenant, id, chain, &actor.email).await?;
         let outcome = self.carry_out(&txn, t, &actor, version, now).await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(outcome)
     }
 
@@ -383,16 +396,6 @@ impl Service {
                             .await?
                         {
                             follow_up = Some(Event::KeyReady { cert });
-                        } else {
-                            let n = Notice {
-                                to: Role::TenantAdmin,
-                                kind: NoticeKind::StepDue,
-                                step: self.generate_step(&renewal),
-                                attach_certificate: None,
-                                test_message: None,
-                                due_at: None,
-                            };
-                            mail.extend(self.queue(txn, &renewal, &n, now).await?);
                         }
                     }
                     Effect::Apply(change) => {
@@ -451,6 +454,7 @@ impl Service {
                         .await?;
                     }
                 }
+                crate::failpoint::hit("after-effect");
             }
             // The store must now hold exactly the world the engine computed.
             let actual = self.world_of(txn, &renewal).await?;
@@ -493,15 +497,6 @@ impl Service {
             completed,
             mail,
         })
-    }
-
-    fn generate_step(&self, r: &Renewal) -> Option<String> {
-        self.catalog
-            .get(r.procedure)
-            .steps
-            .iter()
-            .find(|s| s.action == Some(rekey_engine::definition::ActionKind::GenerateKey))
-            .map(|s| s.id.clone())
     }
 
     /// Generates the new key (self-signed certificate, or CSR for a CA) and stages it. Returns
@@ -733,10 +728,7 @@ impl Service {
             Some(certs) => Some(self.test_message(txn, r, certs).await?),
             None => None,
         };
-        let csr_pem = if n.kind == NoticeKind::StepDue
-            && step.is_some_and(|s| {
-                s.action == Some(rekey_engine::definition::ActionKind::GenerateKey)
-            }) {
+        let csr_pem = if n.kind == NoticeKind::CertificateRequest {
             pending::get(txn, self.store.kek()?, r.id)
                 .await?
                 .and_then(|p| p.csr_pem)
@@ -763,6 +755,12 @@ impl Service {
             NoticeKind::Completed => format!("[rekey] Renewal of {} completed", r.alias),
             NoticeKind::Cancelled => format!("[rekey] Renewal of {} cancelled", r.alias),
             NoticeKind::RolledBack => format!("[rekey] Renewal of {} rolled back", r.alias),
+            NoticeKind::CertificateRequest => {
+                format!(
+                    "[rekey] Certificate request for {}: have it signed and upload the chain",
+                    r.alias
+                )
+            }
         };
         let kind = serde_json::to_value(n.kind)
             .ok()
@@ -883,6 +881,14 @@ impl Service {
         )?;
         Ok(rekey_crypto::to_base64(&der))
     }
+}
+
+/// Commits a service transaction, passing the crash-test fail points around `COMMIT`.
+pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<()> {
+    crate::failpoint::hit("before-commit");
+    txn.commit().await?;
+    crate::failpoint::hit("after-commit");
+    Ok(())
 }
 
 fn holds(a: &Actor, role: Role, r: &Renewal) -> bool {

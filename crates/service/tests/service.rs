@@ -131,3 +131,248 @@ async fn refusals_through_the_service_change_nothing() {
     })
     .await;
 }
+
+/// A receiver, a signer step and users for one CA-signed dual-trust renewal.
+async fn ca_setup(
+    db: &TestDb,
+) -> Result<(rekey_service::StartRequest, String), Box<dyn std::error::Error + Send + Sync>> {
+    use rekey_store::*;
+    let store = &db.store;
+    let tenant = store
+        .create_tenant(&TenantName::parse("acme")?, "test")
+        .await?
+        .id;
+    let alias = Alias::parse("signer")?;
+    let key = rekey_crypto::KeyPair::generate(rekey_crypto::KeyBits::B2048)?;
+    let cert = rekey_crypto::self_signed(
+        &key,
+        "CN=acme signer",
+        t0() - chrono::Duration::days(300),
+        365,
+    )?;
+    store
+        .add_key(
+            tenant,
+            &alias,
+            &KeyMaterial::new(&alias, key, vec![cert.clone()])?,
+            "test",
+        )
+        .await?;
+    let (flow, step) = (FlowName::parse("orders")?, StepName::parse("sign")?);
+    store.add_flow(tenant, &flow, "test").await?;
+    store
+        .add_step(
+            tenant,
+            &flow,
+            &step,
+            StepOptions {
+                detached: false,
+                base64: false,
+            },
+            "test",
+        )
+        .await?;
+    let params = SignerParams {
+        alias: alias.clone(),
+        digest: rekey_crypto::DigestAlg::Sha256,
+        include_certs: true,
+        include_signing_time: true,
+    };
+    store.add_row(tenant, &flow, &step, &params, "test").await?;
+    let rname = ReceiverName::parse("erp")?;
+    let receiver = store
+        .add_receiver(
+            tenant,
+            &rname,
+            ReceiverProfile {
+                verifies_multiple_keys: true,
+                accepts_multiple_signatures: false,
+            },
+            "test",
+        )
+        .await?;
+    store
+        .trust_certificate(tenant, &rname, &cert, "test")
+        .await?;
+    for (email, grant) in [
+        ("alice@acme.example", Grant::TenantAdmin { tenant }),
+        (
+            "ops@erp.example",
+            Grant::ReceiverAdmin {
+                receiver: receiver.id,
+            },
+        ),
+    ] {
+        let u = store.add_user(&Email::parse(email)?, "test").await?;
+        store.grant(u.id, grant, "test").await?;
+    }
+    let req = rekey_service::StartRequest {
+        tenant,
+        receiver: receiver.id,
+        alias: "signer".into(),
+        new_alias: None,
+        procedure: None,
+        bits: 2048,
+        ca_signed: true,
+        auto_approve: false,
+    };
+    Ok((req, "alice@acme.example".into()))
+}
+
+/// Has OpenSSL act as the CA: a CA key and certificate, and the CSR signed by it.
+fn openssl_ca_sign(dir: &std::path::Path, csr_pem: &str) -> (String, String) {
+    use std::process::Command;
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl runs (apt package openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("req.csr"), csr_pem).expect("write csr");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=Test CA",
+        "-days",
+        "30",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "30",
+    ]);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("read");
+    (read("leaf.pem"), read("ca.pem"))
+}
+
+#[tokio::test]
+async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db);
+        let (req, admin) = ca_setup(db).await?;
+        let o = s.start(req, &admin, t0()).await?;
+        let id = o.renewal.id;
+        let o = s
+            .act(
+                id,
+                &admin,
+                Event::Approve {
+                    step: "create-key-pair".into(),
+                },
+                t0(),
+            )
+            .await?;
+        assert!(
+            o.completed.is_empty(),
+            "the step waits for the CA-signed certificate"
+        );
+        // The tenant administrator got the CSR by email.
+        let rows = outbox::Entity::find().all(db.store.db()).await?;
+        let csr = rows
+            .iter()
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.state).ok())
+            .find_map(|v| v["csr_pem"].as_str().map(String::from))
+            .expect("a mail carries the CSR");
+        assert!(csr.contains("BEGIN CERTIFICATE REQUEST"));
+        let dir = tempfile_dir();
+        let (leaf, ca) = openssl_ca_sign(dir.path(), &csr);
+        // A certificate for another key is refused and nothing changes.
+        let foreign = rekey_crypto::Certificate::parse_pem_chain(&ca)?;
+        let before = s.renewal(id).await?;
+        let r = s.upload_certificate(id, &admin, &foreign, t0()).await;
+        assert!(
+            matches!(
+                r,
+                Err(ServiceError::Store(_)) | Err(ServiceError::Crypto(_))
+            ),
+            "{r:?}"
+        );
+        assert_eq!(s.renewal(id).await?, before);
+        // Only the tenant administrator may upload.
+        let chain = rekey_crypto::Certificate::parse_pem_chain(&format!("{leaf}{ca}"))?;
+        let r = s
+            .upload_certificate(id, "ops@erp.example", &chain, t0())
+            .await;
+        assert!(
+            matches!(r, Err(ServiceError::Refused(Refusal::WrongRole { .. }))),
+            "{r:?}"
+        );
+        let o = s.upload_certificate(id, &admin, &chain, t0()).await?;
+        assert_eq!(
+            o.completed.first().map(String::as_str),
+            Some("create-key-pair")
+        );
+        let new_fp = o.renewal.new_cert.clone().expect("new certificate").0;
+        assert_eq!(new_fp, chain[0].fingerprint().to_string());
+        // The rest of the renewal as the people do it.
+        s.act(
+            id,
+            "ops@erp.example",
+            Event::Complete {
+                step: "trust-old-and-new".into(),
+                fingerprint: Some(new_fp.clone()),
+            },
+            t0(),
+        )
+        .await?;
+        s.act(
+            id,
+            &admin,
+            Event::Approve {
+                step: "exchange-key-pair".into(),
+            },
+            t0(),
+        )
+        .await?;
+        let o = s
+            .act(
+                id,
+                "ops@erp.example",
+                Event::Complete {
+                    step: "remove-old-trust".into(),
+                    fingerprint: Some(new_fp.clone()),
+                },
+                t0(),
+            )
+            .await?;
+        assert_eq!(o.renewal.status, RenewalStatus::Completed);
+        // The keystore now holds the CA-signed chain under the old alias.
+        let tenant = db.store.tenants().await?[0].id;
+        let entry = db
+            .store
+            .key_entry(tenant, &rekey_store::Alias::parse("signer")?)
+            .await?;
+        assert_eq!(entry.fingerprint.to_string(), new_fp);
+        assert_eq!(entry.chain.len(), 2, "leaf and CA");
+        Ok(())
+    })
+    .await;
+}
+
+fn tempfile_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
