@@ -12,7 +12,10 @@
 #![deny(missing_docs)]
 
 pub mod demo;
+pub mod failpoint;
+pub mod scheduler;
 mod shell;
+pub mod watch;
 mod world;
 
 pub use shell::{MailQueued, Outcome, Service, StartRequest, TaskView};

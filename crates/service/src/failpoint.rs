@@ -1,0 +1,80 @@
+//! Fail points for crash tests: `REKEY_FAILPOINT=<point>[:<n>]` makes the process abort
+//! (`std::process::abort`, as abrupt as `kill -9` for the database) the `n`-th time (default
+//! the first) it reaches `<point>`.
+//!
+//! Points, counted per process:
+//! - `after-effect` — after the shell carried out one effect, before the next one (inside the
+//!   transaction);
+//! - `before-commit` — after every effect and the renewal's save, just before `COMMIT`;
+//! - `after-commit` — just after `COMMIT`, before the caller hears of it.
+//!
+//! Without the variable every call is one relaxed atomic load. This module must not do
+//! anything else: no I/O besides reading the variable once and one line on stderr when it
+//! fires.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Environment variable naming the fail point.
+pub const ENV: &str = "REKEY_FAILPOINT";
+
+/// The points the shell reaches.
+pub const POINTS: &[&str] = &["after-effect", "before-commit", "after-commit"];
+
+struct Armed {
+    point: String,
+    nth: u64,
+    seen: AtomicU64,
+}
+
+fn armed() -> Option<&'static Armed> {
+    static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+    ARMED
+        .get_or_init(|| {
+            let v = std::env::var(ENV).ok()?;
+            let (point, nth) = parse(&v)?;
+            Some(Armed {
+                point,
+                nth,
+                seen: AtomicU64::new(0),
+            })
+        })
+        .as_ref()
+}
+
+/// `point[:n]` with `n >= 1`; `None` for anything else (an unknown point never fires).
+pub fn parse(v: &str) -> Option<(String, u64)> {
+    let (point, nth) = match v.split_once(':') {
+        Some((p, n)) => (p, n.trim().parse::<u64>().ok()?),
+        None => (v, 1),
+    };
+    let point = point.trim();
+    (nth >= 1 && POINTS.contains(&point)).then(|| (point.to_string(), nth))
+}
+
+/// Marks that the process reached `point`; aborts if this is the armed occurrence.
+pub fn hit(point: &str) {
+    let Some(a) = armed() else { return };
+    if a.point != point {
+        return;
+    }
+    let n = a.seen.fetch_add(1, Ordering::SeqCst) + 1;
+    if n == a.nth {
+        eprintln!("rekey: fail point {point}:{n} reached; aborting");
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn parses_points() {
+        assert_eq!(parse("after-effect:3"), Some(("after-effect".into(), 3)));
+        assert_eq!(parse("before-commit"), Some(("before-commit".into(), 1)));
+        assert_eq!(parse("after-effect:0"), None);
+        assert_eq!(parse("after-effect:x"), None);
+        assert_eq!(parse("somewhere:2"), None);
+    }
+}

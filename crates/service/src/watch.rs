@@ -1,0 +1,1 @@
+//! The expiry watch: plans renewals backwards from certificate expiry (being written).
