@@ -1,0 +1,630 @@
+//! The dispatcher: claims due outbox rows, renders and sends them, records what happened.
+//!
+//! Claiming is safe when several rekey processes share one database: one conditional UPDATE
+//! sets `lease_owner` (unique per claim) and `lease_until` on rows that are queued, due, and
+//! not leased by anyone else (or whose lease ran out), and the claimer then reads back the
+//! rows it owns. On PostgreSQL the inner SELECT also takes `FOR UPDATE SKIP LOCKED`, so
+//! concurrent claimers skip each other's rows instead of waiting; the outer WHERE repeats the
+//! conditions, so a row is never claimed twice while its lease holds. SQLite has one writer.
+//!
+//! A row leaves `queued` only as `sent` (with `sent_at`) or `failed` (5xx address rejected, a
+//! message that cannot be built, or no success after [`RetryPolicy::give_up_after`] of
+//! retries); a failure is reported to the tenant's administrators by a new outbox row. A
+//! process that dies between sending and recording leaves the row leased; when the lease runs
+//! out it is sent again with the same Message-ID, so receivers can recognise the duplicate.
+//!
+//! Time comes in as an argument; nothing here reads the clock.
+
+use chrono::{DateTime, Duration, Utc};
+use rekey_store::entity::outbox;
+use rekey_store::{Alias, DatabaseConnection, Grant, TenantId, TransactionTrait, keystore, users};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType, Order, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, Set,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::links::{self, Task};
+use crate::render::{self, Envelope, FailedMail, Kind, MailState, NoticeState, RenderInput};
+use crate::{NotifierError, Result, SendError, Transport};
+
+/// Retry timing: the first retry after about [`first`](Self::first), doubling up to
+/// [`cap`](Self::cap), each delay varied by ±[`jitter`](Self::jitter) so that many failed
+/// rows do not retry in lockstep; the row fails once the nominal delays add up to
+/// [`give_up_after`](Self::give_up_after).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Delay after the first failure.
+    pub first: Duration,
+    /// Longest delay.
+    pub cap: Duration,
+    /// Stop retrying after this much back-off.
+    pub give_up_after: Duration,
+    /// Fraction by which a delay is varied at random (0 = none).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first: Duration::minutes(1),
+            cap: Duration::minutes(30),
+            give_up_after: Duration::days(5),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The nominal delay after the `failures`-th failure (1-based), without jitter.
+    pub fn nominal(&self, failures: i32) -> Duration {
+        let exp = failures.clamp(1, 31) - 1;
+        let first = self.first.num_seconds().max(1);
+        let secs = first.saturating_mul(1i64 << exp.min(30));
+        Duration::seconds(secs.min(self.cap.num_seconds().max(first)))
+    }
+
+    /// The delay after the `failures`-th failure, with `unit` (in `[0, 1)`) choosing the
+    /// jitter.
+    pub fn delay(&self, failures: i32, unit: f64) -> Duration {
+        let n = self.nominal(failures).num_milliseconds() as f64;
+        let factor = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        Duration::milliseconds((n * factor).round().max(1000.0) as i64)
+    }
+
+    /// Has a row that failed `failures` times been retried for long enough?
+    pub fn gives_up(&self, failures: i32) -> bool {
+        let mut total = Duration::zero();
+        for i in 1..failures {
+            total += self.nominal(i);
+            if total >= self.give_up_after {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// What became of one row in a pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Delivered.
+    Sent,
+    /// Failed for now; tried again at `at`.
+    Retry {
+        /// Next attempt.
+        at: DateTime<Utc>,
+        /// Why.
+        error: String,
+    },
+    /// Given up.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// One row handled by a pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dispatched {
+    /// Outbox row.
+    pub id: Uuid,
+    /// Its Message-ID.
+    pub message_id: String,
+    /// Recipient.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DispatchReport {
+    /// Every row handled, in order.
+    pub items: Vec<Dispatched>,
+}
+
+impl DispatchReport {
+    /// Rows sent.
+    pub fn sent(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Sent))
+    }
+
+    /// Rows to be retried.
+    pub fn retried(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Retry { .. }))
+    }
+
+    /// Rows given up.
+    pub fn failed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Failed { .. }))
+    }
+
+    fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.items.iter().filter(|d| f(&d.outcome)).count()
+    }
+}
+
+/// Sends due outbox rows through a [`Transport`].
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    db: DatabaseConnection,
+    transport: Transport,
+    from: String,
+    base_url: String,
+    owner: String,
+    lease: Duration,
+    link_ttl: Duration,
+    policy: RetryPolicy,
+    batch: u64,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `db` sending from `from`, with links under `base_url`.
+    pub fn new(
+        db: DatabaseConnection,
+        transport: Transport,
+        from: impl Into<String>,
+        base_url: impl Into<String>,
+    ) -> Dispatcher {
+        Dispatcher {
+            db,
+            transport,
+            from: from.into(),
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            owner: format!("rekey:{}", std::process::id()),
+            lease: Duration::minutes(5),
+            link_ttl: links::DEFAULT_TTL,
+            policy: RetryPolicy::default(),
+            batch: 50,
+        }
+    }
+
+    /// With another retry policy.
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// With a name for this process in `lease_owner` (a unique suffix is added per claim).
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// With another lease length: how long a claimed row is left to this dispatcher.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// With another lifetime for action links.
+    pub fn with_link_ttl(mut self, ttl: Duration) -> Self {
+        self.link_ttl = ttl;
+        self
+    }
+
+    /// With another number of rows claimed at a time.
+    pub fn with_batch(mut self, batch: u64) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Claims up to `limit` due rows for this dispatcher; returns the rows it now owns.
+    pub async fn claim(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<outbox::Model>> {
+        let owner = format!("{}:{}", self.owner, Uuid::new_v4().simple());
+        let due = || {
+            Condition::all()
+                .add(outbox::Column::Status.eq("queued"))
+                .add(outbox::Column::NextAttemptAt.lte(now))
+                .add(
+                    Condition::any()
+                        .add(outbox::Column::LeaseUntil.is_null())
+                        .add(outbox::Column::LeaseUntil.lt(now)),
+                )
+        };
+        let mut sub = Query::select();
+        sub.column(outbox::Column::Id)
+            .from(outbox::Entity)
+            .cond_where(due())
+            .order_by(outbox::Column::NextAttemptAt, Order::Asc)
+            .order_by(outbox::Column::CreatedAt, Order::Asc)
+            .limit(limit);
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            sub.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::LeaseOwner, Expr::value(owner.clone()))
+            .col_expr(outbox::Column::LeaseUntil, Expr::value(now + self.lease))
+            .col_expr(
+                outbox::Column::Version,
+                sea_orm::sea_query::ExprTrait::add(Expr::col(outbox::Column::Version), 1),
+            )
+            .col_expr(outbox::Column::UpdatedAt, Expr::value(now))
+            .filter(outbox::Column::Id.in_subquery(sub))
+            .filter(due())
+            .exec(&self.db)
+            .await?;
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::LeaseOwner.eq(owner))
+            .filter(outbox::Column::Status.eq("queued"))
+            .order_by_asc(outbox::Column::NextAttemptAt)
+            .order_by_asc(outbox::Column::CreatedAt)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// One pass: claims and sends due rows, batch after batch, until none is due at `now`.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<DispatchReport> {
+        let mut report = DispatchReport::default();
+        // Every row handled leaves `queued`-and-due, so each round makes progress; the bound
+        // only guards against a clock that lets rows come due again within the pass.
+        for _ in 0..1000 {
+            let rows = self.claim(now, self.batch).await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let outcome = self.deliver(&row, now).await?;
+                report.items.push(Dispatched {
+                    id: row.id,
+                    message_id: row.message_id.clone(),
+                    to: row.recipients.clone(),
+                    subject: row.subject.clone(),
+                    outcome,
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    /// Renders and sends one claimed row, then records the outcome.
+    async fn deliver(&self, row: &outbox::Model, now: DateTime<Utc>) -> Result<Outcome> {
+        let mut token = None;
+        let result = self.attempt(row, now, &mut token).await;
+        if result.is_err()
+            && let Some(t) = &token
+        {
+            // Nobody got this link; do not leave it valid.
+            links::discard(&self.db, t).await?;
+        }
+        self.record(row, result, now).await
+    }
+
+    async fn attempt(
+        &self,
+        row: &outbox::Model,
+        now: DateTime<Utc>,
+        token: &mut Option<links::LinkToken>,
+    ) -> std::result::Result<(), SendError> {
+        let permanent = |e: NotifierError| SendError::Permanent(e.to_string());
+        let state = MailState::parse(row.id, &row.state).map_err(permanent)?;
+        let recipient = row.recipients.trim();
+        render::check_header("to", recipient).map_err(permanent)?;
+        let expiry = self
+            .certificate_expiry(row.tenant_id, &state)
+            .await
+            .map_err(|e| SendError::Retryable(e.to_string()))?;
+        let mut link = None;
+        let mut link_expires_at = None;
+        if state.notice.kind.asks_for_action()
+            && let (Some(step), Some(renewal)) = (&state.notice.step, state.renewal)
+        {
+            let task = Task {
+                tenant: row.tenant_id,
+                renewal,
+                step,
+                recipient,
+            };
+            let (t, exp) = links::issue(&self.db, task, now, self.link_ttl)
+                .await
+                .map_err(|e| SendError::Retryable(e.to_string()))?;
+            link = Some(format!("{}/tasks/{}", self.base_url, t.expose()));
+            link_expires_at = Some(exp);
+            *token = Some(t);
+        }
+        let rendered = render::render(&RenderInput {
+            state: &state,
+            subject: &row.subject,
+            recipient,
+            link: link.as_deref(),
+            link_expires_at,
+            certificate_expires_at: expiry,
+            now,
+        })
+        .map_err(permanent)?;
+        let msg = render::message(
+            Envelope {
+                from: &self.from,
+                to: recipient,
+                message_id: &row.message_id,
+                date: now,
+            },
+            &rendered,
+        )
+        .map_err(|e| match e {
+            // A bad sender is this installation's configuration, not the row.
+            NotifierError::Address { field: "from", .. }
+            | NotifierError::HeaderInjection { field: "from", .. } => {
+                SendError::Retryable(e.to_string())
+            }
+            other => permanent(other),
+        })?;
+        self.transport.send(msg, &row.message_id).await
+    }
+
+    async fn certificate_expiry(
+        &self,
+        tenant: Uuid,
+        state: &MailState,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let Some(a) = state.alias.as_deref() else {
+            return Ok(None);
+        };
+        let Ok(alias) = Alias::parse(a) else {
+            return Ok(None);
+        };
+        Ok(
+            keystore::find_current(&self.db, TenantId::from_uuid(tenant), &alias)
+                .await?
+                .map(|e| e.not_after),
+        )
+    }
+
+    async fn record(
+        &self,
+        row: &outbox::Model,
+        result: std::result::Result<(), SendError>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let failures = row.attempts.saturating_add(1);
+        let outcome = match result {
+            Ok(()) => Outcome::Sent,
+            Err(SendError::Retryable(error)) if !self.policy.gives_up(failures) => {
+                Outcome::Retry {
+                    at: now + self.policy.delay(failures, unit_random()),
+                    error,
+                }
+            }
+            Err(SendError::Retryable(error)) => Outcome::Failed {
+                error: format!("gave up after {failures} attempts: {error}"),
+            },
+            Err(SendError::Permanent(error)) => Outcome::Failed { error },
+        };
+        let txn = self.db.begin().await?;
+        let mut q = outbox::Entity::update_many()
+            .col_expr(outbox::Column::Attempts, Expr::value(failures))
+            .col_expr(outbox::Column::LeaseOwner, Expr::value(None::<String>))
+            .col_expr(
+                outbox::Column::LeaseUntil,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(
+                outbox::Column::Version,
+                sea_orm::sea_query::ExprTrait::add(Expr::col(outbox::Column::Version), 1),
+            )
+            .col_expr(outbox::Column::UpdatedAt, Expr::value(now));
+        q = match &outcome {
+            Outcome::Sent => q
+                .col_expr(outbox::Column::Status, Expr::value("sent"))
+                .col_expr(outbox::Column::SentAt, Expr::value(now))
+                .col_expr(outbox::Column::LastError, Expr::value(None::<String>)),
+            Outcome::Retry { at, error } => q
+                .col_expr(outbox::Column::NextAttemptAt, Expr::value(*at))
+                .col_expr(outbox::Column::LastError, Expr::value(error.clone())),
+            Outcome::Failed { error } => q
+                .col_expr(outbox::Column::Status, Expr::value("failed"))
+                .col_expr(outbox::Column::LastError, Expr::value(error.clone())),
+        };
+        // Only while we still hold the lease: if it ran out and someone else took the row,
+        // their outcome stands.
+        let res = q
+            .filter(outbox::Column::Id.eq(row.id))
+            .filter(outbox::Column::Status.eq("queued"))
+            .filter(outbox::Column::LeaseOwner.eq(row.lease_owner.clone()))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 1
+            && let Outcome::Failed { error } = &outcome
+        {
+            report_failure(&txn, row, error, now).await?;
+        }
+        txn.commit().await?;
+        Ok(outcome)
+    }
+}
+
+fn unit_random() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+/// Queues one row per tenant administrator saying that `row` could not be delivered (not for
+/// such a report itself, so a bad administrator address cannot loop).
+async fn report_failure(
+    conn: &impl ConnectionTrait,
+    row: &outbox::Model,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let original = MailState::parse(row.id, &row.state).ok();
+    if original
+        .as_ref()
+        .is_some_and(|s| s.notice.kind == Kind::DeliveryFailed)
+    {
+        return Ok(());
+    }
+    let tenant = TenantId::from_uuid(row.tenant_id);
+    let admins = users::holders(conn, &Grant::TenantAdmin { tenant }).await?;
+    let subject = one_line(&format!("[rekey] Undeliverable: {}", row.subject));
+    for admin in admins {
+        let email = admin.email.to_string();
+        let mut h = Sha256::new();
+        for part in [row.message_id.as_str(), "delivery_failed", &email] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let message_id = format!("<{}@rekey>", hex::encode(&h.finalize()[..16]));
+        if outbox::Entity::find()
+            .filter(outbox::Column::MessageId.eq(message_id.clone()))
+            .one(conn)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let state = MailState {
+            notice: NoticeState {
+                to: "tenant_admin".into(),
+                kind: Kind::DeliveryFailed,
+                step: original.as_ref().and_then(|s| s.notice.step.clone()),
+                attach_certificate: None,
+                test_message: None,
+                due_at: None,
+            },
+            renewal: original.as_ref().and_then(|s| s.renewal),
+            procedure: original.as_ref().and_then(|s| s.procedure.clone()),
+            alias: original.as_ref().and_then(|s| s.alias.clone()),
+            receiver: original.as_ref().and_then(|s| s.receiver.clone()),
+            recipient: Some(email.clone()),
+            step_title: original.as_ref().and_then(|s| s.step_title.clone()),
+            seed_step: original.as_ref().and_then(|s| s.seed_step.clone()),
+            new_certificate_fingerprint: None,
+            certificate_pem: None,
+            test_message_base64: None,
+            csr_pem: None,
+            failed: Some(FailedMail {
+                message_id: row.message_id.clone(),
+                recipient: one_line(&row.recipients),
+                subject: one_line(&row.subject),
+                error: error.to_string(),
+            }),
+        };
+        outbox::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            tenant_id: Set(row.tenant_id),
+            renewal_id: Set(row.renewal_id),
+            message_id: Set(message_id),
+            recipients: Set(email),
+            subject: Set(subject.clone()),
+            state: Set(serde_json::to_string(&state).map_err(|e| NotifierError::BadRow {
+                id: row.id,
+                reason: e.to_string(),
+            })?),
+            status: Set("queued".into()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            last_error: Set(None),
+            version: Set(0),
+            lease_owner: Set(None),
+            lease_until: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            sent_at: Set(None),
+        }
+        .insert(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Outbox rows, newest first, optionally only those with `status` (`queued`, `sent`,
+/// `failed`), optionally of one tenant.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    status: Option<&str>,
+    tenant: Option<Uuid>,
+) -> Result<Vec<outbox::Model>> {
+    let mut q = outbox::Entity::find()
+        .order_by_desc(outbox::Column::CreatedAt)
+        .order_by_asc(outbox::Column::MessageId);
+    if let Some(s) = status {
+        q = q.filter(outbox::Column::Status.eq(s));
+    }
+    if let Some(t) = tenant {
+        q = q.filter(outbox::Column::TenantId.eq(t));
+    }
+    Ok(q.all(conn).await?)
+}
+
+/// Queues a failed (or waiting) row to be sent at the next pass, with a fresh retry period.
+/// Refuses rows already sent.
+pub async fn retry(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<outbox::Model> {
+    let row = outbox::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or(NotifierError::UnknownMail(id))?;
+    if row.status == "sent" {
+        return Err(NotifierError::BadRow {
+            id,
+            reason: format!(
+                "already sent{}; it is not sent twice",
+                row.sent_at
+                    .map(|t| format!(" on {}", t.format("%Y-%m-%d %H:%M UTC")))
+                    .unwrap_or_default()
+            ),
+        });
+    }
+    let mut m: outbox::ActiveModel = row.clone().into();
+    m.status = Set("queued".into());
+    m.attempts = Set(0);
+    m.next_attempt_at = Set(now);
+    m.lease_owner = Set(None);
+    m.lease_until = Set(None);
+    m.version = Set(row.version + 1);
+    m.updated_at = Set(now);
+    Ok(m.update(conn).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_minute_capped_at_thirty() {
+        let p = RetryPolicy::default();
+        let mins: Vec<i64> = (1..=7).map(|i| p.nominal(i).num_minutes()).collect();
+        assert_eq!(mins, [1, 2, 4, 8, 16, 30, 30]);
+        for i in 1..=40 {
+            for u in [0.0, 0.3, 0.999] {
+                let d = p.delay(i, u);
+                let n = p.nominal(i);
+                assert!(d >= n * 8 / 10 && d <= n * 12 / 10, "{i} {u} {d}");
+            }
+        }
+        assert!(p.delay(1, 0.0) < p.delay(1, 0.99));
+    }
+
+    #[test]
+    fn gives_up_after_five_days_of_backoff() {
+        let p = RetryPolicy::default();
+        let n = (1..10_000).find(|&i| p.gives_up(i)).unwrap_or(0);
+        let total: Duration = (1..n - 1).map(|i| p.nominal(i)).sum();
+        assert!(total < Duration::days(5), "{n}");
+        assert!(total + p.nominal(n - 1) >= Duration::days(5), "{n}");
+        assert!(!p.gives_up(1));
+    }
+}
