@@ -23,8 +23,8 @@ use rekey_engine::{Event, TimerKind};
 use rekey_store::entity::timer;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
-    Statement, Value,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
+    Value,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -199,13 +199,22 @@ async fn fire(
         let txn = service.store().begin().await?;
         let res = timer::Entity::update_many()
             .col_expr(timer::Column::Status, Expr::value("fired"))
-            .col_expr(timer::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(
+                timer::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
             .col_expr(
                 timer::Column::LeaseUntil,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            .col_expr(timer::Column::Attempts, Expr::col(timer::Column::Attempts).add(1))
-            .col_expr(timer::Column::Version, Expr::col(timer::Column::Version).add(1))
+            .col_expr(
+                timer::Column::Attempts,
+                Expr::col(timer::Column::Attempts).add(1),
+            )
+            .col_expr(
+                timer::Column::Version,
+                Expr::col(timer::Column::Version).add(1),
+            )
             .col_expr(timer::Column::UpdatedAt, Expr::value(now))
             .filter(timer::Column::Id.eq(t.id))
             .filter(timer::Column::LeaseOwner.eq(token))
@@ -255,10 +264,19 @@ async fn settle(
     let retry_at = (status == "pending").then_some(now + RETRY_AFTER);
     let res = timer::Entity::update_many()
         .col_expr(timer::Column::Status, Expr::value(status))
-        .col_expr(timer::Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(
+            timer::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
         .col_expr(timer::Column::LeaseUntil, Expr::value(retry_at))
-        .col_expr(timer::Column::Attempts, Expr::col(timer::Column::Attempts).add(1))
-        .col_expr(timer::Column::Version, Expr::col(timer::Column::Version).add(1))
+        .col_expr(
+            timer::Column::Attempts,
+            Expr::col(timer::Column::Attempts).add(1),
+        )
+        .col_expr(
+            timer::Column::Version,
+            Expr::col(timer::Column::Version).add(1),
+        )
         .col_expr(timer::Column::UpdatedAt, Expr::value(now))
         .filter(timer::Column::Id.eq(t.id))
         .filter(timer::Column::LeaseOwner.eq(token))

@@ -1,0 +1,379 @@
+//! The scheduler on SQLite and PostgreSQL with a controllable clock: reminders and escalations
+//! of every step of every procedure go out when due and not a minute before; the downtime
+//! window opens and closes on time; two processes sharing a database fire each timer once.
+
+mod scheduler_common;
+
+use chrono::{DateTime, Duration, Utc};
+use rekey_engine::{ProcedureId, RenewalStatus, Role, StepStatus};
+use rekey_service::{Service, scheduler};
+use rekey_store::Kek;
+use rekey_store::entity::timer;
+use rekey_testdb::{TestDb, TestResult, on_both};
+use scheduler_common::*;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use uuid::Uuid;
+
+const MINUTE: Duration = Duration::minutes(1);
+
+async fn tick(s: &Service, now: DateTime<Utc>) -> Result<scheduler::Report, BoxError> {
+    let r = scheduler::run_once(s, now, "test").await?;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    Ok(r)
+}
+
+/// `times` copies of every recipient, sorted.
+fn times(who: &[String], n: usize) -> Vec<String> {
+    let mut v: Vec<String> = who.iter().flat_map(|w| vec![w.clone(); n]).collect();
+    v.sort();
+    v
+}
+
+/// Walks one due step through its reminders and its escalation, checking a minute before
+/// each that nothing went out yet. Returns the time of the escalation.
+async fn walk_step(
+    s: &Service,
+    renewal: Uuid,
+    step_id: &str,
+    since: DateTime<Utc>,
+) -> Result<DateTime<Utc>, BoxError> {
+    let r = s.renewal(renewal).await?;
+    let p = r.procedure;
+    let def = s.catalog().get(p).step(step_id).ok_or("step")?.clone();
+    let store = s.store();
+    let role_to = recipients(p, def.role);
+    let mut reminders = 0;
+    if def.remind > Duration::zero() {
+        let mut at = since + def.remind;
+        while at < since + def.escalate {
+            tick(s, at - MINUTE).await?;
+            assert_eq!(
+                mailed(store, renewal, "reminder", step_id).await?,
+                times(&role_to, reminders),
+                "{p} {step_id}: no reminder before {at}"
+            );
+            tick(s, at).await?;
+            reminders += 1;
+            assert_eq!(
+                mailed(store, renewal, "reminder", step_id).await?,
+                times(&role_to, reminders),
+                "{p} {step_id}: reminder {reminders} at {at}"
+            );
+            at += def.remind;
+        }
+    }
+    assert!(
+        reminders >= 1 || def.remind <= Duration::zero(),
+        "{p} {step_id}"
+    );
+    let esc = since + def.escalate;
+    tick(s, esc - MINUTE).await?;
+    assert!(
+        mailed(store, renewal, "escalation", step_id)
+            .await?
+            .is_empty(),
+        "{p} {step_id}: no escalation before {esc}"
+    );
+    tick(s, esc).await?;
+    let mut want = role_to.clone();
+    if def.role != Role::TenantAdmin {
+        want.extend(recipients(p, Role::TenantAdmin));
+    }
+    want.sort();
+    assert_eq!(
+        mailed(store, renewal, "escalation", step_id).await?,
+        want,
+        "{p} {step_id}: escalation at {esc}"
+    );
+    // Later passes change nothing: the timers are spent.
+    tick(s, esc + Duration::hours(1)).await?;
+    assert_eq!(
+        mailed(store, renewal, "reminder", step_id).await?.len(),
+        reminders * role_to.len()
+    );
+    assert_eq!(mailed(store, renewal, "escalation", step_id).await?, want);
+    Ok(esc)
+}
+
+#[tokio::test]
+async fn every_step_of_every_procedure_reminds_then_escalates_on_time() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        for p in ProcedureId::ALL {
+            let setup = setup(&db.store, p, t0()).await?;
+            let outcome = start(&s, &setup, false, t0()).await?;
+            let id = outcome.renewal.id;
+            let mut walked = 0;
+            for _ in 0..32 {
+                let r = s.renewal(id).await?;
+                if r.status != RenewalStatus::Running {
+                    break;
+                }
+                let Some(due) = r.due_steps().next().cloned() else {
+                    // Waiting for the agreed window: open it on time.
+                    let w = r.window.clone().ok_or("nothing due and no window")?;
+                    tick(&s, w.start).await?;
+                    assert!(s.renewal(id).await?.window.is_some_and(|w| w.open));
+                    continue;
+                };
+                let StepStatus::Due { since, .. } = due.status else {
+                    unreachable!("due_steps yields due steps")
+                };
+                let def = s.catalog().get(p).step(&due.id).ok_or("step")?.clone();
+                // The owner was told when the step became due.
+                let told = mailed(&db.store, id, "step_due", &due.id).await?;
+                for who in recipients(p, def.role) {
+                    assert!(told.contains(&who), "{p} {}: {who} told {told:?}", due.id);
+                }
+                let now = if def.escalate > Duration::zero() {
+                    walked += 1;
+                    walk_step(&s, id, &due.id, since).await? + MINUTE
+                } else {
+                    since + MINUTE
+                };
+                perform_next(&s, &r, now)
+                    .await?
+                    .ok_or("a due step could not be done")?;
+            }
+            let r = s.renewal(id).await?;
+            assert_eq!(r.status, RenewalStatus::Completed, "{p}");
+            assert!(walked >= 2, "{p}: walked {walked} steps");
+            // Completion cancelled whatever was still pending.
+            let pending = timers(&db.store, id)
+                .await?
+                .into_iter()
+                .filter(|t| t.status == "pending")
+                .count();
+            assert_eq!(pending, 0, "{p}");
+        }
+        assert!(db.store.verify_audit().await.is_ok());
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_downtime_window_opens_at_its_start_and_closes_at_its_end_escalating_what_is_left() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        let p = ProcedureId::DowntimeWindow;
+        let setup = setup(&db.store, p, t0()).await?;
+        let id = start(&s, &setup, false, t0()).await?.renewal.id;
+        let r = s.renewal(id).await?;
+        perform_next(&s, &r, t0() + MINUTE).await?; // create-key-pair
+        let r = s.renewal(id).await?;
+        let start_at = t0() + Duration::days(1);
+        let end_at = start_at + Duration::hours(2);
+        s.act(
+            id,
+            TENANT_ADMIN,
+            rekey_engine::Event::ProposeWindow {
+                start: start_at,
+                end: end_at,
+            },
+            t0() + MINUTE * 2,
+        )
+        .await?;
+        s.act(
+            id,
+            &receiver_admin(p),
+            rekey_engine::Event::AcceptWindow,
+            t0() + MINUTE * 3,
+        )
+        .await?;
+        assert_eq!(r.procedure, p);
+        let is_due = |r: &rekey_engine::Renewal, step: &str| {
+            matches!(
+                r.step(step).map(|s| &s.status),
+                Some(StepStatus::Due { .. })
+            )
+        };
+        // A minute before the start: still closed, nothing due.
+        tick(&s, start_at - MINUTE).await?;
+        let r = s.renewal(id).await?;
+        assert!(r.window.as_ref().is_some_and(|w| w.agreed && !w.open));
+        assert_eq!(r.due_steps().count(), 0);
+        // At the start: open, both window steps due, their owners told.
+        tick(&s, start_at).await?;
+        let r = s.renewal(id).await?;
+        assert!(r.window.as_ref().is_some_and(|w| w.open && !w.closed));
+        assert!(is_due(&r, "exchange-key-pair") && is_due(&r, "switch-receiver"));
+        assert_eq!(
+            mailed(&db.store, id, "step_due", "switch-receiver").await?,
+            recipients(p, Role::ReceiverAdmin)
+        );
+        // The tenant administrator exchanges; the receiver administrator does nothing.
+        s.act(
+            id,
+            TENANT_ADMIN,
+            rekey_engine::Event::Approve {
+                step: "exchange-key-pair".into(),
+            },
+            start_at + MINUTE * 10,
+        )
+        .await?;
+        tick(&s, end_at - MINUTE).await?;
+        assert!(
+            mailed(&db.store, id, "escalation", "switch-receiver")
+                .await?
+                .is_empty()
+        );
+        assert!(s.renewal(id).await?.window.is_some_and(|w| w.open));
+        // At the end: closed, the step left escalates to its owner and the tenant admin.
+        tick(&s, end_at).await?;
+        let r = s.renewal(id).await?;
+        assert!(r.window.as_ref().is_some_and(|w| w.closed && !w.open));
+        let mut want = recipients(p, Role::ReceiverAdmin);
+        want.extend(recipients(p, Role::TenantAdmin));
+        want.sort();
+        assert_eq!(
+            mailed(&db.store, id, "escalation", "switch-receiver").await?,
+            want
+        );
+        assert!(
+            mailed(&db.store, id, "escalation", "exchange-key-pair")
+                .await?
+                .is_empty(),
+            "the step done inside the window does not escalate"
+        );
+        // Both window timers fired exactly once.
+        for kind in ["window_open", "window_close"] {
+            let t: Vec<_> = timers(&db.store, id)
+                .await?
+                .into_iter()
+                .filter(|t| t.kind == kind)
+                .collect();
+            assert_eq!(t.len(), 1, "{kind}");
+            assert_eq!(
+                (t[0].status.as_str(), t[0].attempts),
+                ("fired", 1),
+                "{kind}"
+            );
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn timers_of_finished_renewals_are_marked_stale() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        let setup = setup(&db.store, ProcedureId::DualTrust, t0()).await?;
+        let id = start(&s, &setup, false, t0()).await?.renewal.id;
+        s.act(id, TENANT_ADMIN, rekey_engine::Event::Cancel, t0() + MINUTE)
+            .await?;
+        // Cancel dropped the pending timers; put one back as if a crash had left it.
+        let t = timers(&db.store, id)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or("timer")?;
+        timer::Entity::update_many()
+            .col_expr(
+                timer::Column::Status,
+                sea_orm::sea_query::Expr::value("pending"),
+            )
+            .filter(timer::Column::Id.eq(t.id))
+            .exec(db.store.db())
+            .await?;
+        let report = tick(&s, t0() + Duration::days(10)).await?;
+        assert_eq!((report.claimed, report.stale, report.fired), (1, 1, 0));
+        let t = timer::Entity::find_by_id(t.id)
+            .one(db.store.db())
+            .await?
+            .ok_or("timer")?;
+        assert_eq!(t.status, "stale");
+        assert_eq!(t.lease_owner, None);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_on_one_database_fire_each_timer_once() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let a = service(db.store.clone());
+        let kek = Kek::from_base64(&db.store.kek()?.to_base64(), "test")?;
+        let b = service(db.reopen().await?.with_kek(kek));
+        let mut ids = Vec::new();
+        for i in 0..12 {
+            let p = ProcedureId::ALL[i % 4];
+            let setup = setup(&db.store, p, t0()).await?;
+            ids.push(start(&a, &setup, false, t0()).await?.renewal.id);
+        }
+        // Every renewal's first step: reminders at +1d, +2d (or +2d, +4d, +6d), escalation at
+        // +3d (+7d). Both schedulers run at every hour of eight days.
+        let mut fired = 0;
+        let mut claimed = 0;
+        let mut mail = 0;
+        let mut at = t0();
+        while at <= t0() + Duration::days(8) {
+            let (ra, rb) = tokio::join!(
+                tokio::spawn({
+                    let a = a.clone();
+                    async move { scheduler::run_once(&a, at, "a").await }
+                }),
+                tokio::spawn({
+                    let b = b.clone();
+                    async move { scheduler::run_once(&b, at, "b").await }
+                }),
+            );
+            for r in [ra??, rb??] {
+                assert!(r.errors.is_empty(), "{:?}", r.errors);
+                assert_eq!(r.claimed, r.fired + r.stale + r.lost + r.released);
+                fired += r.fired;
+                claimed += r.claimed;
+                mail += r.mail;
+            }
+            at += Duration::hours(1);
+        }
+        let rows = timer::Entity::find()
+            .filter(timer::Column::Status.eq("fired"))
+            .all(db.store.db())
+            .await?;
+        assert_eq!(rows.len(), fired, "each fired timer counted once");
+        assert_eq!(claimed, fired, "no timer claimed twice");
+        assert!(
+            rows.iter()
+                .all(|t| t.attempts == 1 && t.lease_owner.is_none())
+        );
+        let left = timer::Entity::find()
+            .filter(timer::Column::Status.eq("pending"))
+            .filter(timer::Column::DueAt.lte(t0() + Duration::days(8)))
+            .count(db.store.db())
+            .await?;
+        assert_eq!(left, 0);
+        // Each renewal got exactly its reminders and its escalation, once each.
+        let mut expected_mail = 0;
+        for id in &ids {
+            let r = a.renewal(*id).await?;
+            let due = r.due_steps().next().ok_or("due")?.id.clone();
+            let def = a
+                .catalog()
+                .get(r.procedure)
+                .step(&due)
+                .ok_or("step")?
+                .clone();
+            let n = (1..).take_while(|k| def.remind * *k < def.escalate).count();
+            let to = recipients(r.procedure, def.role);
+            assert_eq!(
+                mailed(&db.store, *id, "reminder", &due).await?,
+                times(&to, n),
+                "{}",
+                r.procedure
+            );
+            let esc = mailed(&db.store, *id, "escalation", &due).await?;
+            let mut want = to.clone();
+            if def.role != Role::TenantAdmin {
+                want.extend(recipients(r.procedure, Role::TenantAdmin));
+            }
+            want.sort();
+            assert_eq!(esc, want, "{}", r.procedure);
+            expected_mail += n * to.len() + want.len();
+        }
+        assert_eq!(mail, expected_mail, "mail queued = mail in the outbox");
+        Ok(())
+    })
+    .await;
+}
