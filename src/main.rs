@@ -65,6 +65,11 @@ enum Command {
     /// The downtime window of `downtime-window`: propose, accept.
     #[command(subcommand)]
     Window(cmd::renewal::WindowCmd),
+    /// Fire due reminders, escalations and window openings/closings (once, or in a loop).
+    #[command(subcommand)]
+    Scheduler(cmd::scheduler::SchedulerCmd),
+    /// One pass of the expiry watch: notify (or open renewals) for certificates due for renewal.
+    Watch(cmd::scheduler::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +91,8 @@ fn main() -> ExitCode {
         Command::Renewal(c) => cmd::renewal::renewal(&cli.global, c),
         Command::Task(c) => cmd::renewal::task(&cli.global, c),
         Command::Window(c) => cmd::renewal::window(&cli.global, c),
+        Command::Scheduler(c) => cmd::scheduler::scheduler(&cli.global, c),
+        Command::Watch(args) => cmd::scheduler::watch(&cli.global, args),
     };
     match result {
         Ok(code) => code,

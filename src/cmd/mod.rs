@@ -6,4 +6,5 @@ pub mod flow;
 pub mod keystore;
 pub mod receiver;
 pub mod renewal;
+pub mod scheduler;
 pub mod state;

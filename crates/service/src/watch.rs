@@ -1,1 +1,395 @@
-//! The expiry watch: plans renewals backwards from certificate expiry (being written).
+//! The expiry watch: for every alias a signer step lists, plans backwards from its current
+//! certificate's `notAfter` and acts once the latest safe start has passed.
+//!
+//! latest safe start = notAfter − lead − `renew_before`, where the lead is the sum of the `due`
+//! times of the procedure's steps (from `workflows/*.toml`): the procedure the receiver's
+//! profile chooses when the tenant has exactly one receiver, else the longest procedure (a
+//! signer step does not say which receiver its messages go to).
+//!
+//! Once past it, per [`Policy`]: open a renewal as rekey itself with auto-approved actions
+//! (only when the receiver is known), or queue a notice to the tenant administrators (the
+//! default, and the fall-back). Either happens once per alias and certificate: no second
+//! renewal while one is running or after one was started for the same certificate, and the
+//! notice's Message-ID is derived from tenant, alias, certificate and recipient.
+//!
+//! Time comes in as an argument. Nothing here decides a renewal's steps: [`Service::start`]
+//! and the engine do.
+
+use chrono::{DateTime, Duration, Utc};
+use rekey_engine::{ProcedureId, Renewal, RenewalStatus};
+use rekey_store::entity::{outbox, renewal as renewal_row};
+use rekey_store::{Grant, KeystoreEntry, Receiver, TenantId, audit, flows, keystore, receivers};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::shell::commit;
+use crate::{Result, Service, StartRequest, load_world};
+
+/// What to do when an alias's latest safe start has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Queue a notice asking the tenant administrators to start a renewal.
+    Notify,
+    /// Open the renewal (auto-approved actions), falling back to a notice when it cannot.
+    Open,
+}
+
+/// How the watch plans.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// What to do.
+    pub policy: Policy,
+    /// Margin before the procedure's lead time.
+    pub renew_before: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            policy: Policy::Notify,
+            renew_before: Duration::days(30),
+        }
+    }
+}
+
+/// What the watch did about one alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum WatchAction {
+    /// A renewal was opened.
+    Opened {
+        /// It.
+        renewal: Uuid,
+    },
+    /// Tenant administrators were sent a notice.
+    Notified {
+        /// Emails queued.
+        emails: usize,
+        /// Why no renewal was opened, under [`Policy::Open`].
+        reason: Option<String>,
+    },
+    /// A renewal for this alias is running, or was started for this certificate.
+    AlreadyRenewing {
+        /// The renewal.
+        renewal: Uuid,
+        /// Its status.
+        status: String,
+    },
+    /// The notice went out on an earlier pass.
+    AlreadyNotified,
+}
+
+impl std::fmt::Display for WatchAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchAction::Opened { renewal } => write!(f, "opened renewal {renewal}"),
+            WatchAction::Notified { emails, reason } => {
+                write!(f, "notified the tenant administrators ({emails} email(s))")?;
+                match reason {
+                    Some(r) => write!(f, "; not opened: {r}"),
+                    None => Ok(()),
+                }
+            }
+            WatchAction::AlreadyRenewing { renewal, status } => {
+                write!(f, "renewal {renewal} is {status}")
+            }
+            WatchAction::AlreadyNotified => write!(f, "tenant administrators already notified"),
+        }
+    }
+}
+
+/// One alias whose latest safe start has passed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AliasDue {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Its name.
+    pub tenant_name: String,
+    /// The alias.
+    pub alias: String,
+    /// Its current certificate's fingerprint.
+    pub fingerprint: String,
+    /// Its notAfter.
+    pub not_after: DateTime<Utc>,
+    /// The procedure planned with (none when the receiver is not known).
+    pub procedure: Option<ProcedureId>,
+    /// Sum of the procedure's step lead times.
+    pub lead_days: i64,
+    /// notAfter − lead − renew_before.
+    pub latest_start: DateTime<Utc>,
+    /// What the watch did.
+    pub action: WatchAction,
+}
+
+/// One pass's result: the aliases past their latest safe start.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WatchReport {
+    /// Aliases acted on (or already being renewed).
+    pub aliases: Vec<AliasDue>,
+}
+
+/// The lead time of a procedure: the sum of its steps' `due` times.
+pub fn lead(service: &Service, p: ProcedureId) -> Duration {
+    service
+        .catalog()
+        .get(p)
+        .steps
+        .iter()
+        .fold(Duration::zero(), |acc, s| acc + s.due)
+}
+
+/// The latest safe start for a certificate expiring at `not_after`.
+pub fn latest_start(
+    service: &Service,
+    procedure: Option<ProcedureId>,
+    not_after: DateTime<Utc>,
+    renew_before: Duration,
+) -> DateTime<Utc> {
+    let lead = match procedure {
+        Some(p) => lead(service, p),
+        None => ProcedureId::ALL
+            .iter()
+            .map(|p| lead(service, *p))
+            .max()
+            .unwrap_or_else(Duration::zero),
+    };
+    not_after - lead - renew_before
+}
+
+/// One pass over every tenant's signing aliases at `now`.
+pub async fn run_once(
+    service: &Service,
+    now: DateTime<Utc>,
+    opts: &WatchOptions,
+) -> Result<WatchReport> {
+    let db = service.store().db();
+    let mut report = WatchReport::default();
+    for tenant in rekey_store::tenants::list(db).await? {
+        let usage = flows::all_alias_usage(db, tenant.id).await?;
+        let recs = receivers::list(db, tenant.id).await?;
+        for alias in usage.keys() {
+            let Some(entry) = keystore::find_current(db, tenant.id, alias).await? else {
+                continue; // a prepared alias without a key: nothing expires
+            };
+            let receiver = match recs.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            };
+            let procedure = match receiver {
+                Some(r) => {
+                    let world = load_world(db, tenant.id, r.id, alias.as_str(), None).await?;
+                    rekey_engine::choose::choose(&world, alias.as_str(), None).ok()
+                }
+                None => None,
+            };
+            let latest = latest_start(service, procedure, entry.not_after, opts.renew_before);
+            if now < latest {
+                continue;
+            }
+            let action = act(service, &entry, receiver, procedure, now, opts).await?;
+            report.aliases.push(AliasDue {
+                tenant: tenant.id,
+                tenant_name: tenant.name.to_string(),
+                alias: alias.to_string(),
+                fingerprint: entry.fingerprint.to_string(),
+                not_after: entry.not_after,
+                procedure,
+                lead_days: (entry.not_after - opts.renew_before - latest).num_days(),
+                latest_start: latest,
+                action,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// A renewal of `alias` that is running, or that was started for certificate `fingerprint`.
+async fn existing(service: &Service, e: &KeystoreEntry) -> Result<Option<Renewal>> {
+    let rows = renewal_row::Entity::find()
+        .filter(renewal_row::Column::TenantId.eq(e.tenant.as_uuid()))
+        .filter(renewal_row::Column::Alias.eq(e.alias.as_str()))
+        .all(service.store().db())
+        .await?;
+    let fp = e.fingerprint.to_string();
+    for m in rows {
+        let r: Renewal = serde_json::from_str(&m.state)
+            .map_err(|err| crate::ServiceError::Corrupt(format!("renewal state: {err}")))?;
+        if r.status == RenewalStatus::Running || r.old_cert.as_ref().is_some_and(|c| c.0 == fp) {
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
+}
+
+async fn act(
+    service: &Service,
+    e: &KeystoreEntry,
+    receiver: Option<&Receiver>,
+    procedure: Option<ProcedureId>,
+    now: DateTime<Utc>,
+    opts: &WatchOptions,
+) -> Result<WatchAction> {
+    if let Some(r) = existing(service, e).await? {
+        return Ok(WatchAction::AlreadyRenewing {
+            renewal: r.id,
+            status: r.status.as_str().into(),
+        });
+    }
+    let mut reason = None;
+    if opts.policy == Policy::Open {
+        match receiver {
+            Some(rec) => {
+                let req = StartRequest {
+                    tenant: e.tenant,
+                    receiver: rec.id,
+                    alias: e.alias.to_string(),
+                    new_alias: None,
+                    procedure,
+                    bits: e.key_bits.max(2048),
+                    ca_signed: false,
+                    auto_approve: true,
+                };
+                match service
+                    .start(req, rekey_engine::machine::SYSTEM, now)
+                    .await
+                {
+                    Ok(o) => {
+                        return Ok(WatchAction::Opened {
+                            renewal: o.renewal.id,
+                        });
+                    }
+                    Err(err) => reason = Some(err.to_string()),
+                }
+            }
+            None => {
+                reason = Some(
+                    "the tenant has several receivers (or none); a person must choose".into(),
+                )
+            }
+        }
+    }
+    notify(service, e, procedure, now, opts, reason).await
+}
+
+/// Queues the notice to every tenant administrator, once per alias and certificate.
+async fn notify(
+    service: &Service,
+    e: &KeystoreEntry,
+    procedure: Option<ProcedureId>,
+    now: DateTime<Utc>,
+    opts: &WatchOptions,
+    reason: Option<String>,
+) -> Result<WatchAction> {
+    let txn = service.store().begin().await?;
+    let admins = rekey_store::users::holders(&txn, &Grant::TenantAdmin { tenant: e.tenant })
+        .await?;
+    let fp = e.fingerprint.to_string();
+    let latest = latest_start(service, procedure, e.not_after, opts.renew_before);
+    let subject = format!(
+        "[rekey] Start renewing {}: its certificate expires {}",
+        e.alias,
+        e.not_after.format("%Y-%m-%d")
+    );
+    let body = format!(
+        "The certificate under alias {} (SHA-256 {fp}) expires on {}. Renewing it with {} takes \
+         up to {} days, so the renewal should have started by {}. Start it with `rekey renewal \
+         start --alias {} …` or in the web inbox.{}",
+        e.alias,
+        e.not_after.format("%Y-%m-%d %H:%M UTC"),
+        procedure.map_or("the longest procedure".to_string(), |p| p.to_string()),
+        (e.not_after - opts.renew_before - latest).num_days(),
+        latest.format("%Y-%m-%d"),
+        e.alias,
+        reason
+            .as_deref()
+            .map(|r| format!(" (rekey did not start it itself: {r})"))
+            .unwrap_or_default(),
+    );
+    let mut queued = 0;
+    for u in &admins {
+        let to = u.email.to_string();
+        let mut h = Sha256::new();
+        for part in [
+            e.tenant.as_uuid().to_string().as_str(),
+            e.alias.as_str(),
+            &fp,
+            "expiry",
+            &to,
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let message_id = format!("<{}@rekey>", hex::encode(&h.finalize()[..16]));
+        let exists = outbox::Entity::find()
+            .filter(outbox::Column::MessageId.eq(message_id.clone()))
+            .one(&txn)
+            .await?;
+        if exists.is_some() {
+            continue;
+        }
+        let state = serde_json::json!({
+            "notice": {
+                "to": "tenant_admin",
+                "kind": "expiry_warning",
+                "step": null,
+                "due_at": latest,
+            },
+            "renewal": null,
+            "procedure": procedure,
+            "alias": e.alias.as_str(),
+            "recipient": to,
+            "certificate_fingerprint": fp,
+            "not_after": e.not_after,
+            "latest_start": latest,
+            "body": body,
+        });
+        outbox::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            tenant_id: Set(e.tenant.as_uuid()),
+            renewal_id: Set(None),
+            message_id: Set(message_id),
+            recipients: Set(to),
+            subject: Set(subject.clone()),
+            state: Set(state.to_string()),
+            status: Set("queued".into()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            last_error: Set(None),
+            version: Set(0),
+            lease_owner: Set(None),
+            lease_until: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            sent_at: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        queued += 1;
+    }
+    if queued == 0 {
+        return Ok(WatchAction::AlreadyNotified);
+    }
+    audit::append(
+        &txn,
+        audit::AuditRecord {
+            actor: rekey_engine::machine::SYSTEM,
+            action: "watch.notify",
+            tenant: Some(e.tenant),
+            subject: format!("alias {}", e.alias),
+            before: String::new(),
+            after: format!(
+                "certificate {fp} expires {}; latest safe start {latest}",
+                e.not_after
+            ),
+        },
+    )
+    .await?;
+    commit(txn).await?;
+    Ok(WatchAction::Notified {
+        emails: queued,
+        reason,
+    })
+}
