@@ -252,10 +252,7 @@ async fn act(
                     ca_signed: false,
                     auto_approve: true,
                 };
-                match service
-                    .start(req, rekey_engine::machine::SYSTEM, now)
-                    .await
-                {
+                match service.start(req, rekey_engine::machine::SYSTEM, now).await {
                     Ok(o) => {
                         return Ok(WatchAction::Opened {
                             renewal: o.renewal.id,
@@ -265,9 +262,8 @@ async fn act(
                 }
             }
             None => {
-                reason = Some(
-                    "the tenant has several receivers (or none); a person must choose".into(),
-                )
+                reason =
+                    Some("the tenant has several receivers (or none); a person must choose".into())
             }
         }
     }
@@ -284,8 +280,8 @@ async fn notify(
     reason: Option<String>,
 ) -> Result<WatchAction> {
     let txn = service.store().begin().await?;
-    let admins = rekey_store::users::holders(&txn, &Grant::TenantAdmin { tenant: e.tenant })
-        .await?;
+    let admins =
+        rekey_store::users::holders(&txn, &Grant::TenantAdmin { tenant: e.tenant }).await?;
     let fp = e.fingerprint.to_string();
     let latest = latest_start(service, procedure, e.not_after, opts.renew_before);
     let subject = format!(

@@ -1,0 +1,114 @@
+//! The expiry watch on SQLite and PostgreSQL with a controllable clock: a renewal opens (or the
+//! tenant administrators are told) at the latest safe start planned back from notAfter, not a
+//! minute before, and only once.
+
+mod scheduler_common;
+
+use chrono::Duration;
+use rekey_engine::{ProcedureId, RenewalStatus};
+use rekey_service::watch::{self, Policy, WatchAction, WatchOptions};
+use rekey_store::Alias;
+use rekey_testdb::{TestDb, TestResult, on_both};
+use scheduler_common::*;
+use sea_orm::EntityTrait;
+
+const MINUTE: Duration = Duration::minutes(1);
+
+#[tokio::test]
+async fn an_expiring_certificate_opens_a_renewal_at_the_planned_time_and_only_once() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        let setup = setup_with(&db.store, ProcedureId::DualTrust, t0(), 120).await?;
+        let entry = db
+            .store
+            .key_entry(setup.tenant, &Alias::parse(&setup.alias)?)
+            .await?;
+        // dual-trust: create 2d + trust old and new 5d + exchange 2d + remove old trust 5d.
+        assert_eq!(watch::lead(&s, ProcedureId::DualTrust), Duration::days(14));
+        let latest = entry.not_after - Duration::days(14) - Duration::days(30);
+        let opts = WatchOptions {
+            policy: Policy::Open,
+            renew_before: Duration::days(30),
+        };
+        let before = watch::run_once(&s, latest - MINUTE, &opts).await?;
+        assert!(before.aliases.is_empty(), "{before:?}");
+        assert!(s.renewals(None).await?.is_empty());
+
+        let at = watch::run_once(&s, latest, &opts).await?;
+        assert_eq!(at.aliases.len(), 1, "{at:?}");
+        let due = &at.aliases[0];
+        assert_eq!(due.alias, setup.alias);
+        assert_eq!(due.procedure, Some(ProcedureId::DualTrust));
+        assert_eq!(due.latest_start, latest);
+        let WatchAction::Opened { renewal } = due.action else {
+            return Err(format!("expected a renewal, got {:?}", due.action).into());
+        };
+        let r = s.renewal(renewal).await?;
+        assert_eq!(r.status, RenewalStatus::Running);
+        assert!(r.auto_approve);
+        assert_eq!(r.alias, setup.alias);
+        assert!(r.new_cert.is_some(), "the auto-approved first step ran");
+
+        // Later passes see the running renewal and open nothing more.
+        for later in [latest + MINUTE, latest + Duration::days(3)] {
+            let again = watch::run_once(&s, later, &opts).await?;
+            assert_eq!(
+                again.aliases[0].action,
+                WatchAction::AlreadyRenewing {
+                    renewal,
+                    status: "running".into()
+                }
+            );
+        }
+        assert_eq!(s.renewals(None).await?.len(), 1);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn by_default_the_tenant_administrators_are_told_once() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        let setup = setup_with(&db.store, ProcedureId::DowntimeWindow, t0(), 90).await?;
+        let entry = db
+            .store
+            .key_entry(setup.tenant, &Alias::parse(&setup.alias)?)
+            .await?;
+        let lead = watch::lead(&s, ProcedureId::DowntimeWindow);
+        assert_eq!(lead, Duration::days(7), "create 2d + agree 5d");
+        let latest = entry.not_after - lead - Duration::days(30);
+        let opts = WatchOptions::default();
+        assert!(
+            watch::run_once(&s, latest - MINUTE, &opts)
+                .await?
+                .aliases
+                .is_empty()
+        );
+        let audit_before = db.audit_len().await?;
+        let first = watch::run_once(&s, latest, &opts).await?;
+        assert_eq!(
+            first.aliases[0].action,
+            WatchAction::Notified {
+                emails: 1,
+                reason: None
+            }
+        );
+        assert_eq!(db.audit_len().await?, audit_before + 1);
+        let second = watch::run_once(&s, latest + Duration::days(1), &opts).await?;
+        assert_eq!(second.aliases[0].action, WatchAction::AlreadyNotified);
+        assert!(s.renewals(None).await?.is_empty(), "notify opens nothing");
+        let rows = rekey_store::entity::outbox::Entity::find()
+            .all(db.store.db())
+            .await?;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].recipients, TENANT_ADMIN);
+        assert!(
+            rows[0].subject.contains(&setup.alias),
+            "{}",
+            rows[0].subject
+        );
+        Ok(())
+    })
+    .await;
+}
