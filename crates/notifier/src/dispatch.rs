@@ -20,8 +20,8 @@ use rekey_store::entity::outbox;
 use rekey_store::{Alias, DatabaseConnection, Grant, TenantId, TransactionTrait, keystore, users};
 use sea_orm::sea_query::{Expr, LockBehavior, LockType, Order, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, Set,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -392,12 +392,10 @@ impl Dispatcher {
         let failures = row.attempts.saturating_add(1);
         let outcome = match result {
             Ok(()) => Outcome::Sent,
-            Err(SendError::Retryable(error)) if !self.policy.gives_up(failures) => {
-                Outcome::Retry {
-                    at: now + self.policy.delay(failures, unit_random()),
-                    error,
-                }
-            }
+            Err(SendError::Retryable(error)) if !self.policy.gives_up(failures) => Outcome::Retry {
+                at: now + self.policy.delay(failures, unit_random()),
+                error,
+            },
             Err(SendError::Retryable(error)) => Outcome::Failed {
                 error: format!("gave up after {failures} attempts: {error}"),
             },
@@ -526,10 +524,12 @@ async fn report_failure(
             message_id: Set(message_id),
             recipients: Set(email),
             subject: Set(subject.clone()),
-            state: Set(serde_json::to_string(&state).map_err(|e| NotifierError::BadRow {
-                id: row.id,
-                reason: e.to_string(),
-            })?),
+            state: Set(
+                serde_json::to_string(&state).map_err(|e| NotifierError::BadRow {
+                    id: row.id,
+                    reason: e.to_string(),
+                })?,
+            ),
             status: Set("queued".into()),
             attempts: Set(0),
             next_attempt_at: Set(now),

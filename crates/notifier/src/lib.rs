@@ -25,7 +25,7 @@ pub mod links;
 pub mod render;
 pub mod transport;
 
-pub use dispatch::{Dispatched, DispatchReport, Dispatcher, RetryPolicy};
+pub use dispatch::{DispatchReport, Dispatched, Dispatcher, RetryPolicy};
 pub use error::{NotifierError, Result, SendError};
 pub use links::{LinkInfo, LinkToken};
 pub use render::{MailState, Rendered};

@@ -272,9 +272,13 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
         Some(seed) if !seed.is_empty() => format!("{t} (step {seed})"),
         _ => t.to_string(),
     });
-    let task_name = task.clone().unwrap_or_else(|| format!("renewal of {alias}"));
+    let task_name = task
+        .clone()
+        .unwrap_or_else(|| format!("renewal of {alias}"));
     let headline = match n.kind {
-        Kind::StepDue => format!("A step of the renewal of {alias} is now due for you: {task_name}."),
+        Kind::StepDue => {
+            format!("A step of the renewal of {alias} is now due for you: {task_name}.")
+        }
         Kind::Inform => format!("For your information, in the renewal of {alias}: {task_name}."),
         Kind::Reminder => format!("Reminder: {task_name} is still open."),
         Kind::Escalation => format!("Escalation: {task_name} needs attention."),
@@ -462,11 +466,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
         );
     }
     for note in &notes {
-        let _ = writeln!(
-            html,
-            "<p>{}</p>",
-            html_escape(note).replace('\n', "<br>\n")
-        );
+        let _ = writeln!(html, "<p>{}</p>", html_escape(note).replace('\n', "<br>\n"));
     }
     if let Some(link) = input.link {
         let l = html_escape(link);
@@ -496,11 +496,13 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
 
 fn mailbox(field: &'static str, value: &str) -> Result<Mailbox> {
     check_header(field, value)?;
-    value.parse::<Mailbox>().map_err(|e| NotifierError::Address {
-        field,
-        value: value.to_string(),
-        reason: e.to_string(),
-    })
+    value
+        .parse::<Mailbox>()
+        .map_err(|e| NotifierError::Address {
+            field,
+            value: value.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// Headers of one email.
@@ -540,9 +542,7 @@ pub fn message(env: Envelope<'_>, r: &Rendered) -> Result<Message> {
             .map_err(|e| NotifierError::Message(format!("content type {}: {e}", a.content_type)))?;
         let content = match std::str::from_utf8(&a.content) {
             // Text attachments: CRLF again, whatever the caller built.
-            Ok(text) if !a.content_type.starts_with("application/pkcs7") => {
-                Body::new(crlf(text))
-            }
+            Ok(text) if !a.content_type.starts_with("application/pkcs7") => Body::new(crlf(text)),
             _ => Body::new(a.content.clone()),
         };
         body = body.singlepart(MailAttachment::new(a.filename.clone()).body(content, ct));
@@ -612,12 +612,19 @@ mod tests {
         let r = render(&input(&st, now))?;
         assert!(r.text.contains("Overdue by: 2 days 3 hours"), "{}", r.text);
         assert!(r.text.contains("https://rekey.example/tasks/abc"));
-        assert!(r.text.contains("Receiver trusts the new certificate (step 3)"));
+        assert!(
+            r.text
+                .contains("Receiver trusts the new certificate (step 3)")
+        );
         assert!(r.text.contains("expires on"), "{}", r.text);
         assert!(r.text.contains("in 30 days"), "{}", r.text);
         assert!(!r.text.replace("\r\n", "").contains('\n'));
         // HTML escapes the alias.
-        assert!(r.html.contains("orders &lt;&amp;&gt; &quot;x&quot;"), "{}", r.html);
+        assert!(
+            r.html.contains("orders &lt;&amp;&gt; &quot;x&quot;"),
+            "{}",
+            r.html
+        );
         assert!(!r.html.contains("orders <&>"));
         Ok(())
     }
@@ -635,7 +642,10 @@ mod tests {
         };
         message(env, &r)?;
         r.subject = "hi\r\nBcc: evil@x.example".into();
-        let e = message(env, &r).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = message(env, &r)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("subject") && e.contains("CR or LF"), "{e}");
         r.subject = "ok".into();
         for (from, to) in [
@@ -644,7 +654,10 @@ mod tests {
             ("rekey@localhost", "a@b.example\n"),
         ] {
             let env = Envelope { from, to, ..env };
-            let e = message(env, &r).err().map(|e| e.to_string()).unwrap_or_default();
+            let e = message(env, &r)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(e.contains("CR or LF"), "{e}");
         }
         Ok(())

@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::{NotifierError, Result, SendError};
@@ -141,9 +141,8 @@ impl Transport {
         if s.tls != TlsMode::None {
             let mut p = TlsParameters::builder(s.host.clone());
             for pem in &s.root_certificates_pem {
-                let c = Certificate::from_pem(pem.as_bytes()).map_err(|e| {
-                    NotifierError::Config(format!("extra root certificate: {e}"))
-                })?;
+                let c = Certificate::from_pem(pem.as_bytes())
+                    .map_err(|e| NotifierError::Config(format!("extra root certificate: {e}")))?;
                 p = p.add_root_certificate(c);
             }
             let p = p
@@ -180,8 +179,9 @@ impl Transport {
     /// Delivers `msg`, whose Message-ID is `message_id`.
     pub async fn send(&self, msg: Message, message_id: &str) -> Result<(), SendError> {
         match self {
-            Transport::File(dir) => write_file(dir, &msg.formatted(), message_id)
-                .map_err(|e| SendError::Retryable(format!("cannot write to {}: {e}", dir.display()))),
+            Transport::File(dir) => write_file(dir, &msg.formatted(), message_id).map_err(|e| {
+                SendError::Retryable(format!("cannot write to {}: {e}", dir.display()))
+            }),
             Transport::Smtp(t, _) => match t.send(msg).await {
                 Ok(_) => Ok(()),
                 Err(e) => Err(classify(&e)),
@@ -192,7 +192,10 @@ impl Transport {
 
 /// `<abc@rekey>` → `abc@rekey.eml`; anything but `[A-Za-z0-9@._-]` becomes `_`.
 pub fn file_name(message_id: &str) -> String {
-    let inner = message_id.trim().trim_start_matches('<').trim_end_matches('>');
+    let inner = message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
     let safe: String = inner
         .chars()
         .map(|c| {
