@@ -125,6 +125,61 @@ impl fmt::Display for KekSource {
 pub enum MailTransport {
     /// Every message is written as a file into the outbox directory; nothing is sent.
     File,
+    /// Messages are sent through the SMTP server of `[mail]` (host, port, tls, username,
+    /// password).
+    Smtp,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTls {
+    /// STARTTLS, required (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: only for a relay on the same host.
+    None,
+}
+
+impl std::str::FromStr for MailTls {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "starttls" => Ok(MailTls::Starttls),
+            "tls" => Ok(MailTls::Tls),
+            "none" => Ok(MailTls::None),
+            other => Err(format!(
+                "unknown TLS mode {other:?}; use \"starttls\", \"tls\" or \"none\""
+            )),
+        }
+    }
+}
+
+/// The SMTP password. `Debug` and `Display` show `***`; [`MailPassword::expose`] gives it to
+/// the SMTP client.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct MailPassword(String);
+
+impl MailPassword {
+    /// The password. Do not print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for MailPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MailPassword(***)")
+    }
+}
+
+impl fmt::Display for MailPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// The `[mail]` section.
@@ -136,6 +191,16 @@ pub struct MailSettings {
     pub outbox_dir: PathBuf,
     /// The sender address.
     pub from: String,
+    /// SMTP server host (transport `smtp`).
+    pub host: Option<String>,
+    /// SMTP port.
+    pub port: u16,
+    /// How the SMTP connection is secured.
+    pub tls: MailTls,
+    /// SMTP AUTH user name.
+    pub username: Option<String>,
+    /// SMTP AUTH password (never printed).
+    pub password: Option<MailPassword>,
 }
 
 /// The `[server]` section.
@@ -194,6 +259,11 @@ struct MailLayer {
     transport: Option<MailTransport>,
     outbox_dir: Option<PathBuf>,
     from: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    tls: Option<MailTls>,
+    username: Option<String>,
+    password: Option<MailPassword>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -232,6 +302,11 @@ impl Layer {
                 transport: over.mail.transport.or(self.mail.transport),
                 outbox_dir: over.mail.outbox_dir.or(self.mail.outbox_dir),
                 from: over.mail.from.or(self.mail.from),
+                host: over.mail.host.or(self.mail.host),
+                port: over.mail.port.or(self.mail.port),
+                tls: over.mail.tls.or(self.mail.tls),
+                username: over.mail.username.or(self.mail.username),
+                password: over.mail.password.or(self.mail.password),
             },
             server: ServerLayer {
                 listen: over.server.listen.or(self.server.listen),
@@ -268,8 +343,9 @@ impl Layer {
             None => None,
             Some(v) => Some(match v.trim() {
                 "file" => MailTransport::File,
+                "smtp" => MailTransport::Smtp,
                 other => bail!(
-                    "environment variable REKEY_MAIL_TRANSPORT={other:?}: unknown mail transport; use \"file\""
+                    "environment variable REKEY_MAIL_TRANSPORT={other:?}: unknown mail transport; use \"file\" or \"smtp\""
                 ),
             }),
         };
@@ -282,6 +358,11 @@ impl Layer {
                 transport,
                 outbox_dir: env("REKEY_MAIL_OUTBOX_DIR").map(PathBuf::from),
                 from: env("REKEY_MAIL_FROM"),
+                host: env("REKEY_MAIL_HOST"),
+                port: parsed(env, "REKEY_MAIL_PORT")?,
+                tls: parsed(env, "REKEY_MAIL_TLS")?,
+                username: env("REKEY_MAIL_USERNAME"),
+                password: env("REKEY_MAIL_PASSWORD").map(MailPassword),
             },
             server: ServerLayer {
                 listen: parsed(env, "REKEY_SERVER_LISTEN")?,
@@ -382,14 +463,37 @@ impl Settings {
             .trim_end_matches('/')
             .to_string();
 
+        let transport = merged.mail.transport.unwrap_or(MailTransport::File);
+        let host = non_empty(merged.mail.host).map(|h| h.trim().to_string());
+        if transport == MailTransport::Smtp && host.is_none() {
+            bail!(
+                "mail transport \"smtp\" needs [mail] host (or REKEY_MAIL_HOST): the SMTP server to send through"
+            );
+        }
+        let tls = merged.mail.tls.unwrap_or(MailTls::Starttls);
+        let username = non_empty(merged.mail.username);
+        if username.is_some() && merged.mail.password.is_none() {
+            bail!(
+                "[mail] username is set but no password (set [mail] password or REKEY_MAIL_PASSWORD)"
+            );
+        }
         Ok(Settings {
             mail: MailSettings {
-                transport: merged.mail.transport.unwrap_or(MailTransport::File),
+                transport,
                 outbox_dir: merged
                     .mail
                     .outbox_dir
                     .unwrap_or_else(|| data_dir.join("outbox")),
                 from: non_empty(merged.mail.from).unwrap_or_else(|| "rekey@localhost".into()),
+                host,
+                port: merged.mail.port.unwrap_or(match tls {
+                    MailTls::Tls => 465,
+                    MailTls::Starttls => 587,
+                    MailTls::None => 25,
+                }),
+                tls,
+                username,
+                password: merged.mail.password,
             },
             server: ServerSettings { listen, base_url },
             renewal: RenewalSettings {
@@ -646,6 +750,53 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("REKEY_SERVER_LISTEN"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn smtp_settings_from_file_and_env_and_the_password_is_never_shown() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join(CONFIG_FILE_NAME),
+            "[mail]\ntransport = \"smtp\"\nhost = \"smtp.example\"\ntls = \"tls\"\nusername = \"rekey\"\npassword = \"hunter2\"\n",
+        )?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(s.mail.transport, MailTransport::Smtp);
+        assert_eq!(s.mail.host.as_deref(), Some("smtp.example"));
+        assert_eq!(s.mail.tls, MailTls::Tls);
+        assert_eq!(s.mail.port, 465);
+        assert_eq!(
+            s.mail.password.as_ref().map(|p| p.expose()),
+            Some("hunter2")
+        );
+        assert!(!format!("{s:?}").contains("hunter2"));
+
+        let env = |n: &str| match n {
+            "REKEY_MAIL_PORT" => Some("2525".to_string()),
+            "REKEY_MAIL_TLS" => Some("starttls".to_string()),
+            "REKEY_MAIL_PASSWORD" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        let s = Settings::load_with(&global(dir.path()), &env)?;
+        assert_eq!((s.mail.port, s.mail.tls), (2525, MailTls::Starttls));
+        assert!(!format!("{s:?}").contains("s3cret"));
+
+        let bad = |n: &str| (n == "REKEY_MAIL_TLS").then(|| "ssl".to_string());
+        let err = Settings::load_with(&global(dir.path()), &bad)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("REKEY_MAIL_TLS"), "{err}");
+
+        std::fs::write(
+            dir.path().join(CONFIG_FILE_NAME),
+            "[mail]\ntransport = \"smtp\"\n",
+        )?;
+        let err = Settings::load_with(&global(dir.path()), &no_env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("host"), "{err}");
         Ok(())
     }
 

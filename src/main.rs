@@ -70,6 +70,9 @@ enum Command {
     Scheduler(cmd::scheduler::SchedulerCmd),
     /// One pass of the expiry watch: notify (or open renewals) for certificates due for renewal.
     Watch(cmd::scheduler::WatchArgs),
+    /// The mail outbox: list, retry, send what is due (SMTP or .eml files).
+    #[command(subcommand)]
+    Mail(cmd::mail::MailCmd),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Window(c) => cmd::renewal::window(&cli.global, c),
         Command::Scheduler(c) => cmd::scheduler::scheduler(&cli.global, c),
         Command::Watch(args) => cmd::scheduler::watch(&cli.global, args),
+        Command::Mail(c) => cmd::mail::run(&cli.global, c),
     };
     match result {
         Ok(code) => code,

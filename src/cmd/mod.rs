@@ -4,6 +4,7 @@ pub mod demo;
 pub mod files;
 pub mod flow;
 pub mod keystore;
+pub mod mail;
 pub mod receiver;
 pub mod renewal;
 pub mod scheduler;

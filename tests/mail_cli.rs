@@ -1,0 +1,226 @@
+//! `rekey mail list|retry|send-due` through the built binary: the embedded default (`.eml` files
+//! in `<data-dir>/outbox`), then SMTP configured by `REKEY_MAIL_*` against a loopback server.
+
+use std::io;
+use std::net::{IpAddr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use chrono::{TimeZone, Utc};
+use mailin_embedded::{Handler, Response, Server, SslConfig, response};
+use rekey_engine::{Catalog, ProcedureId};
+use rekey_service::Service;
+use rekey_service::demo;
+use rekey_store::entity::outbox;
+use rekey_store::{Kek, Store};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+fn rekey(data: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
+    c.arg("--data-dir").arg(data).args(args);
+    for k in [
+        "REKEY_MAIL_TRANSPORT",
+        "REKEY_MAIL_HOST",
+        "REKEY_DATABASE_URL",
+        "REKEY_KEK",
+        "REKEY_CONFIG",
+    ] {
+        c.env_remove(k);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run rekey")
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(o: &Output) -> Vec<serde_json::Value> {
+    serde_json::from_str(&ok(o)).expect("JSON list")
+}
+
+#[derive(Clone, Default)]
+struct Sink {
+    got: Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>,
+    to: Vec<String>,
+    buf: Vec<u8>,
+}
+
+impl Handler for Sink {
+    fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
+        self.to.clear();
+        response::OK
+    }
+    fn rcpt(&mut self, to: &str) -> Response {
+        self.to.push(to.to_string());
+        response::OK
+    }
+    fn data_start(&mut self, _d: &str, _f: &str, _8: bool, _t: &[String]) -> Response {
+        self.buf.clear();
+        response::OK
+    }
+    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(buf);
+        Ok(())
+    }
+    fn data_end(&mut self) -> Response {
+        if let Ok(mut g) = self.got.lock() {
+            g.push((std::mem::take(&mut self.to), std::mem::take(&mut self.buf)));
+        }
+        response::OK
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_list_send_due_to_files_retry_and_smtp_from_configuration() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    ok(&rekey(&data, &["init"], &[]));
+
+    // Real outbox rows: one renewal through the service on the CLI's database.
+    let url = format!("sqlite://{}?mode=rwc", data.join("rekey.db").display());
+    let store = Store::open(&url)
+        .await
+        .expect("open")
+        .with_kek(Kek::from_file(&data.join("kek.key")).expect("kek"));
+    let service = Service::new(store.clone(), Catalog::builtin().expect("workflows"));
+    let start = Utc
+        .with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
+        .single()
+        .expect("date");
+    demo::run_procedure(&service, ProcedureId::DualTrust, 2048, start)
+        .await
+        .expect("renewal");
+    let rows = outbox::Entity::find()
+        .all(store.db())
+        .await
+        .expect("outbox");
+    let n = rows.len();
+    assert!(n > 5, "{n}");
+
+    let queued = json(&rekey(
+        &data,
+        &["mail", "list", "--state", "queued", "--json"],
+        &[],
+    ));
+    assert_eq!(queued.len(), n);
+    let table = ok(&rekey(&data, &["mail", "list"], &[]));
+    assert!(table.starts_with("ID"), "{table}");
+    assert_eq!(table.lines().count(), n + 1);
+
+    // send-due with the embedded default: one .eml per row, named by its Message-ID.
+    let out = ok(&rekey(&data, &["mail", "send-due"], &[]));
+    assert!(
+        out.contains(&format!("{n} sent, 0 to retry, 0 failed")),
+        "{out}"
+    );
+    assert!(out.contains("files in"), "{out}");
+    let outbox_dir = data.join("outbox");
+    let files: Vec<_> = std::fs::read_dir(&outbox_dir)
+        .expect("outbox dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .collect();
+    assert_eq!(files.len(), n);
+    for r in &rows {
+        let path = outbox_dir.join(rekey_notifier::transport::file_name(&r.message_id));
+        let eml = std::fs::read(&path).expect("eml per row");
+        let text = String::from_utf8_lossy(&eml);
+        assert!(
+            text.contains(&format!("Message-ID: {}", r.message_id)),
+            "{text}"
+        );
+        assert!(text.contains(&format!("To: {}", r.recipients)));
+        let bare_lf = eml
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| **b == b'\n' && (*i == 0 || eml[i - 1] != b'\r'))
+            .count();
+        assert_eq!(bare_lf, 0, "CRLF only in {}", path.display());
+    }
+    let again = ok(&rekey(&data, &["mail", "send-due"], &[]));
+    assert!(again.contains("0 sent, 0 to retry, 0 failed"), "{again}");
+    assert_eq!(
+        json(&rekey(
+            &data,
+            &["mail", "list", "--state", "sent", "--json"],
+            &[]
+        ))
+        .len(),
+        n
+    );
+
+    // A sent row is not sent twice; a failed one is queued again by `mail retry`.
+    let sent_id = rows[0].id.to_string();
+    let refused = rekey(&data, &["mail", "retry", &sent_id], &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("already sent"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let failed = &rows[1];
+    outbox::Entity::update_many()
+        .col_expr(outbox::Column::Status, Expr::value("failed"))
+        .col_expr(outbox::Column::LastError, Expr::value("550 no such user"))
+        .filter(outbox::Column::Id.eq(failed.id))
+        .exec(store.db())
+        .await
+        .expect("mark failed");
+    let listed = json(&rekey(
+        &data,
+        &["mail", "list", "--state", "failed", "--json"],
+        &[],
+    ));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["last_error"], "550 no such user");
+    let out = ok(&rekey(
+        &data,
+        &["mail", "retry", &failed.id.to_string()],
+        &[],
+    ));
+    assert!(out.contains("queued mail"), "{out}");
+
+    // This time through SMTP, configured by environment variables.
+    let sink = Sink::default();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut server = Server::new(sink.clone());
+    server
+        .with_ssl(SslConfig::None)
+        .expect("ssl")
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    let env = [
+        ("REKEY_MAIL_TRANSPORT", "smtp".to_string()),
+        ("REKEY_MAIL_HOST", "127.0.0.1".to_string()),
+        ("REKEY_MAIL_PORT", port.to_string()),
+        ("REKEY_MAIL_TLS", "none".to_string()),
+        ("REKEY_MAIL_FROM", "rekey@cli.test".to_string()),
+    ];
+    let out = ok(&rekey(&data, &["mail", "send-due"], &env));
+    assert!(out.contains("1 sent, 0 to retry, 0 failed"), "{out}");
+    assert!(
+        out.contains(&format!("SMTP 127.0.0.1:{port} (none)")),
+        "{out}"
+    );
+    let got = sink.got.lock().map(|g| g.clone()).unwrap_or_default();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, vec![failed.recipients.clone()]);
+    assert!(
+        String::from_utf8_lossy(&got[0].1).contains(&format!("Message-ID: {}", failed.message_id))
+    );
+    let _ = store.close().await;
+}
