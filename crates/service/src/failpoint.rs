@@ -8,7 +8,7 @@
 //! - `before-commit` — after every effect and the renewal's save, just before `COMMIT`;
 //! - `after-commit` — just after `COMMIT`, before the caller hears of it.
 //!
-//! Without the variable every call is one relaxed atomic load. This module must not do
+//! Without the variable every call is one atomic increment. This module must not do
 //! anything else: no I/O besides reading the variable once and one line on stderr when it
 //! fires.
 
@@ -24,8 +24,10 @@ pub const POINTS: &[&str] = &["after-effect", "before-commit", "after-commit"];
 struct Armed {
     point: String,
     nth: u64,
-    seen: AtomicU64,
 }
+
+/// Times each of [`POINTS`] was reached in this process.
+static SEEN: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 fn armed() -> Option<&'static Armed> {
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
@@ -33,11 +35,7 @@ fn armed() -> Option<&'static Armed> {
         .get_or_init(|| {
             let v = std::env::var(ENV).ok()?;
             let (point, nth) = parse(&v)?;
-            Some(Armed {
-                point,
-                nth,
-                seen: AtomicU64::new(0),
-            })
+            Some(Armed { point, nth })
         })
         .as_ref()
 }
@@ -54,15 +52,25 @@ pub fn parse(v: &str) -> Option<(String, u64)> {
 
 /// Marks that the process reached `point`; aborts if this is the armed occurrence.
 pub fn hit(point: &str) {
-    let Some(a) = armed() else { return };
-    if a.point != point {
+    let Some(i) = POINTS.iter().position(|p| *p == point) else {
         return;
-    }
-    let n = a.seen.fetch_add(1, Ordering::SeqCst) + 1;
-    if n == a.nth {
+    };
+    let n = SEEN[i].fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(a) = armed()
+        && a.point == point
+        && n == a.nth
+    {
         eprintln!("rekey: fail point {point}:{n} reached; aborting");
         std::process::abort();
     }
+}
+
+/// How many times this process reached `point` (so a crash test knows how many there are).
+pub fn seen(point: &str) -> u64 {
+    POINTS
+        .iter()
+        .position(|p| *p == point)
+        .map_or(0, |i| SEEN[i].load(Ordering::SeqCst))
 }
 
 #[cfg(test)]
