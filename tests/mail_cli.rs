@@ -50,9 +50,12 @@ fn json(o: &Output) -> Vec<serde_json::Value> {
     serde_json::from_str(&ok(o)).expect("JSON list")
 }
 
+/// (envelope recipients, DATA) of each message accepted.
+type Got = Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>;
+
 #[derive(Clone, Default)]
 struct Sink {
-    got: Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>,
+    got: Got,
     to: Vec<String>,
     buf: Vec<u8>,
 }
@@ -66,7 +69,7 @@ impl Handler for Sink {
         self.to.push(to.to_string());
         response::OK
     }
-    fn data_start(&mut self, _d: &str, _f: &str, _8: bool, _t: &[String]) -> Response {
+    fn data_start(&mut self, _d: &str, _f: &str, _eight_bit: bool, _t: &[String]) -> Response {
         self.buf.clear();
         response::OK
     }
