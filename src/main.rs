@@ -73,6 +73,8 @@ enum Command {
     /// The mail outbox: list, retry, send what is due (SMTP or .eml files).
     #[command(subcommand)]
     Mail(cmd::mail::MailCmd),
+    /// Run the HTTP API, web inbox, scheduler and mail dispatcher in one process.
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         Command::Scheduler(c) => cmd::scheduler::scheduler(&cli.global, c),
         Command::Watch(args) => cmd::scheduler::watch(&cli.global, args),
         Command::Mail(c) => cmd::mail::run(&cli.global, c),
+        Command::Serve(args) => cmd::serve::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

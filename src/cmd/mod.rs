@@ -8,4 +8,5 @@ pub mod mail;
 pub mod receiver;
 pub mod renewal;
 pub mod scheduler;
+pub mod serve;
 pub mod state;

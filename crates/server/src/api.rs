@@ -1,0 +1,426 @@
+//! The JSON API and the route table the router and the OpenAPI document are both built from.
+//!
+//! Every `/api/` route authenticates with `Authorization: Bearer <token>` (an API token from
+//! `rekey user token create`); the person acting is the token's user, and the engine decides
+//! whether they may. Renewals a user holds no role in are answered as unknown (404).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use chrono::{DateTime, Utc};
+use rekey_engine::{Event, ProcedureId, Renewal};
+use rekey_service::{Outcome, StartRequest};
+use rekey_store::{Grant, ReceiverName, TenantName, User};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{ApiError, AppState, metrics, now, openapi};
+
+/// One route: what the OpenAPI document says about it and how the router serves it.
+pub struct Route {
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    /// Path with `{param}` placeholders (axum and OpenAPI share the syntax).
+    pub path: &'static str,
+    /// One line for the document.
+    pub summary: &'static str,
+    /// Whether a bearer token is required.
+    pub auth: bool,
+    /// JSON schema of the request body, when there is one.
+    pub body: Option<fn() -> Value>,
+    /// Media type of a successful response.
+    pub produces: &'static str,
+    /// The handler.
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+/// Every route of the API, health, metrics and the document itself.
+pub fn routes() -> Vec<Route> {
+    const JSON: &str = "application/json";
+    vec![
+        Route {
+            method: "GET",
+            path: "/healthz",
+            summary: "Liveness: the database answers",
+            auth: false,
+            body: None,
+            produces: "text/plain",
+            handler: || get(healthz),
+        },
+        Route {
+            method: "GET",
+            path: "/metrics",
+            summary: "Prometheus text: renewals by state and procedure, tasks due and overdue, outbox depth by status, days to expiry per alias",
+            auth: false,
+            body: None,
+            produces: "text/plain",
+            handler: || get(metrics::metrics),
+        },
+        Route {
+            method: "GET",
+            path: "/openapi.json",
+            summary: "This document",
+            auth: false,
+            body: None,
+            produces: JSON,
+            handler: || get(openapi::document),
+        },
+        Route {
+            method: "GET",
+            path: "/api/tasks",
+            summary: "Due steps the token's user may act on",
+            auth: true,
+            body: None,
+            produces: JSON,
+            handler: || get(tasks),
+        },
+        Route {
+            method: "POST",
+            path: "/api/tasks/{renewal}/{step}/approve",
+            summary: "Approve an action step (the owner's go-ahead)",
+            auth: true,
+            body: None,
+            produces: JSON,
+            handler: || post(approve),
+        },
+        Route {
+            method: "POST",
+            path: "/api/tasks/{renewal}/{step}/complete",
+            summary: "Confirm a task with the SHA-256 fingerprint of the certificate now installed",
+            auth: true,
+            body: Some(
+                || json!({"type": "object", "properties": {"fingerprint": {"type": "string", "description": "SHA-256, hex, colons allowed"}}}),
+            ),
+            produces: JSON,
+            handler: || post(complete),
+        },
+        Route {
+            method: "GET",
+            path: "/api/renewals",
+            summary: "Renewals of the tenants and receivers the user holds a role in, newest first",
+            auth: true,
+            body: None,
+            produces: JSON,
+            handler: || get(list_renewals),
+        },
+        Route {
+            method: "POST",
+            path: "/api/renewals",
+            summary: "Start a renewal (tenant administrator)",
+            auth: true,
+            body: Some(|| {
+                json!({"type": "object", "required": ["tenant", "receiver", "alias"], "properties": {
+                    "tenant": {"type": "string", "description": "tenant name"},
+                    "receiver": {"type": "string", "description": "receiver name"},
+                    "alias": {"type": "string"},
+                    "new_alias": {"type": "string"},
+                    "procedure": {"type": "string", "enum": ProcedureId::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>()},
+                    "bits": {"type": "integer", "enum": [2048, 3072, 4096], "default": 3072},
+                    "ca_signed": {"type": "boolean", "default": false},
+                    "auto_approve": {"type": "boolean", "default": false}
+                }})
+            }),
+            produces: JSON,
+            handler: || post(start),
+        },
+        Route {
+            method: "GET",
+            path: "/api/renewals/{id}",
+            summary: "One renewal: steps, who did them, what is due",
+            auth: true,
+            body: None,
+            produces: JSON,
+            handler: || get(show_renewal),
+        },
+        Route {
+            method: "POST",
+            path: "/api/renewals/{id}/window/propose",
+            summary: "Propose (or counter-propose) the downtime window",
+            auth: true,
+            body: Some(|| {
+                json!({"type": "object", "required": ["start", "end"], "properties": {
+                    "start": {"type": "string", "format": "date-time"},
+                    "end": {"type": "string", "format": "date-time"}
+                }})
+            }),
+            produces: JSON,
+            handler: || post(propose_window),
+        },
+        Route {
+            method: "POST",
+            path: "/api/renewals/{id}/window/accept",
+            summary: "Accept the window the other party proposed",
+            auth: true,
+            body: None,
+            produces: JSON,
+            handler: || post(accept_window),
+        },
+        Route {
+            method: "POST",
+            path: "/api/renewals/{id}/cancel",
+            summary: "Cancel before the point of no return; rekey's changes are undone",
+            auth: true,
+            body: None,
+            produces: JSON,
+            handler: || post(cancel),
+        },
+        Route {
+            method: "POST",
+            path: "/api/renewals/{id}/rollback",
+            summary: "After the exchange: restore the previous keystore entries",
+            auth: true,
+            body: None,
+            produces: JSON,
+            handler: || post(rollback),
+        },
+    ]
+}
+
+/// The answer for a path no route serves.
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("no such route; see /openapi.json")
+}
+
+async fn healthz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
+    st.service().store().db().ping().await?;
+    Ok("ok\n")
+}
+
+/// The user a bearer token authenticates.
+pub struct ApiUser(pub User);
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("give Authorization: Bearer <API token>"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("give Authorization: Bearer <API token>"))?;
+        Ok(ApiUser(st.service().store().user_for_token(token).await?))
+    }
+}
+
+/// Whether `user` holds any role in `r`'s tenant or receiver.
+pub fn may_see(user: &User, r: &Renewal) -> bool {
+    user.grants.iter().any(|g| match g {
+        Grant::TenantAdmin { tenant } | Grant::IntegrationDeveloper { tenant } => {
+            tenant.as_uuid().to_string() == r.tenant
+        }
+        Grant::ReceiverAdmin { receiver } => receiver.as_uuid().to_string() == r.receiver,
+    })
+}
+
+pub(crate) fn parse_id(s: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s).map_err(|_| ApiError::bad_request(format!("{s:?} is not a renewal id")))
+}
+
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+/// A renewal as JSON, with its procedure's title.
+pub(crate) fn outcome_json(o: &Outcome) -> Value {
+    json!({
+        "renewal": o.renewal,
+        "completed": o.completed,
+        "mail": o.mail,
+    })
+}
+
+async fn tasks(State(st): State<AppState>, ApiUser(u): ApiUser) -> Result<Response, ApiError> {
+    let t = st.service().tasks(Some(u.email.as_str()), None).await?;
+    Ok(Json(t).into_response())
+}
+
+async fn act(st: &AppState, user: &User, id: &str, event: Event) -> Result<Response, ApiError> {
+    let id = parse_id(id)?;
+    let o = st
+        .service()
+        .act(id, user.email.as_str(), event, now())
+        .await?;
+    Ok(Json(outcome_json(&o)).into_response())
+}
+
+async fn approve(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+    Path((renewal, step)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    act(&st, &u, &renewal, Event::Approve { step }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    fingerprint: Option<String>,
+}
+
+async fn complete(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+    Path((renewal, step)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let b: CompleteBody = body(&bytes)?;
+    act(
+        &st,
+        &u,
+        &renewal,
+        Event::Complete {
+            step,
+            fingerprint: b.fingerprint,
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    tenant: String,
+    receiver: String,
+    alias: String,
+    new_alias: Option<String>,
+    procedure: Option<String>,
+    bits: Option<u32>,
+    #[serde(default)]
+    ca_signed: bool,
+    #[serde(default)]
+    auto_approve: bool,
+}
+
+async fn start(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let b: StartBody = body(&bytes)?;
+    let store = st.service().store();
+    let tname = TenantName::parse(&b.tenant).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let tenant = store.tenant_by_name(&tname).await?;
+    let rname =
+        ReceiverName::parse(&b.receiver).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let receiver = store.receiver(tenant.id, &rname).await?;
+    let procedure = b
+        .procedure
+        .as_deref()
+        .map(str::parse::<ProcedureId>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("procedure: {e}")))?;
+    for a in [Some(&b.alias), b.new_alias.as_ref()].into_iter().flatten() {
+        rekey_store::Alias::parse(a).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let req = StartRequest {
+        tenant: tenant.id,
+        receiver: receiver.id,
+        alias: b.alias,
+        new_alias: b.new_alias,
+        procedure,
+        bits: b.bits.unwrap_or(3072),
+        ca_signed: b.ca_signed,
+        auto_approve: b.auto_approve,
+    };
+    let o = st.service().start(req, u.email.as_str(), now()).await?;
+    Ok((StatusCode::CREATED, Json(outcome_json(&o))).into_response())
+}
+
+async fn list_renewals(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+) -> Result<Response, ApiError> {
+    let all: Vec<Renewal> = st
+        .service()
+        .renewals(None)
+        .await?
+        .into_iter()
+        .filter(|r| may_see(&u, r))
+        .collect();
+    Ok(Json(all).into_response())
+}
+
+/// A renewal `user` may see, or 404 (unknown and not-yours look the same).
+pub(crate) async fn visible(st: &AppState, user: &User, id: Uuid) -> Result<Renewal, ApiError> {
+    let r = st.service().renewal(id).await?;
+    if !may_see(user, &r) {
+        return Err(ApiError::not_found(format!("no renewal {id}")));
+    }
+    Ok(r)
+}
+
+async fn show_renewal(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let r = visible(&st, &u, parse_id(&id)?).await?;
+    Ok(Json(r).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowBody {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+async fn propose_window(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let b: WindowBody = body(&bytes)?;
+    act(
+        &st,
+        &u,
+        &id,
+        Event::ProposeWindow {
+            start: b.start,
+            end: b.end,
+        },
+    )
+    .await
+}
+
+async fn accept_window(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&st, &u, &id, Event::AcceptWindow).await
+}
+
+async fn cancel(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&st, &u, &id, Event::Cancel).await
+}
+
+async fn rollback(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&st, &u, &id, Event::Rollback).await
+}

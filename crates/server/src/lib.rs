@@ -1,0 +1,133 @@
+//! rekey's HTTP side: the JSON API (bearer tokens), its OpenAPI document, the web inbox
+//! (sign-in by emailed action link, due tasks, a renewal's swimlane, CSRF-protected forms),
+//! `/healthz` and `/metrics`.
+//!
+//! [`app`] builds the router from a [`AppState`]; binding a socket is the caller's business, so
+//! tests drive the router with `tower::ServiceExt::oneshot`.
+//!
+//! Invariants, stated as absences: no handler decides who may act on a renewal — every change
+//! goes through [`rekey_service::Service`], whose engine checks the role; no error response
+//! carries a database, crypto or internal message (those become `500 internal error`); no page
+//! interpolates text without HTML escaping; no page carries inline script or style (the CSP is
+//! `default-src 'self'`).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+mod error;
+pub mod html;
+pub mod metrics;
+pub mod openapi;
+pub mod web;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use rekey_service::Service;
+
+pub use error::ApiError;
+
+/// Everything a handler needs: the service, where people reach rekey, and web sessions.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service: Service,
+    base_url: String,
+    secure_cookies: bool,
+    secret: [u8; 32],
+    sessions: Mutex<HashMap<String, web::Session>>,
+}
+
+impl AppState {
+    /// State for a server reached under `base_url` (cookies are `Secure` when it is https).
+    /// Fails only when the system has no randomness for the session secret.
+    pub fn new(service: Service, base_url: &str) -> Result<AppState, String> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
+        let base_url = base_url.trim_end_matches('/').to_string();
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                service,
+                secure_cookies: base_url.starts_with("https://"),
+                base_url,
+                secret,
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The service.
+    pub fn service(&self) -> &Service {
+        &self.inner.service
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    pub(crate) fn secure_cookies(&self) -> bool {
+        self.inner.secure_cookies
+    }
+
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.inner.secret
+    }
+
+    pub(crate) fn sessions(&self) -> &Mutex<HashMap<String, web::Session>> {
+        &self.inner.sessions
+    }
+}
+
+/// The wall clock, at the store's precision.
+pub(crate) fn now() -> DateTime<Utc> {
+    rekey_store::db::now()
+}
+
+/// The whole router: API routes from [`api::routes`], the web inbox, security headers.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for r in api::routes() {
+        router = router.route(r.path, (r.handler)());
+    }
+    router
+        .merge(web::routes())
+        .fallback(api::no_route)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// Headers every response carries: no framing, no referrer, no inline script or style.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// The axum this crate is built on, for callers that bind and serve [`app`].
+pub use axum;

@@ -1,0 +1,121 @@
+//! `GET /metrics`: Prometheus text exposition format, written by hand.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use rekey_store::entity::outbox;
+use sea_orm::{EntityTrait, QuerySelect};
+
+use crate::{ApiError, AppState, now};
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The metrics text.
+pub async fn render(st: &AppState) -> Result<String, ApiError> {
+    let now = now();
+    let svc = st.service();
+    let mut out = String::new();
+
+    let mut by: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in svc.renewals(None).await? {
+        *by.entry((r.status.as_str().to_string(), r.procedure.to_string()))
+            .or_default() += 1;
+    }
+    out.push_str(
+        "# HELP rekey_renewals Renewals by state and procedure.\n# TYPE rekey_renewals gauge\n",
+    );
+    for ((state, procedure), n) in &by {
+        let _ = writeln!(
+            out,
+            "rekey_renewals{{state=\"{}\",procedure=\"{}\"}} {n}",
+            label(state),
+            label(procedure)
+        );
+    }
+
+    let tasks = svc.tasks(None, None).await?;
+    let mut due: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for role in rekey_engine::Role::ALL {
+        due.insert(role.as_str(), (0, 0));
+    }
+    for t in &tasks {
+        let e = due.entry(t.role.as_str()).or_default();
+        e.0 += 1;
+        if t.due_at.is_some_and(|d| d < now) {
+            e.1 += 1;
+        }
+    }
+    out.push_str("# HELP rekey_tasks_due Due steps of running renewals, by owning role.\n# TYPE rekey_tasks_due gauge\n");
+    for (role, (n, _)) in &due {
+        let _ = writeln!(out, "rekey_tasks_due{{role=\"{role}\"}} {n}");
+    }
+    out.push_str("# HELP rekey_tasks_overdue Due steps past their due date, by owning role.\n# TYPE rekey_tasks_overdue gauge\n");
+    for (role, (_, n)) in &due {
+        let _ = writeln!(out, "rekey_tasks_overdue{{role=\"{role}\"}} {n}");
+    }
+
+    let rows: Vec<String> = outbox::Entity::find()
+        .select_only()
+        .column(outbox::Column::Status)
+        .into_tuple()
+        .all(svc.store().db())
+        .await?;
+    let mut depth: BTreeMap<String, u64> = ["queued", "sent", "failed"]
+        .iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
+    for s in rows {
+        *depth.entry(s).or_default() += 1;
+    }
+    out.push_str(
+        "# HELP rekey_outbox_messages Outbox rows by status.\n# TYPE rekey_outbox_messages gauge\n",
+    );
+    for (status, n) in &depth {
+        let _ = writeln!(
+            out,
+            "rekey_outbox_messages{{status=\"{}\"}} {n}",
+            label(status)
+        );
+    }
+
+    let far = now + chrono::Duration::days(365 * 200);
+    let entries = rekey_store::keystore::expiring_before(svc.store().db(), far).await?;
+    let names: BTreeMap<_, _> = svc
+        .store()
+        .tenants()
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.name.to_string()))
+        .collect();
+    out.push_str("# HELP rekey_certificate_days_to_expiry Days until the current certificate under each alias expires.\n# TYPE rekey_certificate_days_to_expiry gauge\n");
+    for e in &entries {
+        let days = (e.not_after - now).num_seconds() as f64 / 86_400.0;
+        let tenant = names.get(&e.tenant).cloned().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "rekey_certificate_days_to_expiry{{tenant=\"{}\",alias=\"{}\"}} {days:.3}",
+            label(&tenant),
+            label(e.alias.as_str())
+        );
+    }
+    Ok(out)
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&st).await?,
+    ))
+}

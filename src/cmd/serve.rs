@@ -1,0 +1,175 @@
+//! `rekey serve`: one process running the HTTP server (JSON API, OpenAPI document, web inbox,
+//! `/healthz`, `/metrics`), the scheduler loop and the mail dispatcher on the configured
+//! database. Ctrl-C or SIGTERM stops accepting connections, lets in-flight requests, the
+//! scheduler's current pass and the dispatcher's current pass finish, then exits.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::Args;
+use rekey_engine::Catalog;
+use rekey_notifier::Dispatcher;
+use rekey_server::{AppState, app};
+use rekey_service::{Service, scheduler};
+use tokio::sync::watch;
+
+use crate::cmd::mail::transport;
+use crate::cmd::state::with_ctx;
+use crate::config::GlobalArgs;
+
+/// Options of `rekey serve`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Listens on [server] listen (REKEY_SERVER_LISTEN); links in emails use [server] \
+base_url (cookies are Secure when it is https). API clients send `Authorization: Bearer <token>` \
+(`rekey user token create`); the document is at /openapi.json. Several `rekey serve` processes \
+may share one database: timers fire once and each email is sent once."
+)]
+pub struct ServeArgs {
+    /// Address to listen on instead of [server] listen (port 0: any free port; the address
+    /// is printed).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Seconds between scheduler passes.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    scheduler_interval: u64,
+    /// Seconds between mail dispatcher passes.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    mail_interval: u64,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    no_scheduler: bool,
+    /// Do not send mail from this process.
+    #[arg(long)]
+    no_mail: bool,
+}
+
+/// Runs `rekey serve`.
+pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
+    if args.scheduler_interval == 0 || args.mail_interval == 0 {
+        bail!("intervals must be at least 1 second");
+    }
+    with_ctx(global, async |ctx| {
+        let service = Service::new(ctx.store.clone(), Catalog::builtin()?);
+        let base_url = ctx.settings.server.base_url.clone();
+        let state = AppState::new(service.clone(), &base_url).map_err(|e| anyhow!(e))?;
+        let addr = args.listen.unwrap_or(ctx.settings.server.listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr().context("listening address")?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let sched = (!args.no_scheduler).then(|| {
+            let service = service.clone();
+            let rx = stop_rx.clone();
+            let every = Duration::from_secs(args.scheduler_interval);
+            tokio::spawn(async move {
+                let owner = scheduler::default_owner();
+                scheduler::run_loop(&service, &owner, every, rx, |r| match r {
+                    Ok(r) => {
+                        for e in &r.errors {
+                            eprintln!("rekey serve: scheduler: {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("rekey serve: scheduler pass failed: {e}"),
+                })
+                .await;
+            })
+        });
+        let mail = if args.no_mail {
+            None
+        } else {
+            let d = Dispatcher::new(
+                ctx.store.db().clone(),
+                transport(&ctx.settings)?,
+                ctx.settings.mail.from.clone(),
+                base_url.clone(),
+            );
+            let rx = stop_rx.clone();
+            let every = Duration::from_secs(args.mail_interval);
+            Some(tokio::spawn(dispatch_loop(d, every, rx)))
+        };
+
+        eprintln!("rekey serve: listening on http://{local} (links use {base_url})");
+        axum_serve(listener, state, stop_tx).await?;
+        if let Some(h) = sched {
+            let _ = h.await;
+        }
+        if let Some(h) = mail {
+            let _ = h.await;
+        }
+        eprintln!("rekey serve: stopped");
+        Ok(())
+    })
+}
+
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stop: watch::Sender<bool>,
+) -> Result<()> {
+    rekey_server::axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            eprintln!("rekey serve: stopping: finishing requests, the scheduler's and the dispatcher's current pass");
+            let _ = stop.send(true);
+        })
+        .await
+        .context("HTTP server")
+}
+
+/// Sends due mail every `every` until `stop`; a pass in progress finishes first.
+async fn dispatch_loop(d: Dispatcher, every: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match d.run_once(rekey_store::db::now()).await {
+            Ok(r) => {
+                if r.retried() + r.failed() > 0 {
+                    eprintln!(
+                        "rekey serve: mail: {} sent, {} to retry, {} failed",
+                        r.sent(),
+                        r.retried(),
+                        r.failed()
+                    );
+                }
+            }
+            Err(e) => eprintln!("rekey serve: mail pass failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
