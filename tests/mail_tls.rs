@@ -1,0 +1,275 @@
+//! SMTP with STARTTLS and AUTH PLAIN against a loopback server presenting a test certificate
+//! (made with OpenSSL in the test): the certificate is verified (an untrusted one is refused),
+//! wrong credentials are a retryable configuration fault, right ones deliver.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use mailin_embedded::{AuthMechanism, Handler, Response, Server, SslConfig, response};
+use rekey_notifier::dispatch::{Dispatcher, Outcome};
+use rekey_notifier::{SmtpSettings, TlsMode, Transport};
+use rekey_store::entity::outbox;
+use rekey_store::{Email, Grant, TenantName};
+use rekey_testdb::{TestDb, TestResult, on_both};
+use sea_orm::{ActiveModelTrait, Set};
+use uuid::Uuid;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
+        .single()
+        .expect("date")
+}
+
+/// (envelope recipients, DATA) of each message accepted.
+type Got = Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>;
+
+#[derive(Clone, Default)]
+struct Sink {
+    got: Got,
+    to: Vec<String>,
+    buf: Vec<u8>,
+}
+
+impl Handler for Sink {
+    fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
+        self.to.clear();
+        response::OK
+    }
+    fn rcpt(&mut self, to: &str) -> Response {
+        self.to.push(to.to_string());
+        response::OK
+    }
+    fn data_start(&mut self, _d: &str, _f: &str, _eight_bit: bool, _t: &[String]) -> Response {
+        self.buf.clear();
+        response::OK
+    }
+    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(buf);
+        Ok(())
+    }
+    fn data_end(&mut self) -> Response {
+        if let Ok(mut g) = self.got.lock() {
+            g.push((std::mem::take(&mut self.to), std::mem::take(&mut self.buf)));
+        }
+        response::OK
+    }
+    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
+        if user == "rekey" && password == "s3cret" {
+            response::AUTH_OK
+        } else {
+            response::INVALID_CREDENTIALS
+        }
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA and a server certificate it issued for 127.0.0.1; returns the CA's PEM.
+fn certificates(dir: &Path) -> String {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rekey test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    std::fs::read_to_string(dir.join("ca.pem")).expect("ca pem")
+}
+
+fn start_tls_server(dir: &Path) -> (Sink, SocketAddr) {
+    // mailin's rustls is built with both ring and aws-lc-rs here; pick one for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sink = Sink::default();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut server = Server::new(sink.clone());
+    server
+        .with_name("127.0.0.1")
+        .with_ssl(SslConfig::SelfSigned {
+            cert_path: dir.join("server.pem").display().to_string(),
+            key_path: dir.join("server.key").display().to_string(),
+        })
+        .expect("tls config")
+        .with_auth(AuthMechanism::Plain)
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (sink, addr)
+}
+
+async fn queue_one(db: &TestDb) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let t = db
+        .store
+        .create_tenant(&TenantName::parse("acme")?, "test")
+        .await?;
+    let u = db
+        .store
+        .add_user(&Email::parse("admin@acme.example")?, "test")
+        .await?;
+    db.store
+        .grant(u.id, Grant::TenantAdmin { tenant: t.id }, "test")
+        .await?;
+    let id = Uuid::new_v4();
+    let message_id = format!("<{}@rekey>", id.simple());
+    let state = serde_json::json!({
+        "notice": {"to": "tenant_admin", "kind": "inform", "step": "x"},
+        "alias": "orders", "receiver": "acme-bank", "step_title": "Receiver switched",
+    });
+    outbox::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(t.id.as_uuid()),
+        renewal_id: Set(None),
+        message_id: Set(message_id.clone()),
+        recipients: Set("admin@acme.example".into()),
+        subject: Set("[rekey] over TLS".into()),
+        state: Set(state.to_string()),
+        status: Set("queued".into()),
+        attempts: Set(0),
+        next_attempt_at: Set(t0()),
+        last_error: Set(None),
+        version: Set(0),
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        created_at: Set(t0()),
+        updated_at: Set(t0()),
+        sent_at: Set(None),
+    }
+    .insert(db.store.db())
+    .await?;
+    Ok(message_id)
+}
+
+fn dispatcher(db: &TestDb, addr: SocketAddr, ca: Option<&str>, password: &str) -> Dispatcher {
+    let mut s = SmtpSettings::new("127.0.0.1", addr.port(), TlsMode::Starttls);
+    s.username = Some("rekey".into());
+    s.password = Some(password.into());
+    s.root_certificates_pem = ca.map(|c| vec![c.to_string()]).unwrap_or_default();
+    s.timeout = std::time::Duration::from_secs(10);
+    Dispatcher::new(
+        db.store.db().clone(),
+        Transport::smtp(&s).expect("transport"),
+        "rekey@rekey.test",
+        "https://rekey.test",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_with_a_verified_test_certificate_and_auth_plain() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = certificates(dir.path());
+    let (sink, addr) = start_tls_server(dir.path());
+    on_both(async |db: &TestDb| -> TestResult {
+        let before = sink.got.lock().map(|g| g.len()).unwrap_or(0);
+        let message_id = queue_one(db).await?;
+        let mut now = t0();
+
+        // Not trusting the server's CA: refused, retried later (a configuration problem).
+        let r = dispatcher(db, addr, None, "s3cret").run_once(now).await?;
+        match &r.items[..] {
+            [d] => match &d.outcome {
+                Outcome::Retry { at, error } => {
+                    assert!(error.to_lowercase().contains("certificate"), "{error}");
+                    now = *at;
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+
+        // Trusting it, with the wrong password: 535, retried.
+        let r = dispatcher(db, addr, Some(&ca), "wrong")
+            .run_once(now)
+            .await?;
+        match &r.items[..] {
+            [d] => match &d.outcome {
+                Outcome::Retry { at, error } => {
+                    assert!(error.contains("535"), "{error}");
+                    now = *at;
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+
+        // Right password: delivered over STARTTLS.
+        let r = dispatcher(db, addr, Some(&ca), "s3cret")
+            .run_once(now + Duration::seconds(1))
+            .await?;
+        assert_eq!(r.sent(), 1, "{r:?}");
+        let got = sink.got.lock().map(|g| g.clone()).unwrap_or_default();
+        assert_eq!(got.len(), before + 1);
+        let (to, data) = &got[before];
+        assert_eq!(to, &vec!["admin@acme.example".to_string()]);
+        assert!(String::from_utf8_lossy(data).contains(&format!("Message-ID: {message_id}")));
+        Ok(())
+    })
+    .await;
+}
