@@ -311,8 +311,9 @@ impl Dispatcher {
     ) -> std::result::Result<(), SendError> {
         let permanent = |e: NotifierError| SendError::Permanent(e.to_string());
         let state = MailState::parse(row.id, &row.state).map_err(permanent)?;
+        // Checked before trimming: a trailing "\n" is as much an injection as an inner one.
+        render::check_header("to", &row.recipients).map_err(permanent)?;
         let recipient = row.recipients.trim();
-        render::check_header("to", recipient).map_err(permanent)?;
         let expiry = self
             .certificate_expiry(row.tenant_id, &state)
             .await
