@@ -1,0 +1,490 @@
+//! `rekey serve`'s router driven with `tower::ServiceExt::oneshot` against a real store (SQLite,
+//! and PostgreSQL when `REKEY_TEST_POSTGRES_URL` is set): bearer tokens required, the engine's
+//! role rule and fingerprint check through HTTP with nothing changed on refusal, JSON errors
+//! without internals, the OpenAPI document listing every route, metrics, security headers.
+
+use chrono::Utc;
+use rekey_engine::{Catalog, ProcedureId};
+use rekey_server::axum::Router;
+use rekey_server::axum::body::{Body, to_bytes};
+use rekey_server::axum::http::{Request, StatusCode, header};
+use rekey_server::{AppState, api, app, openapi};
+use rekey_service::Service;
+use rekey_service::demo::{self, DEVELOPER, TENANT_ADMIN, receiver_admin};
+use rekey_store::Email;
+use rekey_testdb::{TestDb, TestResult, on_both};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+type Err = Box<dyn std::error::Error + Send + Sync>;
+
+struct Fixture {
+    app: Router,
+    admin: String,
+    receiver: String,
+    developer: String,
+    receiver_name: String,
+    alias: String,
+}
+
+async fn token(db: &TestDb, email: &str) -> Result<String, Err> {
+    let u = db.store.user_by_email(&Email::parse(email)?).await?;
+    Ok(db
+        .store
+        .create_token(u.id, "test", "test")
+        .await?
+        .token
+        .to_string())
+}
+
+async fn fixture(db: &TestDb) -> Result<Fixture, Err> {
+    let svc = Service::new(db.store.clone(), Catalog::builtin()?);
+    let setup = demo::prepare(&svc, ProcedureId::DualTrust, 2048, Utc::now()).await?;
+    Ok(Fixture {
+        admin: token(db, TENANT_ADMIN).await?,
+        receiver: token(db, &receiver_admin(ProcedureId::DualTrust)).await?,
+        developer: token(db, DEVELOPER).await?,
+        receiver_name: setup.receiver_name.to_string(),
+        alias: setup.alias.clone(),
+        app: app(AppState::new(svc, "http://rekey.test")?),
+    })
+}
+
+/// One request; returns status, headers and the body as JSON (or a JSON string of the text).
+async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Result<(StatusCode, rekey_server::axum::http::HeaderMap, Value), Err> {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(&b)?))?,
+        None => req.body(Body::empty())?,
+    };
+    let res = app.clone().oneshot(req).await?;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = to_bytes(res.into_body(), 10 << 20).await?;
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, headers, v))
+}
+
+async fn start(f: &Fixture) -> Result<String, Err> {
+    let (s, _, v) = call(
+        &f.app,
+        "POST",
+        "/api/renewals",
+        Some(&f.admin),
+        Some(
+            json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias, "bits": 2048}),
+        ),
+    )
+    .await?;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    Ok(v["renewal"]["id"].as_str().ok_or("renewal id")?.to_string())
+}
+
+async fn renewal(f: &Fixture, id: &str) -> Result<Value, Err> {
+    let (s, _, v) = call(
+        &f.app,
+        "GET",
+        &format!("/api/renewals/{id}"),
+        Some(&f.admin),
+        None,
+    )
+    .await?;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    Ok(v)
+}
+
+fn step_status<'a>(r: &'a Value, step: &str) -> &'a Value {
+    r["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["id"] == step))
+        .map(|x| &x["status"])
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn every_api_route_requires_a_valid_bearer_token() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        for r in api::routes().iter().filter(|r| r.auth) {
+            let path = r
+                .path
+                .replace("{renewal}", &id)
+                .replace("{id}", &id)
+                .replace("{step}", "s");
+            for tok in [None, Some("not-a-token"), Some("")] {
+                let (s, h, v) = call(&f.app, r.method, &path, tok, None).await?;
+                assert_eq!(
+                    s,
+                    StatusCode::UNAUTHORIZED,
+                    "{} {path} with {tok:?}: {v}",
+                    r.method
+                );
+                assert!(v["error"].is_string(), "{v}");
+                assert!(h.contains_key(header::WWW_AUTHENTICATE));
+            }
+        }
+        // Unauthenticated routes stay open.
+        let (s, _, v) = call(&f.app, "GET", "/healthz", None, None).await?;
+        assert_eq!((s, v), (StatusCode::OK, json!("ok\n")));
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_role_is_refused_with_403_and_nothing_changes() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let id = start(&f).await?;
+        let before = renewal(&f, &id).await?;
+        let audit = db.audit_len().await?;
+        // The receiver administrator and the developer may not approve the key generation.
+        for tok in [&f.receiver, &f.developer] {
+            let (s, _, v) = call(
+                &f.app,
+                "POST",
+                &format!("/api/tasks/{id}/create-key-pair/approve"),
+                Some(tok),
+                None,
+            )
+            .await?;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+            let msg = v["error"].as_str().ok_or("error text")?;
+            assert!(msg.contains("only a tenant_admin"), "the engine's words: {msg}");
+        }
+        // Nor start a renewal.
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            "/api/renewals",
+            Some(&f.receiver),
+            Some(json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias, "bits": 2048})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(renewal(&f, &id).await?, before, "renewal unchanged");
+        assert_eq!(db.audit_len().await?, audit, "nothing audited: nothing happened");
+        // The owner may.
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/tasks/{id}/create-key-pair/approve"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(step_status(&v["renewal"], "create-key-pair")["status"], "done", "{v}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_fingerprint_is_refused_and_the_right_one_advances() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let id = start(&f).await?;
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/tasks/{id}/create-key-pair/approve"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, _, tasks) = call(&f.app, "GET", "/api/tasks", Some(&f.receiver), None).await?;
+        assert_eq!(s, StatusCode::OK);
+        let task = tasks
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["step"] == "trust-old-and-new"))
+            .ok_or("the receiver administrator's task is listed")?;
+        let fp = task["new_certificate"]
+            .as_str()
+            .ok_or("fingerprint shown")?
+            .to_string();
+        let before = renewal(&f, &id).await?;
+        let audit = db.audit_len().await?;
+        let path = format!("/api/tasks/{id}/trust-old-and-new/complete");
+        let wrong = "00".repeat(32);
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &path,
+            Some(&f.receiver),
+            Some(json!({"fingerprint": wrong})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("does not match the new certificate")),
+            "{v}"
+        );
+        // Bad input is named, not a crash.
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &path,
+            Some(&f.receiver),
+            Some(json!({"fingerprint": 5})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(renewal(&f, &id).await?, before, "renewal unchanged");
+        assert_eq!(db.audit_len().await?, audit);
+        // The tenant administrator holds no receiver role.
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &path,
+            Some(&f.admin),
+            Some(json!({"fingerprint": fp})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &path,
+            Some(&f.receiver),
+            Some(json!({"fingerprint": fp.to_uppercase()})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            step_status(&v["renewal"], "trust-old-and-new")["status"],
+            "done",
+            "{v}"
+        );
+        // Done twice: a conflict, in the engine's words.
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &path,
+            Some(&f.receiver),
+            Some(json!({"fingerprint": fp})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_and_bad_input_are_named_and_renewals_are_scoped() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let id = start(&f).await?;
+        let unknown = uuid::Uuid::new_v4();
+        let (s, _, v) = call(
+            &f.app,
+            "GET",
+            &format!("/api/renewals/{unknown}"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        let (s, _, v) = call(&f.app, "GET", "/api/renewals/nope", Some(&f.admin), None).await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/tasks/{id}/no-such-step/approve"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            "/api/renewals",
+            Some(&f.admin),
+            Some(json!({"tenant": "demo"})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("missing field")),
+            "{v}"
+        );
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            "/api/renewals",
+            Some(&f.admin),
+            Some(json!({"tenant": "nosuch", "receiver": "x", "alias": "a"})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        let (s, _, v) = call(&f.app, "GET", "/api/nothing", Some(&f.admin), None).await?;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        // Listing: the tenant's and the receiver's people see it.
+        for tok in [&f.admin, &f.receiver, &f.developer] {
+            let (s, _, v) = call(&f.app, "GET", "/api/renewals", Some(tok), None).await?;
+            assert_eq!(s, StatusCode::OK);
+            assert!(
+                v.as_array()
+                    .is_some_and(|a| a.iter().any(|r| r["id"] == id.as_str())),
+                "{v}"
+            );
+        }
+        // Cancel through the API, by its owner.
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/renewals/{id}/cancel"),
+            Some(&f.receiver),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/renewals/{id}/cancel"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["renewal"]["status"], "cancelled");
+        // A window on a dual-trust renewal is refused, not a crash.
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/renewals/{id}/window/propose"),
+            Some(&f.admin),
+            Some(json!({"start": "2030-01-01T22:00:00Z", "end": "2030-01-01T23:00:00Z"})),
+        )
+        .await?;
+        assert!(s.is_client_error(), "{s} {v}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route_and_every_route_is_served() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let (s, _, doc) = call(&f.app, "GET", "/openapi.json", None, None).await?;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(doc, openapi::build());
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+        let routes = api::routes();
+        let mut documented = 0;
+        for (path, ops) in doc["paths"].as_object().ok_or("paths")? {
+            for method in ops.as_object().ok_or("ops")?.keys() {
+                documented += 1;
+                assert!(
+                    routes
+                        .iter()
+                        .any(|r| r.path == path && r.method.eq_ignore_ascii_case(method)),
+                    "{method} {path} documented but not in the route table"
+                );
+            }
+        }
+        assert_eq!(documented, routes.len(), "every route documented once");
+        let id = uuid::Uuid::new_v4().to_string();
+        for r in &routes {
+            let op = &doc["paths"][r.path][r.method.to_ascii_lowercase()];
+            assert!(
+                op.is_object(),
+                "{} {} missing from the document",
+                r.method,
+                r.path
+            );
+            assert_eq!(op["security"].is_array(), r.auth, "{} {}", r.method, r.path);
+            // Served: the router answers something other than "no such route" / 405.
+            let path = r
+                .path
+                .replace("{renewal}", &id)
+                .replace("{id}", &id)
+                .replace("{step}", "s");
+            let (s, _, v) = call(&f.app, r.method, &path, Some(&f.admin), Some(json!({}))).await?;
+            assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{} {path}", r.method);
+            assert_ne!(
+                v["error"], "no such route; see /openapi.json",
+                "{} {path}",
+                r.method
+            );
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metrics_and_security_headers() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        start(&f).await?;
+        let (s, h, v) = call(&f.app, "GET", "/metrics", None, None).await?;
+        assert_eq!(s, StatusCode::OK);
+        let text = v.as_str().ok_or("text")?;
+        assert!(
+            text.contains("rekey_renewals{state=\"running\",procedure=\"dual-trust\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rekey_tasks_due{role=\"tenant_admin\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rekey_tasks_overdue{role=\"tenant_admin\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rekey_outbox_messages{status=\"queued\"} "),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!(
+                "rekey_certificate_days_to_expiry{{tenant=\"demo\",alias=\"{}\"}} ",
+                f.alias
+            ))),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().ok_or("value")?;
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+        assert!(
+            h[header::CONTENT_TYPE]
+                .to_str()?
+                .starts_with("text/plain; version=0.0.4")
+        );
+        for path in ["/metrics", "/api/tasks", "/", "/tasks/bogus"] {
+            let (_, h, _) = call(&f.app, "GET", path, None, None).await?;
+            let csp = h[header::CONTENT_SECURITY_POLICY].to_str()?;
+            assert!(
+                csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+                "{csp}"
+            );
+            assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
+        }
+        Ok(())
+    })
+    .await;
+}
