@@ -125,13 +125,35 @@ impl ProcedureRun {
     }
 }
 
-struct Setup {
-    tenant: TenantId,
-    receiver: rekey_store::ReceiverId,
-    receiver_name: ReceiverName,
-    flow: FlowName,
-    step: StepName,
-    alias: String,
+/// What the demo sets up for one procedure (see [`prepare`]).
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The `demo` tenant.
+    pub tenant: TenantId,
+    /// The procedure's receiver.
+    pub receiver: rekey_store::ReceiverId,
+    /// Its name.
+    pub receiver_name: ReceiverName,
+    /// The flow holding the signer step.
+    pub flow: FlowName,
+    /// The signer step listing the alias.
+    pub step: StepName,
+    /// The alias to renew.
+    pub alias: String,
+}
+
+/// The demo's set-up for one procedure, without running it: the `demo` tenant with
+/// [`TENANT_ADMIN`] and [`DEVELOPER`], a fresh alias with a key, a signer step listing it (and a
+/// free second alias for `prepared-second-alias`), and a receiver with the procedure's profile
+/// that trusts the key, administered by [`receiver_admin`].
+pub async fn prepare(
+    service: &Service,
+    p: ProcedureId,
+    bits: u32,
+    now: DateTime<Utc>,
+) -> Result<Setup> {
+    let tenant = tenant(service).await?;
+    setup(service, tenant, p, bits, now).await
 }
 
 fn input<T>(r: std::result::Result<T, rekey_store::InvalidInput>) -> Result<T> {
