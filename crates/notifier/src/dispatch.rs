@@ -377,11 +377,17 @@ impl Dispatcher {
         let Ok(alias) = Alias::parse(a) else {
             return Ok(None);
         };
-        Ok(
-            keystore::find_current(&self.db, TenantId::from_uuid(tenant), &alias)
-                .await?
-                .map(|e| e.not_after),
-        )
+        // The certificate being renewed: the alias's newest entry that is not the renewal's
+        // new certificate (after an exchange the new one is current, the old one history).
+        let tenant = TenantId::from_uuid(tenant);
+        let mut entries = keystore::history(&self.db, tenant, &alias).await?;
+        entries.extend(keystore::find_current(&self.db, tenant, &alias).await?);
+        let new = state.new_certificate_fingerprint.as_deref();
+        Ok(entries
+            .into_iter()
+            .filter(|e| Some(e.fingerprint.to_string().as_str()) != new)
+            .max_by_key(|e| e.created_at)
+            .map(|e| e.not_after))
     }
 
     async fn record(

@@ -345,9 +345,10 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
                 format!("{} ago", human_duration(-left))
             };
             Some(format!(
-                "The certificate signing for alias {alias} expires on {} ({rel}). Until the \
-                 renewal completes, messages signed after that date will be rejected by {receiver}; \
-                 every step keeps {receiver} able to verify each message in the meantime.",
+                "The certificate that signs for alias {alias} expires on {} ({rel}). Messages \
+                 signed with it after that date will be rejected by {receiver}, so the new key must \
+                 be in use before then; every step keeps {receiver} able to verify each message \
+                 in the meantime.",
                 when(exp)
             ))
         }
