@@ -29,7 +29,9 @@ use thiserror::Error;
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum Refusal {
     /// The actor does not hold the step's role in the renewal's scope.
-    #[error("step {step}: only a {role} of this renewal may do this, and {actor} is not one")]
+    #[error(
+        "step {step}: only a user holding the {role} role of this renewal may do this, and {actor} does not"
+    )]
     WrongRole {
         /// Step (or operation).
         step: String,

@@ -931,12 +931,22 @@ impl Ctx<'_> {
                         action: "window.close".into(),
                         detail: String::new(),
                     });
-                    let open: Vec<StepDef> = self
+                    let window_steps: Vec<StepDef> = self
                         .def
                         .steps
                         .iter()
-                        .filter(|s| s.kind == StepKind::Window && !self.r.is_settled(&s.id))
+                        .filter(|s| s.kind == StepKind::Window)
                         .cloned()
+                        .collect();
+                    if window_steps.iter().all(|s| !self.r.is_settled(&s.id)) {
+                        // Nothing happened inside the window (it was missed, or rekey was down
+                        // throughout): both sides agree on a new one.
+                        self.renegotiate_window(&window_steps)?;
+                        return Ok(());
+                    }
+                    let open: Vec<StepDef> = window_steps
+                        .into_iter()
+                        .filter(|s| !self.r.is_settled(&s.id))
                         .collect();
                     for s in open {
                         if let Some(st) = self.r.step_mut(&s.id) {
@@ -1023,6 +1033,31 @@ impl Ctx<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A window that closed with none of its steps done is void: its steps wait again and the
+    /// agreement is due once more.
+    fn renegotiate_window(&mut self, window_steps: &[StepDef]) -> Result<(), Refusal> {
+        let agreement = self.agreement_step()?;
+        for s in window_steps {
+            if let Some(st) = self.r.step_mut(&s.id) {
+                st.status = StepStatus::Waiting;
+                st.escalated = false;
+            }
+        }
+        self.r.window = None;
+        if let Some(st) = self.r.step_mut(&agreement.id) {
+            st.status = StepStatus::Waiting;
+            st.reminders = 0;
+            st.escalated = false;
+        }
+        self.effects.push(Effect::Audit {
+            action: "window.missed".into(),
+            detail: "the agreed window closed before anything was exchanged; a new one is needed"
+                .into(),
+        });
+        // `advance` makes the agreement due again and tells both parties.
         Ok(())
     }
 

@@ -707,3 +707,52 @@ fn invalid_definitions_name_file_step_and_reason() {
         definition::parse("x.toml", "id = \"dual-trust\"\nbogus = 1").expect_err("unknown field");
     assert!(e.to_string().contains("x.toml"));
 }
+
+#[test]
+fn a_window_missed_entirely_is_agreed_again_and_the_renewal_still_completes() {
+    let mut sim = Sim::start(ProcedureId::DowntimeWindow, false);
+    sim.send(
+        &admin(),
+        Event::Approve {
+            step: "create-key-pair".into(),
+        },
+    )
+    .expect("generate");
+    let s = sim.now + chrono::Duration::hours(1);
+    let e = s + chrono::Duration::hours(1);
+    sim.send(&admin(), Event::ProposeWindow { start: s, end: e })
+        .expect("propose");
+    sim.send(&receiver_admin(), Event::AcceptWindow)
+        .expect("accept");
+    // rekey was down for the whole window: the close timer arrives first.
+    let t = sim
+        .fire_at(e, None, TimerKind::WindowClose)
+        .expect("closes");
+    assert!(sim.renewal.window.is_none(), "the missed window is void");
+    assert!(matches!(
+        sim.renewal.step("agree-downtime").map(|s| &s.status),
+        Some(StepStatus::Due { .. })
+    ));
+    let told: Vec<Role> = t
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Notify(n) if n.kind == NoticeKind::StepDue => Some(n.to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [Role::TenantAdmin, Role::ReceiverAdmin],
+        "both parties are asked again"
+    );
+    // A late open timer of the void window does nothing.
+    let late = sim.fire_at(e, None, TimerKind::WindowOpen).expect("stale");
+    assert!(late.effects.is_empty(), "{:?}", late.effects);
+    assert!(
+        sim.world.violation().is_none(),
+        "nothing changed at the receiver"
+    );
+    sim.play_all();
+    assert_eq!(sim.renewal.status, RenewalStatus::Completed);
+}
