@@ -1,4 +1,4 @@
-//! SMTP with STARTTLS and AUTH PLAIN against a loopback server presenting a test certificate
+//! SMTP with STARTTLS (and AUTH PLAIN) and with implicit TLS against loopback servers presenting a test certificate
 //! (made with OpenSSL in the test): the certificate is verified (an untrusted one is refused),
 //! wrong credentials are a retryable configuration fault, right ones deliver.
 
@@ -269,6 +269,92 @@ async fn starttls_with_a_verified_test_certificate_and_auth_plain() {
         let (to, data) = &got[before];
         assert_eq!(to, &vec!["admin@acme.example".to_string()]);
         assert!(String::from_utf8_lossy(data).contains(&format!("Message-ID: {message_id}")));
+        Ok(())
+    })
+    .await;
+}
+
+/// Implicit TLS (port-465 style): a TLS listener with the test certificate in front of a plain
+/// server, as a TLS-terminating relay would be.
+async fn start_implicit_tls(dir: &Path, upstream: SocketAddr) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .expect("server.pem")
+        .collect::<Result<_, _>>()
+        .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("server.key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_with_a_verified_test_certificate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = certificates(dir.path());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sink = Sink::default();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let plain = listener.local_addr().expect("addr");
+    let mut server = Server::new(sink.clone());
+    server
+        .with_ssl(SslConfig::None)
+        .expect("ssl")
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    let addr = start_implicit_tls(dir.path(), plain).await;
+    on_both(async |db: &TestDb| -> TestResult {
+        let before = sink.got.lock().map(|g| g.len()).unwrap_or(0);
+        let message_id = queue_one(db).await?;
+        let transport = |ca: Option<&str>| {
+            let mut s = SmtpSettings::new("127.0.0.1", addr.port(), TlsMode::Tls);
+            s.root_certificates_pem = ca.map(|c| vec![c.to_string()]).unwrap_or_default();
+            s.timeout = std::time::Duration::from_secs(10);
+            Transport::smtp(&s).expect("transport")
+        };
+        let d = |t| Dispatcher::new(db.store.db().clone(), t, "rekey@rekey.test", "https://x");
+        // Untrusted: refused and retried.
+        let r = d(transport(None)).run_once(t0()).await?;
+        assert_eq!(r.retried(), 1, "{r:?}");
+        // Trusted: delivered through TLS from the first byte.
+        let r = d(transport(Some(&ca)))
+            .run_once(t0() + Duration::minutes(5))
+            .await?;
+        assert_eq!(r.sent(), 1, "{r:?}");
+        let got = sink.got.lock().map(|g| g.clone()).unwrap_or_default();
+        assert_eq!(got.len(), before + 1);
+        assert!(String::from_utf8_lossy(&got[before].1).contains(&message_id));
         Ok(())
     })
     .await;
