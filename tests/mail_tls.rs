@@ -1,6 +1,7 @@
-//! SMTP with STARTTLS (and AUTH PLAIN) and with implicit TLS against loopback servers presenting a test certificate
-//! (made with OpenSSL in the test): the certificate is verified (an untrusted one is refused),
-//! wrong credentials are a retryable configuration fault, right ones deliver.
+//! SMTP with STARTTLS (and AUTH PLAIN) and with implicit TLS against loopback servers that
+//! present a test certificate made with OpenSSL in the test: the certificate is verified (an
+//! untrusted one is refused and retried), wrong credentials are a retryable configuration
+//! fault, right ones deliver.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
