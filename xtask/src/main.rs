@@ -19,6 +19,8 @@ const PACKAGES: &[&str] = &[
     "libbcpkix-java",
     "libbcutil-java",
     "default-jdk-headless",
+    "chromium",
+    "chromium-driver",
 ];
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";

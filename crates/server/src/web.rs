@@ -320,6 +320,11 @@ fn task_body(
         "agree" => b.push_str(&window_forms(r, &target.action, &target.csrf)),
         _ => b.push_str("<p>rekey does this step itself.</p>"),
     }
+    let _ = write!(
+        b,
+        "<form method=\"post\" action=\"{}\">{hidden}<input type=\"hidden\" name=\"action\" value=\"signin\"><button id=\"open\">Open the renewal</button></form>",
+        esc(&target.action)
+    );
     b
 }
 
