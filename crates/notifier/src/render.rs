@@ -665,6 +665,73 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_renders_what_is_due_for_which_renewal_and_why() -> Result<()> {
+        use Kind::*;
+        let now = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_001);
+        for kind in [
+            StepDue,
+            Inform,
+            Reminder,
+            Escalation,
+            WindowProposed,
+            WindowAgreed,
+            Completed,
+            Cancelled,
+            RolledBack,
+            DeliveryFailed,
+        ] {
+            let mut st = state(kind);
+            if kind == DeliveryFailed {
+                st.failed = Some(FailedMail {
+                    message_id: "<m@rekey>".into(),
+                    recipient: "gone@x.example".into(),
+                    subject: "s".into(),
+                    error: "550 no such user".into(),
+                });
+            }
+            let mut i = input(&st, now);
+            if !kind.asks_for_action() {
+                i.link = None;
+            }
+            let r = render(&i)?;
+            for body in [&r.text, &r.html] {
+                assert!(
+                    body.contains("00000000-0000-0000-0000-000000000000"),
+                    "{kind:?}"
+                );
+                assert!(body.contains("acme"), "{kind:?}");
+                assert!(body.contains("receiver administrator"), "{kind:?}");
+                assert!(!body.replace("\r\n", "").contains(['\r', '\n']), "{kind:?}");
+            }
+            let final_kind = matches!(kind, Completed | Cancelled | RolledBack);
+            assert_eq!(r.text.contains("Why it matters"), !final_kind, "{kind:?}");
+            assert_eq!(
+                r.text.contains("/tasks/"),
+                kind.asks_for_action(),
+                "{kind:?}"
+            );
+            assert_eq!(
+                r.text.contains("Overdue by"),
+                matches!(kind, Reminder | Escalation),
+                "{kind:?}"
+            );
+            if kind == DeliveryFailed {
+                assert!(r.text.contains("550 no such user") && r.text.contains("gone@x.example"));
+            }
+            message(
+                Envelope {
+                    from: "rekey <rekey@localhost>",
+                    to: "a@b.example",
+                    message_id: "<x@rekey>",
+                    date: now,
+                },
+                &r,
+            )?;
+        }
+        Ok(())
+    }
+
+    #[test]
     fn human_durations() {
         assert_eq!(human_duration(Duration::minutes(45)), "45 minutes");
         assert_eq!(human_duration(Duration::hours(25)), "1 day 1 hour");
