@@ -889,7 +889,7 @@ async fn two_dispatchers_on_one_database_never_send_a_row_twice() {
         assert_eq!(claimed.len(), 1);
         assert!(b.claim(now, 10).await?.is_empty());
         // After the lease runs out (the claimer died), it is claimed again.
-        assert_eq!(b.claim(now + Duration::minutes(6), 10).await?.len(), 1);
+        assert_eq!(b.claim(now + Duration::minutes(11), 10).await?.len(), 1);
         let _ = other.close().await;
         Ok(())
     })

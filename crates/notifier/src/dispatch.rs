@@ -180,10 +180,11 @@ impl Dispatcher {
             from: from.into(),
             base_url: base_url.into().trim_end_matches('/').to_string(),
             owner: format!("rekey:{}", std::process::id()),
-            lease: Duration::minutes(5),
+            // A batch of 10 with the SMTP transport's 30 s timeout cannot outlast the lease.
+            lease: Duration::minutes(10),
             link_ttl: links::DEFAULT_TTL,
             policy: RetryPolicy::default(),
-            batch: 50,
+            batch: 10,
         }
     }
 
@@ -277,6 +278,9 @@ impl Dispatcher {
                 break;
             }
             for row in rows {
+                if !self.still_own(&row, now).await? {
+                    continue; // our lease ran out and another dispatcher took the row
+                }
                 let outcome = self.deliver(&row, now).await?;
                 report.items.push(Dispatched {
                     id: row.id,
@@ -288,6 +292,18 @@ impl Dispatcher {
             }
         }
         Ok(report)
+    }
+
+    /// Confirms (and marks) that the row is still ours just before sending it.
+    async fn still_own(&self, row: &outbox::Model, now: DateTime<Utc>) -> Result<bool> {
+        let res = outbox::Entity::update_many()
+            .col_expr(outbox::Column::UpdatedAt, Expr::value(now))
+            .filter(outbox::Column::Id.eq(row.id))
+            .filter(outbox::Column::Status.eq("queued"))
+            .filter(outbox::Column::LeaseOwner.eq(row.lease_owner.clone()))
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected == 1)
     }
 
     /// Renders and sends one claimed row, then records the outcome.
