@@ -432,6 +432,12 @@ pub fn task(global: &GlobalArgs, cmd: TaskCmd) -> Result<ExitCode> {
             }
             TaskCmd::Complete { id, fingerprint } => {
                 let (r, step) = parse_task(&id)?;
+                // Left to the engine, a missing fingerprint reads as a mismatch of `""`.
+                if fingerprint.as_deref().is_none_or(|f| f.trim().is_empty()) {
+                    bail!(
+                        "task {id}: give --fingerprint HEX, the SHA-256 fingerprint of the certificate now installed in the receiver"
+                    );
+                }
                 summary(
                     &svc.act(
                         r,

@@ -1,0 +1,1249 @@
+//! End to end through the built binary: each of the four procedures (`workflows/*.toml`) run
+//! from the command line by three people — a tenant administrator, an integration developer and
+//! a receiver administrator — each doing only the steps of their own role, found with
+//! `rekey task list --as EMAIL --json`; and every refusal of `renewal`, `task` and `window` is
+//! one line on stderr, exit 1, and changes nothing.
+//!
+//! downtime-window runs to completion too: after both administrators agree on a window that
+//! starts a few seconds later, nothing is due until a timer opens it; `rekey scheduler run
+//! --once` fires that timer, and the two steps inside the window follow.
+//!
+//! Each test runs on SQLite and, when `REKEY_TEST_POSTGRES_URL` is set, again on a fresh
+//! `rekey_cli_<uuid>` PostgreSQL database named through `REKEY_DATABASE_URL`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use rekey_store::ConnectionTrait;
+use serde_json::Value;
+
+const PG_ENV: &str = "REKEY_TEST_POSTGRES_URL";
+
+const ADMIN: &str = "admin@t.example";
+const DEV: &str = "dev@t.example";
+const OPS: &str = "ops@r.example";
+/// A receiver administrator of another receiver.
+const OTHER_OPS: &str = "ops@other.example";
+/// The three people and the role each holds, in the order they look at their tasks.
+const PEOPLE: [(&str, &str); 3] = [
+    (ADMIN, "tenant_admin"),
+    (DEV, "integration_developer"),
+    (OPS, "receiver_admin"),
+];
+
+const ALIAS: &str = "A";
+/// The second alias the signer step lists without a key (prepared-second-alias).
+const PREPARED: &str = "B";
+
+/// A fresh data directory, and with PostgreSQL a fresh database it points at.
+struct Env {
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+    backend: &'static str,
+    _pg: Option<PgDatabase>,
+}
+
+impl Env {
+    fn sqlite() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: None,
+            backend: "sqlite",
+            _pg: None,
+        }
+    }
+
+    fn postgres(server: &str) -> Env {
+        let pg = PgDatabase::create(server);
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: Some(pg.url.clone()),
+            backend: "postgres",
+            _pg: Some(pg),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    /// The binary with this environment's data directory (and database), nothing inherited
+    /// that could point it elsewhere.
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
+        for v in [
+            "REKEY_CONFIG",
+            "REKEY_KEK",
+            "REKEY_KEK_FILE",
+            "REKEY_TENANT",
+            "REKEY_DATABASE_URL",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("REKEY_DATA_DIR", self.data()).env("USER", "tester");
+        if let Some(url) = &self.database_url {
+            c.env("REKEY_DATABASE_URL", url);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd()
+            .args(args)
+            .output()
+            .expect("runs the rekey binary")
+    }
+
+    /// Runs and asserts success; returns standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "[{}] rekey {args:?}: {}",
+            self.backend,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("[{}] rekey {args:?}: not JSON ({e}): {out}", self.backend))
+    }
+
+    /// Runs and asserts a refusal: exit 1, one line on stderr starting `rekey:` and containing
+    /// every needle, nothing on stdout.
+    fn fails(&self, args: &[&str], needles: &[&str]) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "[{}] rekey {args:?} should be refused: {err}",
+            self.backend
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+        assert!(err.starts_with("rekey: "), "{err:?}");
+        for n in needles {
+            assert!(
+                err.contains(n),
+                "[{}] rekey {args:?}: {n:?} not in {err:?}",
+                self.backend
+            );
+        }
+        assert!(
+            o.stdout.is_empty(),
+            "refused, yet printed: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        err
+    }
+
+    /// Everything a refused command must leave alone: the renewal (`renewal show --json`: its
+    /// steps, window and timestamps), the renewals there are, the queued emails, the keystore,
+    /// the receivers' trust and the audit chain length.
+    fn snapshot(&self, renewal: &str) -> String {
+        [
+            self.ok(&["renewal", "show", renewal, "--json"]),
+            self.ok(&["renewal", "report", renewal]),
+            self.ok(&["renewal", "list", "--json"]),
+            self.ok(&["keystore", "list", "--json"]),
+            self.ok(&["receiver", "list", "--json"]),
+            self.ok(&["audit", "verify"]),
+        ]
+        .concat()
+    }
+}
+
+/// The state before a run of refusals: each refusal is compared with it, so none may change
+/// anything, and a run of them costs one snapshot each.
+struct Unchanged<'a> {
+    env: &'a Env,
+    renewal: String,
+    before: String,
+}
+
+impl<'a> Unchanged<'a> {
+    fn new(env: &'a Env, renewal: &str) -> Self {
+        Unchanged {
+            env,
+            renewal: renewal.to_string(),
+            before: env.snapshot(renewal),
+        }
+    }
+
+    /// Asserts that `args` is refused naming the problem (`needles`) and changes nothing.
+    fn refused(&self, args: &[&str], needles: &[&str]) {
+        self.env.fails(args, needles);
+        assert_eq!(
+            self.env.snapshot(&self.renewal),
+            self.before,
+            "[{}] refused rekey {args:?} changed state",
+            self.env.backend
+        );
+    }
+}
+
+/// A PostgreSQL database for one test, dropped afterwards (best effort).
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn server_base(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((authority, _)) => format!("{scheme}://{authority}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl PgDatabase {
+    fn create(server: &str) -> PgDatabase {
+        let base = server_base(server);
+        let name = format!("rekey_cli_{}", uuid::Uuid::new_v4().simple());
+        let admin_url = format!("{base}/postgres");
+        runtime().block_on(async {
+            let admin = rekey_store::db::connect(&admin_url)
+                .await
+                .expect("connects to PostgreSQL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("creates the test database");
+            let _ = admin.close().await;
+        });
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                if let Ok(conn) = rekey_store::db::connect(&admin_url).await {
+                    let _ = conn
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    let _ = conn.close().await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// Runs `body` on SQLite, then on PostgreSQL when configured.
+fn on_both(body: impl Fn(&Env)) {
+    body(&Env::sqlite());
+    match std::env::var(PG_ENV) {
+        Ok(server) => body(&Env::postgres(&server)),
+        Err(_) => eprintln!("skipping PostgreSQL: {PG_ENV} not set"),
+    }
+}
+
+/// One step of a procedure as `workflows/<id>.toml` defines it.
+#[derive(Debug, Clone)]
+struct StepDef {
+    id: String,
+    title: String,
+    role: String,
+    with_role: Option<String>,
+    kind: String,
+    action: Option<String>,
+    task: Option<String>,
+    notify: Option<String>,
+    only_when: Option<String>,
+}
+
+/// The steps of a procedure, read from the workflow file the binary embeds.
+fn procedure(id: &str) -> Vec<StepDef> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("workflows")
+        .join(format!("{id}.toml"));
+    let text = std::fs::read_to_string(&path).expect("workflow file");
+    let doc: toml::Value = toml::from_str(&text).expect("workflow TOML");
+    let s = |v: &toml::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+    doc["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|v| StepDef {
+            id: s(v, "id").expect("id"),
+            title: s(v, "title").expect("title"),
+            role: s(v, "role").expect("role"),
+            with_role: s(v, "with_role"),
+            kind: s(v, "kind").expect("kind"),
+            action: s(v, "action"),
+            task: s(v, "task"),
+            notify: s(v, "notify"),
+            only_when: s(v, "only_when"),
+        })
+        .collect()
+}
+
+fn email_of(role: &str) -> &'static str {
+    PEOPLE
+        .iter()
+        .find(|(_, r)| *r == role)
+        .map(|(e, _)| *e)
+        .unwrap_or_else(|| panic!("no person holds role {role}"))
+}
+
+/// `AB:CD:…` or `abcd…` → `abcd…`.
+fn norm(fp: &str) -> String {
+    fp.replace(':', "").to_ascii_lowercase()
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `init`, a tenant, key `A`, flow `F` whose step `S` lists `A` (and, with `prepared`, `B`
+/// without a key), receiver `R` trusting `A` with `flags`, and the three people.
+fn setup(env: &Env, receiver_flags: &[&str], prepared: bool) {
+    env.ok(&["init"]);
+    env.ok(&["tenant", "add", "acme"]);
+    env.ok(&[
+        "keystore",
+        "generate",
+        "--alias",
+        ALIAS,
+        "--bits",
+        "2048",
+        "--subject",
+        "CN=acme signer,O=Acme",
+    ]);
+    env.ok(&["flow", "add", "--flow", "F", "--step", "S"]);
+    env.ok(&[
+        "signer",
+        "add-alias",
+        "--flow",
+        "F",
+        "--step",
+        "S",
+        "--alias",
+        ALIAS,
+    ]);
+    if prepared {
+        env.ok(&[
+            "signer",
+            "add-alias",
+            "--flow",
+            "F",
+            "--step",
+            "S",
+            "--alias",
+            PREPARED,
+        ]);
+    }
+    let mut add = vec!["receiver", "add", "--name", "R", "--admin", OPS];
+    add.extend_from_slice(receiver_flags);
+    env.ok(&add);
+    env.ok(&["receiver", "trust", "--name", "R", "--alias", ALIAS]);
+    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
+    env.ok(&[
+        "user",
+        "add",
+        "--email",
+        DEV,
+        "--role",
+        "integration_developer",
+    ]);
+    env.ok(&[
+        "user",
+        "add",
+        "--email",
+        OPS,
+        "--role",
+        "receiver_admin",
+        "--receiver",
+        "R",
+    ]);
+}
+
+/// The SHA-256 fingerprint (normalised) of the certificate under `alias`.
+fn fingerprint_of(env: &Env, alias: &str) -> Option<String> {
+    env.json(&["keystore", "list", "--json"])
+        .as_array()
+        .expect("keystore list")
+        .iter()
+        .find(|e| e["alias"] == alias && e["has_key"] == true)
+        .and_then(|e| e["fingerprint"].as_str())
+        .map(norm)
+}
+
+/// `renewal start … --as admin`; returns the renewal id.
+fn start(env: &Env, procedure: &str) -> String {
+    let r = env.json(&[
+        "renewal",
+        "start",
+        "--flow",
+        "F",
+        "--step",
+        "S",
+        "--alias",
+        ALIAS,
+        "--receiver",
+        "R",
+        "--procedure",
+        procedure,
+        "--bits",
+        "2048",
+        "--as",
+        ADMIN,
+        "--json",
+    ]);
+    assert_eq!(r["procedure"], procedure, "{r}");
+    assert_eq!(r["status"], "running", "{r}");
+    r["id"].as_str().expect("renewal id").to_string()
+}
+
+/// What the three people did while walking a renewal.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Step → who approved or completed it.
+    done_by: BTreeMap<String, String>,
+    /// Every task each person was shown: (email, step, verb).
+    seen: Vec<(String, String, String)>,
+    /// The new certificate the tasks named.
+    new_certificate: Option<String>,
+    /// Who proposed and who accepted the downtime window.
+    proposed_by: Option<String>,
+    accepted_by: Option<String>,
+    window_start: Option<DateTime<Utc>>,
+}
+
+/// Each person in turn lists their tasks and does them, until a round in which nobody has
+/// anything to do (the renewal is finished, or waits for something no person can do); records
+/// it all in `w`. Returns `renewal show --json` at the end.
+fn walk(env: &Env, id: &str, steps: &[StepDef], w: &mut Walk) -> Value {
+    for _round in 0..50 {
+        let mut acted = false;
+        for (email, role) in PEOPLE {
+            let tasks = env.json(&["task", "list", "--as", email, "--json"]);
+            for t in tasks.as_array().expect("task list") {
+                let step_id = t["step"].as_str().expect("step");
+                let verb = t["verb"].as_str().expect("verb");
+                let task_id = t["id"].as_str().expect("task id");
+                assert_eq!(t["renewal"], id, "{t}");
+                assert_eq!(task_id, format!("{id}:{step_id}"));
+                let def = steps
+                    .iter()
+                    .find(|s| s.id == step_id)
+                    .unwrap_or_else(|| panic!("task for a step not in the workflow: {t}"));
+                // The task carries the step's owning role, and the person holds it (or, for
+                // the agreement, the role of the other party).
+                assert_eq!(t["role"], def.role.as_str(), "{t}");
+                assert!(
+                    def.role == role || def.with_role.as_deref() == Some(role),
+                    "[{}] {email} ({role}) was shown a task of another role: {t}",
+                    env.backend
+                );
+                w.seen.push((email.into(), step_id.into(), verb.into()));
+                match verb {
+                    "approve" => {
+                        assert!(def.action.is_some(), "approve on a non-action step: {t}");
+                        let out = env.ok(&["task", "approve", task_id, "--as", email]);
+                        assert!(out.contains(&format!("done: {step_id}")), "{out}");
+                        w.done_by.insert(step_id.into(), email.into());
+                        acted = true;
+                    }
+                    "complete" => {
+                        assert!(def.task.is_some(), "complete on a non-task step: {t}");
+                        let fp = t["new_certificate"]
+                            .as_str()
+                            .unwrap_or_else(|| panic!("a task without the certificate: {t}"))
+                            .to_string();
+                        if let Some(known) = &w.new_certificate {
+                            assert_eq!(known, &fp, "tasks name different certificates");
+                        }
+                        w.new_certificate = Some(fp.clone());
+                        let out = env.ok(&[
+                            "task",
+                            "complete",
+                            task_id,
+                            "--as",
+                            email,
+                            "--fingerprint",
+                            &fp,
+                        ]);
+                        assert!(out.contains(&format!("done: {step_id}")), "{out}");
+                        w.done_by.insert(step_id.into(), email.into());
+                        acted = true;
+                    }
+                    "agree" => {
+                        assert_eq!(def.kind, "agreement", "{t}");
+                        if role == "tenant_admin" && w.proposed_by.is_none() {
+                            // Soon, so that its start passes during the test; whole seconds,
+                            // as the command line carries it.
+                            let start: DateTime<Utc> = rfc3339(Utc::now() + Duration::seconds(4))
+                                .parse()
+                                .expect("RFC 3339");
+                            let out = env.ok(&[
+                                "window",
+                                "propose",
+                                id,
+                                "--start",
+                                &rfc3339(start),
+                                "--end",
+                                &rfc3339(start + Duration::hours(1)),
+                                "--as",
+                                email,
+                            ]);
+                            assert!(out.contains("WindowProposed"), "{out}");
+                            w.proposed_by = Some(email.into());
+                            w.window_start = Some(start);
+                            acted = true;
+                        } else if role == "receiver_admin"
+                            && w.proposed_by.is_some()
+                            && w.accepted_by.is_none()
+                        {
+                            let out = env.ok(&["window", "accept", id, "--as", email]);
+                            assert!(out.contains(&format!("done: {step_id}")), "{out}");
+                            assert!(out.contains("WindowAgreed"), "{out}");
+                            w.accepted_by = Some(email.into());
+                            w.done_by.insert(step_id.into(), email.into());
+                            acted = true;
+                        }
+                    }
+                    other => panic!("unexpected verb {other:?}: {t}"),
+                }
+            }
+        }
+        if !acted {
+            return env.json(&["renewal", "show", id, "--json"]);
+        }
+    }
+    panic!("[{}] renewal {id} did not settle in 50 rounds", env.backend);
+}
+
+fn step_status<'a>(show: &'a Value, step: &str) -> &'a Value {
+    show["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == step)
+        .map(|s| &s["status"])
+        .unwrap_or_else(|| panic!("no step {step} in {show}"))
+}
+
+/// A procedure walked to completion by the three people, then checked from the outside: the
+/// keystore, a signature made as the step signs, the receiver's trust and the evidence report.
+fn runs_to_completion(env: &Env, procedure_id: &str, flags: &[&str], prepared: bool) {
+    let steps = procedure(procedure_id);
+    setup(env, flags, prepared);
+    let old_fp = fingerprint_of(env, ALIAS).expect("old key");
+    env.ok(&[
+        "keystore",
+        "export-cert",
+        "--alias",
+        ALIAS,
+        "--out",
+        &env.p("old.pem"),
+    ]);
+
+    let id = start(env, procedure_id);
+    if procedure_id == "downtime-window" {
+        // The agreement waits for the key: accepting a window now is refused.
+        Unchanged::new(env, &id).refused(
+            &["window", "accept", &id, "--as", OPS],
+            &["agree-downtime", "not due yet", "create-key-pair"],
+        );
+    }
+    let mut w = Walk::default();
+    let mut show = walk(env, &id, &steps, &mut w);
+    if procedure_id == "downtime-window" {
+        through_the_window(env, &id, &w, &show, &old_fp);
+        show = walk(env, &id, &steps, &mut w);
+    }
+    assert_eq!(
+        show["status"], "completed",
+        "[{}] {procedure_id}: {show}",
+        env.backend
+    );
+    assert_eq!(env.json(&["task", "list", "--json"]), Value::Array(vec![]));
+
+    // Every action was approved and every task completed by the person holding its role; the
+    // others had nothing to do.
+    let new_fp = w
+        .new_certificate
+        .clone()
+        .expect("a task named the new certificate");
+    assert_eq!(norm(show["new_cert"].as_str().expect("new_cert")), new_fp);
+    assert_eq!(norm(show["old_cert"].as_str().expect("old_cert")), old_fp);
+    assert_ne!(new_fp, old_fp);
+    for s in &steps {
+        let skipped = prepared && s.only_when.as_deref() == Some("no_prepared_alias");
+        let status = step_status(&show, &s.id);
+        if skipped {
+            assert_eq!(status["status"], "skipped", "{}: {status}", s.id);
+            assert!(!w.done_by.contains_key(&s.id));
+            continue;
+        }
+        assert_eq!(status["status"], "done", "{}: {status}", s.id);
+        if s.action.is_some() || s.task.is_some() {
+            let who = email_of(&s.role);
+            assert_eq!(
+                w.done_by.get(&s.id).map(String::as_str),
+                Some(who),
+                "{}",
+                s.id
+            );
+            assert_eq!(status["by"], who, "{}: {status}", s.id);
+        } else if s.kind == "agreement" {
+            // Done when the other party accepts the proposed window.
+            let who = w.accepted_by.as_deref().expect("window accepted");
+            assert_eq!(w.done_by.get(&s.id).map(String::as_str), Some(who));
+            assert_eq!(status["by"], who, "{}: {status}", s.id);
+        } else {
+            assert_eq!(status["by"], "rekey", "{}: {status}", s.id);
+            assert!(!w.done_by.contains_key(&s.id), "{}", s.id);
+        }
+    }
+    assert_eq!(
+        w.done_by.len(),
+        steps
+            .iter()
+            .filter(
+                |s| (s.action.is_some() || s.task.is_some() || s.kind == "agreement")
+                    && !(prepared && s.only_when.is_some())
+            )
+            .count()
+    );
+    for (email, role) in PEOPLE {
+        let acted = w.seen.iter().any(|(e, _, _)| e == email);
+        let owns = steps.iter().any(|s| {
+            s.role == role
+                && (s.action.is_some() || s.task.is_some())
+                && !(prepared && s.only_when.is_some())
+        });
+        assert_eq!(acted, owns, "{email} ({role}) in {procedure_id}");
+    }
+
+    // The keystore: the new certificate under the alias the procedure puts it, the old key gone.
+    let target = match show["new_alias"].as_str() {
+        Some(a) => a.to_string(),
+        None => ALIAS.to_string(),
+    };
+    match procedure_id {
+        "dual-trust" | "downtime-window" => assert_eq!(target, ALIAS),
+        "prepared-second-alias" => assert_eq!(target, PREPARED),
+        _ => assert_ne!(target, ALIAS),
+    }
+    let keys = env.json(&["keystore", "list", "--json"]);
+    let holding: Vec<&Value> = keys
+        .as_array()
+        .expect("keystore list")
+        .iter()
+        .filter(|e| e["fingerprint"].as_str().map(norm).as_deref() == Some(new_fp.as_str()))
+        .collect();
+    assert_eq!(holding.len(), 1, "{keys}");
+    assert_eq!(holding[0]["alias"], target.as_str(), "{keys}");
+    assert_eq!(holding[0]["has_key"], true);
+    assert_eq!(holding[0]["key_bits"], 2048);
+    assert_eq!(holding[0]["used_by"][0]["flow"], "F", "{keys}");
+    assert!(
+        keys.as_array()
+            .expect("list")
+            .iter()
+            .all(|e| e["fingerprint"].as_str().map(norm).as_deref() != Some(old_fp.as_str())),
+        "the old certificate is still current: {keys}"
+    );
+
+    // The receiver trusts exactly the new certificate.
+    let r = env.json(&["receiver", "show", "--name", "R", "--json"]);
+    let trusted: Vec<String> = r["trusted"]
+        .as_array()
+        .expect("trusted")
+        .iter()
+        .map(|c| norm(c["fingerprint"].as_str().expect("fingerprint")))
+        .collect();
+    assert_eq!(trusted, vec![new_fp.clone()], "{r}");
+
+    // The step now signs with the new key alone, and that verifies against the new
+    // certificate as exported — and not against the old one.
+    std::fs::write(env.path("p"), b"<order>42</order>\n").expect("payload");
+    let out = env.ok(&[
+        "sign",
+        "--flow",
+        "F",
+        "--step",
+        "S",
+        "--in",
+        &env.p("p"),
+        "--out",
+        &env.p("o"),
+    ]);
+    assert!(
+        out.contains(&format!("1 signature(s): {target}")),
+        "[{}] {out}",
+        env.backend
+    );
+    env.ok(&[
+        "keystore",
+        "export-cert",
+        "--alias",
+        &target,
+        "--out",
+        &env.p("new.pem"),
+    ]);
+    let v = env.ok(&["verify", "--in", &env.p("o"), "--trust", &env.p("new.pem")]);
+    assert!(v.starts_with("accepted"), "{v}");
+    assert!(
+        norm(&v).contains(&new_fp),
+        "verify names another signer: {v}"
+    );
+    let o = env.run(&["verify", "--in", &env.p("o"), "--trust", &env.p("old.pem")]);
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "the old certificate verifies the new signature: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    // The evidence: every step with who did it, and the emails queued.
+    let report = env.json(&["renewal", "report", &id]);
+    assert_eq!(report["renewal"], id.as_str());
+    assert_eq!(report["procedure"], procedure_id);
+    assert_eq!(report["status"], "completed");
+    assert_eq!(report["new_certificate_sha256"], new_fp.as_str());
+    assert_eq!(report["old_certificate_sha256"], old_fp.as_str());
+    let rsteps = report["steps"].as_array().expect("report steps");
+    assert_eq!(
+        rsteps.iter().map(|s| s["step"].clone()).collect::<Vec<_>>(),
+        steps
+            .iter()
+            .map(|s| Value::from(s.id.as_str()))
+            .collect::<Vec<_>>()
+    );
+    for (rs, s) in rsteps.iter().zip(&steps) {
+        assert_eq!(rs["role"], s.role.as_str(), "{rs}");
+        assert_eq!(&rs["status"], step_status(&show, &s.id), "{rs}");
+        if rs["status"]["status"] == "done" {
+            assert!(rs["status"]["at"].as_str().is_some(), "{rs}");
+            if let Some(who) = w.done_by.get(&s.id) {
+                assert_eq!(rs["status"]["by"], who.as_str(), "{rs}");
+            }
+        }
+    }
+    // Only downtime-window lets the receiver reject messages, and only inside the window.
+    let downtime = &report["downtime"];
+    if procedure_id == "downtime-window" {
+        let at = |k: &str| -> DateTime<Utc> {
+            downtime[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("downtime {k}: {report}"))
+                .parse()
+                .expect("RFC 3339")
+        };
+        let (opened, began, ended) = (w.window_start.expect("window"), at("started"), at("ended"));
+        assert!(opened <= began && began <= ended, "{downtime}");
+        assert!(ended < opened + Duration::hours(1), "{downtime}");
+    } else {
+        assert_eq!(downtime["started"], Value::Null, "{report}");
+        assert_eq!(downtime["ended"], Value::Null, "{report}");
+    }
+    let emails = report["emails"].as_array().expect("emails");
+    let sent = |to: &str, subject: &str| {
+        emails
+            .iter()
+            .any(|m| m["to"] == to && m["subject"] == subject && m["status"] == "queued")
+    };
+    for m in emails {
+        let to = m["to"].as_str().expect("to");
+        assert!(
+            PEOPLE.iter().any(|(e, _)| *e == to),
+            "mail to a stranger: {m}"
+        );
+        assert!(
+            m["message_id"]
+                .as_str()
+                .is_some_and(|i| i.starts_with('<') && i.ends_with("@rekey>"))
+        );
+    }
+    for s in &steps {
+        if w.done_by.contains_key(&s.id) {
+            let subject = format!("[rekey] Your step is due: {}", s.title);
+            assert!(
+                sent(email_of(&s.role), &subject),
+                "no {subject:?} to {}: {report}",
+                email_of(&s.role)
+            );
+        }
+        if let Some(to) = &s.notify {
+            let subject = format!("[rekey] {}", s.title);
+            assert!(sent(email_of(to), &subject), "no {subject:?}: {report}");
+        }
+    }
+    for (email, _) in PEOPLE {
+        assert!(
+            sent(email, &format!("[rekey] Renewal of {ALIAS} completed")),
+            "{email} not told of completion: {report}"
+        );
+    }
+
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn dual_trust_runs_to_completion_with_three_people() {
+    on_both(|env| runs_to_completion(env, "dual-trust", &["--verifies-multiple-keys"], false));
+}
+
+#[test]
+fn dual_signature_runs_to_completion_with_three_people() {
+    on_both(|env| {
+        runs_to_completion(
+            env,
+            "dual-signature",
+            &["--accepts-multiple-signatures"],
+            false,
+        )
+    });
+}
+
+#[test]
+fn prepared_second_alias_runs_to_completion_with_three_people() {
+    on_both(|env| {
+        runs_to_completion(
+            env,
+            "prepared-second-alias",
+            &["--accepts-multiple-signatures"],
+            true,
+        )
+    });
+}
+
+/// downtime-window, after the walk settled: both administrators agreed on the window and the
+/// renewal waits for it. Nothing is due — not even once the window's start has passed — until a
+/// timer opens the window: `rekey scheduler run --once` fires it, and then the two steps inside
+/// the window are due, each to its own person.
+fn through_the_window(env: &Env, id: &str, w: &Walk, show: &Value, old_fp: &str) {
+    assert_eq!(show["status"], "running", "{show}");
+    assert_eq!(w.proposed_by.as_deref(), Some(ADMIN));
+    assert_eq!(w.accepted_by.as_deref(), Some(OPS));
+    assert_eq!(
+        w.done_by.get("create-key-pair").map(String::as_str),
+        Some(ADMIN)
+    );
+    assert!(
+        w.seen
+            .iter()
+            .any(|(e, s, v)| e == OPS && s == "agree-downtime" && v == "agree"),
+        "the receiver administrator was not shown the agreement: {:?}",
+        w.seen
+    );
+    assert!(w.seen.iter().all(|(e, _, _)| e != DEV), "{:?}", w.seen);
+
+    // The window is agreed, as proposed; not open.
+    let start = w.window_start.expect("window proposed");
+    let window = &show["window"];
+    assert_eq!(window["agreed"], true, "{show}");
+    assert_eq!(window["open"], false, "{show}");
+    assert_eq!(window["proposer"], ADMIN, "{show}");
+    assert_eq!(window["proposed_by"], "tenant_admin", "{show}");
+    let shown: DateTime<Utc> = window["start"]
+        .as_str()
+        .expect("start")
+        .parse()
+        .expect("RFC 3339");
+    assert_eq!(shown.timestamp(), start.timestamp());
+    assert_eq!(step_status(show, "create-key-pair")["by"], ADMIN);
+    assert_eq!(step_status(show, "agree-downtime")["status"], "done");
+    assert_eq!(step_status(show, "agree-downtime")["by"], OPS);
+    for s in ["exchange-key-pair", "switch-receiver"] {
+        assert_eq!(step_status(show, s)["status"], "waiting", "{s}: {show}");
+    }
+    let new_fp = norm(show["new_cert"].as_str().expect("new certificate"));
+    assert_ne!(new_fp, old_fp);
+
+    // Once the start has passed, still nothing is due: only the timer opens the window.
+    let wait = start - Utc::now() + Duration::milliseconds(500);
+    if let Ok(wait) = wait.to_std() {
+        std::thread::sleep(wait);
+    }
+    for (email, _) in PEOPLE {
+        assert_eq!(
+            env.json(&["task", "list", "--as", email, "--json"]),
+            Value::Array(vec![]),
+            "{email} has something due before the window opened"
+        );
+    }
+    assert_eq!(env.json(&["task", "list", "--json"]), Value::Array(vec![]));
+    let g = Unchanged::new(env, id);
+    g.refused(
+        &[
+            "task",
+            "approve",
+            &format!("{id}:exchange-key-pair"),
+            "--as",
+            ADMIN,
+        ],
+        &["exchange-key-pair", "not due yet"],
+    );
+    g.refused(
+        &[
+            "task",
+            "complete",
+            &format!("{id}:switch-receiver"),
+            "--as",
+            OPS,
+            "--fingerprint",
+            &new_fp,
+        ],
+        &["switch-receiver", "not due yet"],
+    );
+    // The keystore and the receiver are untouched until the window.
+    assert_eq!(fingerprint_of(env, ALIAS).as_deref(), Some(old_fp));
+    let r = env.json(&["receiver", "show", "--name", "R", "--json"]);
+    assert_eq!(
+        norm(r["trusted"][0]["fingerprint"].as_str().expect("trusted")),
+        old_fp
+    );
+
+    let report = env.json(&["renewal", "report", id]);
+    assert_eq!(report["status"], "running");
+    let emails = report["emails"].as_array().expect("emails");
+    for (to, subject) in [
+        (OPS, "[rekey] Downtime window proposed for A".to_string()),
+        (ADMIN, "[rekey] Downtime window agreed for A".to_string()),
+        (OPS, "[rekey] Downtime window agreed for A".to_string()),
+    ] {
+        assert!(
+            emails
+                .iter()
+                .any(|m| m["to"] == to && m["subject"] == subject),
+            "no {subject:?} to {to}: {report}"
+        );
+    }
+
+    // The scheduler fires the window's opening; now the two window steps are due.
+    let fired = env.json(&["scheduler", "run", "--once", "--json"]);
+    assert!(fired["fired"].as_u64().is_some_and(|n| n >= 1), "{fired}");
+    assert_eq!(fired["failed"], 0, "{fired}");
+    let show = env.json(&["renewal", "show", id, "--json"]);
+    assert_eq!(show["window"]["open"], true, "{show}");
+    for (email, step, verb) in [
+        (ADMIN, "exchange-key-pair", "approve"),
+        (OPS, "switch-receiver", "complete"),
+    ] {
+        let tasks = env.json(&["task", "list", "--as", email, "--json"]);
+        assert_eq!(tasks.as_array().map(Vec::len), Some(1), "{email}: {tasks}");
+        assert_eq!(tasks[0]["step"], step, "{tasks}");
+        assert_eq!(tasks[0]["verb"], verb, "{tasks}");
+    }
+    assert_eq!(
+        env.json(&["task", "list", "--as", DEV, "--json"]),
+        Value::Array(vec![])
+    );
+}
+
+#[test]
+fn downtime_window_runs_to_completion_with_three_people() {
+    on_both(|env| runs_to_completion(env, "downtime-window", &[], false));
+}
+
+/// Everything a person can get wrong with a task, from the command line: each refusal is one
+/// line naming the problem, exit 1, and leaves the renewal, keystore, receivers, emails and
+/// audit log as they were. Afterwards the renewal still completes.
+#[test]
+fn refusals_are_one_line_exit_1_and_change_nothing() {
+    on_both(|env| {
+        let steps = procedure("dual-trust");
+        setup(env, &["--verifies-multiple-keys"], false);
+        // A receiver that trusts one key at a time and accepts one signature, with its own
+        // administrator.
+        env.ok(&["receiver", "add", "--name", "Other", "--admin", OTHER_OPS]);
+        env.ok(&["receiver", "trust", "--name", "Other", "--alias", ALIAS]);
+        env.ok(&[
+            "user",
+            "add",
+            "--email",
+            OTHER_OPS,
+            "--role",
+            "receiver_admin",
+            "--receiver",
+            "Other",
+        ]);
+        let old_fp = fingerprint_of(env, ALIAS).expect("old key");
+        let id = start(env, "dual-trust");
+        let create = format!("{id}:create-key-pair");
+        let trust = format!("{id}:trust-old-and-new");
+        let exchange = format!("{id}:exchange-key-pair");
+
+        // Wrong role: the developer approves the tenant administrator's step.
+        let g = Unchanged::new(env, &id);
+        g.refused(
+            &["task", "approve", &create, "--as", DEV],
+            &["create-key-pair", "tenant_admin", "of this renewal", DEV],
+        );
+        // The receiver administrator, too.
+        g.refused(
+            &["task", "approve", &create, "--as", OPS],
+            &["create-key-pair", "tenant_admin", "of this renewal", OPS],
+        );
+        // Out of order: a step that is not due.
+        g.refused(
+            &["task", "approve", &exchange, "--as", ADMIN],
+            &["exchange-key-pair", "not due yet"],
+        );
+        g.refused(
+            &[
+                "task",
+                "complete",
+                &trust,
+                "--as",
+                OPS,
+                "--fingerprint",
+                &old_fp,
+            ],
+            &["trust-old-and-new", "not due yet"],
+        );
+        // Unknown task id formats, unknown step.
+        g.refused(
+            &["task", "approve", "create-key-pair", "--as", ADMIN],
+            &["task id \"create-key-pair\"", "<renewal>:<step>"],
+        );
+        g.refused(
+            &[
+                "task",
+                "approve",
+                "not-a-uuid:create-key-pair",
+                "--as",
+                ADMIN,
+            ],
+            &["task id \"not-a-uuid:create-key-pair\"", "renewal id"],
+        );
+        g.refused(
+            &[
+                "task",
+                "approve",
+                &format!("{id}:no-such-step"),
+                "--as",
+                ADMIN,
+            ],
+            &["unknown step \"no-such-step\""],
+        );
+        let stranger = uuid::Uuid::new_v4();
+        g.refused(
+            &[
+                "task",
+                "approve",
+                &format!("{stranger}:create-key-pair"),
+                "--as",
+                ADMIN,
+            ],
+            &["no renewal", &stranger.to_string()],
+        );
+        // `--as` omitted; an unknown user.
+        g.refused(&["task", "approve", &create], &["--as EMAIL"]);
+        g.refused(
+            &["task", "approve", &create, "--as", "nobody@t.example"],
+            &["no user nobody@t.example is registered"],
+        );
+        g.refused(
+            &["task", "list", "--as", "nobody@t.example"],
+            &["no user nobody@t.example is registered"],
+        );
+        // Incompatible procedures.
+        let start_on = |receiver: &str, procedure: &str| {
+            vec![
+                "renewal".to_string(),
+                "start".into(),
+                "--flow".into(),
+                "F".into(),
+                "--step".into(),
+                "S".into(),
+                "--alias".into(),
+                ALIAS.into(),
+                "--receiver".into(),
+                receiver.into(),
+                "--procedure".into(),
+                procedure.into(),
+                "--bits".into(),
+                "2048".into(),
+                "--as".into(),
+                ADMIN.into(),
+            ]
+        };
+        let args = start_on("Other", "dual-trust");
+        g.refused(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[
+                "procedure dual-trust is not allowed for this receiver",
+                "cannot trust the old and the new certificate at the same time",
+            ],
+        );
+        let args = start_on("R", "downtime-window");
+        g.refused(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[
+                "procedure downtime-window is not allowed for this receiver",
+                "without downtime",
+            ],
+        );
+        // Only a tenant administrator starts a renewal.
+        let mut args = start_on("R", "dual-trust");
+        args.truncate(args.len() - 1);
+        args.push(DEV.into());
+        g.refused(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &["tenant_admin", "of this renewal", DEV],
+        );
+        // A window for a procedure without one.
+        g.refused(
+            &["window", "accept", &id, "--as", OPS],
+            &["procedure dual-trust has no downtime window"],
+        );
+
+        // The tenant administrator creates the key; the receiver administrator's task is due.
+        let out = env.ok(&["task", "approve", &create, "--as", ADMIN]);
+        assert!(out.contains("done: create-key-pair"), "{out}");
+        let g = Unchanged::new(env, &id);
+        g.refused(
+            &["task", "approve", &create, "--as", ADMIN],
+            &["create-key-pair", "already done"],
+        );
+        let tasks = env.json(&["task", "list", "--as", OPS, "--json"]);
+        assert_eq!(tasks.as_array().map(Vec::len), Some(1), "{tasks}");
+        assert_eq!(tasks[0]["id"], trust.as_str());
+        let new_fp = tasks[0]["new_certificate"]
+            .as_str()
+            .expect("new certificate")
+            .to_string();
+        // Wrong scope: the administrator of another receiver, with the right fingerprint.
+        assert_eq!(
+            env.json(&["task", "list", "--as", OTHER_OPS, "--json"]),
+            Value::Array(vec![])
+        );
+        g.refused(
+            &[
+                "task",
+                "complete",
+                &trust,
+                "--as",
+                OTHER_OPS,
+                "--fingerprint",
+                &new_fp,
+            ],
+            &[
+                "trust-old-and-new",
+                "receiver_admin",
+                "of this renewal",
+                OTHER_OPS,
+            ],
+        );
+        // Wrong role for a task.
+        g.refused(
+            &[
+                "task",
+                "complete",
+                &trust,
+                "--as",
+                DEV,
+                "--fingerprint",
+                &new_fp,
+            ],
+            &[
+                "trust-old-and-new",
+                "receiver_admin",
+                "of this renewal",
+                DEV,
+            ],
+        );
+        // Wrong fingerprint (the old certificate's), missing fingerprint.
+        g.refused(
+            &[
+                "task",
+                "complete",
+                &trust,
+                "--as",
+                OPS,
+                "--fingerprint",
+                &old_fp,
+            ],
+            &[
+                "trust-old-and-new",
+                &old_fp,
+                "does not match the new certificate",
+            ],
+        );
+        g.refused(
+            &[
+                "task",
+                "complete",
+                &trust,
+                "--as",
+                OPS,
+                "--fingerprint",
+                "zz",
+            ],
+            &["does not match the new certificate"],
+        );
+        g.refused(
+            &["task", "complete", &trust, "--as", OPS],
+            &[&trust, "give --fingerprint"],
+        );
+        // Approve a task, complete an action.
+        g.refused(
+            &["task", "approve", &trust, "--as", OPS],
+            &["trust-old-and-new", "complete"],
+        );
+
+        // The refusals left the renewal as it was: it still runs to completion, by its people.
+        let mut w = Walk::default();
+        let show = walk(env, &id, &steps, &mut w);
+        assert_eq!(show["status"], "completed", "{show}");
+        assert_eq!(w.new_certificate.as_deref(), Some(new_fp.as_str()));
+        assert_eq!(
+            w.done_by.get("trust-old-and-new").map(String::as_str),
+            Some(OPS)
+        );
+        assert_eq!(fingerprint_of(env, ALIAS).as_deref(), Some(new_fp.as_str()));
+        // A finished renewal refuses further steps.
+        env.fails(
+            &["task", "approve", &exchange, "--as", ADMIN],
+            &["the renewal is completed"],
+        );
+        // The other receiver never noticed any of it.
+        let other = env.json(&["receiver", "show", "--name", "Other", "--json"]);
+        assert_eq!(
+            norm(
+                other["trusted"][0]["fingerprint"]
+                    .as_str()
+                    .expect("trusted")
+            ),
+            old_fp
+        );
+        assert_eq!(other["trusted"].as_array().map(Vec::len), Some(1));
+    });
+}
