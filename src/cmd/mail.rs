@@ -142,6 +142,14 @@ pub fn transport(settings: &Settings) -> Result<Transport> {
     }
 }
 
+/// A stored value on one terminal line: control characters (a subject or address refused for
+/// carrying CR/LF, say) shown as `?`.
+fn shown(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn when(t: chrono::DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
@@ -176,11 +184,11 @@ pub fn run(global: &GlobalArgs, cmd: MailCmd) -> Result<ExitCode> {
                     vec![
                         v.id.to_string(),
                         v.status.clone(),
-                        v.to.clone(),
+                        shown(&v.to),
                         v.attempts.to_string(),
                         when_col,
-                        v.subject.clone(),
-                        v.last_error.clone().unwrap_or_default(),
+                        shown(&v.subject),
+                        shown(v.last_error.as_deref().unwrap_or_default()),
                     ]
                 })
                 .collect();
@@ -221,15 +229,23 @@ pub fn run(global: &GlobalArgs, cmd: MailCmd) -> Result<ExitCode> {
             }
             for item in &report.items {
                 match &item.outcome {
-                    Outcome::Sent => println!("sent    {}  {}", item.to, item.subject),
+                    Outcome::Sent => {
+                        println!("sent    {}  {}", shown(&item.to), shown(&item.subject))
+                    }
                     Outcome::Retry { at, error } => println!(
-                        "retry   {}  {} (next attempt {}): {error}",
-                        item.to,
-                        item.subject,
-                        when(*at)
+                        "retry   {}  {} (next attempt {}): {}",
+                        shown(&item.to),
+                        shown(&item.subject),
+                        when(*at),
+                        shown(error)
                     ),
                     Outcome::Failed { error } => {
-                        println!("failed  {}  {}: {error}", item.to, item.subject)
+                        println!(
+                            "failed  {}  {}: {}",
+                            shown(&item.to),
+                            shown(&item.subject),
+                            shown(error)
+                        )
                     }
                 }
             }
