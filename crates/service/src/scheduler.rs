@@ -180,7 +180,8 @@ fn event_of(t: &timer::Model) -> Option<Event> {
 }
 
 enum Fired {
-    Done(crate::Outcome),
+    /// Committed; this many emails were queued.
+    Done(usize),
     Lost,
 }
 
@@ -228,12 +229,12 @@ async fn fire(
             .act_in(&txn, renewal, rekey_engine::machine::SYSTEM, event, now)
             .await?;
         commit(txn).await?;
-        Ok(Fired::Done(outcome))
+        Ok(Fired::Done(outcome.mail.len()))
     };
     match attempt.await {
-        Ok(Fired::Done(o)) => {
+        Ok(Fired::Done(mail)) => {
             report.fired += 1;
-            report.mail += o.mail.len();
+            report.mail += mail;
         }
         Ok(Fired::Lost) => report.lost += 1,
         Err(ServiceError::Refused(_) | ServiceError::UnknownRenewal(_)) => {

@@ -47,7 +47,7 @@ async fn crash_child() -> Result<(), BoxError> {
         return Ok(()); // only meaningful as a child of the tests below
     };
     let dir = PathBuf::from(dir);
-    let p: ProcedureId = p.parse().map_err(|e| format!("{e}"))?;
+    let p: ProcedureId = p.parse()?;
     let store = open(&dir).await?;
     let s = service(store.clone());
     let setup_file = dir.join("setup.json");

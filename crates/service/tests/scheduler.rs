@@ -377,3 +377,26 @@ async fn two_schedulers_on_one_database_fire_each_timer_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_loop_stops_when_asked() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let passes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = passes.clone();
+        let task = tokio::spawn(async move {
+            scheduler::run_loop(&s, "loop", std::time::Duration::from_millis(20), rx, |r| {
+                assert!(r.is_ok(), "{r:?}");
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tx.send(true)?;
+        tokio::time::timeout(std::time::Duration::from_secs(10), task).await??;
+        assert!(passes.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+        Ok(())
+    })
+    .await;
+}
