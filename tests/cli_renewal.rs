@@ -460,9 +460,9 @@ fn walk(env: &Env, id: &str, steps: &[StepDef], w: &mut Walk) -> Value {
                     .iter()
                     .find(|s| s.id == step_id)
                     .unwrap_or_else(|| panic!("task for a step not in the workflow: {t}"));
-                // The task carries the step's owning role, and the person holds it (or, for
-                // the agreement, the role of the other party).
-                assert_eq!(t["role"], def.role.as_str(), "{t}");
+                // The task carries the role the person acts in: the step's owner, or for the
+                // agreement the other party.
+                assert_eq!(t["role"], role, "{t}");
                 assert!(
                     def.role == role || def.with_role.as_deref() == Some(role),
                     "[{}] {email} ({role}) was shown a task of another role: {t}",

@@ -98,7 +98,7 @@ pub struct TaskView {
     pub seed: String,
     /// Step title.
     pub title: String,
-    /// Owning role.
+    /// The role the person acts in (the owner's, or the other party's of an agreement).
     pub role: Role,
     /// What the person does: approve, complete, agree.
     pub verb: &'static str,
@@ -307,7 +307,15 @@ impl Service {
                     step: step.id.clone(),
                     seed: step.seed.clone(),
                     title: step.title.clone(),
-                    role: step.role,
+                    // For an agreement, the role the person takes part in it as.
+                    role: roles
+                        .iter()
+                        .copied()
+                        .find(|x| {
+                            actor.as_ref().is_none_or(|a| holds(a, *x, &r))
+                                && role.is_none_or(|want| want == *x)
+                        })
+                        .unwrap_or(step.role),
                     verb,
                     due_at: match st.status {
                         StepStatus::Due { due_at, .. } => Some(due_at),
