@@ -732,6 +732,24 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_signed_key_step_attaches_the_csr_with_crlf() -> Result<()> {
+        let mut st = state(Kind::StepDue);
+        st.csr_pem = Some(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n".into(),
+        );
+        let r = render(&input(&st, Utc::now()))?;
+        let csr = r
+            .attachments
+            .iter()
+            .find(|a| a.filename == "certificate-request.pem")
+            .map(|a| a.content.clone())
+            .unwrap_or_default();
+        assert!(csr.starts_with(b"-----BEGIN CERTIFICATE REQUEST-----\r\nAAAA\r\n"));
+        assert!(r.text.contains("certificate-request.pem"));
+        Ok(())
+    }
+
+    #[test]
     fn human_durations() {
         assert_eq!(human_duration(Duration::minutes(45)), "45 minutes");
         assert_eq!(human_duration(Duration::hours(25)), "1 day 1 hour");
