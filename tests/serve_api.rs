@@ -491,3 +491,58 @@ async fn metrics_and_security_headers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn downtime_window_through_the_api_and_refused_rollback_changes_nothing() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let p = ProcedureId::DowntimeWindow;
+        let svc = Service::new(db.store.clone(), Catalog::builtin()?);
+        let setup = demo::prepare(&svc, p, 2048, Utc::now()).await?;
+        let app = app(AppState::new(svc, "http://rekey.test")?);
+        let admin = token(db, TENANT_ADMIN).await?;
+        let receiver = token(db, &receiver_admin(p)).await?;
+        let (s, _, v) = call(
+            &app,
+            "POST",
+            "/api/renewals",
+            Some(&admin),
+            Some(json!({"tenant": "demo", "receiver": setup.receiver_name.to_string(),
+                        "alias": setup.alias, "procedure": "downtime-window", "bits": 2048})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["renewal"]["id"].as_str().ok_or("id")?.to_string();
+        let (s, _, v) = call(
+            &app,
+            "POST",
+            &format!("/api/tasks/{id}/create-key-pair/approve"),
+            Some(&admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let start = Utc::now() + chrono::Duration::days(2);
+        let window = json!({"start": start.to_rfc3339(), "end": (start + chrono::Duration::hours(1)).to_rfc3339()});
+        let (s, _, v) = call(&app, "POST", &format!("/api/renewals/{id}/window/propose"), Some(&admin), Some(json!({"start": "soon"}))).await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        let (s, _, v) = call(&app, "POST", &format!("/api/renewals/{id}/window/propose"), Some(&admin), Some(window)).await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["renewal"]["window"]["agreed"], false, "{v}");
+        // The proposer cannot accept their own proposal; the other party can.
+        let (s, _, v) = call(&app, "POST", &format!("/api/renewals/{id}/window/accept"), Some(&admin), None).await?;
+        assert!(s.is_client_error(), "{s} {v}");
+        let (s, _, v) = call(&app, "POST", &format!("/api/renewals/{id}/window/accept"), Some(&receiver), None).await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["renewal"]["window"]["agreed"], true, "{v}");
+        // Rollback before the point of no return is refused and changes nothing.
+        let before = call(&app, "GET", &format!("/api/renewals/{id}"), Some(&admin), None).await?.2;
+        let audit = db.audit_len().await?;
+        let (s, _, v) = call(&app, "POST", &format!("/api/renewals/{id}/rollback"), Some(&admin), None).await?;
+        assert!(s.is_client_error(), "{s} {v}");
+        assert!(v["error"].is_string(), "{v}");
+        assert_eq!(call(&app, "GET", &format!("/api/renewals/{id}"), Some(&admin), None).await?.2, before);
+        assert_eq!(db.audit_len().await?, audit);
+        Ok(())
+    })
+    .await;
+}
