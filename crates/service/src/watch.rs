@@ -267,13 +267,14 @@ async fn act(
             }
         }
     }
-    notify(service, e, procedure, now, opts, reason).await
+    notify(service, e, receiver, procedure, now, opts, reason).await
 }
 
 /// Queues the notice to every tenant administrator, once per alias and certificate.
 async fn notify(
     service: &Service,
     e: &KeystoreEntry,
+    receiver: Option<&Receiver>,
     procedure: Option<ProcedureId>,
     now: DateTime<Utc>,
     opts: &WatchOptions,
@@ -326,16 +327,24 @@ async fn notify(
         if exists.is_some() {
             continue;
         }
+        // The notifier renders outbox rows by the engine's notice kinds; this is an `inform`
+        // to the tenant administrators with no renewal yet, due at the latest safe start.
         let state = serde_json::json!({
             "notice": {
                 "to": "tenant_admin",
-                "kind": "expiry_warning",
+                "kind": "inform",
                 "step": null,
                 "due_at": latest,
             },
             "renewal": null,
             "procedure": procedure,
             "alias": e.alias.as_str(),
+            "receiver": receiver.map(|r| r.name.to_string()),
+            "step_title": format!(
+                "start renewing it: its certificate expires on {}, so the renewal should start by {}",
+                e.not_after.format("%Y-%m-%d"),
+                latest.format("%Y-%m-%d")
+            ),
             "recipient": to,
             "certificate_fingerprint": fp,
             "not_after": e.not_after,

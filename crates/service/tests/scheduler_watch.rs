@@ -108,6 +108,11 @@ async fn by_default_the_tenant_administrators_are_told_once() {
             "{}",
             rows[0].subject
         );
+        // Written as the notifier reads outbox rows: an inform to the tenant administrators.
+        let state: serde_json::Value = serde_json::from_str(&rows[0].state)?;
+        assert_eq!(state["notice"]["kind"], "inform");
+        assert_eq!(state["notice"]["to"], "tenant_admin");
+        assert_eq!(state["alias"], setup.alias.as_str());
         Ok(())
     })
     .await;
