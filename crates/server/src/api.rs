@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{ApiError, AppState, metrics, now, openapi};
+use crate::{ApiError, AppState, metrics, now, offload, openapi};
 
 /// One route: what the OpenAPI document says about it and how the router serves it.
 pub struct Route {
@@ -253,10 +253,8 @@ async fn tasks(State(st): State<AppState>, ApiUser(u): ApiUser) -> Result<Respon
 
 async fn act(st: &AppState, user: &User, id: &str, event: Event) -> Result<Response, ApiError> {
     let id = parse_id(id)?;
-    let o = st
-        .service()
-        .act(id, user.email.as_str(), event, now())
-        .await?;
+    let (svc, email) = (st.service().clone(), user.email.to_string());
+    let o = offload(async move { svc.act(id, &email, event, now()).await }).await??;
     Ok(Json(outcome_json(&o)).into_response())
 }
 
@@ -339,7 +337,8 @@ async fn start(
         ca_signed: b.ca_signed,
         auto_approve: b.auto_approve,
     };
-    let o = st.service().start(req, u.email.as_str(), now()).await?;
+    let (svc, email) = (st.service().clone(), u.email.to_string());
+    let o = offload(async move { svc.start(req, &email, now()).await }).await??;
     Ok((StatusCode::CREATED, Json(outcome_json(&o))).into_response())
 }
 

@@ -87,6 +87,18 @@ impl AppState {
     }
 }
 
+/// Runs `f` on a blocking thread, driven by this runtime: a step may generate an RSA key
+/// (seconds of CPU) and must not stall the workers serving other requests; and once started it
+/// finishes even if the client goes away.
+pub(crate) async fn offload<T: Send + 'static>(
+    f: impl Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(f))
+        .await
+        .map_err(|e| ApiError::internal(&e))
+}
+
 /// The wall clock, at the store's precision.
 pub(crate) fn now() -> DateTime<Utc> {
     rekey_store::db::now()

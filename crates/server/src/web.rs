@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::api::{may_see, parse_id};
 use crate::html::{CSS, esc, layout, role_name, step_class, swimlane};
-use crate::{ApiError, AppState, now};
+use crate::{ApiError, AppState, now, offload};
 
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::hours(8);
@@ -493,12 +493,13 @@ async fn perform(
     let result = async {
         match event_of(form, step)? {
             None => Ok(()),
-            Some(ev) => st
-                .service()
-                .act(renewal, &session.email, ev, now())
-                .await
-                .map(|_| ())
-                .map_err(ApiError::from),
+            Some(ev) => {
+                let (svc, email) = (st.service().clone(), session.email.clone());
+                offload(async move { svc.act(renewal, &email, ev, now()).await })
+                    .await?
+                    .map(|_| ())
+                    .map_err(ApiError::from)
+            }
         }
     }
     .await;
@@ -632,7 +633,8 @@ async fn window_post(
             return Err(ApiError::bad_request("unknown action"));
         }
         if let Some(ev) = event_of(&form, "window")? {
-            st.service().act(id, &s.email, ev, now()).await?;
+            let (svc, email) = (st.service().clone(), s.email.clone());
+            offload(async move { svc.act(id, &email, ev, now()).await }).await??;
         }
         Ok(id)
     }
