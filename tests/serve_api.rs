@@ -546,3 +546,49 @@ async fn downtime_window_through_the_api_and_refused_rollback_changes_nothing() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn certificate_upload_refuses_garbage_and_a_renewal_that_awaits_none() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let id = start(&f).await?;
+        let path = format!("/api/renewals/{id}/certificate");
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &path,
+            Some(&f.admin),
+            Some(json!({"chain_pem": "hello"})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &path,
+            Some(&f.admin),
+            Some(json!({"chain_pem": pem})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        // A real certificate, but this renewal generates its own key: refused, nothing changes.
+        let key = rekey_crypto::KeyPair::generate(rekey_crypto::KeyBits::B2048)?;
+        let cert = rekey_crypto::self_signed(&key, "CN=stranger", Utc::now(), 30)?;
+        let before = renewal(&f, &id).await?;
+        let audit = db.audit_len().await?;
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &path,
+            Some(&f.admin),
+            Some(json!({"chain_pem": cert.to_pem()})),
+        )
+        .await?;
+        assert!(s.is_client_error(), "{s} {v}");
+        assert_eq!(renewal(&f, &id).await?, before);
+        assert_eq!(db.audit_len().await?, audit);
+        Ok(())
+    })
+    .await;
+}

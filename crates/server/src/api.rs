@@ -140,6 +140,19 @@ pub fn routes() -> Vec<Route> {
         },
         Route {
             method: "POST",
+            path: "/api/renewals/{id}/certificate",
+            summary: "Upload the CA-signed chain (PEM, leaf first) for a CA-signed renewal's new key",
+            auth: true,
+            body: Some(|| {
+                json!({"type": "object", "required": ["chain_pem"], "properties": {
+                    "chain_pem": {"type": "string", "description": "PEM certificates, the new key's first, then its issuers"}
+                }})
+            }),
+            produces: JSON,
+            handler: || post(upload_certificate),
+        },
+        Route {
+            method: "POST",
             path: "/api/renewals/{id}/window/propose",
             summary: "Propose (or counter-propose) the downtime window",
             auth: true,
@@ -422,4 +435,31 @@ async fn rollback(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     act(&st, &u, &id, Event::Rollback).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificateBody {
+    chain_pem: String,
+}
+
+async fn upload_certificate(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let b: CertificateBody = body(&bytes)?;
+    if !b.chain_pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ApiError::bad_request(
+            "chain_pem: give PEM certificates (-----BEGIN CERTIFICATE-----), the new key's first",
+        ));
+    }
+    let chain = rekey_crypto::Certificate::parse_any(b.chain_pem.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("chain_pem: {e}")))?;
+    let (svc, email) = (st.service().clone(), u.email.to_string());
+    let o =
+        offload(async move { svc.upload_certificate(id, &email, &chain, now()).await }).await??;
+    Ok(Json(outcome_json(&o)).into_response())
 }
