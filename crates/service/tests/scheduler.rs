@@ -400,3 +400,91 @@ async fn the_loop_stops_when_asked() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_timer_leased_by_a_crashed_process_fires_when_the_lease_runs_out() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        let setup = setup(&db.store, ProcedureId::DualTrust, t0()).await?;
+        let id = start(&s, &setup, false, t0()).await?.renewal.id;
+        let at = t0() + Duration::days(1); // the first reminder
+        // Another process claimed the reminder and died.
+        let reminder = timers(&db.store, id)
+            .await?
+            .into_iter()
+            .find(|t| t.kind == "reminder")
+            .ok_or("reminder")?;
+        timer::Entity::update_many()
+            .col_expr(
+                timer::Column::LeaseOwner,
+                sea_orm::sea_query::Expr::value("dead:1#x"),
+            )
+            .col_expr(
+                timer::Column::LeaseUntil,
+                sea_orm::sea_query::Expr::value(at + scheduler::LEASE),
+            )
+            .filter(timer::Column::Id.eq(reminder.id))
+            .exec(db.store.db())
+            .await?;
+        let r = tick(&s, at).await?;
+        assert_eq!(r.claimed, 0);
+        assert!(
+            mailed(&db.store, id, "reminder", "create-key-pair")
+                .await?
+                .is_empty()
+        );
+        let r = tick(&s, at + scheduler::LEASE).await?;
+        assert_eq!((r.claimed, r.fired), (1, 1));
+        assert_eq!(
+            mailed(&db.store, id, "reminder", "create-key-pair").await?,
+            vec![TENANT_ADMIN.to_string()]
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_timer_that_keeps_failing_is_retried_with_back_off_then_marked_failed() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        let setup = setup(&db.store, ProcedureId::DualTrust, t0()).await?;
+        let id = start(&s, &setup, false, t0()).await?.renewal.id;
+        // The renewal's stored state becomes unreadable: every firing fails.
+        rekey_store::entity::renewal::Entity::update_many()
+            .col_expr(
+                rekey_store::entity::renewal::Column::State,
+                sea_orm::sea_query::Expr::value("{"),
+            )
+            .filter(rekey_store::entity::renewal::Column::Id.eq(id))
+            .exec(db.store.db())
+            .await?;
+        let mut at = t0() + Duration::days(1);
+        for attempt in 1..=scheduler::MAX_ATTEMPTS {
+            let r = scheduler::run_once(&s, at, "test").await?;
+            assert_eq!(r.claimed, 1, "attempt {attempt}");
+            assert_eq!(r.errors.len(), 1, "attempt {attempt}: {:?}", r.errors);
+            let t = timers(&db.store, id)
+                .await?
+                .into_iter()
+                .find(|t| t.kind == "reminder")
+                .ok_or("reminder")?;
+            assert_eq!(t.attempts, attempt);
+            assert_eq!(t.lease_owner, None);
+            if attempt < scheduler::MAX_ATTEMPTS {
+                assert_eq!(r.released, 1);
+                assert_eq!(t.status, "pending");
+                assert_eq!(t.lease_until, Some(at + scheduler::RETRY_AFTER));
+                // Not retried before the back-off has passed.
+                let again = scheduler::run_once(&s, at, "test").await?;
+                assert_eq!(again.claimed, 0);
+            } else {
+                assert_eq!(r.failed, 1);
+                assert_eq!(t.status, "failed");
+            }
+            at += scheduler::RETRY_AFTER;
+        }
+        Ok(())
+    })
+    .await;
+}
