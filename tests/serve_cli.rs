@@ -85,6 +85,12 @@ fn serve_answers_delivers_mail_and_stops_on_sigterm() -> Res<()> {
             break rest.split_whitespace().next().ok_or("address")?.to_string();
         }
     };
+    // No base_url configured: links follow the address actually bound.
+    assert!(
+        log.last()
+            .is_some_and(|l| l.ends_with(&format!("(links use http://{addr})"))),
+        "{log:?}"
+    );
     let result = (|| -> Res<()> {
         let (status, body) = get(&addr, "/healthz")?;
         assert!(status.contains(" 200 "), "{status}");

@@ -53,13 +53,18 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
     }
     with_ctx(global, async |ctx| {
         let service = Service::new(ctx.store.clone(), Catalog::builtin()?);
-        let base_url = ctx.settings.server.base_url.clone();
-        let state = AppState::new(service.clone(), &base_url).map_err(|e| anyhow!(e))?;
         let addr = args.listen.unwrap_or(ctx.settings.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr().context("listening address")?;
+        // With no base_url configured it is derived from [server] listen; follow --listen
+        // (and the port actually bound) instead.
+        let mut base_url = ctx.settings.server.base_url.clone();
+        if base_url == format!("http://{}", ctx.settings.server.listen) {
+            base_url = format!("http://{local}");
+        }
+        let state = AppState::new(service.clone(), &base_url).map_err(|e| anyhow!(e))?;
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let sched = (!args.no_scheduler).then(|| {
