@@ -427,3 +427,45 @@ async fn downtime_window_is_proposed_and_accepted_through_the_forms() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cross_site_form_posts_are_refused_and_use_nothing() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db, ProcedureId::DualTrust).await?;
+        let admin = receiver_admin(ProcedureId::DualTrust);
+        let token = link(db, &f.renewal, "trust-old-and-new", &admin).await?;
+        let app = app(AppState::new(f.svc.clone(), "https://rekey.example.com")?);
+        let page = send(&app, "GET", &format!("/tasks/{token}"), None, None).await?;
+        let body = form(&[("csrf", &page.csrf()?), ("action", "signin")]);
+        for (name, value) in [
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-site", "same-site"),
+        ] {
+            let req = Request::builder()
+                .method("POST")
+                .uri(format!("/tasks/{token}"))
+                .header(header::HOST, "rekey.example.com")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(name, value)
+                .body(Body::from(body.clone()))?;
+            let res = app.clone().oneshot(req).await?;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+            assert!(res.headers().get(header::SET_COOKIE).is_none());
+        }
+        links::lookup(db.store.db(), &token, Utc::now()).await?;
+        // The same form from rekey's own origin goes through.
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("/tasks/{token}"))
+            .header(header::HOST, "rekey.example.com")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("origin", "https://rekey.example.com")
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::from(body))?;
+        let res = app.clone().oneshot(req).await?;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        Ok(())
+    })
+    .await;
+}

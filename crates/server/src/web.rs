@@ -536,9 +536,13 @@ async fn perform(
 /// asked.
 async fn link_post(
     State(st): State<AppState>,
+    headers: HeaderMap,
     Path(token): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
+    if let Err(e) = same_origin(&st, &headers) {
+        return error_page(&e, None);
+    }
     if !same(&form.csrf, &link_csrf(&st, &token)) {
         return error_page(
             &ApiError::new(
@@ -585,6 +589,48 @@ async fn step_page(
     }
 }
 
+/// Refuses a form posted from another site (login CSRF with the attacker's own link, or a
+/// forged form): browsers say so in `Sec-Fetch-Site` and `Origin`.
+fn same_origin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let refused = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this form was sent from another site; open rekey's page and submit it there",
+        )
+    };
+    // Modern browsers: Sec-Fetch-Site says where the form came from. (Under
+    // `Referrer-Policy: no-referrer` they send `Origin: null`, so Origin alone cannot tell.)
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.to_str() {
+            Ok("same-origin" | "none") => Ok(()),
+            _ => Err(refused()),
+        };
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().map_err(|_| refused())?;
+        if origin == "null" {
+            return Ok(());
+        }
+        let base = st.base_url();
+        // The base URL's scheme://host[:port], without any path.
+        let base_origin = match base.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or("")),
+            None => base.to_string(),
+        };
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let same_host = origin
+            .split_once("://")
+            .is_some_and(|(_, h)| !host.is_empty() && h == host);
+        if origin != base_origin && !same_host {
+            return Err(refused());
+        }
+    }
+    Ok(())
+}
+
 fn check_csrf(s: &Session, form: &ActionForm) -> Result<(), ApiError> {
     if same(&s.csrf, &form.csrf) {
         Ok(())
@@ -606,7 +652,7 @@ async fn step_post(
     let Some(s) = session_of(&st, &headers) else {
         return not_signed_in();
     };
-    if let Err(e) = check_csrf(&s, &form) {
+    if let Err(e) = same_origin(&st, &headers).and_then(|()| check_csrf(&s, &form)) {
         return error_page(&e, Some(&s.email));
     }
     let id = match parse_id(&id) {
@@ -627,6 +673,7 @@ async fn window_post(
         return not_signed_in();
     };
     let result = async {
+        same_origin(&st, &headers)?;
         check_csrf(&s, &form)?;
         let id = parse_id(&id)?;
         if !matches!(form.action.as_str(), "propose" | "accept") {
@@ -652,6 +699,7 @@ async fn signout(
 ) -> Response {
     if let (Some(s), Some(id)) = (session_of(&st, &headers), cookie_value(&headers))
         && same(&s.csrf, &form.csrf)
+        && same_origin(&st, &headers).is_ok()
         && let Ok(mut map) = st.sessions().lock()
     {
         map.remove(&sha(&[id.as_bytes()]));
