@@ -173,3 +173,25 @@ viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Steps of the renewal 
     s.push_str("</svg>");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{esc, layout};
+
+    #[test]
+    fn esc_escapes_markup_and_quotes() {
+        assert_eq!(
+            esc(r#"<a href="x" onclick='y'>&</a>"#),
+            "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+        );
+        assert_eq!(esc("plain café"), "plain café");
+    }
+
+    #[test]
+    fn layout_escapes_title_and_who_and_has_no_inline_script_or_style() {
+        let page = layout("<b>", Some("\"><script>"), "");
+        assert!(page.contains("<title>&lt;b&gt; · rekey</title>"));
+        assert!(page.contains("&quot;&gt;&lt;script&gt;"));
+        assert!(!page.contains("<script") && !page.contains("<style") && !page.contains("style="));
+    }
+}

@@ -264,12 +264,18 @@ fn task_body(
     if let Some(e) = message {
         let _ = write!(b, "<p class=\"error\" id=\"error\">{}</p>", esc(&e.message));
     }
+    // Before sign-in (a link page) the renewal page is not reachable yet: the "Open the
+    // renewal" button signs in first.
+    let whole = if target.action.starts_with("/tasks/") {
+        String::new()
+    } else {
+        format!(", <a href=\"/renewals/{}\">see the whole renewal</a>", r.id)
+    };
     let _ = write!(
         b,
-        "<p>Renewal of alias <b>{}</b> ({}), <a href=\"/renewals/{}\">see the whole renewal</a>.</p>",
+        "<p>Renewal of alias <b>{}</b> ({}){whole}.</p>",
         esc(r.alias.as_str()),
         esc(r.procedure.as_str()),
-        r.id
     );
     let hidden = format!(
         "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
