@@ -342,6 +342,9 @@ async fn unknown_and_bad_input_are_named_and_renewals_are_scoped() {
         assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
         let (s, _, v) = call(&f.app, "GET", "/api/nothing", Some(&f.admin), None).await?;
         assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        let (s, _, v) = call(&f.app, "DELETE", "/api/tasks", Some(&f.admin), None).await?;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{v}");
+        assert!(v["error"].is_string(), "{v}");
         // Listing: the tenant's and the receiver's people see it.
         for tok in [&f.admin, &f.receiver, &f.developer] {
             let (s, _, v) = call(&f.app, "GET", "/api/renewals", Some(tok), None).await?;

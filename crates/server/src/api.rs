@@ -200,6 +200,14 @@ pub async fn no_route() -> ApiError {
     ApiError::not_found("no such route; see /openapi.json")
 }
 
+/// The answer for a known path asked with a method it does not serve.
+pub async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed here; see /openapi.json",
+    )
+}
+
 async fn healthz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
     st.service().store().db().ping().await?;
     Ok("ok\n")

@@ -113,6 +113,7 @@ pub fn app(state: AppState) -> Router {
     router
         .merge(web::routes())
         .fallback(api::no_route)
+        .method_not_allowed_fallback(api::wrong_method)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
