@@ -24,7 +24,7 @@ use crate::config::GlobalArgs;
 #[command(
     after_help = "Listens on [server] listen (REKEY_SERVER_LISTEN); links in emails use [server] \
 base_url (cookies are Secure when it is https). API clients send `Authorization: Bearer <token>` \
-(`rekey user token create`); the document is at /openapi.json. Several `rekey serve` processes \
+(`rekey user token --email EMAIL`); the document is at /openapi.json. Several `rekey serve` processes \
 may share one database: timers fire once and each email is sent once."
 )]
 pub struct ServeArgs {

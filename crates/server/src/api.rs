@@ -1,7 +1,7 @@
 //! The JSON API and the route table the router and the OpenAPI document are both built from.
 //!
 //! Every `/api/` route authenticates with `Authorization: Bearer <token>` (an API token from
-//! `rekey user token create`); the person acting is the token's user, and the engine decides
+//! `rekey user token --email EMAIL`); the person acting is the token's user, and the engine decides
 //! whether they may. Renewals a user holds no role in are answered as unknown (404).
 
 use axum::Json;
