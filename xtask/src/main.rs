@@ -58,6 +58,8 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(["test", "--workspace"])
         .args(extra)
         .env("REKEY_TEST_POSTGRES_URL", &url)
+        // Crash at every fail point of every procedure, not a sample.
+        .env("REKEY_CRASH_FULL", "1")
         .status()
         .map_err(|e| format!("cannot run cargo test: {e}"))?;
     if status.success() {

@@ -7,7 +7,8 @@
 //!
 //! Coverage: every fail point of `dual-trust` (every effect, every commit); for the other
 //! procedures a spread sample of about ten points each (set `REKEY_CRASH_FULL=1` for every
-//! point of every procedure).
+//! point of every procedure; `cargo xtask test` does). The whole matrix runs on SQLite and,
+//! when `REKEY_TEST_POSTGRES_URL` is set, again on a fresh PostgreSQL database per crash.
 
 mod scheduler_common;
 
@@ -26,16 +27,56 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 const DIR_ENV: &str = "REKEY_CRASH_DIR";
 const PROC_ENV: &str = "REKEY_CRASH_PROCEDURE";
+/// The database the child works on; a SQLite file in the run's folder when unset.
+const URL_ENV: &str = "REKEY_CRASH_DATABASE_URL";
+
+/// Where one run keeps its data: a folder (key-encryption key, set-up) and a database.
+struct Run {
+    dir: tempfile::TempDir,
+    url: Option<String>,
+    _db: Option<rekey_testdb::TestDb>,
+}
+
+impl Run {
+    /// A fresh run on SQLite, or on a fresh PostgreSQL database of `server`.
+    fn new(rt: &tokio::runtime::Runtime, server: Option<&str>) -> Result<Run, BoxError> {
+        let dir = tempfile::tempdir()?;
+        let db = match server {
+            Some(s) => Some(rt.block_on(rekey_testdb::TestDb::postgres(s))?),
+            None => None,
+        };
+        Ok(Run {
+            dir,
+            url: db.as_ref().map(|d| d.url.clone()),
+            _db: db,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn database_url(dir: &Path, url: Option<&str>) -> String {
+    match url {
+        Some(u) => u.to_string(),
+        None => format!("sqlite://{}?mode=rwc", dir.join("rekey.db").display()),
+    }
+}
 
 async fn open(dir: &Path) -> Result<Store, BoxError> {
+    let url = std::env::var(URL_ENV).ok();
+    open_at(dir, url.as_deref()).await
+}
+
+async fn open_at(dir: &Path, url: Option<&str>) -> Result<Store, BoxError> {
     let kek_path = dir.join("kek.key");
     let kek = if kek_path.exists() {
         Kek::from_file(&kek_path)?
     } else {
         Kek::generate_file(&kek_path)?
     };
-    let url = format!("sqlite://{}?mode=rwc", dir.join("rekey.db").display());
-    Ok(Store::open(&url).await?.with_kek(kek))
+    Ok(Store::open(&database_url(dir, url)).await?.with_kek(kek))
 }
 
 /// The child: sets up (once), starts the renewal (unless one exists), then does each due step
@@ -111,7 +152,8 @@ async fn crash_child() -> Result<(), BoxError> {
 }
 
 /// Runs the child on `dir`, with `failpoint` armed if given. Returns whether it aborted.
-fn child(dir: &Path, p: ProcedureId, failpoint: Option<&str>) -> Result<bool, BoxError> {
+fn child(run: &Run, p: ProcedureId, failpoint: Option<&str>) -> Result<bool, BoxError> {
+    let dir = run.path();
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args([
         "crash_child",
@@ -122,7 +164,11 @@ fn child(dir: &Path, p: ProcedureId, failpoint: Option<&str>) -> Result<bool, Bo
     ])
     .env(DIR_ENV, dir)
     .env(PROC_ENV, p.as_str())
-    .env_remove(failpoint::ENV);
+    .env_remove(failpoint::ENV)
+    .env_remove(URL_ENV);
+    if let Some(u) = &run.url {
+        cmd.env(URL_ENV, u);
+    }
     if let Some(f) = failpoint {
         cmd.env(failpoint::ENV, f);
     }
@@ -163,8 +209,8 @@ struct Outcome {
     mail: Vec<Mail>,
 }
 
-async fn outcome(dir: &Path) -> Result<Outcome, BoxError> {
-    let store = open(dir).await?;
+async fn outcome(run: &Run) -> Result<Outcome, BoxError> {
+    let store = open_at(run.path(), run.url.as_deref()).await?;
     let s = service(store.clone());
     let renewals = s.renewals(None).await?;
     assert_eq!(renewals.len(), 1, "exactly one renewal");
@@ -257,14 +303,35 @@ async fn outcome(dir: &Path) -> Result<Outcome, BoxError> {
 /// Crashes `p` at the chosen points (all when `sample` is `None`, else about `sample` spread
 /// over each point's range), resumes, and compares with an uninterrupted run.
 fn crash_matrix(p: ProcedureId, sample: Option<u64>) -> Result<usize, BoxError> {
+    let mut n = crash_matrix_on(p, sample, None)?;
+    match std::env::var(rekey_testdb::PG_ENV) {
+        Ok(server) => n += crash_matrix_on(p, sample, Some(&server))?,
+        Err(_) => eprintln!("skipping PostgreSQL: {} not set", rekey_testdb::PG_ENV),
+    }
+    Ok(n)
+}
+
+fn crash_matrix_on(
+    p: ProcedureId,
+    sample: Option<u64>,
+    server: Option<&str>,
+) -> Result<usize, BoxError> {
+    let backend = if server.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let reference = tempfile::tempdir()?;
-    assert!(!child(reference.path(), p, None)?, "{p}: reference run");
+    let reference = Run::new(&rt, server)?;
+    assert!(
+        !child(&reference, p, None)?,
+        "{p} [{backend}]: reference run"
+    );
     let counts: BTreeMap<String, u64> =
         serde_json::from_slice(&std::fs::read(reference.path().join("counts.json"))?)?;
-    let want = rt.block_on(outcome(reference.path()))?;
+    let want = rt.block_on(outcome(&reference))?;
     assert_eq!(want.status, RenewalStatus::Completed, "{p}");
     assert_eq!(
         want.probe, "accepted=true signers=1 trusts-new-only=true",
@@ -287,14 +354,14 @@ fn crash_matrix(p: ProcedureId, sample: Option<u64>) -> Result<usize, BoxError> 
         }
     }
     for fp in &points {
-        let dir = tempfile::tempdir()?;
+        let run = Run::new(&rt, server)?;
         assert!(
-            child(dir.path(), p, Some(fp))?,
-            "{p}: the child did not crash at {fp}"
+            child(&run, p, Some(fp))?,
+            "{p} [{backend}]: the child did not crash at {fp}"
         );
-        assert!(!child(dir.path(), p, None)?, "{p}: resume after {fp}");
-        let got = rt.block_on(outcome(dir.path()))?;
-        assert_eq!(got, want, "{p}: after a crash at {fp}");
+        assert!(!child(&run, p, None)?, "{p} [{backend}]: resume after {fp}");
+        let got = rt.block_on(outcome(&run))?;
+        assert_eq!(got, want, "{p} [{backend}]: after a crash at {fp}");
     }
     Ok(points.len())
 }
