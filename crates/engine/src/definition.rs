@@ -188,6 +188,9 @@ pub struct StepDef {
     pub task: Option<TaskKind>,
     /// For informs: who is told.
     pub notify: Option<Role>,
+    /// For informs: what the person told learns, written for them (the title is the
+    /// sender's view: "Inform the integration developer").
+    pub told: Option<String>,
     /// Whether the inform email carries the new certificate.
     pub attach_certificate: bool,
     /// For receiver tasks: the step after which the signer signs as the test message shows.
@@ -273,6 +276,7 @@ struct RawStep {
     action: Option<ActionKind>,
     task: Option<TaskKind>,
     notify: Option<Role>,
+    told: Option<String>,
     #[serde(default)]
     attach_certificate: bool,
     test_message_after: Option<String>,
@@ -371,6 +375,12 @@ pub fn parse(file: &str, text: &str) -> Result<Procedure, DefinitionError> {
             StepKind::Inform if r.notify.is_none() => {
                 return Err(err(at, "an inform step needs `notify`".into()));
             }
+            StepKind::Inform if r.told.as_deref().is_none_or(|t| t.trim().is_empty()) => {
+                return Err(err(
+                    at,
+                    "an inform step needs `told`: what the person told learns".into(),
+                ));
+            }
             StepKind::Agreement if r.with_role.is_none_or(|w| w == r.role) => {
                 return Err(err(
                     at,
@@ -408,6 +418,7 @@ pub fn parse(file: &str, text: &str) -> Result<Procedure, DefinitionError> {
             action: r.action,
             task: r.task,
             notify: r.notify,
+            told: r.told,
             attach_certificate: r.attach_certificate,
             test_message_after: r.test_message_after,
             after,
