@@ -14,11 +14,12 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use mailin_embedded::{Handler, Response, Server, SslConfig, response};
 use rekey_engine::{Catalog, ProcedureId};
 use rekey_notifier::dispatch::{self, Dispatcher, RetryPolicy};
-use rekey_notifier::render::MailState;
+use rekey_notifier::render;
 use rekey_notifier::{SmtpSettings, TlsMode, Transport, links};
 use rekey_service::Service;
 use rekey_service::demo::{self, DemoOptions};
 use rekey_store::entity::outbox;
+use rekey_store::mail::OutboxMail;
 use rekey_store::{Email, Grant, TenantName};
 use rekey_testdb::{TestDb, TestResult, on_both};
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
@@ -421,7 +422,10 @@ async fn every_email_of_every_procedure_arrives_once_with_its_attachments_and_li
             assert_eq!(header(&h, "to").as_deref(), Some(row.recipients.as_str()));
             assert_eq!(header(&h, "subject").as_deref(), Some(row.subject.as_str()));
 
-            let state = MailState::parse(row.id, &row.state)?;
+            let mail = render::parse(row.id, &row.state)?;
+            let OutboxMail::Notice(state) = &mail else {
+                return Err(format!("a renewal queues notices: {mail:?}").into());
+            };
             let parts = leaves(&m.data);
             let text = parts
                 .iter()
@@ -440,11 +444,9 @@ async fn every_email_of_every_procedure_arrives_once_with_its_attachments_and_li
                 .map(Part::text)
                 .unwrap_or_default();
             assert!(!html.is_empty(), "HTML alternative");
-            if let Some(alias) = &state.alias {
-                assert!(text.contains(alias), "{text}");
-            }
-            if let Some(title) = &state.step_title {
-                assert!(text.contains(title), "{text}");
+            assert!(text.contains(&state.alias), "{text}");
+            if let Some(step) = &state.step {
+                assert!(text.contains(&step.title), "{text}");
             }
             if let Some(due) = state.notice.due_at {
                 assert!(
@@ -453,6 +455,7 @@ async fn every_email_of_every_procedure_arrives_once_with_its_attachments_and_li
                 );
             }
             assert!(text.contains("Why it matters") || state.notice.kind.is_final());
+            assert!(text.contains("What to do: "), "{text}");
 
             // The action link: present exactly when the notice asks to act on a step, bound to
             // this recipient and step, usable.
@@ -460,7 +463,7 @@ async fn every_email_of_every_procedure_arrives_once_with_its_attachments_and_li
                 .split_whitespace()
                 .find(|w| w.starts_with(&format!("{BASE_URL}/tasks/")))
                 .map(str::to_string);
-            let wants_link = state.notice.kind.asks_for_action() && state.notice.step.is_some();
+            let wants_link = render::link_target(&mail).is_some();
             assert_eq!(
                 link.is_some(),
                 wants_link,
@@ -473,13 +476,13 @@ async fn every_email_of_every_procedure_arrives_once_with_its_attachments_and_li
                 let info = links::lookup(db.store.db(), token, end).await?;
                 assert_eq!(info.recipient, row.recipients);
                 assert_eq!(Some(info.step), state.notice.step.clone());
-                assert_eq!(Some(info.renewal), state.renewal);
+                assert_eq!(info.renewal, state.renewal);
                 assert!(html.contains(token));
             }
 
             // The email that hands the receiver administrator the new certificate.
             let files: Vec<String> = parts.iter().filter_map(Part::filename).collect();
-            if let Some(pem) = &state.certificate_pem {
+            if let Some(pem) = &state.attachments.certificate_chain_pem {
                 let cert_part = parts
                     .iter()
                     .find(|p| p.filename().as_deref() == Some("certificate.pem"))
@@ -492,15 +495,15 @@ async fn every_email_of_every_procedure_arrives_once_with_its_attachments_and_li
                 let fp = cert.fingerprint().to_string();
                 assert!(text.contains(&fp), "fingerprint in the body: {text}");
                 assert!(html.contains(&fp));
-                if state.notice.to == "receiver_admin" {
+                if state.notice.to == rekey_engine::Role::ReceiverAdmin {
                     *with_certificate
-                        .entry(state.procedure.clone().unwrap_or_default())
+                        .entry(state.procedure.to_string())
                         .or_default() += 1;
                 }
             } else {
                 assert!(!files.contains(&"certificate.pem".to_string()));
             }
-            if let Some(b64) = &state.test_message_base64 {
+            if let Some(b64) = &state.attachments.test_message_base64 {
                 let p7m = parts
                     .iter()
                     .find(|p| p.filename().as_deref() == Some("test-message.p7m"))
@@ -529,7 +532,7 @@ async fn every_email_of_every_procedure_arrives_once_with_its_attachments_and_li
                     );
                 }
                 *with_test_message
-                    .entry(state.procedure.clone().unwrap_or_default())
+                    .entry(state.procedure.to_string())
                     .or_default() += 1;
             } else {
                 assert!(!files.contains(&"test-message.p7m".to_string()));
@@ -560,9 +563,9 @@ trait FinalKind {
     fn is_final(&self) -> bool;
 }
 
-impl FinalKind for rekey_notifier::render::Kind {
+impl FinalKind for rekey_engine::NoticeKind {
     fn is_final(&self) -> bool {
-        use rekey_notifier::render::Kind::*;
+        use rekey_engine::NoticeKind::*;
         matches!(self, Completed | Cancelled | RolledBack)
     }
 }
@@ -630,8 +633,7 @@ async fn an_outage_delays_mail_and_every_email_is_delivered_exactly_once() {
         // Links issued for attempts that failed were withdrawn: one per delivered action mail.
         let mut asking = 0;
         for r in &all {
-            let st = MailState::parse(r.id, &r.state)?;
-            if st.notice.kind.asks_for_action() && st.notice.step.is_some() {
+            if render::link_target(&render::parse(r.id, &r.state)?).is_some() {
                 asking += 1;
             }
         }
@@ -702,12 +704,22 @@ async fn queue_row(
     Ok(message_id)
 }
 
+/// An inform mail to a tenant administrator about step `x` of a made-up renewal.
 fn inform(alias: &str, receiver: &str, title: &str) -> serde_json::Value {
     serde_json::json!({
-        "notice": {"to": "tenant_admin", "kind": "inform", "step": "x"},
+        "mail": "notice",
+        "notice": {"to": "tenant_admin", "kind": "inform", "step": "x", "attach_certificate": null,
+            "test_message": null, "due_at": null},
+        "renewal": Uuid::nil(),
+        "procedure": "dual-trust",
         "alias": alias,
         "receiver": receiver,
-        "step_title": title,
+        "recipient": "admin@acme.example",
+        "step": {"id": "x", "title": title, "seed": "3", "role": "receiver_admin", "with_role": null,
+            "told": title},
+        "access": {"access": "informed"},
+        "new_certificate_fingerprint": null,
+        "attachments": {},
     })
 }
 

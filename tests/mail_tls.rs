@@ -181,8 +181,14 @@ async fn queue_one(db: &TestDb) -> Result<String, Box<dyn std::error::Error + Se
     let id = Uuid::new_v4();
     let message_id = format!("<{}@rekey>", id.simple());
     let state = serde_json::json!({
-        "notice": {"to": "tenant_admin", "kind": "inform", "step": "x"},
-        "alias": "orders", "receiver": "acme-bank", "step_title": "Receiver switched",
+        "mail": "notice",
+        "notice": {"to": "tenant_admin", "kind": "inform", "step": "x", "attach_certificate": null,
+            "test_message": null, "due_at": null},
+        "renewal": Uuid::nil(), "procedure": "dual-trust",
+        "alias": "orders", "receiver": "acme-bank", "recipient": "admin@acme.example",
+        "step": {"id": "x", "title": "Receiver switched", "seed": "7", "role": "receiver_admin",
+            "with_role": null, "told": "The receiver switched"},
+        "access": {"access": "informed"}, "new_certificate_fingerprint": null, "attachments": {},
     });
     outbox::ActiveModel {
         id: Set(id),

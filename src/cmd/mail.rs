@@ -76,7 +76,9 @@ pub struct RetryArgs {
 (default <data-dir>/outbox); \"smtp\" sends through [mail] host/port/tls with username/password. \
 Failures are retried by later passes with back-off (1 minute doubling to 30 minutes) and given \
 up after 5 days; an address the server rejects (5xx) fails at once and the tenant's \
-administrators are told. Exit code 0 unless the pass itself could not run."
+administrators are told. A row rekey cannot read or render is an internal error: it is marked \
+failed and named on stderr, nobody is told it is undeliverable, and the exit code is 1. Exit code \
+0 when every row was handled."
 )]
 pub struct SendArgs {
     #[command(flatten)]
@@ -224,8 +226,13 @@ pub fn run(global: &GlobalArgs, cmd: MailCmd) -> Result<ExitCode> {
                 ctx.settings.server.base_url.clone(),
             );
             let report = d.run_once(Utc::now()).await?;
+            let internal = report.internal();
             if args.json.json {
-                return print_json(&report);
+                print_json(&report)?;
+                if internal > 0 {
+                    bail!("internal error: {internal} outbox row(s) could not be read or rendered");
+                }
+                return Ok(());
             }
             for item in &report.items {
                 match &item.outcome {
@@ -247,6 +254,13 @@ pub fn run(global: &GlobalArgs, cmd: MailCmd) -> Result<ExitCode> {
                             shown(error)
                         )
                     }
+                    // A bug, not a delivery problem: on stderr, and the exit code says so.
+                    Outcome::Internal { error } => eprintln!(
+                        "rekey: mail {} to {} not sent: {}",
+                        item.id,
+                        shown(&item.to),
+                        shown(error)
+                    ),
                 }
             }
             println!(
@@ -255,6 +269,12 @@ pub fn run(global: &GlobalArgs, cmd: MailCmd) -> Result<ExitCode> {
                 report.retried(),
                 report.failed()
             );
+            if internal > 0 {
+                bail!(
+                    "internal error: {internal} outbox row(s) could not be read or rendered; \
+                     they are marked failed and nobody was told they are undeliverable"
+                );
+            }
             Ok(())
         }
     })

@@ -9,7 +9,10 @@
 //!
 //! A row leaves `queued` only as `sent` (with `sent_at`) or `failed` (5xx address rejected, a
 //! message that cannot be built, or no success after [`RetryPolicy::give_up_after`] of
-//! retries); a failure is reported to the tenant's administrators by a new outbox row. A
+//! retries); a failure is reported to the tenant's administrators by a new outbox row. A row
+//! whose content cannot be read or rendered is a bug: it is marked failed with
+//! `internal error: unreadable outbox row <id>`, reported as [`Outcome::Internal`], and never
+//! turned into an "undeliverable" report about the recipient's address. A
 //! process that dies between sending and recording leaves the row leased; when the lease runs
 //! out it is sent again with the same Message-ID, so receivers can recognise the duplicate.
 //!
@@ -28,8 +31,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::links::{self, Task};
-use crate::render::{self, Envelope, FailedMail, Kind, MailState, NoticeState, RenderInput};
+use crate::render::{self, Envelope, RenderInput};
 use crate::{NotifierError, Result, SendError, Transport};
+use rekey_store::mail::{FailedMail, OutboxMail};
 
 /// Retry timing: the first retry after about [`first`](Self::first), doubling up to
 /// [`cap`](Self::cap), each delay varied by ±[`jitter`](Self::jitter) so that many failed
@@ -106,6 +110,11 @@ pub enum Outcome {
         /// Why.
         error: String,
     },
+    /// The row cannot be read or rendered: a bug in rekey, to be reported loudly.
+    Internal {
+        /// What is wrong with it.
+        error: String,
+    },
 }
 
 /// One row handled by a pass.
@@ -145,6 +154,11 @@ impl DispatchReport {
     /// Rows given up.
     pub fn failed(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Failed { .. }))
+    }
+
+    /// Rows that could not be read or rendered (bugs).
+    pub fn internal(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Internal { .. }))
     }
 
     fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
@@ -326,19 +340,24 @@ impl Dispatcher {
         token: &mut Option<links::LinkToken>,
     ) -> std::result::Result<(), SendError> {
         let permanent = |e: NotifierError| SendError::Permanent(e.to_string());
-        let state = MailState::parse(row.id, &row.state).map_err(permanent)?;
+        let internal = |e: NotifierError| {
+            let reason = match e {
+                NotifierError::BadRow { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            SendError::Internal(format!("unreadable outbox row {}: {reason}", row.id))
+        };
+        let mail = render::parse(row.id, &row.state).map_err(internal)?;
         // Checked before trimming: a trailing "\n" is as much an injection as an inner one.
         render::check_header("to", &row.recipients).map_err(permanent)?;
         let recipient = row.recipients.trim();
         let expiry = self
-            .certificate_expiry(row.tenant_id, &state)
+            .certificate_expiry(row.tenant_id, &mail)
             .await
             .map_err(|e| SendError::Retryable(e.to_string()))?;
         let mut link = None;
         let mut link_expires_at = None;
-        if state.notice.kind.asks_for_action()
-            && let (Some(step), Some(renewal)) = (&state.notice.step, state.renewal)
-        {
+        if let Some((renewal, step)) = render::link_target(&mail) {
             let task = Task {
                 tenant: row.tenant_id,
                 renewal,
@@ -353,15 +372,16 @@ impl Dispatcher {
             *token = Some(t);
         }
         let rendered = render::render(&RenderInput {
-            state: &state,
+            mail: &mail,
             subject: &row.subject,
             recipient,
             link: link.as_deref(),
             link_expires_at,
+            base_url: &self.base_url,
             certificate_expires_at: expiry,
             now,
         })
-        .map_err(permanent)?;
+        .map_err(internal)?;
         let msg = render::message(
             Envelope {
                 from: &self.from,
@@ -385,10 +405,12 @@ impl Dispatcher {
     async fn certificate_expiry(
         &self,
         tenant: Uuid,
-        state: &MailState,
+        mail: &OutboxMail,
     ) -> Result<Option<DateTime<Utc>>> {
-        let Some(a) = state.alias.as_deref() else {
-            return Ok(None);
+        let (a, new) = match mail {
+            OutboxMail::Notice(m) => (m.alias.as_str(), m.new_certificate_fingerprint.as_deref()),
+            // The watch's mail carries its own notAfter; a failure report has no certificate.
+            OutboxMail::ExpiryWatch(_) | OutboxMail::DeliveryFailed(_) => return Ok(None),
         };
         let Ok(alias) = Alias::parse(a) else {
             return Ok(None);
@@ -398,7 +420,6 @@ impl Dispatcher {
         let tenant = TenantId::from_uuid(tenant);
         let mut entries = keystore::history(&self.db, tenant, &alias).await?;
         entries.extend(keystore::find_current(&self.db, tenant, &alias).await?);
-        let new = state.new_certificate_fingerprint.as_deref();
         Ok(entries
             .into_iter()
             .filter(|e| Some(e.fingerprint.to_string().as_str()) != new)
@@ -423,6 +444,9 @@ impl Dispatcher {
                 error: format!("gave up after {failures} attempts: {error}"),
             },
             Err(SendError::Permanent(error)) => Outcome::Failed { error },
+            Err(SendError::Internal(error)) => Outcome::Internal {
+                error: format!("internal error: {error}"),
+            },
         };
         let txn = self.db.begin().await?;
         let mut q = outbox::Entity::update_many()
@@ -445,7 +469,7 @@ impl Dispatcher {
             Outcome::Retry { at, error } => q
                 .col_expr(outbox::Column::NextAttemptAt, Expr::value(*at))
                 .col_expr(outbox::Column::LastError, Expr::value(error.clone())),
-            Outcome::Failed { error } => q
+            Outcome::Failed { error } | Outcome::Internal { error } => q
                 .col_expr(outbox::Column::Status, Expr::value("failed"))
                 .col_expr(outbox::Column::LastError, Expr::value(error.clone())),
         };
@@ -487,13 +511,14 @@ async fn report_failure(
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let original = MailState::parse(row.id, &row.state).ok();
-    if original
-        .as_ref()
-        .is_some_and(|s| s.notice.kind == Kind::DeliveryFailed)
-    {
-        return Ok(());
-    }
+    // Only called for a row that was read: an unreadable one is an internal error.
+    let original = rekey_store::mail::parse(&row.state).ok();
+    let (renewal, alias) = match &original {
+        Some(OutboxMail::DeliveryFailed(_)) => return Ok(()),
+        Some(OutboxMail::Notice(m)) => (Some(m.renewal), Some(m.alias.clone())),
+        Some(OutboxMail::ExpiryWatch(w)) => (None, Some(w.alias.clone())),
+        None => (row.renewal_id, None),
+    };
     let tenant = TenantId::from_uuid(row.tenant_id);
     let admins = users::holders(conn, &Grant::TenantAdmin { tenant }).await?;
     let subject = one_line(&format!("[rekey] Undeliverable: {}", row.subject));
@@ -513,33 +538,15 @@ async fn report_failure(
         {
             continue;
         }
-        let state = MailState {
-            notice: NoticeState {
-                to: "tenant_admin".into(),
-                kind: Kind::DeliveryFailed,
-                step: original.as_ref().and_then(|s| s.notice.step.clone()),
-                attach_certificate: None,
-                test_message: None,
-                due_at: None,
-            },
-            renewal: original.as_ref().and_then(|s| s.renewal),
-            procedure: original.as_ref().and_then(|s| s.procedure.clone()),
-            alias: original.as_ref().and_then(|s| s.alias.clone()),
-            receiver: original.as_ref().and_then(|s| s.receiver.clone()),
-            recipient: Some(email.clone()),
-            step_title: original.as_ref().and_then(|s| s.step_title.clone()),
-            seed_step: original.as_ref().and_then(|s| s.seed_step.clone()),
-            new_certificate_fingerprint: None,
-            certificate_pem: None,
-            test_message_base64: None,
-            csr_pem: None,
-            failed: Some(FailedMail {
-                message_id: row.message_id.clone(),
-                recipient: one_line(&row.recipients),
-                subject: one_line(&row.subject),
-                error: error.to_string(),
-            }),
-        };
+        let state = OutboxMail::DeliveryFailed(FailedMail {
+            recipient: email.clone(),
+            message_id: row.message_id.clone(),
+            failed_recipient: one_line(&row.recipients),
+            subject: one_line(&row.subject),
+            error: error.to_string(),
+            renewal,
+            alias: alias.clone(),
+        });
         outbox::ActiveModel {
             id: Set(Uuid::new_v4()),
             tenant_id: Set(row.tenant_id),
@@ -547,12 +554,7 @@ async fn report_failure(
             message_id: Set(message_id),
             recipients: Set(email),
             subject: Set(subject.clone()),
-            state: Set(
-                serde_json::to_string(&state).map_err(|e| NotifierError::BadRow {
-                    id: row.id,
-                    reason: e.to_string(),
-                })?,
-            ),
+            state: Set(state.to_json()),
             status: Set("queued".into()),
             attempts: Set(0),
             next_attempt_at: Set(now),

@@ -62,6 +62,10 @@ pub enum SendError {
     /// Retrying will not help.
     #[error("permanent failure: {0}")]
     Permanent(String),
+    /// The row itself cannot be read or rendered: a bug in rekey, not a delivery problem, so
+    /// it is never reported as an undeliverable address.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Result alias.

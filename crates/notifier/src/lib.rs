@@ -28,5 +28,6 @@ pub mod transport;
 pub use dispatch::{DispatchReport, Dispatched, Dispatcher, RetryPolicy};
 pub use error::{NotifierError, Result, SendError};
 pub use links::{LinkInfo, LinkToken};
-pub use render::{MailState, Rendered};
+pub use rekey_store::mail::OutboxMail;
+pub use render::Rendered;
 pub use transport::{SmtpSettings, TlsMode, Transport};

@@ -1,6 +1,10 @@
 //! One outbox row → one email: subject, text and HTML bodies, attachments, headers.
 //!
-//! Pure: everything it needs (the row's state, the action link, the certificate's expiry, the
+//! The row's content is the typed [`OutboxMail`] its producer wrote; every kind and every field
+//! is matched here without a catch-all, so what is queued but not rendered does not compile.
+//! Each mail says what happened, what the recipient must do (if anything) and by when.
+//!
+//! Pure: everything it needs (the row's content, the action link, the certificate's expiry, the
 //! time) is passed in. Every body and text attachment leaves here with CRLF line endings only,
 //! because lettre (≤ 0.11.23) dot-stuffs a leading `.` only after CRLF, not after a bare LF;
 //! header values with CR or LF are refused, never cleaned up silently.
@@ -12,148 +16,66 @@ use chrono::{DateTime, Duration, Utc};
 use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MailAttachment, Body, Mailbox, MultiPart, SinglePart};
-use serde::{Deserialize, Serialize};
+use rekey_engine::{Notice, NoticeKind, Role};
+use rekey_store::mail::{Access, Attachments, FailedMail, NoticeMail, OutboxMail, WatchMail};
 use uuid::Uuid;
 
 use crate::{NotifierError, Result};
 
-/// Why an email is sent: the engine's notice kinds, plus the notifier's own report of a mail
-/// that could not be delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// A step became due for the recipient.
-    StepDue,
-    /// For information.
-    Inform,
-    /// A due step is still open.
-    Reminder,
-    /// A step is overdue past escalation, or an automatic step was refused.
-    Escalation,
-    /// A downtime window was proposed.
-    WindowProposed,
-    /// The window was agreed.
-    WindowAgreed,
-    /// The renewal finished.
-    Completed,
-    /// The renewal was cancelled.
-    Cancelled,
-    /// The renewal was rolled back.
-    RolledBack,
-    /// An email could not be delivered (sent to the tenant's administrators).
-    DeliveryFailed,
-}
-
-impl Kind {
-    /// Does a notice of this kind ask the recipient to act on a step (and so carry a link)?
-    pub fn asks_for_action(self) -> bool {
-        matches!(
-            self,
-            Kind::StepDue | Kind::Reminder | Kind::Escalation | Kind::WindowProposed
-        )
+/// Does `kind` ask its recipient to act on a step (and so, for someone who may, carry a
+/// link to it)? A certificate request is answered by uploading the chain, not on the page.
+pub fn asks_for_action(kind: NoticeKind) -> bool {
+    match kind {
+        NoticeKind::StepDue
+        | NoticeKind::Reminder
+        | NoticeKind::Escalation
+        | NoticeKind::WindowProposed => true,
+        NoticeKind::Inform
+        | NoticeKind::WindowAgreed
+        | NoticeKind::Completed
+        | NoticeKind::Cancelled
+        | NoticeKind::RolledBack
+        | NoticeKind::CertificateRequest => false,
     }
 }
 
-/// The `notice` object of an outbox row's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NoticeState {
-    /// Recipient role (`tenant_admin`, `integration_developer`, `receiver_admin`).
-    pub to: String,
-    /// Why.
-    pub kind: Kind,
-    /// The step concerned.
-    #[serde(default)]
-    pub step: Option<String>,
-    /// Fingerprint of the certificate to attach.
-    #[serde(default)]
-    pub attach_certificate: Option<String>,
-    /// Fingerprints of the keys the test message is signed with.
-    #[serde(default)]
-    pub test_message: Option<Vec<String>>,
-    /// Due date of the step.
-    #[serde(default)]
-    pub due_at: Option<DateTime<Utc>>,
-}
-
-/// A mail that could not be delivered, as reported to the tenant's administrators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailedMail {
-    /// Its Message-ID.
-    pub message_id: String,
-    /// Its recipient.
-    pub recipient: String,
-    /// Its subject.
-    pub subject: String,
-    /// The server's answer.
-    pub error: String,
-}
-
-/// The JSON `state` of an outbox row, as the engine's shell writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MailState {
-    /// What the notice is.
-    pub notice: NoticeState,
-    /// The renewal.
-    #[serde(default)]
-    pub renewal: Option<Uuid>,
-    /// Its procedure.
-    #[serde(default)]
-    pub procedure: Option<String>,
-    /// The alias renewed.
-    #[serde(default)]
-    pub alias: Option<String>,
-    /// The receiver's name.
-    #[serde(default)]
-    pub receiver: Option<String>,
-    /// The recipient's address.
-    #[serde(default)]
-    pub recipient: Option<String>,
-    /// The step's title.
-    #[serde(default)]
-    pub step_title: Option<String>,
-    /// The step's number in the seed.
-    #[serde(default)]
-    pub seed_step: Option<String>,
-    /// The renewal's new certificate, if there is one yet.
-    #[serde(default)]
-    pub new_certificate_fingerprint: Option<String>,
-    /// The certificate to attach, PEM.
-    #[serde(default)]
-    pub certificate_pem: Option<String>,
-    /// The test message to attach, SignedData DER in Base64.
-    #[serde(default)]
-    pub test_message_base64: Option<String>,
-    /// The certificate signing request, PEM, for a CA-signed key.
-    #[serde(default)]
-    pub csr_pem: Option<String>,
-    /// The undeliverable mail, for [`Kind::DeliveryFailed`].
-    #[serde(default)]
-    pub failed: Option<FailedMail>,
-}
-
-impl MailState {
-    /// Parses a row's `state` column.
-    pub fn parse(row: Uuid, json: &str) -> Result<MailState> {
-        serde_json::from_str(json).map_err(|e| NotifierError::BadRow {
-            id: row,
-            reason: format!("state: {e}"),
-        })
+/// The task (renewal, step) a mail links to: only a notice that asks for action, sent to
+/// someone who may do the step — never a link whose page would say "not due for you".
+pub fn link_target(mail: &OutboxMail) -> Option<(Uuid, &str)> {
+    match mail {
+        OutboxMail::Notice(m) => match (&m.access, &m.step) {
+            (Access::MayAct, Some(step)) if asks_for_action(m.notice.kind) => {
+                Some((m.renewal, step.id.as_str()))
+            }
+            _ => None,
+        },
+        OutboxMail::ExpiryWatch(_) | OutboxMail::DeliveryFailed(_) => None,
     }
+}
+
+/// Parses a row's `state` column; a row that cannot be read is a bug, reported as such.
+pub fn parse(row: Uuid, json: &str) -> Result<OutboxMail> {
+    rekey_store::mail::parse(json).map_err(|e| NotifierError::BadRow {
+        id: row,
+        reason: e.0,
+    })
 }
 
 /// What a renderer needs besides the row.
 #[derive(Debug, Clone)]
 pub struct RenderInput<'a> {
-    /// The row's state.
-    pub state: &'a MailState,
+    /// The row's content.
+    pub mail: &'a OutboxMail,
     /// The row's subject.
     pub subject: &'a str,
     /// The recipient.
     pub recipient: &'a str,
-    /// The task page's link with its token, when the notice asks for action.
+    /// The task page's link with its token, when the mail carries one.
     pub link: Option<&'a str>,
     /// When that link stops working.
     pub link_expires_at: Option<DateTime<Utc>>,
+    /// The server's base URL (for the API a person may use once a link has expired).
+    pub base_url: &'a str,
     /// When the alias's current certificate expires, if known.
     pub certificate_expires_at: Option<DateTime<Utc>>,
     /// Now.
@@ -253,105 +175,175 @@ fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn role_name(role: &str) -> &str {
+fn role_name(role: Role) -> &'static str {
     match role {
-        "tenant_admin" => "tenant administrator",
-        "integration_developer" => "integration developer",
-        "receiver_admin" => "receiver administrator",
-        other => other,
+        Role::TenantAdmin => "tenant administrator",
+        Role::IntegrationDeveloper => "integration developer",
+        Role::ReceiverAdmin => "receiver administrator",
     }
+}
+
+/// Everything one mail says, before it is laid out as text and HTML.
+struct MailText {
+    headline: String,
+    /// (label, value) rows shown in both bodies.
+    facts: Vec<(&'static str, String)>,
+    why: Option<String>,
+    /// What the recipient must do, if anything, and by when.
+    todo: String,
+    notes: Vec<String>,
+    attachments: Vec<Attachment>,
+    fingerprint: Option<String>,
+    /// Who the recipient is to rekey, for the footer.
+    as_who: String,
 }
 
 /// Renders one row.
 pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
-    let st = input.state;
-    let n = &st.notice;
-    let alias = st.alias.as_deref().unwrap_or("(unknown alias)");
-    let receiver = st.receiver.as_deref().unwrap_or("(unknown receiver)");
-    let task = st.step_title.as_deref().map(|t| match &st.seed_step {
-        Some(seed) if !seed.is_empty() => format!("{t} (step {seed})"),
-        _ => t.to_string(),
+    let body = match input.mail {
+        OutboxMail::Notice(m) => notice_body(m, input)?,
+        OutboxMail::ExpiryWatch(w) => watch_body(w, input),
+        OutboxMail::DeliveryFailed(f) => failed_body(f),
+    };
+    Ok(lay_out(input, body))
+}
+
+fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    if t > now {
+        format!("in {}", human_duration(t - now))
+    } else {
+        format!("{} ago", human_duration(now - t))
+    }
+}
+
+fn notice_body(m: &NoticeMail, input: &RenderInput<'_>) -> Result<MailText> {
+    // Destructured without `..`: a field added to the contract must be rendered (or
+    // deliberately ignored here) before this compiles.
+    let NoticeMail {
+        notice:
+            Notice {
+                to,
+                kind,
+                step: _,
+                attach_certificate: _,
+                test_message: _,
+                due_at,
+            },
+        renewal,
+        procedure,
+        alias,
+        receiver,
+        recipient,
+        step,
+        access,
+        new_certificate_fingerprint,
+        attachments:
+            Attachments {
+                certificate_chain_pem,
+                test_message_base64,
+                csr_pem,
+            },
+    } = m;
+    let kind = *kind;
+    let now = input.now;
+    let task = step.as_ref().map(|s| {
+        if s.seed.is_empty() {
+            s.title.clone()
+        } else {
+            format!("{} (step {})", s.title, s.seed)
+        }
     });
     let task_name = task
         .clone()
-        .unwrap_or_else(|| format!("renewal of {alias}"));
-    let headline = match n.kind {
-        Kind::StepDue => {
-            format!("A step of the renewal of {alias} is now due for you: {task_name}.")
-        }
-        Kind::Inform => format!("For your information, in the renewal of {alias}: {task_name}."),
-        Kind::Reminder => format!("Reminder: {task_name} is still open."),
-        Kind::Escalation => format!("Escalation: {task_name} needs attention."),
-        Kind::WindowProposed => format!(
-            "A downtime window was proposed for the renewal of {alias}; please review it and accept it."
-        ),
-        Kind::WindowAgreed => format!("The downtime window for the renewal of {alias} was agreed."),
-        Kind::Completed => format!("The renewal of {alias} is complete."),
-        Kind::Cancelled => format!("The renewal of {alias} was cancelled."),
-        Kind::RolledBack => format!("The renewal of {alias} was rolled back."),
-        Kind::DeliveryFailed => "An email from rekey could not be delivered.".to_string(),
-    };
-
-    // (label, value) rows shown in both bodies.
-    let mut facts: Vec<(&str, String)> = Vec::new();
-    if let Some(f) = &st.failed {
-        facts.push(("To", f.recipient.clone()));
-        facts.push(("Subject", f.subject.clone()));
-        facts.push(("Message-ID", f.message_id.clone()));
-        facts.push(("Error", f.error.clone()));
-    }
-    if let Some(t) = &task {
-        facts.push(("Task", t.clone()));
-    }
-    if let Some(r) = st.renewal {
-        let procedure = st
-            .procedure
-            .as_deref()
-            .map(|p| format!(" ({p})"))
-            .unwrap_or_default();
-        facts.push(("Renewal", format!("{r}{procedure}")));
-    }
-    if st.alias.is_some() {
-        facts.push(("Alias", alias.to_string()));
-    }
-    if st.receiver.is_some() {
-        facts.push(("Receiver", receiver.to_string()));
-    }
-    if let Some(due) = n.due_at {
-        facts.push(("Due by", when(due)));
-        if matches!(n.kind, Kind::Reminder | Kind::Escalation) {
-            let overdue = input.now - due;
-            if overdue > Duration::zero() {
-                facts.push(("Overdue by", human_duration(overdue)));
+        .unwrap_or_else(|| format!("the renewal of {alias}"));
+    let owner = step
+        .as_ref()
+        .map_or("people concerned", |s| role_name(s.role));
+    let headline = match kind {
+        NoticeKind::StepDue => match access {
+            Access::MayAct => {
+                format!("A step of the renewal of {alias} is now due for you: {task_name}.")
+            }
+            Access::Contact { .. } => format!(
+                "A step of the renewal of {alias} is now due for the administrator of receiver \
+                 {receiver}, for which you are listed as a contact: {task_name}."
+            ),
+            Access::Informed => {
+                format!("A step of the renewal of {alias} is now due for the {owner}: {task_name}.")
+            }
+        },
+        NoticeKind::Inform => match step.as_ref().and_then(|s| s.told.as_deref()) {
+            Some(told) => format!("For your information, in the renewal of {alias}: {told}."),
+            None => format!("For your information, in the renewal of {alias}: {task_name}."),
+        },
+        NoticeKind::Reminder => format!("Reminder: {task_name} is still open."),
+        NoticeKind::Escalation => {
+            let state = if due_at.is_some_and(|d| d < now) {
+                "is overdue"
             } else {
-                facts.push(("Time left", human_duration(-overdue)));
+                "needs attention"
+            };
+            match access {
+                Access::Informed => {
+                    format!("Escalation: {task_name}, a step of the {owner}, {state}.")
+                }
+                Access::MayAct | Access::Contact { .. } => {
+                    format!("Escalation: {task_name} {state}.")
+                }
             }
         }
+        NoticeKind::WindowProposed => format!(
+            "A downtime window was proposed for the renewal of {alias}; please review it and \
+             accept it or propose another."
+        ),
+        NoticeKind::WindowAgreed => {
+            format!("The downtime window for the renewal of {alias} was agreed.")
+        }
+        NoticeKind::Completed => format!("The renewal of {alias} is complete."),
+        NoticeKind::Cancelled => format!("The renewal of {alias} was cancelled."),
+        NoticeKind::RolledBack => format!("The renewal of {alias} was rolled back."),
+        NoticeKind::CertificateRequest => format!(
+            "The new key for alias {alias} is made and waits for a certificate from your \
+             certificate authority."
+        ),
+    };
+
+    let mut facts: Vec<(&'static str, String)> = Vec::new();
+    if let Some(t) = &task {
+        facts.push(("Task", t.clone()));
+        if let Some(s) = step {
+            let who = match s.with_role {
+                Some(w) => format!("the {} with the {}", role_name(s.role), role_name(w)),
+                None => format!("the {}", role_name(s.role)),
+            };
+            facts.push(("Done by", who));
+        }
+    }
+    facts.push(("Renewal", format!("{renewal} ({procedure})")));
+    facts.push(("Alias", alias.clone()));
+    facts.push(("Receiver", receiver.clone()));
+    if let Some(fp) = new_certificate_fingerprint {
+        facts.push(("New certificate", fp.clone()));
+    }
+    if let Some(due) = due_at {
+        facts.push(("Due by", when(*due)));
+        if *due < now {
+            facts.push(("Overdue by", human_duration(now - *due)));
+        } else if matches!(kind, NoticeKind::Reminder | NoticeKind::Escalation) {
+            facts.push(("Time left", human_duration(*due - now)));
+        }
     }
 
-    let why = match (n.kind, input.certificate_expires_at) {
-        (Kind::DeliveryFailed, _) => Some(
-            "The recipient did not get the email, so a step of a renewal may wait for someone who \
-             does not know about it. Check the address and tell them, or fix the address and run \
-             `rekey mail retry`."
-                .to_string(),
-        ),
-        (Kind::Completed | Kind::Cancelled | Kind::RolledBack, _) => None,
-        (_, Some(exp)) => {
-            let left = exp - input.now;
-            let rel = if left > Duration::zero() {
-                format!("in {}", human_duration(left))
-            } else {
-                format!("{} ago", human_duration(-left))
-            };
-            Some(format!(
-                "The certificate that signs for alias {alias} expires on {} ({rel}). Messages \
-                 signed with it after that date will be rejected by {receiver}, so the new key must \
-                 be in use before then; every step keeps {receiver} able to verify each message \
-                 in the meantime.",
-                when(exp)
-            ))
-        }
+    let why = match (kind, input.certificate_expires_at) {
+        (NoticeKind::Completed | NoticeKind::Cancelled | NoticeKind::RolledBack, _) => None,
+        (_, Some(exp)) => Some(format!(
+            "The certificate that signs for alias {alias} expires on {} ({}). Messages signed \
+             with it after that date will be rejected by {receiver}, so the new key must be in \
+             use before then; every step keeps {receiver} able to verify each message in the \
+             meantime.",
+            when(exp),
+            relative(exp, now)
+        )),
         (_, None) => Some(format!(
             "Until the renewal of {alias} completes, the signing key cannot be replaced without \
              risking messages that {receiver} cannot verify."
@@ -361,15 +353,28 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
     let mut attachments = Vec::new();
     let mut fingerprint = None;
     let mut notes: Vec<String> = Vec::new();
-    if let Some(pem) = &st.certificate_pem {
-        let cert = rekey_crypto::Certificate::from_pem(pem).map_err(|e| {
+    if let Some(pem) = certificate_chain_pem {
+        let chain = rekey_crypto::Certificate::parse_pem_chain(pem).map_err(|e| {
             NotifierError::Message(format!("the certificate to attach is not readable: {e}"))
         })?;
-        let fp = cert.fingerprint().to_string();
+        let leaf = chain.first().ok_or_else(|| {
+            NotifierError::Message("the certificate chain to attach is empty".into())
+        })?;
+        let fp = leaf.fingerprint().to_string();
+        let issuers = match chain.len() {
+            1 => String::new(),
+            2 => ", followed by the certificate of its issuer,".into(),
+            n => format!(", followed by the {} certificates of its issuers,", n - 1),
+        };
+        let confirm = if matches!(access, Access::MayAct) && asks_for_action(kind) {
+            ", and give this fingerprint when you confirm the step"
+        } else {
+            ""
+        };
         notes.push(format!(
-            "The new certificate is attached as certificate.pem. Its SHA-256 fingerprint is\n  \
-             {fp}\nCompare it with the file before you install it in {receiver}, and give this \
-             fingerprint when you confirm the step."
+            "The new certificate is attached as certificate.pem{issuers}. Its SHA-256 \
+             fingerprint is\n  {fp}\nCompare it with the file before you install it in \
+             {receiver}{confirm}."
         ));
         attachments.push(Attachment {
             filename: "certificate.pem".into(),
@@ -378,7 +383,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
         });
         fingerprint = Some(fp);
     }
-    if let Some(b64) = &st.test_message_base64 {
+    if let Some(b64) = test_message_base64 {
         let der = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| NotifierError::Message(format!("the test message is not Base64: {e}")))?;
@@ -395,10 +400,10 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
             content: der,
         });
     }
-    if let Some(csr) = &st.csr_pem {
+    if let Some(csr) = csr_pem {
         notes.push(
             "The certificate signing request for the new key is attached as \
-             certificate-request.pem; have it signed by your CA and upload the chain."
+             certificate-request.pem."
                 .to_string(),
         );
         attachments.push(Attachment {
@@ -407,35 +412,221 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
             content: crlf(csr).into_bytes(),
         });
     }
+    if kind == NoticeKind::CertificateRequest && csr_pem.is_none() {
+        return Err(NotifierError::Message(
+            "a certificate request mail without the certificate request".into(),
+        ));
+    }
 
+    let by = due_at
+        .map(|d| format!(" by {}", when(d)))
+        .unwrap_or_default();
+    let todo = match (kind, access) {
+        (_, Access::Contact { command }) if asks_for_action(kind) => format!(
+            "You have no rekey account for receiver {receiver}, so this mail carries no link to \
+             the step. To do it{by}, ask a tenant administrator to give you access; they run\n  \
+             {command}\nThe mails after that carry a personal link."
+        ),
+        (_, Access::Contact { command }) => format!(
+            "Nothing, for this mail. You get it as a contact of receiver {receiver}; to act on \
+             its steps, ask a tenant administrator to give you access with\n  {command}"
+        ),
+        (NoticeKind::CertificateRequest, _) => format!(
+            "Have your certificate authority sign certificate-request.pem (`openssl req -in \
+             certificate-request.pem -verify -noout` checks it), then upload the certificate \
+             followed by its issuers:\n  rekey renewal upload-cert {renewal} --cert chain.pem \
+             --as {recipient}\nor POST it to {}/api/renewals/{renewal}/certificate. `rekey \
+             renewal csr {renewal}` and the renewal's page show the request again.",
+            input.base_url
+        ),
+        (NoticeKind::WindowProposed, Access::MayAct) => {
+            "Open the link below and accept the window, or propose another.".to_string()
+        }
+        (k, Access::MayAct) if asks_for_action(k) => {
+            format!("Open the link below and do the step{by}.")
+        }
+        (NoticeKind::StepDue | NoticeKind::Reminder | NoticeKind::Escalation, _) => {
+            let cancel = if *to == Role::TenantAdmin {
+                format!(
+                    "; if it cannot be done, cancel the renewal (`rekey renewal cancel {renewal} \
+                     --as {recipient}`), or roll it back once past the point of no return"
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "You cannot do this step yourself: it is the {owner}'s. Ask them to do it{by}{cancel}."
+            )
+        }
+        _ => "Nothing: this mail is for your information.".to_string(),
+    };
+    if let Some(exp) = input.link_expires_at.filter(|_| input.link.is_some()) {
+        let due = due_at
+            .map(|d| format!(" (it is due by {})", when(d)))
+            .unwrap_or_default();
+        notes.push(format!(
+            "The link works once, for you only, until {}. If it has expired before you have \
+             done the step{due}, the next reminder brings a new one; or, with an API token (a \
+             tenant administrator runs `rekey user token --email {recipient}`), `GET \
+             {}/api/tasks` lists the step and {}/openapi.json says how to do it.",
+            when(exp),
+            input.base_url,
+            input.base_url
+        ));
+    }
+    let as_who = match access {
+        Access::Contact { .. } => format!("a contact of receiver {receiver}"),
+        Access::MayAct | Access::Informed => role_name(*to).to_string(),
+    };
+    Ok(MailText {
+        headline,
+        facts,
+        why,
+        todo,
+        notes,
+        attachments,
+        fingerprint,
+        as_who,
+    })
+}
+
+fn watch_body(w: &WatchMail, input: &RenderInput<'_>) -> MailText {
+    let WatchMail {
+        recipient: _,
+        alias,
+        fingerprint,
+        not_after,
+        procedure,
+        receiver,
+        lead_days,
+        renew_before_days,
+        latest_start,
+        start_command,
+        not_opened_because,
+    } = w;
+    let now = input.now;
+    let overdue = *latest_start < now;
+    let headline = if overdue {
+        format!(
+            "No renewal of alias {alias} exists, and it is overdue: it should have started by {} \
+             ({}). Its certificate expires on {} ({}).",
+            when(*latest_start),
+            relative(*latest_start, now),
+            when(*not_after),
+            relative(*not_after, now)
+        )
+    } else {
+        format!(
+            "It is time to renew alias {alias}: start the renewal by {}. Its certificate \
+             expires on {} ({}).",
+            when(*latest_start),
+            when(*not_after),
+            relative(*not_after, now)
+        )
+    };
+    let receiver_name = receiver.as_deref().unwrap_or("the receiver");
+    let mut facts: Vec<(&'static str, String)> = vec![
+        ("Alias", alias.clone()),
+        ("Certificate SHA-256", fingerprint.clone()),
+        ("Expires", when(*not_after)),
+        (
+            "Procedure",
+            procedure.map_or_else(
+                || "not known: the tenant has several receivers (or none); planned with the longest".to_string(),
+                |p| p.to_string(),
+            ),
+        ),
+        ("Receiver", receiver.clone().unwrap_or_else(|| "not known".into())),
+        (
+            "Lead time",
+            format!("{lead_days} days for the procedure's steps + {renew_before_days} days margin"),
+        ),
+        ("Start by", when(*latest_start)),
+    ];
+    if overdue {
+        facts.push(("Overdue by", human_duration(now - *latest_start)));
+    }
+    MailText {
+        headline,
+        facts,
+        why: Some(format!(
+            "Messages signed with this certificate after {} will be rejected by {receiver_name}. \
+             The renewal's steps take up to {lead_days} days, so it must start early enough for \
+             every step to finish before then.",
+            when(*not_after)
+        )),
+        todo: format!(
+            "Start the renewal:\n  {start_command}\n(or in the web inbox). rekey did not open it \
+             itself because {not_opened_because}."
+        ),
+        notes: Vec::new(),
+        attachments: Vec::new(),
+        fingerprint: None,
+        as_who: role_name(Role::TenantAdmin).to_string(),
+    }
+}
+
+fn failed_body(f: &FailedMail) -> MailText {
+    let FailedMail {
+        recipient: _,
+        message_id,
+        failed_recipient,
+        subject,
+        error,
+        renewal,
+        alias,
+    } = f;
+    let mut facts: Vec<(&'static str, String)> = vec![
+        ("To", failed_recipient.clone()),
+        ("Subject", subject.clone()),
+        ("Message-ID", message_id.clone()),
+        ("Error", error.clone()),
+    ];
+    if let Some(r) = renewal {
+        facts.push(("Renewal", r.to_string()));
+    }
+    if let Some(a) = alias {
+        facts.push(("Alias", a.clone()));
+    }
+    MailText {
+        headline: "An email from rekey could not be delivered.".into(),
+        facts,
+        why: Some(
+            "The recipient did not get the email, so a step of a renewal may wait for someone \
+             who does not know about it."
+                .into(),
+        ),
+        todo: "Check the address and tell them, or fix the address and queue the mail again \
+               with `rekey mail retry <id>` (`rekey mail list --state failed` shows the id)."
+            .into(),
+        notes: Vec::new(),
+        attachments: Vec::new(),
+        fingerprint: None,
+        as_who: role_name(Role::TenantAdmin).to_string(),
+    }
+}
+
+fn lay_out(input: &RenderInput<'_>, b: MailText) -> Rendered {
     let footer = format!(
         "This message was sent by rekey to {} as {}.",
-        input.recipient,
-        role_name(&n.to)
+        input.recipient, b.as_who
     );
-
     // Plain text.
     let mut text = String::new();
-    let _ = writeln!(text, "Hello,\n\n{headline}\n");
-    let width = facts.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1;
-    for (label, value) in &facts {
+    let _ = writeln!(text, "Hello,\n\n{}\n", b.headline);
+    let width = b.facts.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 1;
+    for (label, value) in &b.facts {
         let _ = writeln!(text, "  {:<width$} {value}", format!("{label}:"));
     }
-    if let Some(w) = &why {
+    let _ = writeln!(text, "\nWhat to do: {}", b.todo);
+    if let Some(w) = &b.why {
         let _ = writeln!(text, "\nWhy it matters: {w}");
-    }
-    for note in &notes {
-        let _ = writeln!(text, "\n{note}");
     }
     if let Some(link) = input.link {
         let _ = writeln!(text, "\nOpen the task: {link}");
-        if let Some(exp) = input.link_expires_at {
-            let _ = writeln!(
-                text,
-                "(The link works once, for you only, until {}.)",
-                when(exp)
-            );
-        }
+    }
+    for note in &b.notes {
+        let _ = writeln!(text, "\n{note}");
     }
     let _ = writeln!(text, "\n-- \n{footer}");
 
@@ -446,10 +637,10 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head><body>",
         html_escape(input.subject)
     );
-    let _ = writeln!(html, "<p>Hello,</p>\n<p>{}</p>", html_escape(&headline));
-    if !facts.is_empty() {
+    let _ = writeln!(html, "<p>Hello,</p>\n<p>{}</p>", html_escape(&b.headline));
+    if !b.facts.is_empty() {
         let _ = writeln!(html, "<table>");
-        for (label, value) in &facts {
+        for (label, value) in &b.facts {
             let _ = writeln!(
                 html,
                 "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
@@ -459,40 +650,37 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
         }
         let _ = writeln!(html, "</table>");
     }
-    if let Some(w) = &why {
+    let _ = writeln!(
+        html,
+        "<p><strong>What to do:</strong> {}</p>",
+        html_escape(&b.todo).replace('\n', "<br>\n")
+    );
+    if let Some(w) = &b.why {
         let _ = writeln!(
             html,
             "<p><strong>Why it matters:</strong> {}</p>",
             html_escape(w)
         );
     }
-    for note in &notes {
-        let _ = writeln!(html, "<p>{}</p>", html_escape(note).replace('\n', "<br>\n"));
-    }
     if let Some(link) = input.link {
         let l = html_escape(link);
         let _ = writeln!(html, "<p><a href=\"{l}\">Open the task</a><br>{l}</p>");
-        if let Some(exp) = input.link_expires_at {
-            let _ = writeln!(
-                html,
-                "<p><small>The link works once, for you only, until {}.</small></p>",
-                html_escape(&when(exp))
-            );
-        }
+    }
+    for note in &b.notes {
+        let _ = writeln!(html, "<p>{}</p>", html_escape(note).replace('\n', "<br>\n"));
     }
     let _ = writeln!(
         html,
         "<hr><p><small>{}</small></p>\n</body></html>",
         html_escape(&footer)
     );
-
-    Ok(Rendered {
+    Rendered {
         subject: input.subject.to_string(),
         text: crlf(&text),
         html: crlf(&html),
-        attachments,
-        certificate_fingerprint: fingerprint,
-    })
+        attachments: b.attachments,
+        certificate_fingerprint: b.fingerprint,
+    }
 }
 
 fn mailbox(field: &'static str, value: &str) -> Result<Mailbox> {
@@ -561,41 +749,54 @@ pub fn message(env: Envelope<'_>, r: &Rendered) -> Result<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rekey_store::mail::StepInfo;
 
-    fn state(kind: Kind) -> MailState {
-        MailState {
-            notice: NoticeState {
-                to: "receiver_admin".into(),
+    fn notice(kind: NoticeKind) -> OutboxMail {
+        OutboxMail::Notice(NoticeMail {
+            notice: Notice {
+                to: Role::ReceiverAdmin,
                 kind,
                 step: Some("switch-receiver".into()),
                 attach_certificate: None,
                 test_message: None,
                 due_at: Some(DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000)),
             },
-            renewal: Some(Uuid::nil()),
-            procedure: Some("dual-trust".into()),
-            alias: Some("orders <&> \"x\"".into()),
-            receiver: Some("acme".into()),
-            recipient: Some("a@b.example".into()),
-            step_title: Some("Receiver trusts the new certificate".into()),
-            seed_step: Some("3".into()),
+            renewal: Uuid::nil(),
+            procedure: rekey_engine::ProcedureId::DualTrust,
+            alias: "orders <&> \"x\"".into(),
+            receiver: "acme".into(),
+            recipient: "a@b.example".into(),
+            step: Some(StepInfo {
+                id: "switch-receiver".into(),
+                title: "Receiver trusts the new certificate".into(),
+                seed: "3".into(),
+                role: Role::ReceiverAdmin,
+                with_role: None,
+                told: None,
+            }),
+            access: Access::MayAct,
             new_certificate_fingerprint: None,
-            certificate_pem: None,
-            test_message_base64: None,
-            csr_pem: None,
-            failed: None,
+            attachments: Attachments::default(),
+        })
+    }
+
+    fn input<'a>(mail: &'a OutboxMail, now: DateTime<Utc>) -> RenderInput<'a> {
+        RenderInput {
+            mail,
+            subject: "[rekey] Reminder",
+            recipient: "a@b.example",
+            link: link_target(mail).map(|_| "https://rekey.example/tasks/abc"),
+            link_expires_at: Some(now + Duration::hours(72)),
+            base_url: "https://rekey.example",
+            certificate_expires_at: Some(now + Duration::days(30)),
+            now,
         }
     }
 
-    fn input<'a>(st: &'a MailState, now: DateTime<Utc>) -> RenderInput<'a> {
-        RenderInput {
-            state: st,
-            subject: "[rekey] Reminder",
-            recipient: "a@b.example",
-            link: Some("https://rekey.example/tasks/abc"),
-            link_expires_at: Some(now + Duration::hours(72)),
-            certificate_expires_at: Some(now + Duration::days(30)),
-            now,
+    fn due(m: &OutboxMail) -> DateTime<Utc> {
+        match m {
+            OutboxMail::Notice(n) => n.notice.due_at.unwrap_or_default(),
+            _ => DateTime::<Utc>::UNIX_EPOCH,
         }
     }
 
@@ -607,12 +808,15 @@ mod tests {
 
     #[test]
     fn reminder_says_how_overdue_with_link_and_expiry() -> Result<()> {
-        let st = state(Kind::Reminder);
-        let due = st.notice.due_at.unwrap_or_default();
-        let now = due + Duration::days(2) + Duration::hours(3);
-        let r = render(&input(&st, now))?;
+        let m = notice(NoticeKind::Reminder);
+        let now = due(&m) + Duration::days(2) + Duration::hours(3);
+        let r = render(&input(&m, now))?;
         assert!(r.text.contains("Overdue by: 2 days 3 hours"), "{}", r.text);
         assert!(r.text.contains("https://rekey.example/tasks/abc"));
+        assert!(
+            r.text
+                .contains("If it has expired before you have done the step")
+        );
         assert!(
             r.text
                 .contains("Receiver trusts the new certificate (step 3)")
@@ -632,9 +836,9 @@ mod tests {
 
     #[test]
     fn header_values_with_cr_or_lf_are_refused() -> Result<()> {
-        let st = state(Kind::StepDue);
+        let m = notice(NoticeKind::StepDue);
         let now = Utc::now();
-        let mut r = render(&input(&st, now))?;
+        let mut r = render(&input(&m, now))?;
         let env = Envelope {
             from: "rekey@localhost",
             to: "a@b.example",
@@ -665,10 +869,10 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_renders_what_is_due_for_which_renewal_and_why() -> Result<()> {
-        use Kind::*;
+    fn every_kind_renders_what_happened_what_to_do_and_why() -> Result<()> {
+        use NoticeKind::*;
         let now = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_001);
-        for kind in [
+        let mut mails: Vec<OutboxMail> = [
             StepDue,
             Inform,
             Reminder,
@@ -678,44 +882,49 @@ mod tests {
             Completed,
             Cancelled,
             RolledBack,
-            DeliveryFailed,
-        ] {
-            let mut st = state(kind);
-            if kind == DeliveryFailed {
-                st.failed = Some(FailedMail {
-                    message_id: "<m@rekey>".into(),
-                    recipient: "gone@x.example".into(),
-                    subject: "s".into(),
-                    error: "550 no such user".into(),
-                });
-            }
-            let mut i = input(&st, now);
-            if !kind.asks_for_action() {
-                i.link = None;
-            }
-            let r = render(&i)?;
+        ]
+        .into_iter()
+        .map(notice)
+        .collect();
+        let mut csr = notice(CertificateRequest);
+        if let OutboxMail::Notice(n) = &mut csr {
+            n.attachments.csr_pem = Some(
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+                    .into(),
+            );
+        }
+        mails.push(csr);
+        mails.push(OutboxMail::DeliveryFailed(FailedMail {
+            recipient: "a@b.example".into(),
+            message_id: "<m@rekey>".into(),
+            failed_recipient: "gone@x.example".into(),
+            subject: "s".into(),
+            error: "550 no such user".into(),
+            renewal: Some(Uuid::nil()),
+            alias: Some("orders".into()),
+        }));
+        for m in &mails {
+            let r = render(&input(m, now))?;
             for body in [&r.text, &r.html] {
                 assert!(
                     body.contains("00000000-0000-0000-0000-000000000000"),
-                    "{kind:?}"
+                    "{m:?}"
                 );
-                assert!(body.contains("acme"), "{kind:?}");
-                assert!(body.contains("receiver administrator"), "{kind:?}");
-                assert!(!body.replace("\r\n", "").contains(['\r', '\n']), "{kind:?}");
+                assert!(body.contains("What to do:"), "{m:?}");
+                assert!(!body.replace("\r\n", "").contains(['\r', '\n']), "{m:?}");
             }
-            let final_kind = matches!(kind, Completed | Cancelled | RolledBack);
-            assert_eq!(r.text.contains("Why it matters"), !final_kind, "{kind:?}");
-            assert_eq!(
-                r.text.contains("/tasks/"),
-                kind.asks_for_action(),
-                "{kind:?}"
-            );
-            assert_eq!(
-                r.text.contains("Overdue by"),
-                matches!(kind, Reminder | Escalation),
-                "{kind:?}"
-            );
-            if kind == DeliveryFailed {
+            let (final_kind, action) = match m {
+                OutboxMail::Notice(n) => (
+                    matches!(n.notice.kind, Completed | Cancelled | RolledBack),
+                    asks_for_action(n.notice.kind),
+                ),
+                _ => (false, false),
+            };
+            assert_eq!(r.text.contains("Why it matters"), !final_kind, "{m:?}");
+            assert_eq!(r.text.contains("/tasks/"), action, "{m:?}");
+            if let OutboxMail::Notice(_) = m {
+                assert!(r.text.contains("acme") && r.text.contains("receiver administrator"));
+            } else {
                 assert!(r.text.contains("550 no such user") && r.text.contains("gone@x.example"));
             }
             message(
@@ -732,21 +941,28 @@ mod tests {
     }
 
     #[test]
-    fn a_ca_signed_key_step_attaches_the_csr_with_crlf() -> Result<()> {
-        let mut st = state(Kind::StepDue);
-        st.csr_pem = Some(
-            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n".into(),
+    fn a_contact_without_an_account_gets_no_link_and_the_command_for_access() -> Result<()> {
+        let mut m = notice(NoticeKind::StepDue);
+        if let OutboxMail::Notice(n) = &mut m {
+            n.access = Access::Contact {
+                command: "rekey user add --tenant t --email a@b.example --role receiver_admin --receiver acme".into(),
+            };
+        }
+        assert_eq!(link_target(&m), None);
+        let r = render(&input(&m, Utc::now()))?;
+        assert!(!r.text.contains("/tasks/"), "{}", r.text);
+        assert!(r.text.contains("no rekey account"), "{}", r.text);
+        assert!(
+            r.text
+                .contains("rekey user add --tenant t --email a@b.example")
         );
-        let r = render(&input(&st, Utc::now()))?;
-        let csr = r
-            .attachments
-            .iter()
-            .find(|a| a.filename == "certificate-request.pem")
-            .map(|a| a.content.clone())
-            .unwrap_or_default();
-        assert!(csr.starts_with(b"-----BEGIN CERTIFICATE REQUEST-----\r\nAAAA\r\n"));
-        assert!(r.text.contains("certificate-request.pem"));
         Ok(())
+    }
+
+    #[test]
+    fn a_certificate_request_mail_without_its_request_is_a_bug() {
+        let m = notice(NoticeKind::CertificateRequest);
+        assert!(render(&input(&m, Utc::now())).is_err());
     }
 
     #[test]

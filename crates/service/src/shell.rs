@@ -10,6 +10,7 @@ use rekey_engine::{
     RenewalStatus, Role, StartParams, StepStatus, Transition, World,
 };
 use rekey_store::entity::{outbox, renewal as renewal_row, timer};
+use rekey_store::mail::{Access, Attachments, NoticeMail, OutboxMail, StepInfo};
 use rekey_store::{
     DatabaseTransaction, Email, ReceiverId, Store, TenantId, audit, flows, keystore, pending,
     receivers, users,
@@ -242,6 +243,27 @@ impl Service {
         let outcome = self.carry_out(&txn, t, &actor, version, now).await?;
         commit(txn).await?;
         Ok(outcome)
+    }
+
+    /// The certificate signing request (PEM) of a CA-signed renewal's new key, while the
+    /// renewal waits for its CA-signed chain.
+    pub async fn certificate_request(&self, id: Uuid) -> Result<String> {
+        let r = self.renewal(id).await?;
+        if !r.ca_signed {
+            return Err(ServiceError::Input(format!(
+                "renewal {id} is not CA-signed: its new key gets a self-signed certificate, \
+                 there is no certificate request"
+            )));
+        }
+        pending::waiting_csr(self.store.db(), id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Input(format!(
+                    "renewal {id} has no certificate request waiting: its key is made when \
+                     \"create-key-pair\" is approved, and the request is gone once the chain \
+                     is uploaded"
+                ))
+            })
     }
 
     /// A renewal by id.
@@ -657,6 +679,41 @@ impl Service {
         Ok(self.key_and_cert(conn, r, cert).await?.1)
     }
 
+    /// A certificate of the renewal with the issuers stored with it, leaf first.
+    async fn chain(
+        &self,
+        conn: &impl ConnectionTrait,
+        r: &Renewal,
+        cert: &CertId,
+    ) -> Result<Vec<Certificate>> {
+        let tenant = tenant_of(r)?;
+        if let Some(p) = pending::get(conn, self.store.kek()?, r.id).await?
+            && p.chain
+                .first()
+                .is_some_and(|c| c.fingerprint().to_string() == cert.0)
+        {
+            return Ok(p.chain);
+        }
+        for a in [Some(r.alias.as_str()), r.new_alias.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            let a = alias(a)?;
+            let mut entries = keystore::history(conn, tenant, &a).await?;
+            entries.extend(keystore::find_current(conn, tenant, &a).await?);
+            if let Some(e) = entries
+                .into_iter()
+                .find(|e| e.fingerprint.to_string() == cert.0)
+            {
+                return Ok(e.chain);
+            }
+        }
+        Err(ServiceError::Corrupt(format!(
+            "certificate {cert} is not known to renewal {}",
+            r.id
+        )))
+    }
+
     async fn key_and_cert(
         &self,
         conn: &impl ConnectionTrait,
@@ -699,7 +756,9 @@ impl Service {
         )))
     }
 
-    /// Queues one outbox row per person holding the notice's role in scope.
+    /// Queues one outbox row per person holding the notice's role in scope (and, for the
+    /// receiver administrator, per contact address of the receiver), each saying what that
+    /// person may do: act through a link, only be told, or ask for access first.
     async fn queue(
         &self,
         txn: &DatabaseTransaction,
@@ -716,33 +775,61 @@ impl Service {
                 receiver: receiver.id,
             },
         };
-        let mut to: Vec<String> = users::holders(txn, &grant)
+        let holders: Vec<String> = users::holders(txn, &grant)
             .await?
             .into_iter()
             .map(|u| u.email.to_string())
             .collect();
+        // (address, holds the role as a registered user)
+        let mut to: Vec<(String, bool)> = holders.iter().map(|e| (e.clone(), true)).collect();
         if n.to == Role::ReceiverAdmin {
-            to.extend(receiver.admin_emails.iter().map(|e| e.to_string()));
+            to.extend(
+                receiver
+                    .admin_emails
+                    .iter()
+                    .map(|e| e.to_string())
+                    .filter(|e| !holders.contains(e))
+                    .map(|e| (e, false)),
+            );
         }
         to.sort();
         to.dedup();
         let def = self.catalog.get(r.procedure);
         let step = n.step.as_deref().and_then(|s| def.step(s));
-        let certificate_pem = match &n.attach_certificate {
-            Some(c) => Some(self.certificate(txn, r, c).await?.to_pem()),
-            None => None,
+        let mut attachments = Attachments {
+            certificate_chain_pem: match &n.attach_certificate {
+                Some(c) => Some(
+                    self.chain(txn, r, c)
+                        .await?
+                        .iter()
+                        .map(Certificate::to_pem)
+                        .collect(),
+                ),
+                None => None,
+            },
+            test_message_base64: match &n.test_message {
+                Some(certs) => Some(self.test_message(txn, r, certs).await?),
+                None => None,
+            },
+            csr_pem: match n.kind {
+                NoticeKind::CertificateRequest => {
+                    Some(pending::waiting_csr(txn, r.id).await?.ok_or_else(|| {
+                        ServiceError::Corrupt(format!(
+                            "renewal {} asks for a certificate but has no certificate request",
+                            r.id
+                        ))
+                    })?)
+                }
+                _ => None,
+            },
         };
-        let test_message = match &n.test_message {
-            Some(certs) => Some(self.test_message(txn, r, certs).await?),
-            None => None,
-        };
-        let csr_pem = if n.kind == NoticeKind::CertificateRequest {
-            pending::get(txn, self.store.kek()?, r.id)
-                .await?
-                .and_then(|p| p.csr_pem)
-        } else {
-            None
-        };
+        let owner = step.is_some_and(|s| s.role == n.to || s.with_role == Some(n.to));
+        if attachments.is_empty()
+            && owner
+            && matches!(n.kind, NoticeKind::Reminder | NoticeKind::Escalation)
+        {
+            attachments = self.original_attachments(txn, r, n).await?;
+        }
         let ordinal = n.step.as_deref().and_then(|s| r.step(s)).map_or(0, |s| {
             if n.kind == NoticeKind::Reminder {
                 s.reminders
@@ -751,11 +838,24 @@ impl Service {
             }
         });
         let title = step.map_or_else(|| format!("renewal of {}", r.alias), |s| s.title.clone());
+        let role_name = |role: Role| match role {
+            Role::TenantAdmin => "tenant administrator",
+            Role::IntegrationDeveloper => "integration developer",
+            Role::ReceiverAdmin => "receiver administrator",
+        };
         let subject = match n.kind {
             NoticeKind::StepDue => format!("[rekey] Your step is due: {title}"),
-            NoticeKind::Inform => format!("[rekey] {title}"),
+            NoticeKind::Inform => match step.and_then(|s| s.told.as_deref()) {
+                Some(told) => format!("[rekey] {}: {told}", r.alias),
+                None => format!("[rekey] For your information: {title}"),
+            },
             NoticeKind::Reminder => format!("[rekey] Reminder: {title}"),
-            NoticeKind::Escalation => format!("[rekey] Overdue: {title}"),
+            NoticeKind::Escalation => match step {
+                Some(s) if !owner => {
+                    format!("[rekey] Overdue at the {}: {title}", role_name(s.role))
+                }
+                _ => format!("[rekey] Overdue: {title}"),
+            },
             NoticeKind::WindowProposed => {
                 format!("[rekey] Downtime window proposed for {}", r.alias)
             }
@@ -774,8 +874,9 @@ impl Service {
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
+        let tenant_name = rekey_store::tenants::get(txn, tenant).await?.name;
         let mut out = Vec::new();
-        for email in to {
+        for (email, registered) in to {
             let message_id = format!(
                 "<{}@rekey>",
                 hash_id(&[
@@ -793,19 +894,36 @@ impl Service {
             if exists.is_some() {
                 continue; // the same notice to the same person is sent once
             }
-            let state = serde_json::json!({
-                "notice": n,
-                "renewal": r.id,
-                "procedure": r.procedure,
-                "alias": r.alias,
-                "receiver": receiver.name.to_string(),
-                "recipient": email,
-                "step_title": step.map(|s| s.title.clone()),
-                "seed_step": step.map(|s| s.seed.clone()),
-                "new_certificate_fingerprint": r.new_cert.as_ref().map(|c| c.0.clone()),
-                "certificate_pem": certificate_pem,
-                "test_message_base64": test_message,
-                "csr_pem": csr_pem,
+            let access = if !registered {
+                Access::Contact {
+                    command: format!(
+                        "rekey user add --tenant {tenant_name} --email {email} --role receiver_admin --receiver {}",
+                        receiver.name
+                    ),
+                }
+            } else if owner {
+                Access::MayAct
+            } else {
+                Access::Informed
+            };
+            let mail = OutboxMail::Notice(NoticeMail {
+                notice: n.clone(),
+                renewal: r.id,
+                procedure: r.procedure,
+                alias: r.alias.clone(),
+                receiver: receiver.name.to_string(),
+                recipient: email.clone(),
+                step: step.map(|s| StepInfo {
+                    id: s.id.clone(),
+                    title: s.title.clone(),
+                    seed: s.seed.clone(),
+                    role: s.role,
+                    with_role: s.with_role,
+                    told: s.told.clone(),
+                }),
+                access,
+                new_certificate_fingerprint: r.new_cert.as_ref().map(|c| c.0.clone()),
+                attachments: attachments.clone(),
             });
             outbox::ActiveModel {
                 id: Set(Uuid::new_v4()),
@@ -814,7 +932,7 @@ impl Service {
                 message_id: Set(message_id.clone()),
                 recipients: Set(email.clone()),
                 subject: Set(subject.clone()),
-                state: Set(state.to_string()),
+                state: Set(mail.to_json()),
                 status: Set("queued".into()),
                 attempts: Set(0),
                 next_attempt_at: Set(now),
@@ -836,6 +954,43 @@ impl Service {
             });
         }
         Ok(out)
+    }
+
+    /// The files of the first mail that asked `n`'s recipients to do `n`'s step (the step
+    /// becoming due, or the certificate request), so that a reminder or escalation carries
+    /// them again.
+    async fn original_attachments(
+        &self,
+        txn: &DatabaseTransaction,
+        r: &Renewal,
+        n: &Notice,
+    ) -> Result<Attachments> {
+        let rows = outbox::Entity::find()
+            .filter(outbox::Column::RenewalId.eq(r.id))
+            .order_by_asc(outbox::Column::CreatedAt)
+            .all(txn)
+            .await?;
+        let mut found = Attachments::default();
+        for row in rows {
+            let mail = rekey_store::mail::parse(&row.state)
+                .map_err(|e| ServiceError::Corrupt(format!("outbox row {}: {e}", row.id)))?;
+            if let OutboxMail::Notice(m) = mail
+                && m.notice.to == n.to
+                && m.notice.step == n.step
+                && matches!(
+                    m.notice.kind,
+                    NoticeKind::StepDue | NoticeKind::CertificateRequest
+                )
+            {
+                // The certificate request, when there is one, supersedes the bare step mail.
+                let a = m.attachments;
+                found.certificate_chain_pem =
+                    a.certificate_chain_pem.or(found.certificate_chain_pem);
+                found.test_message_base64 = a.test_message_base64.or(found.test_message_base64);
+                found.csr_pem = a.csr_pem.or(found.csr_pem);
+            }
+        }
+        Ok(found)
     }
 
     /// A SignedData over [`TEST_PAYLOAD`] signed by exactly these certificates' keys, with the

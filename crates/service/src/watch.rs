@@ -18,7 +18,10 @@
 use chrono::{DateTime, Duration, Utc};
 use rekey_engine::{ProcedureId, Renewal, RenewalStatus};
 use rekey_store::entity::{outbox, renewal as renewal_row};
-use rekey_store::{Grant, KeystoreEntry, Receiver, TenantId, audit, flows, keystore, receivers};
+use rekey_store::mail::{OutboxMail, WatchMail};
+use rekey_store::{
+    Grant, KeystoreEntry, Receiver, StepRef, TenantId, audit, flows, keystore, receivers,
+};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -170,7 +173,7 @@ pub async fn run_once(
     for tenant in rekey_store::tenants::list(db).await? {
         let usage = flows::all_alias_usage(db, tenant.id).await?;
         let recs = receivers::list(db, tenant.id).await?;
-        for alias in usage.keys() {
+        for (alias, used_by) in &usage {
             let Some(entry) = keystore::find_current(db, tenant.id, alias).await? else {
                 continue; // a prepared alias without a key: nothing expires
             };
@@ -189,7 +192,13 @@ pub async fn run_once(
             if now < latest {
                 continue;
             }
-            let action = act(service, &entry, receiver, procedure, now, opts).await?;
+            let plan = Plan {
+                tenant_name: tenant.name.to_string(),
+                used_by: used_by.first().cloned(),
+                receiver,
+                procedure,
+            };
+            let action = act(service, &entry, &plan, now, opts).await?;
             report.aliases.push(AliasDue {
                 tenant: tenant.id,
                 tenant_name: tenant.name.to_string(),
@@ -224,14 +233,25 @@ async fn existing(service: &Service, e: &KeystoreEntry) -> Result<Option<Renewal
     Ok(None)
 }
 
+/// What the watch knows about an alias beyond its keystore entry.
+struct Plan<'a> {
+    tenant_name: String,
+    /// A signer step listing the alias.
+    used_by: Option<StepRef>,
+    /// The receiver, when the tenant has exactly one.
+    receiver: Option<&'a Receiver>,
+    /// The procedure planned with.
+    procedure: Option<ProcedureId>,
+}
+
 async fn act(
     service: &Service,
     e: &KeystoreEntry,
-    receiver: Option<&Receiver>,
-    procedure: Option<ProcedureId>,
+    plan: &Plan<'_>,
     now: DateTime<Utc>,
     opts: &WatchOptions,
 ) -> Result<WatchAction> {
+    let (receiver, procedure) = (plan.receiver, plan.procedure);
     if let Some(r) = existing(service, e).await? {
         return Ok(WatchAction::AlreadyRenewing {
             renewal: r.id,
@@ -267,15 +287,14 @@ async fn act(
             }
         }
     }
-    notify(service, e, receiver, procedure, now, opts, reason).await
+    notify(service, e, plan, now, opts, reason).await
 }
 
 /// Queues the notice to every tenant administrator, once per alias and certificate.
 async fn notify(
     service: &Service,
     e: &KeystoreEntry,
-    receiver: Option<&Receiver>,
-    procedure: Option<ProcedureId>,
+    plan: &Plan<'_>,
     now: DateTime<Utc>,
     opts: &WatchOptions,
     reason: Option<String>,
@@ -284,27 +303,34 @@ async fn notify(
     let admins =
         rekey_store::users::holders(&txn, &Grant::TenantAdmin { tenant: e.tenant }).await?;
     let fp = e.fingerprint.to_string();
-    let latest = latest_start(service, procedure, e.not_after, opts.renew_before);
+    let latest = latest_start(service, plan.procedure, e.not_after, opts.renew_before);
+    let overdue = if now > latest { " (overdue)" } else { "" };
     let subject = format!(
-        "[rekey] Start renewing {}: its certificate expires {}",
+        "[rekey] Start renewing {}{overdue}: its certificate expires {}",
         e.alias,
         e.not_after.format("%Y-%m-%d")
     );
-    let body = format!(
-        "The certificate under alias {} (SHA-256 {fp}) expires on {}. Renewing it with {} takes \
-         up to {} days, so the renewal should have started by {}. Start it with `rekey renewal \
-         start --alias {} …` or in the web inbox.{}",
-        e.alias,
-        e.not_after.format("%Y-%m-%d %H:%M UTC"),
-        procedure.map_or("the longest procedure".to_string(), |p| p.to_string()),
-        (e.not_after - opts.renew_before - latest).num_days(),
-        latest.format("%Y-%m-%d"),
-        e.alias,
-        reason
-            .as_deref()
-            .map(|r| format!(" (rekey did not start it itself: {r})"))
-            .unwrap_or_default(),
-    );
+    let not_opened_because = reason.clone().unwrap_or_else(|| {
+        "the watch runs with policy \"notify\": it tells, a tenant administrator starts the \
+         renewal (with policy \"open\" it would open the renewal itself)"
+            .into()
+    });
+    let start_command = |admin: &str| {
+        let (flow, step) = plan.used_by.as_ref().map_or_else(
+            || ("<flow>".to_string(), "<step>".to_string()),
+            |u| (u.flow.to_string(), u.step.to_string()),
+        );
+        format!(
+            "rekey --tenant {} renewal start --flow {flow} --step {step} --alias {} --receiver {}{} --as {admin}",
+            plan.tenant_name,
+            e.alias,
+            plan.receiver
+                .map_or_else(|| "<receiver>".to_string(), |r| r.name.to_string()),
+            plan.procedure
+                .map(|p| format!(" --procedure {p}"))
+                .unwrap_or_default(),
+        )
+    };
     let mut queued = 0;
     for u in &admins {
         let to = u.email.to_string();
@@ -327,29 +353,18 @@ async fn notify(
         if exists.is_some() {
             continue;
         }
-        // The notifier renders outbox rows by the engine's notice kinds; this is an `inform`
-        // to the tenant administrators with no renewal yet, due at the latest safe start.
-        let state = serde_json::json!({
-            "notice": {
-                "to": "tenant_admin",
-                "kind": "inform",
-                "step": null,
-                "due_at": latest,
-            },
-            "renewal": null,
-            "procedure": procedure,
-            "alias": e.alias.as_str(),
-            "receiver": receiver.map(|r| r.name.to_string()),
-            "step_title": format!(
-                "start renewing it: its certificate expires on {}, so the renewal should start by {}",
-                e.not_after.format("%Y-%m-%d"),
-                latest.format("%Y-%m-%d")
-            ),
-            "recipient": to,
-            "certificate_fingerprint": fp,
-            "not_after": e.not_after,
-            "latest_start": latest,
-            "body": body,
+        let mail = OutboxMail::ExpiryWatch(WatchMail {
+            start_command: start_command(&to),
+            recipient: to.clone(),
+            alias: e.alias.to_string(),
+            fingerprint: fp.clone(),
+            not_after: e.not_after,
+            procedure: plan.procedure,
+            receiver: plan.receiver.map(|r| r.name.to_string()),
+            lead_days: (e.not_after - opts.renew_before - latest).num_days(),
+            renew_before_days: opts.renew_before.num_days(),
+            latest_start: latest,
+            not_opened_because: not_opened_because.clone(),
         });
         outbox::ActiveModel {
             id: Set(Uuid::new_v4()),
@@ -358,7 +373,7 @@ async fn notify(
             message_id: Set(message_id),
             recipients: Set(to),
             subject: Set(subject.clone()),
-            state: Set(state.to_string()),
+            state: Set(mail.to_json()),
             status: Set("queued".into()),
             attempts: Set(0),
             next_attempt_at: Set(now),

@@ -108,11 +108,15 @@ async fn by_default_the_tenant_administrators_are_told_once() {
             "{}",
             rows[0].subject
         );
-        // Written as the notifier reads outbox rows: an inform to the tenant administrators.
-        let state: serde_json::Value = serde_json::from_str(&rows[0].state)?;
-        assert_eq!(state["notice"]["kind"], "inform");
-        assert_eq!(state["notice"]["to"], "tenant_admin");
-        assert_eq!(state["alias"], setup.alias.as_str());
+        // The typed expiry-watch mail the notifier renders, with what the watch computed.
+        match rekey_store::mail::parse(&rows[0].state)? {
+            rekey_store::mail::OutboxMail::ExpiryWatch(w) => {
+                assert_eq!(w.alias, setup.alias.as_str());
+                assert_eq!(w.recipient, TENANT_ADMIN);
+                assert!(w.start_command.contains("renewal start"), "{w:?}");
+            }
+            other => return Err(format!("{other:?}").into()),
+        }
         Ok(())
     })
     .await;

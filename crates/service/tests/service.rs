@@ -295,7 +295,7 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
         let csr = rows
             .iter()
             .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.state).ok())
-            .find_map(|v| v["csr_pem"].as_str().map(String::from))
+            .find_map(|v| v["attachments"]["csr_pem"].as_str().map(String::from))
             .expect("a mail carries the CSR");
         assert!(csr.contains("BEGIN CERTIFICATE REQUEST"));
         let dir = tempfile_dir();

@@ -1,7 +1,8 @@
 //! Tenant state of rekey on SQLite and PostgreSQL: tenants, the outbound keystore (private keys
 //! encrypted under a KEK that never enters the database), integration flows with CMS signer
 //! steps, receivers, users and roles, API tokens, and the hash-chained audit log; plus the
-//! schema for the engine's renewals, steps, timers and outbox.
+//! schema for the engine's renewals, steps, timers and outbox, and ([`mail`]) the typed content
+//! of an outbox row that the shell queues and the notifier renders.
 //!
 //! Layout: [`Store`] wraps a connection pool with one method per operation, each in its own
 //! transaction. The modules ([`tenants`], [`keystore`], [`flows`], [`receivers`], [`users`],
@@ -33,6 +34,7 @@ mod error;
 pub mod flows;
 pub mod kek;
 pub mod keystore;
+pub mod mail;
 pub mod migrate;
 pub mod pending;
 pub mod receivers;

@@ -151,6 +151,18 @@ pub async fn get(
     }))
 }
 
+/// The certificate signing request of a renewal's pending key, while it waits for the CA-signed
+/// chain (none once the chain is uploaded, or for a self-signed key). A CSR holds no secret, so
+/// it is read without the key-encryption key.
+pub async fn waiting_csr(conn: &impl ConnectionTrait, renewal: Uuid) -> Result<Option<String>> {
+    Ok(pending_key::Entity::find()
+        .filter(pending_key::Column::RenewalId.eq(renewal))
+        .one(conn)
+        .await?
+        .filter(|m| m.chain_pem.trim().is_empty())
+        .and_then(|m| m.csr_pem))
+}
+
 /// Sets the CA-signed chain of a pending key, after checking it belongs to the key.
 pub async fn set_chain(
     txn: &DatabaseTransaction,
