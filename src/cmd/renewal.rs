@@ -52,6 +52,12 @@ pub enum RenewalCmd {
         /// Renewal id.
         id: Uuid,
     },
+    /// Print the certificate signing request (PEM) of a `--ca-signed` renewal's new key, for
+    /// the CA; it waits until the chain is uploaded with `upload-cert`.
+    Csr {
+        /// Renewal id.
+        id: Uuid,
+    },
     /// Upload the CA-signed chain for a `--ca-signed` renewal's new key.
     UploadCert {
         /// Renewal id.
@@ -282,6 +288,7 @@ pub fn renewal(global: &GlobalArgs, cmd: RenewalCmd) -> Result<ExitCode> {
                 &svc.act(id, &person(ctx)?, Event::Rollback, Utc::now())
                     .await?,
             ),
+            RenewalCmd::Csr { id } => print!("{}", svc.certificate_request(id).await?),
             RenewalCmd::UploadCert { id, cert } => {
                 let bytes = std::fs::read(&cert)
                     .with_context(|| format!("cannot read {}", cert.display()))?;

@@ -139,6 +139,15 @@ pub fn routes() -> Vec<Route> {
             handler: || get(show_renewal),
         },
         Route {
+            method: "GET",
+            path: "/api/renewals/{id}/certificate-request",
+            summary: "The certificate signing request (PEM) of a CA-signed renewal's new key, while it waits for the chain",
+            auth: true,
+            body: None,
+            produces: "application/pkcs10",
+            handler: || get(certificate_request),
+        },
+        Route {
             method: "POST",
             path: "/api/renewals/{id}/certificate",
             summary: "Upload the CA-signed chain (PEM, leaf first) for a CA-signed renewal's new key",
@@ -443,6 +452,23 @@ async fn rollback(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     act(&st, &u, &id, Event::Rollback).await
+}
+
+async fn certificate_request(
+    State(st): State<AppState>,
+    ApiUser(u): ApiUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let r = visible(&st, &u, parse_id(&id)?).await?;
+    let pem = st.service().certificate_request(r.id).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/pkcs10"),
+        )],
+        pem,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

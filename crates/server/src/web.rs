@@ -731,7 +731,12 @@ async fn renewal_page(
         let user = user_of(&st, &s.email).await?;
         let r = crate::api::visible(&st, &user, parse_id(&id)?).await?;
         let tasks = st.service().tasks(Some(&s.email), None).await?;
-        Ok::<_, ApiError>(renewal_body(&st, &s, &r, &tasks))
+        let csr = if r.ca_signed {
+            st.service().certificate_request(r.id).await.ok()
+        } else {
+            None
+        };
+        Ok::<_, ApiError>(renewal_body(&st, &s, &r, &tasks, csr.as_deref()))
     }
     .await;
     match result {
@@ -740,7 +745,13 @@ async fn renewal_page(
     }
 }
 
-fn renewal_body(st: &AppState, s: &Session, r: &Renewal, tasks: &[TaskView]) -> (String, String) {
+fn renewal_body(
+    st: &AppState,
+    s: &Session,
+    r: &Renewal,
+    tasks: &[TaskView],
+    csr: Option<&str>,
+) -> (String, String) {
     let def = st.service().catalog().get(r.procedure);
     let title = format!("Renewal of {}", r.alias.as_str());
     let mut b = String::new();
@@ -757,6 +768,17 @@ fn renewal_body(st: &AppState, s: &Session, r: &Renewal, tasks: &[TaskView]) -> 
             b,
             "<p>New certificate: <span class=\"fp\">{}</span></p>",
             esc(&fp.0)
+        );
+    }
+    if let Some(pem) = csr {
+        let _ = write!(
+            b,
+            "<h2>Certificate request</h2><p>Have your certificate authority sign this request, \
+             then upload the certificate followed by its issuers (<code>rekey renewal upload-cert \
+             {id} --cert chain.pem</code>, or <code>POST /api/renewals/{id}/certificate</code>).</p>\
+             <pre id=\"csr\">{}</pre>",
+            esc(pem),
+            id = r.id
         );
     }
     b.push_str("<p class=\"legend\"><span class=\"done\">done</span><span class=\"current\">current</span><span class=\"next\">next</span><span class=\"waiting\">later</span></p>");
