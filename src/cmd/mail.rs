@@ -81,6 +81,10 @@ failed and named on stderr, nobody is told it is undeliverable, and the exit cod
 0 when every row was handled."
 )]
 pub struct SendArgs {
+    /// Send what is due at this time (RFC 3339) instead of now, as `scheduler run --at` fires
+    /// timers: mail a timer queued for a later time waits for that time.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<chrono::DateTime<Utc>>,
     #[command(flatten)]
     pub json: JsonArg,
 }
@@ -225,7 +229,7 @@ pub fn run(global: &GlobalArgs, cmd: MailCmd) -> Result<ExitCode> {
                 ctx.settings.mail.from.clone(),
                 ctx.settings.server.base_url.clone(),
             );
-            let report = d.run_once(Utc::now()).await?;
+            let report = d.run_once(args.at.unwrap_or_else(Utc::now)).await?;
             let internal = report.internal();
             if args.json.json {
                 print_json(&report)?;

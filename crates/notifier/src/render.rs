@@ -556,8 +556,9 @@ fn watch_body(w: &WatchMail, input: &RenderInput<'_>) -> MailText {
             when(*not_after)
         )),
         todo: format!(
-            "Start the renewal:\n  {start_command}\n(or in the web inbox). rekey did not open it \
-             itself because {not_opened_because}."
+            "Start the renewal:\n  {start_command}\n(or with POST {}/api/renewals). rekey did not \
+             open it itself because {not_opened_because}.",
+            input.base_url
         ),
         notes: Vec::new(),
         attachments: Vec::new(),
