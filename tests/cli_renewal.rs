@@ -281,6 +281,8 @@ struct StepDef {
     action: Option<String>,
     task: Option<String>,
     notify: Option<String>,
+    /// For informs: what the person told learns (the subject of their mail).
+    told: Option<String>,
     only_when: Option<String>,
 }
 
@@ -305,6 +307,7 @@ fn procedure(id: &str) -> Vec<StepDef> {
             action: s(v, "action"),
             task: s(v, "task"),
             notify: s(v, "notify"),
+            told: s(v, "told"),
             only_when: s(v, "only_when"),
         })
         .collect()
@@ -800,7 +803,9 @@ fn runs_to_completion(env: &Env, procedure_id: &str, flags: &[&str], prepared: b
             );
         }
         if let Some(to) = &s.notify {
-            let subject = format!("[rekey] {}", s.title);
+            // Written for the person told, not the sender's "Inform the …" title.
+            let told = s.told.as_deref().expect("an inform says what is told");
+            let subject = format!("[rekey] {ALIAS}: {told}");
             assert!(sent(email_of(to), &subject), "no {subject:?}: {report}");
         }
     }
@@ -1245,5 +1250,374 @@ fn refusals_are_one_line_exit_1_and_change_nothing() {
             old_fp
         );
         assert_eq!(other["trusted"].as_array().map(Vec::len), Some(1));
+    });
+}
+
+/// One `.eml` the file transport wrote.
+struct Sent {
+    to: String,
+    /// The message with its quoted-printable bodies decoded (soft breaks and escapes undone).
+    text: String,
+    /// The message as written, for its attachments.
+    raw: String,
+}
+
+/// Every `.eml` the file transport wrote so far.
+fn sent_mail(env: &Env) -> Vec<Sent> {
+    let Ok(dir) = std::fs::read_dir(env.data().join("outbox")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.filter_map(|e| e.ok()) {
+        let raw = std::fs::read_to_string(e.path()).expect("readable .eml");
+        // The bodies are quoted-printable: undo soft line breaks and the escapes used.
+        let text = raw
+            .replace("=\r\n", "")
+            .replace("=3D", "=")
+            .replace("=20", " ");
+        let to = text
+            .lines()
+            .find_map(|l| l.strip_prefix("To: "))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        out.push(Sent { to, text, raw });
+    }
+    out
+}
+
+/// The decoded content of attachment `name` of a message, if it has one.
+fn attachment(eml: &str, name: &str) -> Option<String> {
+    use base64::Engine as _;
+    let at = eml
+        .find(&format!("filename=\"{name}\""))
+        .or_else(|| eml.find(&format!("filename={name}")))?;
+    let start = eml[..at].rfind("\r\n--")?;
+    let part = &eml[start + 2..];
+    let boundary = &part[..part.find("\r\n")?];
+    let head_end = part.find("\r\n\r\n")?;
+    let head = &part[..head_end];
+    let body = &part[head_end + 4..];
+    let body = &body[..body.find(&format!("\r\n{boundary}"))?];
+    if head.to_ascii_lowercase().contains("base64") {
+        let raw: String = body.split_whitespace().collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .expect("Base64 attachment");
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    } else {
+        Some(format!("{body}\r\n"))
+    }
+}
+
+/// `openssl` with a CA of its own: signs `csr` and returns (leaf, CA certificate) PEM.
+fn openssl_ca_sign(env: &Env, csr: &str) -> (String, String) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .current_dir(env.dir.path())
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    std::fs::write(env.path("req.csr"), csr).expect("write CSR");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=Test CA",
+        "-days",
+        "30",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "30",
+    ]);
+    let read = |f: &str| std::fs::read_to_string(env.path(f)).expect("read");
+    (read("leaf.pem"), read("ca.pem"))
+}
+
+/// Regression: the engine's `certificate_request` notice was not a kind the notifier knew, so
+/// the CSR mail failed and the tenant administrator was told to check their address. Now the
+/// CSR arrives by mail (and `openssl req -verify` accepts it), `rekey renewal csr` prints it,
+/// the uploaded chain finishes the step, the receiver administrator's certificate attachment
+/// carries the whole chain, and the renewal runs to completion.
+#[test]
+fn ca_signed_renewal_mails_the_csr_to_the_tenant_admin() {
+    on_both(|env| {
+        let steps = procedure("dual-signature");
+        setup(env, &["--accepts-multiple-signatures"], false);
+        let r = env.json(&[
+            "renewal",
+            "start",
+            "--flow",
+            "F",
+            "--step",
+            "S",
+            "--alias",
+            ALIAS,
+            "--receiver",
+            "R",
+            "--procedure",
+            "dual-signature",
+            "--bits",
+            "2048",
+            "--ca-signed",
+            "--as",
+            ADMIN,
+            "--json",
+        ]);
+        let id = r["id"].as_str().expect("renewal id").to_string();
+        // Before the key exists there is no request to give.
+        env.fails(
+            &["renewal", "csr", &id],
+            &[&id, "no certificate request waiting"],
+        );
+        let task = format!("{id}:create-key-pair");
+        env.ok(&["task", "approve", &task, "--as", ADMIN]);
+
+        let sent = env.ok(&["mail", "send-due"]);
+        assert!(sent.contains(" 0 failed"), "[{}] {sent}", env.backend);
+        let mails = sent_mail(env);
+        let csr_mail = mails
+            .iter()
+            .find(|m| m.to == ADMIN && m.text.contains("certificate-request.pem"))
+            .unwrap_or_else(|| panic!("[{}] no CSR mail to {ADMIN}", env.backend));
+        assert!(!mails.iter().any(|m| m.text.contains("Undeliverable")));
+        assert!(
+            csr_mail.text.contains("rekey renewal upload-cert"),
+            "{}",
+            csr_mail.text
+        );
+        let csr = attachment(&csr_mail.raw, "certificate-request.pem").expect("CSR attached");
+        assert!(csr.contains("-----BEGIN CERTIFICATE REQUEST-----"), "{csr}");
+        std::fs::write(env.path("mailed.csr"), &csr).expect("write");
+        let verify = Command::new("openssl")
+            .args(["req", "-in", &env.p("mailed.csr"), "-verify", "-noout"])
+            .output()
+            .expect("openssl runs");
+        assert!(
+            verify.status.success(),
+            "openssl req -verify: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        // The same request from the command line.
+        let printed = env.ok(&["renewal", "csr", &id]);
+        assert_eq!(printed.trim(), csr.replace("\r\n", "\n").trim());
+
+        let (leaf, ca) = openssl_ca_sign(env, &printed);
+        std::fs::write(env.path("chain.pem"), format!("{leaf}{ca}")).expect("write chain");
+        let out = env.ok(&[
+            "renewal",
+            "upload-cert",
+            &id,
+            "--cert",
+            &env.p("chain.pem"),
+            "--as",
+            ADMIN,
+        ]);
+        assert!(out.contains("done: create-key-pair"), "{out}");
+        // Once the chain is in, the request is no longer waiting.
+        env.fails(
+            &["renewal", "csr", &id],
+            &["no certificate request waiting"],
+        );
+
+        let mut w = Walk::default();
+        let show = walk(env, &id, &steps, &mut w);
+        assert_eq!(show["status"], "completed", "[{}] {show}", env.backend);
+
+        let sent = env.ok(&["mail", "send-due"]);
+        assert!(sent.contains(" 0 failed"), "[{}] {sent}", env.backend);
+        let mails = sent_mail(env);
+        let chain = mails
+            .iter()
+            .filter(|m| m.to == OPS)
+            .find_map(|m| attachment(&m.raw, "certificate.pem"))
+            .expect("the receiver administrator got the certificate");
+        assert_eq!(
+            chain.matches("-----BEGIN CERTIFICATE-----").count(),
+            2,
+            "leaf and CA: {chain}"
+        );
+        assert!(env.json(&["mail", "list", "--state", "failed", "--json"]) == Value::Array(vec![]));
+    });
+}
+
+/// Regression: a receiver contact without an account was sent "now due for you" with a
+/// personal link whose page then said "not due for you". Now their mail has no link and names
+/// the command that gives them access; the registered receiver administrator's has the link.
+#[test]
+fn receiver_contact_without_an_account_gets_no_dead_link() {
+    on_both(|env| {
+        const CONTACT: &str = "contact@r.example";
+        setup(
+            env,
+            &["--verifies-multiple-keys", "--admin", CONTACT],
+            false,
+        );
+        let id = start(env, "dual-trust");
+        let mut w = Walk::default();
+        walk(env, &id, &procedure("dual-trust"), &mut w);
+        env.ok(&["mail", "send-due"]);
+        let mails = sent_mail(env);
+        let due: Vec<&String> = mails
+            .iter()
+            .filter(|m| m.to == CONTACT && m.text.contains("Subject: [rekey] Your step is due"))
+            .map(|m| &m.text)
+            .collect();
+        assert!(!due.is_empty(), "[{}] the contact is told", env.backend);
+        for m in due {
+            assert!(!m.contains("/tasks/"), "no link for a contact: {m}");
+            assert!(m.contains("no rekey account"), "{m}");
+            assert!(
+                m.contains(&format!(
+                    "--email {CONTACT} --role receiver_admin --receiver R"
+                )),
+                "{m}"
+            );
+        }
+        assert!(
+            mails.iter().any(|m| m.to == OPS
+                && m.text.contains("Your step is due")
+                && m.text.contains("/tasks/")),
+            "the registered receiver administrator gets the link"
+        );
+    });
+}
+
+/// Regression: reminders carried none of the original mail's attachments, escalations gave the
+/// tenant administrator a link to a receiver step they cannot do, and inform subjects were
+/// written for the sender ("Inform the integration developer", sent to the developer).
+#[test]
+fn reminders_carry_attachments_and_escalations_link_only_to_own_steps() {
+    on_both(|env| {
+        setup(env, &["--accepts-multiple-signatures"], false);
+        start(env, "dual-signature");
+        // The tenant administrator and the developer do their part, up to the receiver's switch.
+        for _ in 0..10 {
+            for email in [ADMIN, DEV] {
+                let tasks = env.json(&["task", "list", "--as", email, "--json"]);
+                for t in tasks.as_array().expect("task list") {
+                    if t["verb"] == "approve" {
+                        env.ok(&[
+                            "task",
+                            "approve",
+                            t["id"].as_str().expect("id"),
+                            "--as",
+                            email,
+                        ]);
+                    }
+                }
+            }
+        }
+        let ops = env.json(&["task", "list", "--as", OPS, "--json"]);
+        assert_eq!(ops[0]["step"], "switch-receiver", "{ops}");
+        let later = |d: Duration| rfc3339(Utc::now() + d + Duration::hours(1));
+        env.ok(&[
+            "scheduler",
+            "run",
+            "--once",
+            "--at",
+            &later(Duration::days(2)),
+        ]);
+        env.ok(&[
+            "scheduler",
+            "run",
+            "--once",
+            "--at",
+            &later(Duration::days(7)),
+        ]);
+        let sent = env.ok(&["mail", "send-due", "--at", &later(Duration::days(7))]);
+        assert!(sent.contains(" 0 failed"), "{sent}");
+        let mails = sent_mail(env);
+        let find = |to: &str, subject: &str| -> Vec<&Sent> {
+            mails
+                .iter()
+                .filter(|m| m.to == to && m.text.contains(&format!("Subject: {subject}")))
+                .collect()
+        };
+
+        let due = find(OPS, "[rekey] Your step is due: Exchange the certificate");
+        let reminder = find(OPS, "[rekey] Reminder: Exchange the certificate");
+        let subjects: Vec<(&String, &str)> = mails
+            .iter()
+            .map(|m| {
+                let subject = m.text.lines().find(|l| l.starts_with("Subject"));
+                (&m.to, subject.unwrap_or_default())
+            })
+            .collect();
+        assert_eq!(
+            (due.len(), reminder.len()),
+            (1, 1),
+            "[{}] {sent} {subjects:?}",
+            env.backend
+        );
+        for name in ["certificate.pem", "test-message.p7m"] {
+            assert!(
+                attachment(&due[0].raw, name).is_some(),
+                "{name} in the first mail"
+            );
+            assert!(
+                attachment(&reminder[0].raw, name).is_some(),
+                "{name} in the reminder: {}",
+                reminder[0].text
+            );
+        }
+        assert!(
+            reminder[0].text.contains("/tasks/"),
+            "the owner's reminder links to the step"
+        );
+
+        let own = find(OPS, "[rekey] Overdue: Exchange the certificate");
+        assert_eq!(own.len(), 1, "[{}]", env.backend);
+        assert!(own[0].text.contains("/tasks/"));
+        let told = find(
+            ADMIN,
+            "[rekey] Overdue at the receiver administrator: Exchange",
+        );
+        assert_eq!(told.len(), 1, "[{}] {subjects:?}", env.backend);
+        assert!(
+            !told[0].text.contains("/tasks/"),
+            "no link to a step the admin cannot do"
+        );
+        assert!(
+            told[0].text.contains("You cannot do this step yourself"),
+            "{}",
+            told[0].text
+        );
+
+        assert!(
+            find(DEV, "[rekey] A: The new key is in the keystore").len() == 1,
+            "the developer is told what happened: {subjects:?}"
+        );
+        for (_, subject) in &subjects {
+            assert!(
+                !subject.contains("Inform the"),
+                "written for the sender: {subject}"
+            );
+        }
     });
 }

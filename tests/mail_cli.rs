@@ -15,7 +15,8 @@ use rekey_service::demo;
 use rekey_store::entity::outbox;
 use rekey_store::{Kek, Store};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use uuid::Uuid;
 
 fn rekey(data: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
@@ -226,4 +227,181 @@ async fn mail_list_send_due_to_files_retry_and_smtp_from_configuration() {
         String::from_utf8_lossy(&got[0].1).contains(&format!("Message-ID: {}", failed.message_id))
     );
     let _ = store.close().await;
+}
+
+/// A data directory with tenant `acme`, its administrator, key `A` (valid `days` days) listed
+/// by signer step `F`/`S`, and receiver `R` trusting it.
+fn tenant_with_key(data: &Path, days: &str) {
+    for args in [
+        &["init"][..],
+        &["tenant", "add", "acme"],
+        &[
+            "keystore",
+            "generate",
+            "--alias",
+            "A",
+            "--bits",
+            "2048",
+            "--days",
+            days,
+            "--subject",
+            "CN=acme signer,O=Acme",
+        ],
+        &["flow", "add", "--flow", "F", "--step", "S"],
+        &[
+            "signer",
+            "add-alias",
+            "--flow",
+            "F",
+            "--step",
+            "S",
+            "--alias",
+            "A",
+        ],
+        &[
+            "receiver",
+            "add",
+            "--name",
+            "R",
+            "--admin",
+            "ops@r.example",
+            "--accepts-multiple-signatures",
+        ],
+        &["receiver", "trust", "--name", "R", "--alias", "A"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "admin@acme.example",
+            "--role",
+            "tenant_admin",
+        ],
+    ] {
+        ok(&rekey(data, args, &[]));
+    }
+}
+
+/// Every `.eml` in the outbox directory, quoted-printable soft breaks undone.
+fn emls(data: &Path) -> Vec<String> {
+    std::fs::read_dir(data.join("outbox"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|t| {
+                    t.replace("=\r\n", "")
+                        .replace("=3D", "=")
+                        .replace("=20", " ")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Regression: an outbox row the notifier could not parse (then: the engine's
+/// `certificate_request`) was marked failed and reported to the tenant administrators as an
+/// undeliverable address. Now it is an internal error: named on stderr, exit 1, marked failed
+/// with the reason, and nobody is told to check an address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_outbox_row_is_an_internal_error_not_an_undeliverable_address() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    tenant_with_key(&data, "365");
+    let url = format!("sqlite://{}?mode=rwc", data.join("rekey.db").display());
+    let store = Store::open(&url).await.expect("open");
+    let tenant = store.tenants().await.expect("tenants")[0].id;
+    let id = Uuid::new_v4();
+    let state = serde_json::json!({
+        "notice": {"to": "tenant_admin", "kind": "carrier_pigeon", "step": "create-key-pair"},
+        "renewal": Uuid::new_v4(), "procedure": "dual-trust", "alias": "A", "receiver": "R",
+        "recipient": "admin@acme.example",
+    });
+    let now = Utc::now();
+    outbox::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(tenant.as_uuid()),
+        renewal_id: Set(None),
+        message_id: Set(format!("<{}@rekey>", id.simple())),
+        recipients: Set("admin@acme.example".into()),
+        subject: Set("[rekey] by pigeon".into()),
+        state: Set(state.to_string()),
+        status: Set("queued".into()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_error: Set(None),
+        version: Set(0),
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        sent_at: Set(None),
+    }
+    .insert(store.db())
+    .await
+    .expect("queue a row");
+
+    let out = rekey(&data, &["mail", "send-due"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("internal error: unreadable outbox row {id}"))
+            && err.contains("unknown notice kind \"carrier_pigeon\""),
+        "{err}"
+    );
+    let all = json(&rekey(&data, &["mail", "list", "--json"], &[]));
+    assert_eq!(all.len(), 1, "no report queued: {all:?}");
+    assert_eq!(all[0]["status"], "failed");
+    assert!(
+        all[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("internal error: unreadable outbox row")),
+        "{all:?}"
+    );
+    assert!(emls(&data).is_empty(), "nothing sent");
+    let again = ok(&rekey(&data, &["mail", "send-due"], &[]));
+    assert!(again.contains("0 sent, 0 to retry, 0 failed"), "{again}");
+    let _ = store.close().await;
+}
+
+/// Regression: the expiry watch's mail lost what the watch computed (fingerprint, procedure,
+/// lead time, the command to start, why it did not open the renewal), read "in the renewal
+/// of …" when none existed, and did not say when it was overdue.
+#[test]
+fn expiry_watch_mail_says_what_the_watch_computed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    // Expires in 10 days: the latest safe start (lead time + 30 days' margin) is long past.
+    tenant_with_key(&data, "10");
+    let keys = json(&rekey(&data, &["keystore", "list", "--json"], &[]));
+    let fp: String = keys[0]["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect::<String>()
+        .to_lowercase();
+    let watch = ok(&rekey(&data, &["watch", "--json"], &[]));
+    assert!(watch.contains("notified"), "{watch}");
+    ok(&rekey(&data, &["mail", "send-due"], &[]));
+    let mails = emls(&data);
+    assert_eq!(mails.len(), 1, "one tenant administrator");
+    let m = &mails[0];
+    assert!(
+        m.contains("Subject: [rekey] Start renewing A (overdue)"),
+        "{m}"
+    );
+    for needle in [
+        fp.as_str(),
+        "dual-signature",
+        "Lead time:",
+        "days margin",
+        "Overdue by:",
+        "No renewal of alias A exists, and it is overdue",
+        "rekey --tenant acme renewal start --flow F --step S --alias A --receiver R \
+         --procedure dual-signature --as admin@acme.example",
+        "rekey did not open it itself because the watch runs with policy \"notify\"",
+    ] {
+        assert!(m.contains(needle), "{needle:?} not in {m}");
+    }
+    assert!(!m.contains("in the renewal of"), "{m}");
+    assert!(!m.contains("/tasks/"), "no task exists to link to: {m}");
 }

@@ -595,3 +595,59 @@ async fn certificate_upload_refuses_garbage_and_a_renewal_that_awaits_none() {
     })
     .await;
 }
+
+/// Regression: no API route returned a CA-signed renewal's certificate request. Now
+/// `GET /api/renewals/{id}/certificate-request` serves it (PEM) while the renewal waits for
+/// the chain, and says why when there is none.
+#[tokio::test]
+async fn ca_signed_renewal_serves_its_certificate_request() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            "/api/renewals",
+            Some(&f.admin),
+            Some(
+                json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias,
+                "bits": 2048, "ca_signed": true}),
+            ),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["renewal"]["id"].as_str().ok_or("renewal id")?.to_string();
+        let path = format!("/api/renewals/{id}/certificate-request");
+        // No key yet, so no request: said so, with the step that makes it.
+        let (s, _, v) = call(&f.app, "GET", &path, Some(&f.admin), None).await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("no certificate request waiting")
+                    && e.contains("create-key-pair")),
+            "{v}"
+        );
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/tasks/{id}/create-key-pair/approve"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, h, v) = call(&f.app, "GET", &path, Some(&f.admin), None).await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            h.get(header::CONTENT_TYPE).map(|c| c.as_bytes()),
+            Some(&b"application/pkcs10"[..])
+        );
+        let pem = v.as_str().ok_or("PEM text")?;
+        assert!(
+            pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+            "{pem}"
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -469,3 +469,64 @@ async fn cross_site_form_posts_are_refused_and_use_nothing() {
     })
     .await;
 }
+
+/// Regression: no page showed a CA-signed renewal's certificate request. Now the renewal's
+/// page shows it, with how to upload the chain, while the renewal waits for it.
+#[tokio::test]
+async fn renewal_page_shows_the_certificate_request_of_a_ca_signed_renewal() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let p = ProcedureId::DualTrust;
+        let svc = Service::new(db.store.clone(), Catalog::builtin()?);
+        let setup = demo::prepare(&svc, p, 2048, Utc::now()).await?;
+        let o = svc
+            .start(
+                StartRequest {
+                    tenant: setup.tenant,
+                    receiver: setup.receiver,
+                    alias: setup.alias.clone(),
+                    new_alias: None,
+                    procedure: Some(p),
+                    bits: 2048,
+                    ca_signed: true,
+                    auto_approve: false,
+                },
+                TENANT_ADMIN,
+                Utc::now(),
+            )
+            .await?;
+        let step = Event::Approve {
+            step: "create-key-pair".into(),
+        };
+        let o = svc
+            .act(o.renewal.id, TENANT_ADMIN, step, Utc::now())
+            .await?;
+        let id = o.renewal.id;
+        let app = app(AppState::new(svc.clone(), "http://rekey.test")?);
+        let token = link(db, &o.renewal, "create-key-pair", TENANT_ADMIN).await?;
+        let page = send(&app, "GET", &format!("/tasks/{token}"), None, None).await?;
+        let r = send(
+            &app,
+            "POST",
+            &format!("/tasks/{token}"),
+            None,
+            Some(form(&[("csrf", &page.csrf()?), ("action", "signin")])),
+        )
+        .await?;
+        let (cookie, _) = r.cookie()?;
+        let page = send(&app, "GET", &format!("/renewals/{id}"), Some(&cookie), None).await?;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(
+            page.body
+                .contains("<pre id=\"csr\">-----BEGIN CERTIFICATE REQUEST-----"),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("rekey renewal upload-cert"),
+            "{}",
+            page.body
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -696,6 +696,11 @@ fn invalid_definitions_name_file_step_and_reason() {
             Some("trust-old-and-new"),
             "receiver_admin",
         ),
+        (
+            good.replace("told = \"The new certificate is attached\"\n", ""),
+            Some("provide-certificate"),
+            "needs `told`",
+        ),
     ];
     for (text, step, reason) in cases {
         let e = definition::parse("workflows/dual-trust.toml", &text).expect_err("invalid");
