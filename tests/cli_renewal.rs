@@ -1621,3 +1621,181 @@ fn reminders_carry_attachments_and_escalations_link_only_to_own_steps() {
         }
     });
 }
+
+/// `renewal start … --ca-signed` for dual-signature, with `extra` flags; returns the id.
+fn start_ca_signed(env: &Env, extra: &[&str]) -> String {
+    let mut args = vec![
+        "renewal",
+        "start",
+        "--flow",
+        "F",
+        "--step",
+        "S",
+        "--alias",
+        ALIAS,
+        "--receiver",
+        "R",
+        "--procedure",
+        "dual-signature",
+        "--bits",
+        "2048",
+        "--ca-signed",
+        "--as",
+        ADMIN,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let r = env.json(&args);
+    r["id"].as_str().expect("renewal id").to_string()
+}
+
+/// A step of `renewal show --json`.
+fn shown_step(show: &Value, step: &str) -> Value {
+    show["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["id"] == step))
+        .cloned()
+        .unwrap_or_else(|| panic!("no step {step} in {show}"))
+}
+
+/// `2026-01-02T03:04:05Z` as the mails write it: `2026-01-02 03:04 UTC`.
+fn mail_time(rfc3339: &Value) -> String {
+    let t: DateTime<Utc> = rfc3339
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a time: {rfc3339}"));
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The value of the fact row `label` in a mail's text body (`  Label:   value`).
+fn fact(m: &Sent, label: &str) -> Option<String> {
+    m.text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("  {label}:")))
+        .map(|v| v.trim().to_string())
+}
+
+/// The `Subject:` header of a sent mail, unfolded.
+fn subject_of(m: &Sent) -> String {
+    let mut lines = m.text.lines().skip_while(|l| !l.starts_with("Subject: "));
+    let mut subject = lines.next().unwrap_or_default().to_string();
+    for l in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+        subject.push_str(l);
+    }
+    subject
+}
+
+/// Regression: the certificate-request mail said what to do but not by when. Now it gives the
+/// due date of the step that waits for the CA-signed chain, as `renewal show` has it.
+#[test]
+fn certificate_request_mail_says_by_when() {
+    on_both(|env| {
+        setup(env, &["--accepts-multiple-signatures"], false);
+        let id = start_ca_signed(env, &[]);
+        env.ok(&[
+            "task",
+            "approve",
+            &format!("{id}:create-key-pair"),
+            "--as",
+            ADMIN,
+        ]);
+        let show = env.json(&["renewal", "show", &id, "--json"]);
+        let step = shown_step(&show, "create-key-pair");
+        assert_eq!(step["status"]["status"], "due", "{step}");
+        let due = mail_time(&step["status"]["due_at"]);
+        env.ok(&["mail", "send-due"]);
+        let mails = sent_mail(env);
+        let csr = mails
+            .iter()
+            .find(|m| m.to == ADMIN && subject_of(m).contains("Certificate request"))
+            .unwrap_or_else(|| panic!("[{}] no CSR mail", env.backend));
+        assert_eq!(fact(csr, "Due by"), Some(due.clone()), "{}", csr.text);
+        assert!(
+            csr.text
+                .contains(&format!("sign certificate-request.pem by {due}")),
+            "{}",
+            csr.text
+        );
+    });
+}
+
+/// Regression: an action `--auto-approve` should have carried out but the guard refused was
+/// escalated to the tenant administrator as an ordinary "Overdue" step, without the guard's
+/// reason. Now the mail says the step was refused automatically, gives the reason verbatim (as
+/// `renewal show` records it) and what the administrator can do, by when.
+#[test]
+fn refused_automatic_action_mails_the_guards_reason() {
+    on_both(|env| {
+        setup(env, &["--accepts-multiple-signatures"], false);
+        let id = start_ca_signed(env, &["--auto-approve"]);
+        // While the CA signs, the receiver stops trusting the current certificate: adding the
+        // new key would leave messages it cannot verify, so the guard refuses the next action.
+        let old_fp = fingerprint_of(env, ALIAS).expect("current certificate");
+        env.ok(&[
+            "receiver",
+            "untrust",
+            "--name",
+            "R",
+            "--fingerprint",
+            &old_fp,
+        ]);
+        let csr = env.ok(&["renewal", "csr", &id]);
+        let (leaf, ca) = openssl_ca_sign(env, &csr);
+        std::fs::write(env.path("chain.pem"), format!("{leaf}{ca}")).expect("write chain");
+        env.ok(&[
+            "renewal",
+            "upload-cert",
+            &id,
+            "--cert",
+            &env.p("chain.pem"),
+            "--as",
+            ADMIN,
+        ]);
+        let show = env.json(&["renewal", "show", &id, "--json"]);
+        let blocked = shown_step(&show, "add-key-new-alias");
+        let reason = blocked["blocked"]
+            .as_str()
+            .unwrap_or_else(|| panic!("[{}] the guard refused: {blocked}", env.backend))
+            .to_string();
+        let due = mail_time(&blocked["status"]["due_at"]);
+
+        let sent = env.ok(&["mail", "send-due"]);
+        assert!(sent.contains(" 0 failed"), "{sent}");
+        let mails = sent_mail(env);
+        let refused: Vec<&Sent> = mails
+            .iter()
+            .filter(|m| m.to == ADMIN && subject_of(m).contains("Refused automatically"))
+            .collect();
+        let subjects: Vec<String> = mails.iter().map(subject_of).collect();
+        assert_eq!(refused.len(), 1, "[{}] {subjects:?}", env.backend);
+        let m = refused[0];
+        assert!(
+            subject_of(m).contains("Add the new key pair to the keystore under a new alias"),
+            "{}",
+            subject_of(m)
+        );
+        assert!(!subject_of(m).contains("Overdue"), "{}", subject_of(m));
+        assert!(m.text.contains("did not do"), "{}", m.text);
+        assert!(m.text.contains("automatically"), "{}", m.text);
+        assert_eq!(
+            fact(m, "Refused because"),
+            Some(reason),
+            "[{}] the guard's reason verbatim in:\n{}",
+            env.backend,
+            m.text
+        );
+        assert_eq!(fact(m, "Due by"), Some(due), "{}", m.text);
+        assert!(
+            m.text.contains(&format!(
+                "rekey task approve {id}:add-key-new-alias --as {ADMIN}"
+            )),
+            "{}",
+            m.text
+        );
+        assert!(m.text.contains("rekey renewal cancel"), "{}", m.text);
+        assert!(
+            m.text.contains("/tasks/"),
+            "the administrator's own step is linked"
+        );
+    });
+}

@@ -358,6 +358,9 @@ pub struct Notice {
     pub test_message: Option<Vec<CertId>>,
     /// Due date of the step.
     pub due_at: Option<DateTime<Utc>>,
+    /// For an escalation because an automatic action was refused: the guard's reason, verbatim.
+    #[serde(default)]
+    pub refused: Option<String>,
 }
 
 /// Work for the shell, carried out in the same transaction as the state change.
@@ -1257,13 +1260,15 @@ impl Ctx<'_> {
                     ca_signed: self.r.ca_signed,
                 });
                 if self.r.ca_signed {
+                    // The step stays due until the chain is uploaded: its due date is the CSR's.
+                    let due = self.due_of(&step.id);
                     self.notify(
                         Role::TenantAdmin,
                         NoticeKind::CertificateRequest,
                         Some(&step.id),
                         None,
                         None,
-                        None,
+                        due,
                     );
                 }
                 self.effects.push(Effect::Audit {
@@ -1360,7 +1365,16 @@ impl Ctx<'_> {
             attach_certificate,
             test_message,
             due_at,
+            refused: None,
         }));
+    }
+
+    /// `step`'s due date while it is due.
+    fn due_of(&self, step: &str) -> Option<DateTime<Utc>> {
+        match self.r.step(step)?.status {
+            StepStatus::Due { due_at, .. } => Some(due_at),
+            _ => None,
+        }
     }
 
     /// The signers after the actions up to and including `until` — what the test message shows.
@@ -1511,17 +1525,22 @@ impl Ctx<'_> {
                     .step(&step.id)
                     .is_some_and(|s| s.blocked.as_deref() != Some(reason.as_str()));
                 if let Some(st) = self.r.step_mut(&step.id) {
-                    st.blocked = Some(reason);
+                    st.blocked = Some(reason.clone());
                 }
                 if first {
+                    let due = self.due_of(&step.id);
                     self.notify(
                         Role::TenantAdmin,
                         NoticeKind::Escalation,
                         Some(&step.id),
                         None,
                         None,
-                        None,
+                        due,
                     );
+                    // The mail says why, in the guard's words.
+                    if let Some(Effect::Notify(n)) = self.effects.last_mut() {
+                        n.refused = Some(reason);
+                    }
                 }
                 false
             }

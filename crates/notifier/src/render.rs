@@ -228,6 +228,7 @@ fn notice_body(m: &NoticeMail, input: &RenderInput<'_>) -> Result<MailText> {
                 attach_certificate: _,
                 test_message: _,
                 due_at,
+                refused,
             },
         renewal,
         procedure,
@@ -277,6 +278,12 @@ fn notice_body(m: &NoticeMail, input: &RenderInput<'_>) -> Result<MailText> {
             None => format!("For your information, in the renewal of {alias}: {task_name}."),
         },
         NoticeKind::Reminder => format!("Reminder: {task_name} is still open."),
+        NoticeKind::Escalation if refused.is_some() => format!(
+            "rekey did not do {task_name} automatically: the renewal of {alias} was started to \
+             carry out its actions without waiting for approval, but rekey's check that \
+             {receiver} can still verify every message refused this one. The step waits for a \
+             person."
+        ),
         NoticeKind::Escalation => {
             let state = if due_at.is_some_and(|d| d < now) {
                 "is overdue"
@@ -324,6 +331,9 @@ fn notice_body(m: &NoticeMail, input: &RenderInput<'_>) -> Result<MailText> {
     facts.push(("Receiver", receiver.clone()));
     if let Some(fp) = new_certificate_fingerprint {
         facts.push(("New certificate", fp.clone()));
+    }
+    if let Some(reason) = refused {
+        facts.push(("Refused because", reason.clone()));
     }
     if let Some(due) = due_at {
         facts.push(("Due by", when(*due)));
@@ -431,8 +441,30 @@ fn notice_body(m: &NoticeMail, input: &RenderInput<'_>) -> Result<MailText> {
             "Nothing, for this mail. You get it as a contact of receiver {receiver}; to act on \
              its steps, ask a tenant administrator to give you access with\n  {command}"
         ),
+        (NoticeKind::Escalation, _) if refused.is_some() => {
+            let step_id = step.as_ref().map_or("", |s| s.id.as_str());
+            let approve = if matches!(access, Access::MayAct) {
+                format!(
+                    "approve the step yourself{by}, with the link below or\n  rekey task approve \
+                     {renewal}:{step_id} --as {recipient}\n"
+                )
+            } else {
+                format!(
+                    "ask the {owner} to approve the step{by} (`rekey task approve \
+                     {renewal}:{step_id}`); "
+                )
+            };
+            format!(
+                "Put right what the reason above names (`rekey receiver show --name {receiver}` \
+                 shows which certificates rekey records it trusts), then {approve}rekey checks the \
+                 step again then, and also retries it by itself whenever another step of this \
+                 renewal is done. If it cannot be put right, cancel the renewal (`rekey renewal \
+                 cancel {renewal} --as {recipient}`), or roll it back once past the point of no \
+                 return."
+            )
+        }
         (NoticeKind::CertificateRequest, _) => format!(
-            "Have your certificate authority sign certificate-request.pem (`openssl req -in \
+            "Have your certificate authority sign certificate-request.pem{by} (`openssl req -in \
              certificate-request.pem -verify -noout` checks it), then upload the certificate \
              followed by its issuers:\n  rekey renewal upload-cert {renewal} --cert chain.pem \
              --as {recipient}\nor POST it to {}/api/renewals/{renewal}/certificate. `rekey \
@@ -761,6 +793,7 @@ mod tests {
                 attach_certificate: None,
                 test_message: None,
                 due_at: Some(DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000)),
+                refused: None,
             },
             renewal: Uuid::nil(),
             procedure: rekey_engine::ProcedureId::DualTrust,
@@ -956,6 +989,30 @@ mod tests {
         assert!(
             r.text
                 .contains("rekey user add --tenant t --email a@b.example")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_refused_automatic_action_says_so_with_the_guards_reason() -> Result<()> {
+        let mut m = notice(NoticeKind::Escalation);
+        let reason = "step x refused: signer step F/S: no signature <trusted> & \"y\"";
+        if let OutboxMail::Notice(n) = &mut m {
+            n.notice.refused = Some(reason.into());
+        }
+        let now = due(&m) - Duration::days(1);
+        let r = render(&input(&m, now))?;
+        assert!(r.text.contains("did not do") && r.text.contains("automatically"));
+        assert!(
+            r.text.contains(&format!("Refused because: {reason}")),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("is overdue") && !r.text.contains("needs attention"));
+        assert!(r.text.contains("rekey task approve 00000000-0000-0000-0000-000000000000:switch-receiver --as a@b.example"), "{}", r.text);
+        assert!(
+            r.html
+                .contains("no signature &lt;trusted&gt; &amp; &quot;y&quot;")
         );
         Ok(())
     }

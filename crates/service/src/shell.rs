@@ -845,6 +845,9 @@ impl Service {
         };
         let subject = match n.kind {
             NoticeKind::StepDue => format!("[rekey] Your step is due: {title}"),
+            NoticeKind::Escalation if n.refused.is_some() => {
+                format!("[rekey] Refused automatically, needs you: {title}")
+            }
             NoticeKind::Inform => match step.and_then(|s| s.told.as_deref()) {
                 Some(told) => format!("[rekey] {}: {told}", r.alias),
                 None => format!("[rekey] For your information: {title}"),
@@ -870,10 +873,15 @@ impl Service {
                 )
             }
         };
-        let kind = serde_json::to_value(n.kind)
+        let mut kind = serde_json::to_value(n.kind)
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
+        // A refusal is its own mail: neither a later refusal for another reason nor the
+        // step's overdue escalation is taken for a copy of it.
+        if let Some(reason) = &n.refused {
+            kind = format!("{kind}/refused/{reason}");
+        }
         let tenant_name = rekey_store::tenants::get(txn, tenant).await?.name;
         let mut out = Vec::new();
         for (email, registered) in to {

@@ -293,6 +293,7 @@ mod legacy {
                     attach_certificate: self.notice.attach_certificate,
                     test_message: self.notice.test_message,
                     due_at: self.notice.due_at,
+                    refused: None,
                 },
                 renewal,
                 procedure,
