@@ -1485,7 +1485,7 @@ fn receiver_contact_without_an_account_gets_no_dead_link() {
         let mails = sent_mail(env);
         let due: Vec<&String> = mails
             .iter()
-            .filter(|m| m.to == CONTACT && m.text.contains("Subject: [rekey] Your step is due"))
+            .filter(|m| m.to == CONTACT && subject_of(m).contains("awaits access"))
             .map(|m| &m.text)
             .collect();
         assert!(!due.is_empty(), "[{}] the contact is told", env.backend);
@@ -1796,6 +1796,49 @@ fn refused_automatic_action_mails_the_guards_reason() {
         assert!(
             m.text.contains("/tasks/"),
             "the administrator's own step is linked"
+        );
+    });
+}
+
+/// Regression: a receiver contact without an account got "Your step is due" although they
+/// cannot act until given access. Their subject now says the step awaits access; the
+/// registered receiver administrator's still says it is theirs.
+#[test]
+fn contact_subject_says_the_step_awaits_access() {
+    on_both(|env| {
+        const CONTACT: &str = "contact@r.example";
+        setup(
+            env,
+            &["--verifies-multiple-keys", "--admin", CONTACT],
+            false,
+        );
+        let id = start(env, "dual-trust");
+        let mut w = Walk::default();
+        walk(env, &id, &procedure("dual-trust"), &mut w);
+        env.ok(&["mail", "send-due"]);
+        let mails = sent_mail(env);
+        let contact: Vec<String> = mails
+            .iter()
+            .filter(|m| m.to == CONTACT)
+            .map(subject_of)
+            .collect();
+        assert!(
+            contact
+                .iter()
+                .any(|s| s.contains("[rekey] A: a step for R awaits access")),
+            "[{}] {contact:?}",
+            env.backend
+        );
+        assert!(
+            !contact.iter().any(|s| s.contains("Your step is due")),
+            "[{}] {contact:?}",
+            env.backend
+        );
+        assert!(
+            mails
+                .iter()
+                .any(|m| m.to == OPS && subject_of(m).contains("Your step is due")),
+            "the registered receiver administrator's subject is unchanged"
         );
     });
 }

@@ -902,6 +902,14 @@ impl Service {
             if exists.is_some() {
                 continue; // the same notice to the same person is sent once
             }
+            // A contact cannot act until given access: "your step is due" would not be true.
+            let subject = match n.kind {
+                NoticeKind::StepDue if !registered => format!(
+                    "[rekey] {}: a step for {} awaits access",
+                    r.alias, receiver.name
+                ),
+                _ => subject.clone(),
+            };
             let access = if !registered {
                 Access::Contact {
                     command: format!(
@@ -939,7 +947,7 @@ impl Service {
                 renewal_id: Set(Some(r.id)),
                 message_id: Set(message_id.clone()),
                 recipients: Set(email.clone()),
-                subject: Set(subject.clone()),
+                subject: Set(subject),
                 state: Set(mail.to_json()),
                 status: Set("queued".into()),
                 attempts: Set(0),
