@@ -1800,6 +1800,52 @@ fn refused_automatic_action_mails_the_guards_reason() {
     });
 }
 
+/// Regression companion of the API's 409: `rekey renewal csr` names why no request is
+/// waiting, in the API's words — no request yet, the chain already uploaded, not a CA-signed
+/// renewal — on one line of stderr with exit 1.
+#[test]
+fn renewal_csr_without_a_waiting_request_says_why() {
+    on_both(|env| {
+        setup(env, &["--accepts-multiple-signatures"], false);
+        let id = start_ca_signed(env, &[]);
+        let none = format!("renewal {id} has no certificate request waiting");
+        env.fails(
+            &["renewal", "csr", &id],
+            &[&none, "no request yet", "\"create-key-pair\""],
+        );
+        env.ok(&[
+            "task",
+            "approve",
+            &format!("{id}:create-key-pair"),
+            "--as",
+            ADMIN,
+        ]);
+        let csr = env.ok(&["renewal", "csr", &id]);
+        let (leaf, ca) = openssl_ca_sign(env, &csr);
+        std::fs::write(env.path("chain.pem"), format!("{leaf}{ca}")).expect("write chain");
+        let chain = env.p("chain.pem");
+        env.ok(&[
+            "renewal",
+            "upload-cert",
+            &id,
+            "--cert",
+            &chain,
+            "--as",
+            ADMIN,
+        ]);
+        env.fails(&["renewal", "csr", &id], &[&none, "already uploaded"]);
+        env.ok(&["renewal", "cancel", &id, "--as", ADMIN]);
+        let id = start(env, "dual-signature");
+        env.fails(
+            &["renewal", "csr", &id],
+            &[
+                &format!("renewal {id} has no certificate request waiting"),
+                "not a CA-signed renewal",
+            ],
+        );
+    });
+}
+
 /// Regression: a receiver contact without an account got "Your step is due" although they
 /// cannot act until given access. Their subject now says the step awaits access; the
 /// registered receiver administrator's still says it is theirs.

@@ -619,7 +619,7 @@ async fn ca_signed_renewal_serves_its_certificate_request() {
         let path = format!("/api/renewals/{id}/certificate-request");
         // No key yet, so no request: said so, with the step that makes it.
         let (s, _, v) = call(&f.app, "GET", &path, Some(&f.admin), None).await?;
-        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
         assert!(
             v["error"]
                 .as_str()
@@ -647,6 +647,136 @@ async fn ca_signed_renewal_serves_its_certificate_request() {
             pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
             "{pem}"
         );
+        Ok(())
+    })
+    .await;
+}
+
+/// `openssl` as a CA: signs `csr`; returns the leaf followed by the CA certificate (PEM).
+fn openssl_ca_chain(csr: &str) -> Result<String, Err> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("req.csr"), csr)?;
+    for args in [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=Test CA",
+            "-days",
+            "30",
+        ][..],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "req.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "30",
+        ][..],
+    ] {
+        let o = std::process::Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .output()?;
+        if !o.status.success() {
+            return Err(format!("openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr)).into());
+        }
+    }
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f));
+    Ok(format!("{}{}", read("leaf.pem")?, read("ca.pem")?))
+}
+
+/// Regression: `GET /api/renewals/{id}/certificate-request` answered 400 Bad Request when no
+/// request was waiting, although the request itself was well-formed. Now it is 409 Conflict
+/// with the API's JSON error naming why: no request yet, the chain already uploaded, or not a
+/// CA-signed renewal.
+#[tokio::test]
+async fn certificate_request_not_waiting_is_409_naming_why() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let start_with = async |ca_signed: bool| -> Result<String, Err> {
+            let (s, _, v) = call(
+                &f.app,
+                "POST",
+                "/api/renewals",
+                Some(&f.admin),
+                Some(
+                    json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias,
+                    "bits": 2048, "ca_signed": ca_signed}),
+                ),
+            )
+            .await?;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            Ok(v["renewal"]["id"].as_str().ok_or("renewal id")?.to_string())
+        };
+        let refused = async |id: &str, why: &str| -> TestResult {
+            let path = format!("/api/renewals/{id}/certificate-request");
+            let (s, h, v) = call(&f.app, "GET", &path, Some(&f.admin), None).await?;
+            assert_eq!(s, StatusCode::CONFLICT, "{v}");
+            assert_eq!(
+                h.get(header::CONTENT_TYPE).map(|c| c.as_bytes()),
+                Some(&b"application/json"[..])
+            );
+            let e = v["error"].as_str().unwrap_or_default();
+            assert!(
+                e.contains(&format!("renewal {id} has no certificate request waiting"))
+                    && e.contains(why),
+                "{why:?} in {v}"
+            );
+            Ok(())
+        };
+
+        let id = start_with(true).await?;
+        refused(&id, "no request yet").await?;
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/tasks/{id}/create-key-pair/approve"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let path = format!("/api/renewals/{id}/certificate-request");
+        let (s, _, csr) = call(&f.app, "GET", &path, Some(&f.admin), None).await?;
+        assert_eq!(s, StatusCode::OK, "{csr}");
+        let chain = openssl_ca_chain(csr.as_str().ok_or("PEM text")?)?;
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/renewals/{id}/certificate"),
+            Some(&f.admin),
+            Some(json!({ "chain_pem": chain })),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        refused(&id, "already uploaded").await?;
+
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/renewals/{id}/cancel"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let id = start_with(false).await?;
+        refused(&id, "not a CA-signed renewal").await?;
         Ok(())
     })
     .await;

@@ -141,7 +141,7 @@ pub fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/renewals/{id}/certificate-request",
-            summary: "The certificate signing request (PEM) of a CA-signed renewal's new key, while it waits for the chain",
+            summary: "The certificate signing request (PEM) of a CA-signed renewal's new key, while it waits for the chain; 409 naming why when none is waiting (no request yet, chain already uploaded, not a CA-signed renewal)",
             auth: true,
             body: None,
             produces: "application/pkcs10",

@@ -52,6 +52,9 @@ pub enum ServiceError {
     /// Input that could not be used.
     #[error("{0}")]
     Input(String),
+    /// A well-formed request that does not apply to the renewal as it stands; says why.
+    #[error("{0}")]
+    NotApplicable(String),
     /// Stored state that cannot be read, or engine and store disagree.
     #[error("inconsistent state: {0}")]
     Corrupt(String),

@@ -246,24 +246,43 @@ impl Service {
     }
 
     /// The certificate signing request (PEM) of a CA-signed renewal's new key, while the
-    /// renewal waits for its CA-signed chain.
+    /// renewal waits for its CA-signed chain; otherwise [`ServiceError::NotApplicable`] naming
+    /// why none is waiting.
     pub async fn certificate_request(&self, id: Uuid) -> Result<String> {
         let r = self.renewal(id).await?;
+        let none = |why: String| {
+            ServiceError::NotApplicable(format!(
+                "renewal {id} has no certificate request waiting: {why}"
+            ))
+        };
         if !r.ca_signed {
-            return Err(ServiceError::Input(format!(
-                "renewal {id} is not CA-signed: its new key gets a self-signed certificate, \
-                 there is no certificate request"
+            return Err(none(
+                "it is not a CA-signed renewal (its new key gets a self-signed certificate)".into(),
+            ));
+        }
+        if let Some(cert) = &r.new_cert {
+            return Err(none(format!(
+                "the CA-signed certificate was already uploaded (SHA-256 {})",
+                cert.0
             )));
         }
-        pending::waiting_csr(self.store.db(), id)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::Input(format!(
-                    "renewal {id} has no certificate request waiting: its key is made when \
-                     \"create-key-pair\" is approved, and the request is gone once the chain \
-                     is uploaded"
-                ))
-            })
+        if r.status != RenewalStatus::Running {
+            return Err(none(format!("the renewal is {}", r.status.as_str())));
+        }
+        if let Some(pem) = pending::waiting_csr(self.store.db(), id).await? {
+            return Ok(pem);
+        }
+        let step = self
+            .catalog
+            .get(r.procedure)
+            .steps
+            .iter()
+            .find(|s| s.action == Some(rekey_engine::definition::ActionKind::GenerateKey))
+            .map_or("create-key-pair", |s| s.id.as_str());
+        Err(none(format!(
+            "no request yet: the new key and its request are made when step \"{step}\" is \
+             approved"
+        )))
     }
 
     /// A renewal by id.
