@@ -1888,3 +1888,124 @@ fn contact_subject_says_the_step_awaits_access() {
         );
     });
 }
+
+fn sleep_until(t: DateTime<Utc>) {
+    if let Ok(wait) = (t - Utc::now() + Duration::milliseconds(300)).to_std() {
+        std::thread::sleep(wait);
+    }
+}
+
+/// downtime-window, half done when the window closes: the tenant administrator exchanged the
+/// key inside the window, the receiver administrator had not switched when it closed. The
+/// window steps were due by the close (not by the opening); the close escalates to both sides
+/// by mail; the receiver's step stays due and can still be done after the close; the downtime
+/// is measured until then, its end after the close.
+#[test]
+fn window_half_done_at_close_escalates_to_both_sides_and_records_the_real_downtime_end() {
+    on_both(|env| {
+        setup(env, &[], false);
+        let id = start(env, "downtime-window");
+        env.ok(&[
+            "task",
+            "approve",
+            &format!("{id}:create-key-pair"),
+            "--as",
+            ADMIN,
+        ]);
+        let opens: DateTime<Utc> = rfc3339(Utc::now() + Duration::seconds(3))
+            .parse()
+            .expect("RFC 3339");
+        let closes = opens + Duration::seconds(6);
+        env.ok(&[
+            "window",
+            "propose",
+            &id,
+            "--start",
+            &rfc3339(opens),
+            "--end",
+            &rfc3339(closes),
+            "--as",
+            ADMIN,
+        ]);
+        env.ok(&["window", "accept", &id, "--as", OPS]);
+        sleep_until(opens);
+        env.json(&["scheduler", "run", "--once", "--json"]);
+        let tasks = env.json(&["task", "list", "--as", OPS, "--json"]);
+        assert_eq!(tasks[0]["step"], "switch-receiver", "{tasks}");
+        let due: DateTime<Utc> = tasks[0]["due_at"]
+            .as_str()
+            .expect("due_at")
+            .parse()
+            .expect("RFC 3339");
+        assert_eq!(due, closes, "a window step is due by the window's close");
+        let fp = tasks[0]["new_certificate"]
+            .as_str()
+            .expect("new certificate")
+            .to_string();
+        env.ok(&[
+            "task",
+            "approve",
+            &format!("{id}:exchange-key-pair"),
+            "--as",
+            ADMIN,
+        ]);
+        env.ok(&["mail", "send-due"]);
+        assert!(
+            sent_mail(env).iter().all(|m| !m.text.contains("Overdue")),
+            "no escalation before the close"
+        );
+
+        // The window closes with the receiver not yet switched.
+        sleep_until(closes);
+        let fired = env.json(&["scheduler", "run", "--once", "--json"]);
+        assert_eq!(fired["failed"], 0, "{fired}");
+        let show = env.json(&["renewal", "show", &id, "--json"]);
+        assert_eq!(show["window"]["closed"], true, "{show}");
+        assert_eq!(step_status(&show, "switch-receiver")["status"], "due");
+        env.ok(&["mail", "send-due"]);
+        let overdue: Vec<Sent> = sent_mail(env)
+            .into_iter()
+            .filter(|m| m.text.contains("Overdue"))
+            .collect();
+        for who in [ADMIN, OPS] {
+            assert!(
+                overdue
+                    .iter()
+                    .any(|m| m.to == who && m.text.contains("receiver system")),
+                "[{}] no escalation mail to {who}: {:?}",
+                env.backend,
+                overdue.iter().map(|m| &m.text).collect::<Vec<_>>()
+            );
+        }
+        let tasks = env.json(&["task", "list", "--as", OPS, "--json"]);
+        assert_eq!(tasks[0]["step"], "switch-receiver", "still due: {tasks}");
+
+        // The receiver administrator switches after the close: allowed, since it makes
+        // verification work again, and that moment ends the downtime.
+        let before_switch = Utc::now();
+        env.ok(&[
+            "task",
+            "complete",
+            &format!("{id}:switch-receiver"),
+            "--as",
+            OPS,
+            "--fingerprint",
+            &fp,
+        ]);
+        let report = env.json(&["renewal", "report", &id]);
+        assert_eq!(report["status"], "completed", "{report}");
+        let at = |k: &str| -> DateTime<Utc> {
+            report["downtime"][k]
+                .as_str()
+                .unwrap_or_else(|| panic!("[{}] downtime {k}: {report}", env.backend))
+                .parse()
+                .expect("RFC 3339")
+        };
+        assert!(opens <= at("started") && at("started") < closes, "{report}");
+        assert!(
+            at("ended") > closes && at("ended") >= before_switch - Duration::seconds(1),
+            "[{}] the downtime ends when the receiver switched, after the close: {report}",
+            env.backend
+        );
+    });
+}

@@ -599,6 +599,14 @@ pub fn apply(
 
 impl Ctx<'_> {
     fn finish(mut self) -> Transition {
+        // A downtime lasts until the receiver verifies again, whichever event brings that about
+        // and whether or not the window is still open: its end is the real one.
+        if self.r.downtime.started.is_some()
+            && self.r.downtime.ended.is_none()
+            && self.world.violation().is_none()
+        {
+            self.r.downtime.ended = Some(self.now);
+        }
         self.r.updated_at = self.now;
         Transition {
             renewal: self.r,
@@ -930,6 +938,7 @@ impl Ctx<'_> {
                 if let Some(w) = closing {
                     w.open = false;
                     w.closed = true;
+                    let end = w.end;
                     self.effects.push(Effect::Audit {
                         action: "window.close".into(),
                         detail: String::new(),
@@ -947,6 +956,12 @@ impl Ctx<'_> {
                         self.renegotiate_window(&window_steps)?;
                         return Ok(());
                     }
+                    // Half done: the receiver rejects until the rest is done. Both sides hear
+                    // of it at once; the remaining step stays due (the guard lets it finish
+                    // after the close, since it makes verification work again) and the
+                    // downtime keeps counting until then.
+                    let agreement = self.agreement_step()?;
+                    let parties = [Some(agreement.role), agreement.with_role];
                     let open: Vec<StepDef> = window_steps
                         .into_iter()
                         .filter(|s| !self.r.is_settled(&s.id))
@@ -955,23 +970,19 @@ impl Ctx<'_> {
                         if let Some(st) = self.r.step_mut(&s.id) {
                             st.escalated = true;
                         }
-                        self.notify(
-                            s.role,
-                            NoticeKind::Escalation,
-                            Some(&s.id),
-                            None,
-                            None,
-                            None,
-                        );
-                        if s.role != Role::TenantAdmin {
-                            self.notify(
-                                Role::TenantAdmin,
-                                NoticeKind::Escalation,
-                                Some(&s.id),
-                                None,
-                                None,
-                                None,
-                            );
+                        let mut told = Vec::new();
+                        for role in [Some(s.role)].into_iter().chain(parties).flatten() {
+                            if !told.contains(&role) {
+                                told.push(role);
+                                self.notify(
+                                    role,
+                                    NoticeKind::Escalation,
+                                    Some(&s.id),
+                                    None,
+                                    None,
+                                    Some(end),
+                                );
+                            }
                         }
                     }
                 }
@@ -1304,14 +1315,9 @@ impl Ctx<'_> {
                 reason: reason.clone(),
             });
         }
-        if in_window {
-            match (&violation, self.r.downtime.started) {
-                (Some(_), None) => self.r.downtime.started = Some(self.now),
-                (None, Some(_)) if self.r.downtime.ended.is_none() => {
-                    self.r.downtime.ended = Some(self.now)
-                }
-                _ => {}
-            }
+        // Its end is recorded in `finish`, once the receiver verifies again.
+        if in_window && violation.is_some() && self.r.downtime.started.is_none() {
+            self.r.downtime.started = Some(self.now);
         }
         self.world = w;
         for c in changes {
@@ -1448,7 +1454,11 @@ impl Ctx<'_> {
 
     fn make_due(&mut self, step: &StepDef) {
         let now = self.now;
-        let due_at = now + step.due;
+        // A window step becomes due when the window opens and must be done before it closes.
+        let due_at = match (step.kind, &self.r.window) {
+            (StepKind::Window, Some(w)) => w.end,
+            _ => now + step.due,
+        };
         if let Some(st) = self.r.step_mut(&step.id) {
             st.status = StepStatus::Due { since: now, due_at };
         }

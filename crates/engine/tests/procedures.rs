@@ -482,6 +482,80 @@ fn window_closing_before_the_steps_escalates() {
     );
 }
 
+/// A half-done exchange at the close: both sides are told, the receiver's step stays due (it
+/// was due by the close, not by the opening), the downtime keeps counting after the close and
+/// ends when the receiver switches.
+#[test]
+fn window_half_done_at_close_keeps_the_step_due_and_the_downtime_ends_after_the_close() {
+    let mut sim = Sim::start(ProcedureId::DowntimeWindow, false);
+    sim.send(
+        &admin(),
+        Event::Approve {
+            step: "create-key-pair".into(),
+        },
+    )
+    .expect("generate");
+    let s = sim.now + chrono::Duration::hours(1);
+    let e = s + chrono::Duration::hours(1);
+    sim.send(&admin(), Event::ProposeWindow { start: s, end: e })
+        .expect("propose");
+    sim.send(&receiver_admin(), Event::AcceptWindow)
+        .expect("accept");
+    sim.fire_at(s, None, TimerKind::WindowOpen).expect("open");
+    for step in ["exchange-key-pair", "switch-receiver"] {
+        assert!(
+            matches!(
+                sim.renewal.step(step).map(|st| &st.status),
+                Some(StepStatus::Due { due_at, .. }) if *due_at == e
+            ),
+            "{step} is due by the close: {:?}",
+            sim.renewal.step(step)
+        );
+    }
+    sim.now = s + chrono::Duration::minutes(10);
+    sim.send(
+        &admin(),
+        Event::Approve {
+            step: "exchange-key-pair".into(),
+        },
+    )
+    .expect("inside the window");
+    let began = sim.renewal.downtime.started.expect("downtime began");
+    let t = sim.fire_at(e, None, TimerKind::WindowClose).expect("close");
+    let told: Vec<Role> = t
+        .effects
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Notify(n) if n.kind == NoticeKind::Escalation => {
+                assert_eq!(n.step.as_deref(), Some("switch-receiver"));
+                assert_eq!(n.due_at, Some(e));
+                Some(n.to)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, [Role::ReceiverAdmin, Role::TenantAdmin], "both sides");
+    assert!(matches!(
+        sim.renewal.step("switch-receiver").map(|st| &st.status),
+        Some(StepStatus::Due { .. })
+    ));
+    assert_eq!(sim.renewal.downtime.ended, None, "still counting");
+    sim.now = e + chrono::Duration::minutes(30);
+    sim.send(
+        &receiver_admin(),
+        Event::Complete {
+            step: "switch-receiver".into(),
+            fingerprint: Some(NEW.into()),
+        },
+    )
+    .expect("the switch after the close restores verification");
+    assert_eq!(sim.renewal.status, RenewalStatus::Completed);
+    assert_eq!(sim.renewal.downtime.started, Some(began));
+    assert_eq!(sim.renewal.downtime.ended, Some(sim.now));
+    assert!(sim.renewal.downtime.ended > Some(e));
+    assert!(sim.world.violation().is_none());
+}
+
 #[test]
 fn reminders_and_escalation_go_to_the_owner_and_stale_timers_do_nothing() {
     let mut sim = Sim::start(ProcedureId::DualTrust, true);
