@@ -217,6 +217,9 @@ pub struct ServerSettings {
 pub struct RenewalSettings {
     /// Start a renewal this many days before a signing certificate expires.
     pub renew_before_days: u32,
+    /// How far back a new certificate's notBefore is dated from the engine's clock, so that a
+    /// receiver whose clock is a little behind accepts the first messages (CAs do the same).
+    pub clock_skew: chrono::Duration,
 }
 
 /// The resolved, typed settings.
@@ -277,6 +280,7 @@ struct ServerLayer {
 #[serde(deny_unknown_fields)]
 struct RenewalLayer {
     renew_before_days: Option<u32>,
+    clock_skew_minutes: Option<u32>,
 }
 
 impl Layer {
@@ -317,6 +321,10 @@ impl Layer {
                     .renewal
                     .renew_before_days
                     .or(self.renewal.renew_before_days),
+                clock_skew_minutes: over
+                    .renewal
+                    .clock_skew_minutes
+                    .or(self.renewal.clock_skew_minutes),
             },
         }
     }
@@ -370,6 +378,7 @@ impl Layer {
             },
             renewal: RenewalLayer {
                 renew_before_days: parsed(env, "REKEY_RENEWAL_RENEW_BEFORE_DAYS")?,
+                clock_skew_minutes: parsed(env, "REKEY_RENEWAL_CLOCK_SKEW_MINUTES")?,
             },
         })
     }
@@ -477,6 +486,13 @@ impl Settings {
                 "[mail] username is set but no password (set [mail] password or REKEY_MAIL_PASSWORD)"
             );
         }
+        let skew_minutes = merged.renewal.clock_skew_minutes.unwrap_or(60);
+        let max_skew = rekey_crypto::MAX_CLOCK_SKEW.num_minutes();
+        if i64::from(skew_minutes) > max_skew {
+            bail!(
+                "[renewal] clock_skew_minutes = {skew_minutes} (or REKEY_RENEWAL_CLOCK_SKEW_MINUTES): at most {max_skew} minutes (a day)"
+            );
+        }
         Ok(Settings {
             mail: MailSettings {
                 transport,
@@ -498,6 +514,7 @@ impl Settings {
             server: ServerSettings { listen, base_url },
             renewal: RenewalSettings {
                 renew_before_days: merged.renewal.renew_before_days.unwrap_or(30),
+                clock_skew: chrono::Duration::minutes(i64::from(skew_minutes)),
             },
             data_dir,
             config_file,
@@ -688,7 +705,31 @@ mod tests {
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.server.base_url, "http://127.0.0.1:8080");
         assert_eq!(s.renewal.renew_before_days, 30);
+        assert_eq!(s.renewal.clock_skew, chrono::Duration::hours(1));
         assert_eq!(s.config_file, None);
+        Ok(())
+    }
+
+    #[test]
+    fn clock_skew_from_file_and_env_and_too_large_is_refused() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join(CONFIG_FILE_NAME);
+        std::fs::write(&file, "[renewal]\nclock_skew_minutes = 5\n")?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(s.renewal.clock_skew, chrono::Duration::minutes(5));
+        let env = |n: &str| (n == "REKEY_RENEWAL_CLOCK_SKEW_MINUTES").then(|| "0".to_string());
+        let s = Settings::load_with(&global(dir.path()), &env)?;
+        assert_eq!(s.renewal.clock_skew, chrono::Duration::zero());
+        std::fs::write(&file, "[renewal]\nclock_skew_minutes = 1441\n")?;
+        let e = Settings::load_with(&global(dir.path()), &no_env).expect_err("too large");
+        assert!(e.to_string().contains("clock_skew_minutes = 1441"), "{e}");
+        assert!(e.to_string().contains("at most 1440"), "{e}");
+        std::fs::write(&file, "[renewal]\nclock_skew_minutes = -5\n")?;
+        let e = Settings::load_with(&global(dir.path()), &no_env).expect_err("negative");
+        assert!(
+            e.to_string().contains("line 2") && e.to_string().contains("-5"),
+            "{e}"
+        );
         Ok(())
     }
 

@@ -650,3 +650,65 @@ fn verify_help_documents_the_exit_codes() {
         assert!(help.contains(needle), "{needle:?} missing from:\n{help}");
     }
 }
+
+/// `rekey verify` judges as strict receivers do: a good signature by a certificate that has
+/// expired by the time the message is checked, or that was not yet valid at its signingTime,
+/// is rejected, with the reason.
+#[test]
+fn verify_rejects_a_signer_certificate_not_valid_at_signing_time_or_now() {
+    use chrono::TimeZone;
+    let dir = tempfile::tempdir().expect("tmp");
+    let pem = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/crypto/tests/fixtures/key1.pem"),
+    )
+    .expect("fixture key");
+    let key = rekey_crypto::KeyPair::from_pem(&pem).expect("key");
+    let at = |y, m, d| {
+        chrono::Utc
+            .with_ymd_and_hms(y, m, d, 0, 0, 0)
+            .single()
+            .expect("date")
+    };
+    let cases = [
+        // Valid 2020-01-01 .. 2020-01-11, signed inside: expired now.
+        ("expired", at(2020, 1, 1), at(2020, 1, 5), "receipt"),
+        // Valid from 2020-01-01, signed the day before.
+        ("early", at(2020, 1, 1), at(2019, 12, 31), "signingTime"),
+    ];
+    for (name, not_before, signed, needle) in cases {
+        let days = if name == "expired" { 10 } else { 36500 };
+        let cert = rekey_crypto::self_signed(&key, "CN=strict", not_before, days).expect("cert");
+        let chain = [cert.clone()];
+        let der = rekey_crypto::sign(
+            b"order",
+            &[rekey_crypto::SignerSpec {
+                key: &key,
+                chain: &chain,
+                digest: rekey_crypto::DigestAlg::Sha256,
+                include_certs: true,
+                include_signing_time: true,
+            }],
+            &rekey_crypto::SignOptions {
+                detached: false,
+                signing_time: signed,
+            },
+        )
+        .expect("signs");
+        let msg = p(dir.path(), &format!("{name}.p7m"));
+        let trust = p(dir.path(), &format!("{name}.pem"));
+        std::fs::write(&msg, der).expect("write");
+        std::fs::write(&trust, cert.to_pem()).expect("write");
+        assert_fails(
+            &rekey(["verify", "--in", s(&msg), "--trust", s(&trust)]),
+            REJECTED,
+            &["rejected", "CN=strict", "not valid at", needle],
+        );
+        let o = rekey(["verify", "--in", s(&msg), "--trust", s(&trust), "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(
+            json["signers"][0]["status"]["status"], "valid",
+            "the signature itself verifies"
+        );
+        assert_eq!(json["accepted"], false);
+    }
+}

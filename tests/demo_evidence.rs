@@ -209,3 +209,98 @@ fn demo_refuses_an_unknown_procedure_and_small_keys() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// A renewal's new certificate is dated by the engine's clock — in the demo, its simulated
+/// clock — less the configured clock-skew allowance (default an hour), never by the wall clock:
+/// a strict receiver checks it at the signingTime of messages signed on that clock.
+#[test]
+fn new_certificate_not_before_is_engine_clock_minus_skew() {
+    let start = "2026-03-01T10:00:00Z";
+    for (config, skew_minutes) in [(None, 60), (Some("[renewal]\nclock_skew_minutes = 5\n"), 5)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        if let Some(c) = config {
+            std::fs::write(data.join("rekey.toml"), c).expect("config");
+        }
+        let evidence = dir.path().join("evidence");
+        let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+            .args(["demo", "--procedure", "dual-trust", "--bits", "2048"])
+            .args(["--start", start, "--evidence"])
+            .arg(&evidence)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("REKEY_CONFIG")
+            .env_remove("REKEY_RENEWAL_CLOCK_SKEW_MINUTES")
+            .output()
+            .expect("rekey runs");
+        assert!(
+            out.status.success(),
+            "demo failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pdir = evidence.join("dual-trust");
+        let timeline: Vec<Value> = serde_json::from_str(
+            &std::fs::read_to_string(pdir.join("timeline.json")).expect("timeline.json"),
+        )
+        .expect("JSON array");
+        let generated: chrono::DateTime<chrono::Utc> = timeline
+            .iter()
+            .find(|t| t["step"] == "create-key-pair")
+            .and_then(|t| t["completed_at"].as_str())
+            .expect("key generation in the timeline")
+            .parse()
+            .expect("RFC 3339");
+        assert!(
+            generated
+                >= start
+                    .parse::<chrono::DateTime<chrono::Utc>>()
+                    .expect("start")
+        );
+        let probes = std::fs::read_to_string(pdir.join("probes.jsonl")).expect("probes");
+        let last: Value =
+            serde_json::from_str(probes.lines().last().expect("a probe")).expect("JSON");
+        let new = rekey_crypto::Certificate::from_pem(
+            last["receiver"]["trusted_certificates_pem"][0]
+                .as_str()
+                .expect("the new certificate"),
+        )
+        .expect("certificate");
+        assert_eq!(
+            new.not_before(),
+            generated - chrono::Duration::minutes(skew_minutes),
+            "notBefore is the engine's time of key generation less {skew_minutes} minutes"
+        );
+    }
+}
+
+#[test]
+fn demo_refuses_a_clock_skew_over_a_day() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(
+        data.join("rekey.toml"),
+        "[renewal]\nclock_skew_minutes = 5000\n",
+    )
+    .expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+        .args(["demo", "--procedure", "dual-trust", "--bits", "2048"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("REKEY_CONFIG")
+        .env_remove("REKEY_RENEWAL_CLOCK_SKEW_MINUTES")
+        .output()
+        .expect("rekey runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("clock_skew_minutes = 5000") && err.contains("at most 1440"),
+        "{err}"
+    );
+    assert!(
+        !data.join("rekey.db").exists(),
+        "nothing was created: {:?}",
+        std::fs::read_dir(&data).map(|d| d.count())
+    );
+}

@@ -2,7 +2,8 @@
 //! rekey's multi-signer SignedData checked by OpenSSL (`openssl cms -verify`), GnuTLS
 //! (`certtool --p7-verify`) and Bouncy Castle (`SignerInformation.verify`), and SignedData made
 //! by `openssl cms -sign` checked by rekey. Tampered content and signatures must be rejected
-//! everywhere.
+//! everywhere. And the probes of `rekey demo --evidence` re-checked by all three, Bouncy Castle
+//! with its default verifier, which refuses a signer certificate not valid at signingTime.
 //!
 //! The tools are required: a missing one fails the test and names the Debian package to
 //! install (openssl, gnutls-bin, default-jdk-headless, libbcprov-java, libbcpkix-java,
@@ -362,7 +363,7 @@ fn rekey_output_verifies_with_openssl() {
 /// "Signature status" lines are parsed and paired with the "Signer's serial" lines (same
 /// order). Returns (serial, ok, status line) per signer.
 fn gnutls_verify(
-    fx: &Fx,
+    ca_file: &Path,
     msg: &Path,
     content: Option<&Path>,
     signer_cert: Option<&Path>,
@@ -371,7 +372,7 @@ fn gnutls_verify(
     cmd.args(["--p7-verify", "--inder", "--infile"])
         .arg(msg)
         .arg("--load-ca-certificate")
-        .arg(&fx.all_certs);
+        .arg(ca_file);
     if let Some(c) = signer_cert {
         cmd.arg("--load-certificate").arg(c);
     }
@@ -410,7 +411,7 @@ fn rekey_output_verifies_with_gnutls() {
         for &i in &v.signers {
             let s = &fx.signers[i];
             let serial = norm_serial(&s.cert.serial_hex());
-            let lines = gnutls_verify(&fx, &v.path, content, Some(&s.cert_path));
+            let lines = gnutls_verify(&fx.all_certs, &v.path, content, Some(&s.cert_path));
             assert_eq!(lines.len(), v.signers.len(), "{}: {lines:?}", v.name);
             let mine = lines
                 .iter()
@@ -423,7 +424,7 @@ fn rekey_output_verifies_with_gnutls() {
             );
         }
         // With the certificates in the message, every signer verifies in one run.
-        let lines = gnutls_verify(&fx, &v.path, content, None);
+        let lines = gnutls_verify(&fx.all_certs, &v.path, content, None);
         assert_eq!(lines.len(), v.signers.len());
         let certs_embedded = !v.name.contains("nocerts");
         if certs_embedded {
@@ -439,7 +440,12 @@ fn rekey_output_verifies_with_gnutls() {
             (t, None)
         };
         for &i in &v.signers {
-            let lines = gnutls_verify(&fx, &msg, content_t, Some(&fx.signers[i].cert_path));
+            let lines = gnutls_verify(
+                &fx.all_certs,
+                &msg,
+                content_t,
+                Some(&fx.signers[i].cert_path),
+            );
             assert!(
                 lines.iter().all(|l| !l.1),
                 "{}: tampered content ok: {lines:?}",
@@ -453,7 +459,7 @@ fn rekey_output_verifies_with_gnutls() {
         for &i in &v.signers {
             let s = &fx.signers[i];
             let serial = norm_serial(&s.cert.serial_hex());
-            let lines = gnutls_verify(&fx, &t, content, Some(&s.cert_path));
+            let lines = gnutls_verify(&fx.all_certs, &t, content, Some(&s.cert_path));
             if lines.iter().any(|l| l.0 == serial && !l.1) {
                 failed += 1;
             }
@@ -468,33 +474,44 @@ fn bouncy_castle_verify(
     fx: &Fx,
     jobs: &[(PathBuf, Option<PathBuf>)],
 ) -> Vec<Vec<(String, bool, String)>> {
-    let cp = bouncy_castle_classpath();
-    let certs = fx
-        .signers
+    let certs: Vec<PathBuf> = fx.signers.iter().map(|s| s.cert_path.clone()).collect();
+    let jobs: Vec<(PathBuf, Option<PathBuf>, Vec<PathBuf>)> = jobs
         .iter()
-        .map(|s| s.cert_path.display().to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let job_file = fx.path("bc-jobs.txt");
+        .map(|(m, c)| (m.clone(), c.clone(), certs.clone()))
+        .collect();
+    bouncy_castle_run(&fx.path("bc-jobs.txt"), &jobs)
+}
+
+/// Runs BcVerify over (message, content, certificate files) jobs written to `job_file`.
+fn bouncy_castle_run(
+    job_file: &Path,
+    jobs: &[(PathBuf, Option<PathBuf>, Vec<PathBuf>)],
+) -> Vec<Vec<(String, bool, String)>> {
+    let cp = bouncy_castle_classpath();
     let text: String = jobs
         .iter()
-        .map(|(m, c)| {
+        .map(|(m, c, certs)| {
             format!(
-                "{}|{}|{certs}\n",
+                "{}|{}|{}\n",
                 m.display(),
                 c.as_ref()
                     .map(|c| c.display().to_string())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                certs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
             )
         })
         .collect();
-    std::fs::write(&job_file, text).expect("jobs");
+    std::fs::write(job_file, text).expect("jobs");
     let out = run_ok(
         require("java", "default-jdk-headless")
             .arg("-cp")
             .arg(cp)
             .arg("BcVerify")
-            .arg(&job_file),
+            .arg(job_file),
     );
     let mut results = vec![Vec::new(); jobs.len()];
     for line in out.lines() {
@@ -630,11 +647,13 @@ fn openssl_output_verifies_with_rekey() {
                         accepts_multiple_signatures: true,
                     };
                     let (verdict, _) =
-                        receiver_verdict(&der, content, &trusted[..1], &multi).expect("reads");
+                        receiver_verdict(&der, content, &trusted[..1], &multi, Utc::now())
+                            .expect("reads");
                     assert!(verdict.is_accepted(), "{label}: {verdict:?}");
                     let single = ReceiverProfile::default();
                     let (verdict, _) =
-                        receiver_verdict(&der, content, &trusted[..1], &single).expect("reads");
+                        receiver_verdict(&der, content, &trusted[..1], &single, Utc::now())
+                            .expect("reads");
                     assert_eq!(verdict.is_accepted(), signer_count == 1, "{label}");
 
                     // Tampered content: every signer fails.
@@ -661,6 +680,7 @@ fn openssl_output_verifies_with_rekey() {
                         (!attached).then_some(&fx.payload[1..]),
                         &trusted,
                         &multi,
+                        Utc::now(),
                     )
                     .expect("readable");
                     assert!(!verdict.is_accepted(), "{label}");
@@ -692,5 +712,200 @@ fn tamper_content_or_detached(der: &[u8], payload: &[u8], attached: bool) -> Vec
         tamper_content(der, payload)
     } else {
         der.to_vec()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `rekey demo --evidence`, re-checked by OpenSSL, GnuTLS and Bouncy Castle
+
+/// One probe of the demo's evidence, written out for the tools.
+struct DemoProbe {
+    label: String,
+    record: serde_json::Value,
+    msg: PathBuf,
+    trusted: Vec<PathBuf>,
+    trusted_fps: Vec<String>,
+    at: chrono::DateTime<Utc>,
+}
+
+fn demo_probes(dir: &Path) -> Vec<DemoProbe> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let evidence = dir.join("evidence");
+    let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+        .args(["demo", "--bits", "2048", "--evidence"])
+        .arg(&evidence)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env_remove("REKEY_CONFIG")
+        .output()
+        .expect("rekey runs");
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut probes = Vec::new();
+    for procedure in [
+        "dual-trust",
+        "dual-signature",
+        "prepared-second-alias",
+        "downtime-window",
+    ] {
+        let text = std::fs::read_to_string(evidence.join(procedure).join("probes.jsonl"))
+            .expect("probes.jsonl");
+        for line in text.lines() {
+            let record: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            let seq = record["seq"].as_u64().expect("seq");
+            let label = format!("{procedure} probe {seq}");
+            let msg = dir.join(format!("{procedure}-{seq}.p7m"));
+            let der = b64
+                .decode(record["signed_data_der_base64"].as_str().expect("der"))
+                .expect("base64");
+            std::fs::write(&msg, der).expect("write probe");
+            let mut trusted = Vec::new();
+            let mut trusted_fps = Vec::new();
+            for (i, pem) in record["receiver"]["trusted_certificates_pem"]
+                .as_array()
+                .expect("trusted")
+                .iter()
+                .enumerate()
+            {
+                let pem = pem.as_str().expect("pem");
+                let path = dir.join(format!("{procedure}-{seq}-trusted{i}.pem"));
+                std::fs::write(&path, pem).expect("write cert");
+                trusted.push(path);
+                trusted_fps.push(
+                    Certificate::from_pem(pem)
+                        .expect("trusted certificate")
+                        .fingerprint()
+                        .to_string(),
+                );
+            }
+            let at = record["at"]
+                .as_str()
+                .expect("at")
+                .parse()
+                .expect("RFC 3339");
+            probes.push(DemoProbe {
+                label,
+                record,
+                msg,
+                trusted,
+                trusted_fps,
+                at,
+            });
+        }
+    }
+    assert_eq!(probes.len(), 33, "the demo's probes");
+    probes
+}
+
+/// The receiver rule over one tool's per-signer results; checks it against rekey's verdict and
+/// the evidence's claims (every probe accepted but the downtime window's, inside the window).
+fn check_demo_verdict(tool: &str, p: &DemoProbe, signers_ok: &[bool], detail: &str) {
+    let count = p.record["signer_count"].as_u64().expect("count") as usize;
+    assert_eq!(
+        signers_ok.len(),
+        count,
+        "{tool}, {}: signers found: {detail}",
+        p.label
+    );
+    let multi = p.record["receiver"]["accepts_multiple_signatures"] == true;
+    let accepted = (count == 1 || multi) && signers_ok.iter().any(|ok| *ok);
+    let claimed = p.record["receiver_verdict"] == "accepted";
+    let in_window = p.record["in_downtime_window"] == true;
+    assert!(
+        accepted || in_window,
+        "{tool} rejects {} outside the downtime window: {detail}",
+        p.label
+    );
+    assert_eq!(
+        accepted, claimed,
+        "{tool} and rekey's reference receiver disagree on {}: {detail}",
+        p.label
+    );
+}
+
+/// Every probe of `rekey demo --evidence` through Bouncy Castle's default
+/// `SignerInformationVerifier` (the certificate must be valid at the probe's signingTime), under
+/// the trust the probe records. New keys' certificates used to be dated by the wall clock while
+/// the demo signs on its own clock, and Bouncy Castle rejected every probe a new key signed.
+#[test]
+fn demo_probes_pass_bouncy_castle_default_verifier() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let probes = demo_probes(dir.path());
+    let jobs: Vec<(PathBuf, Option<PathBuf>, Vec<PathBuf>)> = probes
+        .iter()
+        .map(|p| (p.msg.clone(), None, p.trusted.clone()))
+        .collect();
+    let results = bouncy_castle_run(&dir.path().join("bc-demo-jobs.txt"), &jobs);
+    // The last probe of each procedure is signed by the new key alone: checked here too.
+    for (p, signers) in probes.iter().zip(&results) {
+        let ok: Vec<bool> = signers.iter().map(|s| s.1).collect();
+        check_demo_verdict("Bouncy Castle", p, &ok, &format!("{signers:?}"));
+    }
+}
+
+/// The same probes through `openssl cms -verify` at the probe's time (`-attime`) with the
+/// certificates the probe carries as CA file — each signature and each signer certificate's
+/// validity is checked — and `certtool --p7-verify` (at the current time) against the
+/// receiver's trusted certificates, signer by signer.
+#[test]
+fn demo_probes_pass_openssl_and_gnutls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for p in demo_probes(dir.path()) {
+        // OpenSSL: the certificates in the message, checked at `at`; trust by fingerprint.
+        let embedded = dir.path().join("embedded.pem");
+        run_ok(
+            openssl()
+                .args(["pkcs7", "-inform", "DER", "-print_certs", "-in"])
+                .arg(&p.msg)
+                .arg("-out")
+                .arg(&embedded),
+        );
+        let signers_out = dir.path().join("signers.pem");
+        let (ok, text) = run(openssl()
+            .args([
+                "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
+            ])
+            .arg("-in")
+            .arg(&p.msg)
+            .arg("-CAfile")
+            .arg(&embedded)
+            .arg("-attime")
+            .arg(p.at.timestamp().to_string())
+            .arg("-signer")
+            .arg(&signers_out)
+            .args(["-out", "/dev/null"]));
+        assert!(ok, "OpenSSL rejects {} at its time: {text}", p.label);
+        let signer_fps: Vec<String> = Certificate::parse_pem_chain(
+            &std::fs::read_to_string(&signers_out).expect("signers written"),
+        )
+        .expect("signer certificates")
+        .iter()
+        .map(|c| c.fingerprint().to_string())
+        .collect();
+        let trusted_ok: Vec<bool> = signer_fps
+            .iter()
+            .map(|f| p.trusted_fps.contains(f))
+            .collect();
+        check_demo_verdict("OpenSSL", &p, &trusted_ok, &text);
+
+        // GnuTLS: one trusted certificate at a time as CA file. (certtool looks a signer up by
+        // issuer name only, and the old and the new certificate share their subject: with both
+        // in one CA file it checks a signature with whichever comes first.)
+        let mut by_signer: Vec<(String, bool)> = Vec::new();
+        for ca in &p.trusted {
+            for (serial, ok, _) in gnutls_verify(ca, &p.msg, None, None) {
+                match by_signer.iter_mut().find(|(s, _)| *s == serial) {
+                    Some(known) => known.1 |= ok,
+                    None => by_signer.push((serial, ok)),
+                }
+            }
+        }
+        let ok: Vec<bool> = by_signer.iter().map(|s| s.1).collect();
+        check_demo_verdict("GnuTLS", &p, &ok, &format!("{by_signer:?}"));
     }
 }

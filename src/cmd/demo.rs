@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, DurationRound as _, Utc};
 use clap::Args;
 use rekey_engine::{Catalog, ProcedureId};
 use rekey_service::Service;
@@ -33,6 +33,11 @@ pub struct DemoArgs {
     /// Print the runs as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Start of the demo's simulated clock (RFC 3339). Default: a day before now, so that the
+    /// whole run (a few simulated hours) lies in the past and its certificates are valid now:
+    /// tools that verify at the current time (GnuTLS, OpenSSL by default) accept the evidence.
+    #[arg(long, value_name = "TIME")]
+    start: Option<DateTime<Utc>>,
 }
 
 /// Exit code when a claim of the demo does not hold.
@@ -55,14 +60,20 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("rekey-demo-{}", uuid::Uuid::new_v4().simple())),
     };
+    // Only the clock-skew allowance is taken from the configuration: the demo keeps its own
+    // database and sends no mail.
+    let skew = crate::config::Settings::load(global)?.renewal.clock_skew;
     let runs = block_on(async {
         let store = open(&dir).await?;
-        let service = Service::new(store.clone(), Catalog::builtin()?);
-        // A fixed simulated clock: timelines are reproducible and the window opens on time.
-        let start = Utc
-            .with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
-            .single()
-            .context("start time")?;
+        let service = Service::new(store.clone(), Catalog::builtin()?).with_clock_skew(skew);
+        // The wall clock is read once, here; from then on the demo runs on its simulated clock,
+        // which is the engine's clock for every step, key and probe.
+        let start = match args.start {
+            Some(t) => t,
+            None => (Utc::now() - chrono::Duration::days(1))
+                .duration_trunc(chrono::Duration::minutes(1))
+                .context("start time")?,
+        };
         let runs = demo::run(
             &service,
             &DemoOptions {

@@ -15,7 +15,7 @@ use clap::Args;
 use rekey_crypto::{
     Certificate, DigestAlg, KeyBits, KeyPair, ReceiverProfile, SignOptions, SignerSpec, Verdict,
     certificate_request, certificate_request_pem, decode_input, parse_subject, receiver_verdict,
-    self_signed, sign as cms_sign, to_base64,
+    self_signed_at, sign as cms_sign, to_base64,
 };
 use serde::Serialize;
 
@@ -198,7 +198,14 @@ pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
     }
 
     let key = KeyPair::generate(bits)?;
-    let cert = self_signed(&key, &args.subject, Utc::now(), args.days)?;
+    // Backdated like a renewal's certificate, for receivers whose clock is a little behind.
+    let cert = self_signed_at(
+        &key,
+        &args.subject,
+        Utc::now(),
+        rekey_service::DEFAULT_CLOCK_SKEW,
+        args.days,
+    )?;
     let csr = match &args.csr_out {
         Some(_) => Some(certificate_request_pem(&certificate_request(
             &key,
@@ -316,13 +323,13 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
         verifies_multiple_keys: false,
         accepts_multiple_signatures: !args.single_signature_only,
     };
-    let (verdict, v) =
-        receiver_verdict(&der, content.as_deref(), &trusted, &profile).map_err(|e| match e {
-            rekey_crypto::CryptoError::Content(m) if args.content.is_none() => {
-                anyhow!("message {}: {m} (use --content FILE)", args.input.display())
-            }
-            other => anyhow!("message {}: {other}", args.input.display()),
-        })?;
+    let (verdict, v) = receiver_verdict(&der, content.as_deref(), &trusted, &profile, Utc::now())
+        .map_err(|e| match e {
+        rekey_crypto::CryptoError::Content(m) if args.content.is_none() => {
+            anyhow!("message {}: {m} (use --content FILE)", args.input.display())
+        }
+        other => anyhow!("message {}: {other}", args.input.display()),
+    })?;
 
     if args.json {
         let report = JsonReport {

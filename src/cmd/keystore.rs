@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use rekey_crypto::{Certificate, KeyBits, KeyPair, parse_subject, self_signed};
+use rekey_crypto::{Certificate, KeyBits, KeyPair, parse_subject, self_signed_at};
 use rekey_store::{Alias, EntryId, KeyMaterial, KeystoreEntry, StepRef, flows, keystore};
 use serde::Serialize;
 
@@ -329,7 +329,8 @@ async fn generate(ctx: &Context, a: GenerateArgs) -> Result<()> {
     // Checked before spending seconds on key generation; the store checks again.
     refuse_taken(ctx, &t, &alias).await?;
     let key = KeyPair::generate(bits)?;
-    let cert = self_signed(&key, &subject, Utc::now(), a.days).context("--days")?;
+    let skew = ctx.settings.renewal.clock_skew;
+    let cert = self_signed_at(&key, &subject, Utc::now(), skew, a.days).context("--days")?;
     let material = KeyMaterial::new(&alias, key, vec![cert])?;
     let e = ctx
         .store

@@ -152,7 +152,8 @@ pub enum WindowCmd {
 }
 
 fn service(ctx: &Context) -> Result<Service> {
-    Ok(Service::new(ctx.store.clone(), Catalog::builtin()?))
+    Ok(Service::new(ctx.store.clone(), Catalog::builtin()?)
+        .with_clock_skew(ctx.settings.renewal.clock_skew))
 }
 
 /// The person acting: `--as EMAIL` is required for renewal actions.

@@ -87,7 +87,8 @@ pub fn scheduler(global: &GlobalArgs, cmd: SchedulerCmd) -> Result<ExitCode> {
         bail!("--interval must be at least 1 second");
     }
     with_ctx(global, async |ctx| {
-        let service = Service::new(ctx.store.clone(), Catalog::builtin()?);
+        let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
+            .with_clock_skew(ctx.settings.renewal.clock_skew);
         let owner = scheduler::default_owner();
         if args.once {
             let now = args.at.unwrap_or_else(rekey_store::db::now);
@@ -152,7 +153,8 @@ pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
         other => bail!("--policy: expected notify or open, not {other:?}"),
     };
     with_ctx(global, async |ctx| {
-        let service = Service::new(ctx.store.clone(), Catalog::builtin()?);
+        let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
+            .with_clock_skew(ctx.settings.renewal.clock_skew);
         let opts = WatchOptions {
             policy,
             renew_before: chrono::Duration::days(i64::from(

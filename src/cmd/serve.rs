@@ -52,7 +52,8 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         bail!("intervals must be at least 1 second");
     }
     with_ctx(global, async |ctx| {
-        let service = Service::new(ctx.store.clone(), Catalog::builtin()?);
+        let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
+            .with_clock_skew(ctx.settings.renewal.clock_skew);
         let addr = args.listen.unwrap_or(ctx.settings.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -123,7 +123,7 @@ this file; unknown keys are refused.\n\n# database_url = \"sqlite://<data-dir>/r
 # or postgres://USER@HOST:5432/DB\n# kek_file = \"<data-dir>/kek.key\"\n\n[mail]\n# transport = \
 \"file\"\n# outbox_dir = \"<data-dir>/outbox\"\n# from = \"rekey@localhost\"\n\n[server]\n# \
 listen = \"127.0.0.1:8080\"\n# base_url = \"http://127.0.0.1:8080\"\n\n[renewal]\n# \
-renew_before_days = 30\n";
+renew_before_days = 30\n# clock_skew_minutes = 60\n";
 
 /// `rekey init`.
 pub fn init(global: &GlobalArgs, _args: InitArgs) -> Result<ExitCode> {

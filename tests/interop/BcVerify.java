@@ -5,8 +5,11 @@
 //   <line-number> <serial-hex> OK
 //   <line-number> <serial-hex> FAIL <reason>
 //   <line-number> - ERROR <reason>        (the message itself could not be read)
-// Each signer is checked with SignerInformation.verify(JcaSimpleSignerInfoVerifierBuilder...)
-// against the supplied certificate whose issuer and serial match its SignerIdentifier.
+// Each signer is checked with SignerInformation.verify and Bouncy Castle's default verifier,
+// JcaSimpleSignerInfoVerifierBuilder().build(cert), against the supplied certificate whose
+// issuer and serial match its SignerIdentifier. Built from a certificate, that verifier also
+// refuses a certificate not valid at the signer's signingTime ("verifier not valid at
+// signingTime"), as Java-based receivers do.
 
 import java.io.FileInputStream;
 import java.io.InputStream;

@@ -316,7 +316,8 @@ impl BuilderProfile for SelfSignedSigner {
     }
 }
 
-/// Issues a self-signed X.509 v3 signing certificate for `key`.
+/// Issues a self-signed X.509 v3 signing certificate for `key`, valid from `not_before` for
+/// `days` days.
 ///
 /// keyUsage is digitalSignature + nonRepudiation, basicConstraints CA:false, with subject and
 /// authority key identifiers; the serial is random and positive; signed with SHA-256.
@@ -331,8 +332,56 @@ pub fn self_signed(
             "validity must be at least one day".into(),
         ));
     }
+    issue(
+        key,
+        subject,
+        not_before,
+        not_before + chrono::Duration::days(i64::from(days)),
+    )
+}
+
+/// The longest clock-skew allowance [`self_signed_at`] accepts: more would no longer be a
+/// clock that is a little behind.
+pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::days(1);
+
+/// Issues a self-signed signing certificate as of `now` (the caller's clock, not the wall
+/// clock): valid for `days` days from `now`, with notBefore backdated by `skew`, as CAs do, so
+/// that a receiver whose clock is a little behind does not reject the first messages signed
+/// with it (strict receivers check the certificate at signingTime and at receipt).
+pub fn self_signed_at(
+    key: &KeyPair,
+    subject: &str,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+    days: u32,
+) -> Result<Certificate> {
+    if days == 0 {
+        return Err(CryptoError::Validity(
+            "validity must be at least one day".into(),
+        ));
+    }
+    if skew < chrono::Duration::zero() || skew > MAX_CLOCK_SKEW {
+        return Err(CryptoError::Validity(format!(
+            "clock-skew allowance of {} minutes is outside 0 .. {} minutes",
+            skew.num_minutes(),
+            MAX_CLOCK_SKEW.num_minutes()
+        )));
+    }
+    issue(
+        key,
+        subject,
+        now - skew,
+        now + chrono::Duration::days(i64::from(days)),
+    )
+}
+
+fn issue(
+    key: &KeyPair,
+    subject: &str,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+) -> Result<Certificate> {
     let name = parse_subject(subject)?;
-    let not_after = not_before + chrono::Duration::days(i64::from(days));
     let validity = Validity::new(to_time(not_before)?, to_time(not_after)?);
     let serial = SerialNumber::generate(&mut rand::rng());
     let spki = spki_of(key)?;

@@ -1,6 +1,7 @@
 //! The receiver rule of rekey's invariant: would a receiver with this profile and this trust
 //! store accept this message?
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::verify::{CertSource, Verification, verify};
@@ -40,22 +41,26 @@ impl Verdict {
     }
 }
 
-/// Applies the receiver rule to a message: it is accepted when it carries one SignerInfo (or the
-/// receiver accepts several) and at least one SignerInfo verifies under a trusted certificate.
+/// Applies the receiver rule to a message received at `received_at`: it is accepted when it
+/// carries one SignerInfo (or the receiver accepts several) and at least one SignerInfo verifies
+/// under a trusted certificate that was valid at the signer's signingTime and at receipt.
 ///
 /// Only the trusted certificates are used: a certificate carried in the message proves nothing.
+/// `received_at` comes from the caller's clock (the engine's, in a renewal).
 pub fn receiver_verdict(
     der: &[u8],
     detached: Option<&[u8]>,
     trusted: &[Certificate],
     profile: &ReceiverProfile,
+    received_at: DateTime<Utc>,
 ) -> Result<(Verdict, Verification)> {
     let v = verify(der, detached, trusted, CertSource::SuppliedOnly)?;
-    Ok((judge(&v, profile), v))
+    Ok((judge(&v, profile, received_at), v))
 }
 
-/// The receiver rule over an existing verification (made with the trusted certificates only).
-pub fn judge(v: &Verification, profile: &ReceiverProfile) -> Verdict {
+/// The receiver rule over an existing verification (made with the trusted certificates only),
+/// for a message received at `received_at`.
+pub fn judge(v: &Verification, profile: &ReceiverProfile, received_at: DateTime<Utc>) -> Verdict {
     let n = v.signers.len();
     if n == 0 {
         return Verdict::Rejected {
@@ -69,15 +74,21 @@ pub fn judge(v: &Verification, profile: &ReceiverProfile) -> Verdict {
             ),
         };
     }
-    match v.signers.iter().find(|s| s.is_valid()) {
-        Some(s) => match s.certificate {
-            Some(by) => Verdict::Accepted { by },
-            None => Verdict::Rejected {
-                reason: "internal: a valid signer without certificate".into(),
-            },
-        },
-        None => Verdict::Rejected {
+    let verified: Vec<_> = v.signers.iter().filter(|s| s.is_valid()).collect();
+    if verified.is_empty() {
+        return Verdict::Rejected {
             reason: "no signature verifies under a trusted certificate".into(),
-        },
+        };
+    }
+    let mut problems = Vec::new();
+    for s in verified {
+        match (s.validity_problem(received_at), s.certificate) {
+            (None, Some(by)) => return Verdict::Accepted { by },
+            (Some(p), _) => problems.push(p),
+            (None, None) => problems.push("internal: a valid signer without certificate".into()),
+        }
+    }
+    Verdict::Rejected {
+        reason: problems.join("; "),
     }
 }

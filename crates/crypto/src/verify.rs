@@ -49,6 +49,10 @@ pub struct SignerReport {
     pub digest: String,
     /// The signingTime attribute, when present.
     pub signing_time: Option<DateTime<Utc>>,
+    /// notBefore of that certificate.
+    pub not_before: Option<DateTime<Utc>>,
+    /// notAfter of that certificate.
+    pub not_after: Option<DateTime<Utc>>,
     /// The verdict.
     pub status: SignerStatus,
 }
@@ -57,6 +61,34 @@ impl SignerReport {
     /// Whether this signer's signature verified.
     pub fn is_valid(&self) -> bool {
         self.status == SignerStatus::Valid
+    }
+
+    /// Why the certificate this signer verified under was not valid when it signed (its
+    /// signingTime, if it carries one) or when the message was received — what strict receivers
+    /// (Bouncy Castle's default verifier, Java-based systems, OpenSSL's chain check) refuse even
+    /// when the signature is good. `None` when it was valid at both times.
+    pub fn validity_problem(&self, received_at: DateTime<Utc>) -> Option<String> {
+        let (Some(from), Some(until)) = (self.not_before, self.not_after) else {
+            return None;
+        };
+        let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let moments = self
+            .signing_time
+            .map(|t| ("signingTime", t))
+            .into_iter()
+            .chain([("receipt", received_at)]);
+        for (what, at) in moments {
+            if at < from || at > until {
+                return Some(format!(
+                    "signer certificate {} is not valid at {what} {} (valid {} .. {})",
+                    self.subject.as_deref().unwrap_or("?"),
+                    fmt(at),
+                    fmt(from),
+                    fmt(until)
+                ));
+            }
+        }
+        None
     }
 }
 
@@ -254,6 +286,8 @@ fn check_signer(
         subject: None,
         digest: digest.map_or_else(|| si.digest_alg.oid.to_string(), |d| d.name().to_string()),
         signing_time: None,
+        not_before: None,
+        not_after: None,
         status: SignerStatus::Valid,
     };
     let matching: Vec<&Certificate> = candidates
@@ -320,6 +354,8 @@ fn check_signer(
     }
     report.certificate = Some(used.fingerprint());
     report.subject = Some(used.subject());
+    report.not_before = Some(used.not_before());
+    report.not_after = Some(used.not_after());
     report.status = status;
     Ok(report)
 }

@@ -218,7 +218,7 @@ fn unknown_digest_oid_is_unsupported_not_a_panic() {
         "{:?}",
         v.signers[0].status
     );
-    assert!(!judge(&v, &ReceiverProfile::default()).is_accepted());
+    assert!(!judge(&v, &ReceiverProfile::default(), Utc::now()).is_accepted());
 }
 
 #[test]
@@ -298,8 +298,8 @@ fn zero_signers_hand_made_is_rejected_by_the_rule() {
     let der = zero_signer_message(b"nobody signed this");
     assert!(ContentInfo::from_der(&der).is_ok());
     let (_, c1) = signer(1, "one");
-    let (verdict, v) =
-        receiver_verdict(&der, None, &[c1], &ReceiverProfile::default()).expect("parses");
+    let (verdict, v) = receiver_verdict(&der, None, &[c1], &ReceiverProfile::default(), Utc::now())
+        .expect("parses");
     assert!(v.signers.is_empty());
     assert!(!verdict.is_accepted());
 }
@@ -320,6 +320,7 @@ fn zero_signers_made_by_openssl_is_rejected_by_the_rule() {
         Some(b"anything"),
         std::slice::from_ref(&c1),
         &ReceiverProfile::default(),
+        Utc::now(),
     )
     .expect("parses");
     assert!(v.signers.is_empty());

@@ -122,24 +122,24 @@ fn receiver_rule_follows_profile_and_trust() {
         verifies_multiple_keys: false,
         accepts_multiple_signatures: false,
     };
-    let (v, _) = receiver_verdict(&both, None, &c1s, &multi).expect("parses");
+    let (v, _) = receiver_verdict(&both, None, &c1s, &multi, Utc::now()).expect("parses");
     assert_eq!(
         v,
         Verdict::Accepted {
             by: c1.fingerprint()
         }
     );
-    let (v, _) = receiver_verdict(&both, None, &c2s, &multi).expect("parses");
+    let (v, _) = receiver_verdict(&both, None, &c2s, &multi, Utc::now()).expect("parses");
     assert_eq!(
         v,
         Verdict::Accepted {
             by: c2.fingerprint()
         }
     );
-    let (v, _) = receiver_verdict(&both, None, &c1s, &single).expect("parses");
+    let (v, _) = receiver_verdict(&both, None, &c1s, &single, Utc::now()).expect("parses");
     assert!(!v.is_accepted());
     // Certificates carried in the message are not trust.
-    let (v, _) = receiver_verdict(&both, None, &[], &multi).expect("parses");
+    let (v, _) = receiver_verdict(&both, None, &[], &multi, Utc::now()).expect("parses");
     assert!(!v.is_accepted());
     let one = sign(
         b"m",
@@ -153,9 +153,9 @@ fn receiver_rule_follows_profile_and_trust() {
         &opts(false),
     )
     .expect("signs");
-    let (v, _) = receiver_verdict(&one, None, &c1s, &single).expect("parses");
+    let (v, _) = receiver_verdict(&one, None, &c1s, &single, Utc::now()).expect("parses");
     assert!(!v.is_accepted());
-    let (v, _) = receiver_verdict(&one, None, &c2s, &single).expect("parses");
+    let (v, _) = receiver_verdict(&one, None, &c2s, &single, Utc::now()).expect("parses");
     assert!(v.is_accepted());
 }
 
@@ -209,4 +209,103 @@ fn tampered_signature_is_bad() {
     der[n - 5] ^= 0x01; // inside the signature value, the last field
     let v = verify(&der, None, &[], CertSource::EmbeddedAndSupplied).expect("parses");
     assert_eq!(v.signers[0].status, SignerStatus::BadSignature);
+}
+
+/// Strict receivers (Bouncy Castle's default verifier, Java-based systems) refuse a signer
+/// whose certificate was not valid at the message's signingTime or is not valid at receipt;
+/// the reference receiver must refuse the same messages.
+#[test]
+fn reference_receiver_rejects_a_signer_certificate_not_valid_at_signing_time_or_receipt() {
+    use chrono::TimeZone;
+    let k = common::key(1);
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
+        .single()
+        .expect("date");
+    let hour = chrono::Duration::hours(1);
+    let cert = rekey_crypto::self_signed_at(&k, "CN=fresh", now, hour, 30).expect("cert");
+    let chain = [cert.clone()];
+    let signed_at = |t| {
+        sign(
+            b"m",
+            &[SignerSpec {
+                key: &k,
+                chain: &chain,
+                digest: DigestAlg::Sha256,
+                include_certs: true,
+                include_signing_time: true,
+            }],
+            &SignOptions {
+                detached: false,
+                signing_time: t,
+            },
+        )
+        .expect("signs")
+    };
+    let profile = ReceiverProfile::default();
+    // Inside the clock-skew allowance: accepted.
+    let (v, _) = receiver_verdict(&signed_at(now - hour), None, &chain, &profile, now - hour)
+        .expect("parses");
+    assert!(v.is_accepted(), "{v:?}");
+    // Signed before notBefore: the signature is good, the certificate was not valid yet.
+    let early = now - hour - chrono::Duration::seconds(1);
+    let (v, report) =
+        receiver_verdict(&signed_at(early), None, &chain, &profile, now).expect("parses");
+    assert!(
+        report.signers[0].is_valid(),
+        "the signature itself verifies"
+    );
+    match v {
+        Verdict::Rejected { reason } => {
+            assert!(reason.contains("signingTime"), "{reason}");
+            assert!(reason.contains("CN=fresh"), "{reason}");
+        }
+        other => panic!("accepted a certificate not yet valid at signingTime: {other:?}"),
+    }
+    // Received after notAfter.
+    let late = now + chrono::Duration::days(31);
+    let (v, _) = receiver_verdict(&signed_at(now), None, &chain, &profile, late).expect("parses");
+    match v {
+        Verdict::Rejected { reason } => assert!(reason.contains("receipt"), "{reason}"),
+        other => panic!("accepted a certificate expired at receipt: {other:?}"),
+    }
+    // Without signingTime only the receipt counts.
+    let no_time = sign(
+        b"m",
+        &[SignerSpec {
+            key: &k,
+            chain: &chain,
+            digest: DigestAlg::Sha256,
+            include_certs: true,
+            include_signing_time: false,
+        }],
+        &opts(false),
+    )
+    .expect("signs");
+    let (v, _) = receiver_verdict(&no_time, None, &chain, &profile, now).expect("parses");
+    assert!(v.is_accepted(), "{v:?}");
+}
+
+#[test]
+fn self_signed_at_backdates_not_before_by_the_skew_and_refuses_a_bad_skew() {
+    use chrono::TimeZone;
+    let k = common::key(1);
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
+        .single()
+        .expect("date");
+    let skew = chrono::Duration::minutes(90);
+    let c = rekey_crypto::self_signed_at(&k, "CN=x", now, skew, 365).expect("cert");
+    assert_eq!(c.not_before(), now - skew);
+    assert_eq!(c.not_after(), now + chrono::Duration::days(365));
+    for bad in [
+        chrono::Duration::minutes(-1),
+        chrono::Duration::minutes(1441),
+    ] {
+        let e = rekey_crypto::self_signed_at(&k, "CN=x", now, bad, 365).expect_err("refused");
+        assert!(
+            matches!(e, CryptoError::Validity(_)) && e.to_string().contains("clock-skew"),
+            "{e}"
+        );
+    }
 }

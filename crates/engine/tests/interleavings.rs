@@ -6,11 +6,10 @@ mod common;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use chrono::TimeZone;
 use common::*;
 use rekey_crypto::{
     Certificate, DigestAlg, KeyPair, ReceiverProfile, SignOptions, SignerSpec, receiver_verdict,
-    self_signed, sign,
+    self_signed_at, sign,
 };
 use rekey_engine::*;
 
@@ -21,10 +20,7 @@ struct Reference {
 
 impl Reference {
     fn new() -> Self {
-        let start = chrono::Utc
-            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
-            .single()
-            .expect("date");
+        // Issued as rekey issues them: on the engine's clock, notBefore an hour back.
         let load = |n: u32, cn: &str| {
             let path = format!(
                 "{}/../crypto/tests/fixtures/key{n}.pem",
@@ -32,7 +28,14 @@ impl Reference {
             );
             let pem = std::fs::read_to_string(&path).expect("fixture");
             let key = KeyPair::from_pem(&pem).expect("key");
-            let cert = self_signed(&key, &format!("CN={cn}"), start, 365).expect("cert");
+            let cert = self_signed_at(
+                &key,
+                &format!("CN={cn}"),
+                t0(),
+                chrono::Duration::hours(1),
+                365,
+            )
+            .expect("cert");
             (key, cert)
         };
         let keys = HashMap::from([
@@ -81,7 +84,7 @@ impl Reference {
                     },
                 )
                 .expect("sign");
-                receiver_verdict(&der, None, &trusted, &profile)
+                receiver_verdict(&der, None, &trusted, &profile, t0())
                     .expect("verify")
                     .0
                     .is_accepted()

@@ -313,7 +313,8 @@ async fn probe(
         verifies_multiple_keys: receiver.profile.verifies_multiple_keys,
         accepts_multiple_signatures: receiver.profile.accepts_multiple_signatures,
     };
-    let (verdict, verification) = receiver_verdict(&signed.der, None, &trusted, &profile)?;
+    // Received the moment it was signed, on the demo's clock.
+    let (verdict, verification) = receiver_verdict(&signed.der, None, &trusted, &profile, at)?;
     Ok(ProbeRecord {
         seq,
         after_step: after.map(|a| a.0.to_string()),

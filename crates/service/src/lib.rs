@@ -18,7 +18,7 @@ mod shell;
 pub mod watch;
 mod world;
 
-pub use shell::{MailQueued, Outcome, Service, StartRequest, TaskView};
+pub use shell::{DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Service, StartRequest, TaskView};
 pub use world::load_world;
 
 use rekey_engine::Refusal;

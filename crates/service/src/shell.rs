@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rekey_crypto::{
     Certificate, KeyBits, KeyPair, SignOptions, SignerSpec, certificate_request,
-    certificate_request_pem, self_signed, sign,
+    certificate_request_pem, self_signed_at, sign,
 };
 use rekey_engine::{
     Actor, Catalog, CertId, Change, Effect, Event, Grant, Notice, NoticeKind, ProcedureId, Renewal,
@@ -35,7 +35,13 @@ pub const TEST_PAYLOAD: &[u8] =
 pub struct Service {
     store: Store,
     catalog: Catalog,
+    clock_skew: chrono::Duration,
 }
+
+/// How far back a new certificate's notBefore is dated from the engine's clock unless
+/// configured otherwise: a receiver whose clock is up to an hour behind still accepts the first
+/// messages signed with it.
+pub const DEFAULT_CLOCK_SKEW: chrono::Duration = chrono::Duration::hours(1);
 
 /// What starts a renewal.
 #[derive(Debug, Clone)]
@@ -121,7 +127,23 @@ fn hash_id(parts: &[&str]) -> String {
 impl Service {
     /// A service over `store` running `catalog`'s procedures.
     pub fn new(store: Store, catalog: Catalog) -> Self {
-        Service { store, catalog }
+        Service {
+            store,
+            catalog,
+            clock_skew: DEFAULT_CLOCK_SKEW,
+        }
+    }
+
+    /// The same service issuing certificates with notBefore `skew` before the engine's clock
+    /// (0 .. [`rekey_crypto::MAX_CLOCK_SKEW`]; a bad value is refused when a key is generated).
+    pub fn with_clock_skew(mut self, skew: chrono::Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// The clock-skew allowance new certificates are backdated by.
+    pub fn clock_skew(&self) -> chrono::Duration {
+        self.clock_skew
     }
 
     /// The store.
@@ -441,7 +463,7 @@ impl Service {
                 match effect {
                     Effect::GenerateKey { bits, ca_signed } => {
                         if let Some(cert) = self
-                            .generate(txn, &renewal, bits, ca_signed, &actor.email)
+                            .generate(txn, &renewal, bits, ca_signed, &actor.email, now)
                             .await?
                         {
                             follow_up = Some(Event::KeyReady { cert });
@@ -549,7 +571,9 @@ impl Service {
     }
 
     /// Generates the new key (self-signed certificate, or CSR for a CA) and stages it. Returns
-    /// the certificate id when it is ready at once.
+    /// the certificate id when it is ready at once. The certificate is valid from the engine's
+    /// `now` less the clock-skew allowance, never from the wall clock: a probe or message
+    /// signed at `now` must find its certificate already valid.
     async fn generate(
         &self,
         txn: &DatabaseTransaction,
@@ -557,6 +581,7 @@ impl Service {
         bits: u32,
         ca_signed: bool,
         actor: &str,
+        now: DateTime<Utc>,
     ) -> Result<Option<CertId>> {
         let tenant = tenant_of(r)?;
         let old = keystore::find_current(txn, tenant, &alias(&r.alias)?).await?;
@@ -585,7 +610,7 @@ impl Service {
             .await?;
             return Ok(None);
         }
-        let cert = self_signed(&key, &subject, Utc::now(), days)?;
+        let cert = self_signed_at(&key, &subject, now, self.clock_skew, days)?;
         let id = CertId(cert.fingerprint().to_string());
         pending::stage(
             txn,
@@ -827,7 +852,7 @@ impl Service {
                 None => None,
             },
             test_message_base64: match &n.test_message {
-                Some(certs) => Some(self.test_message(txn, r, certs).await?),
+                Some(certs) => Some(self.test_message(txn, r, certs, now).await?),
                 None => None,
             },
             csr_pem: match n.kind {
@@ -1029,12 +1054,13 @@ impl Service {
     }
 
     /// A SignedData over [`TEST_PAYLOAD`] signed by exactly these certificates' keys, with the
-    /// renewed alias's row parameters, Base64.
+    /// renewed alias's row parameters, Base64; its signingTime is the engine's `now`.
     async fn test_message(
         &self,
         conn: &impl ConnectionTrait,
         r: &Renewal,
         certs: &[CertId],
+        now: DateTime<Utc>,
     ) -> Result<String> {
         let tenant = tenant_of(r)?;
         let old_alias = alias(&r.alias)?;
@@ -1074,7 +1100,7 @@ impl Service {
             &specs,
             &SignOptions {
                 detached: false,
-                signing_time: Utc::now(),
+                signing_time: now,
             },
         )?;
         Ok(rekey_crypto::to_base64(&der))

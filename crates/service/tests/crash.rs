@@ -262,6 +262,7 @@ async fn outcome(run: &Run) -> Result<Outcome, BoxError> {
             verifies_multiple_keys: receiver.profile.verifies_multiple_keys,
             accepts_multiple_signatures: receiver.profile.accepts_multiple_signatures,
         },
+        t0(),
     )?;
     let new_only = trusted.len() == 1
         && r.new_cert

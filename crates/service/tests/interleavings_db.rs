@@ -235,8 +235,16 @@ fn right_next(
     })
 }
 
-/// Binds a template to the renewal and the clock, moving the clock where a timer needs it.
-fn bind(t: &Template, r: &Renewal, clock: &mut DateTime<Utc>, rng: &mut Rng, right: bool) -> Event {
+/// Binds a template to the renewal and the clock, moving the clock where a timer needs it (but
+/// not past `horizon`).
+fn bind(
+    t: &Template,
+    r: &Renewal,
+    clock: &mut DateTime<Utc>,
+    horizon: DateTime<Utc>,
+    rng: &mut Rng,
+    right: bool,
+) -> Event {
     match t {
         Template::Approve(step) => Event::Approve { step: step.clone() },
         Template::Complete(step, fp) => Event::Complete {
@@ -282,7 +290,8 @@ fn bind(t: &Template, r: &Renewal, clock: &mut DateTime<Utc>, rng: &mut Rng, rig
                 }
                 TimerKind::Reminder | TimerKind::Escalation => {
                     // Jump by nothing (a stale or early timer), or by up to eight days.
-                    *clock += Duration::hours(*rng.pick(&[0, 0, 12, 24, 49, 73, 170, 192]));
+                    let jump = Duration::hours(*rng.pick(&[0, 0, 12, 24, 49, 73, 170, 192]));
+                    *clock = (*clock + jump).min(horizon).max(*clock);
                 }
             }
             Event::Timer {
@@ -407,13 +416,15 @@ async fn check_accepted(s: &Service, db: &TestDb, set: &Setup, r: &Renewal) -> R
         && r.downtime.started.is_some()
         && r.downtime.ended.is_none();
     let mut real = Vec::new();
+    // Signed and received on the engine's clock: the renewal's last event.
+    let at = r.updated_at;
     for (flow, step) in &steps {
         let payload = format!("probe of {flow}/{step}").into_bytes();
         let verdict = match store
-            .sign_for_step(set.tenant, flow, step, &payload, Utc::now())
+            .sign_for_step(set.tenant, flow, step, &payload, at)
             .await
         {
-            Ok(m) => match receiver_verdict(&m.der, None, &trusted, &profile)?.0 {
+            Ok(m) => match receiver_verdict(&m.der, None, &trusted, &profile, at)?.0 {
                 rekey_crypto::Verdict::Accepted { .. } => Ok(()),
                 rekey_crypto::Verdict::Rejected { reason } => Err(reason),
             },
@@ -564,6 +575,9 @@ async fn walk(
     let mut rng = Rng::new(seed);
     let mut clock = t0() + Duration::days(seed as i64 % 7);
     let set = demo::prepare(s, p, BITS, clock).await?;
+    // The old certificate expires 30 days after `clock`; receivers judge probes at the engine's
+    // time, so the walk stays well inside its life (a renewal outliving it is another matter).
+    let horizon = clock + Duration::days(28);
     let started = s
         .start(
             StartRequest {
@@ -609,7 +623,7 @@ async fn walk(
             None if rng.chance(0.25) => rng.pick(&timers).clone(),
             None => rng.pick(&all).clone(),
         };
-        let event = bind(&template, &r, &mut clock, &mut rng, right);
+        let event = bind(&template, &r, &mut clock, horizon, &mut rng, right);
         let pnr_done = settled(&r, &def.point_of_no_return);
         let before = snapshot(db, id).await?;
         tally.sent += 1;
