@@ -938,3 +938,44 @@ fn bad_input_is_one_line_and_changes_nothing() {
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
+
+/// `keystore generate` dates the certificate's notBefore back by the clock-skew allowance
+/// (`[renewal] clock_skew_minutes`, default 60), so that a receiver whose clock is a little
+/// behind does not reject the first messages.
+#[test]
+fn keystore_generate_backdates_not_before_by_the_clock_skew() {
+    on_both(|env| {
+        env.ok(&["init"]);
+        env.ok(&["tenant", "add", "acme"]);
+        for (alias, config, minutes) in [("a", None, 60), ("b", Some(15), 15)] {
+            if let Some(m) = config {
+                std::fs::write(
+                    env.data().join("rekey.toml"),
+                    format!("[renewal]\nclock_skew_minutes = {m}\n"),
+                )
+                .expect("config");
+            }
+            let before = chrono::Utc::now();
+            env.ok(&["keystore", "generate", "--alias", alias, "--bits", "2048"]);
+            let after = chrono::Utc::now();
+            let list = json(&env.ok(&["keystore", "list", "--json"]));
+            let entry = list
+                .as_array()
+                .expect("list")
+                .iter()
+                .find(|e| e["alias"] == alias)
+                .unwrap_or_else(|| panic!("{alias} listed: {list}"));
+            let nb: chrono::DateTime<chrono::Utc> = entry["not_before"]
+                .as_str()
+                .expect("not_before")
+                .parse()
+                .expect("RFC 3339");
+            let skew = chrono::Duration::minutes(minutes);
+            assert!(
+                nb >= before - skew - chrono::Duration::seconds(1) && nb <= after - skew,
+                "[{}] {alias}: notBefore {nb} is not {minutes} minutes before {before}..{after}",
+                env.backend
+            );
+        }
+    });
+}

@@ -304,3 +304,21 @@ fn demo_refuses_a_clock_skew_over_a_day() {
         std::fs::read_dir(&data).map(|d| d.count())
     );
 }
+
+#[test]
+fn demo_refuses_a_start_that_is_not_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+        .args(["demo", "--start", "yesterday", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("rekey runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--start") && err.contains("yesterday"),
+        "{err}"
+    );
+    assert!(!data.exists(), "nothing was created");
+}
