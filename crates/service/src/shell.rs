@@ -141,11 +141,6 @@ impl Service {
         self
     }
 
-    /// The clock-skew allowance new certificates are backdated by.
-    pub fn clock_skew(&self) -> chrono::Duration {
-        self.clock_skew
-    }
-
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
