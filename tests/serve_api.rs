@@ -781,3 +781,85 @@ async fn certificate_request_not_waiting_is_409_naming_why() {
     })
     .await;
 }
+
+/// Issue 11 §2: ten parallel `POST /api/renewals` for one alias all returned 201, and so did a
+/// later start one at a time; completing both left one stuck and the receiver trusting a
+/// retired key. Exactly one may start; every other start is 409 naming the running renewal,
+/// and nothing else was created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_starts_of_one_alias_create_exactly_one_renewal() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let body =
+            json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias, "bits": 2048});
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let (app, admin, body) = (f.app.clone(), f.admin.clone(), body.clone());
+            set.spawn(async move {
+                call(&app, "POST", "/api/renewals", Some(&admin), Some(body))
+                    .await
+                    .map(|(s, _, v)| (s, v))
+                    .map_err(|e| e.to_string())
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(r) = set.join_next().await {
+            answers.push(r??);
+        }
+        let created: Vec<&Value> = answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::CREATED)
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(created.len(), 1, "exactly one start succeeds: {answers:?}");
+        let id = created[0]["renewal"]["id"].as_str().ok_or("renewal id")?;
+        for (s, v) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+            assert_eq!(*s, StatusCode::CONFLICT, "{v}");
+            let msg = v["error"].as_str().ok_or("error text")?;
+            assert!(
+                msg.contains(id) && msg.contains("already has a running renewal"),
+                "the refusal names the running renewal {id}: {msg}"
+            );
+        }
+        let (s, _, v) = call(&f.app, "GET", "/api/renewals", Some(&f.admin), None).await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            v.as_array().map(Vec::len),
+            Some(1),
+            "one renewal exists: {v}"
+        );
+        // A later start, one at a time, is refused the same way and changes nothing.
+        let before = renewal(&f, id).await?;
+        let audit = db.audit_len().await?;
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            "/api/renewals",
+            Some(&f.admin),
+            Some(body.clone()),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(id)), "{v}");
+        assert_eq!(renewal(&f, id).await?, before);
+        assert_eq!(
+            db.audit_len().await?,
+            audit,
+            "nothing audited: nothing happened"
+        );
+        // Once it is over (cancelled here), the alias can be renewed again.
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/renewals/{id}/cancel"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, _, v) = call(&f.app, "POST", "/api/renewals", Some(&f.admin), Some(body)).await?;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        Ok(())
+    })
+    .await;
+}

@@ -130,6 +130,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::UnknownUser(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
             ServiceError::UnknownRenewal(_) => ApiError::not_found(e.to_string()),
             ServiceError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            ServiceError::AlreadyRunning { .. } => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
             ServiceError::Input(_) => ApiError::bad_request(e.to_string()),
             ServiceError::NotApplicable(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ServiceError::Crypto(_) | ServiceError::Database(_) | ServiceError::Corrupt(_) => {

@@ -46,6 +46,17 @@ pub enum ServiceError {
     /// No such renewal.
     #[error("no renewal {0}")]
     UnknownRenewal(Uuid),
+    /// The alias already has a running renewal; a second would change the same signer steps
+    /// and trust.
+    #[error(
+        "alias {alias} already has a running renewal {renewal}: finish or cancel it before starting another"
+    )]
+    AlreadyRunning {
+        /// The alias.
+        alias: String,
+        /// The running renewal.
+        renewal: Uuid,
+    },
     /// Someone else changed the renewal at the same time; retrying is safe.
     #[error("renewal {0} was changed concurrently; try again")]
     Conflict(Uuid),

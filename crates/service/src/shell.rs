@@ -181,8 +181,17 @@ impl Service {
         };
         KeyBits::try_from(req.bits)?;
         let t = rekey_engine::start(&self.catalog, params, &world, &actor, now)?;
+        // Checked once the engine accepted the request (role, alias, procedure), so only someone
+        // who may start a renewal learns of the running one; the index below makes it hold
+        // across processes.
+        if let Some(running) = self.running(&txn, req.tenant, &req.alias).await? {
+            return Err(ServiceError::AlreadyRunning {
+                alias: req.alias,
+                renewal: running,
+            });
+        }
         let r = &t.renewal;
-        renewal_row::ActiveModel {
+        let inserted = renewal_row::ActiveModel {
             id: Set(r.id),
             tenant_id: Set(req.tenant.as_uuid()),
             receiver_id: Set(Some(req.receiver.as_uuid())),
@@ -197,10 +206,46 @@ impl Service {
             updated_at: Set(now),
         }
         .insert(&txn)
-        .await?;
+        .await;
+        if let Err(e) = inserted {
+            // Another process started one between the check above and this insert: the
+            // database's one-live-renewal index refused ours.
+            if matches!(
+                e.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) {
+                drop(txn);
+                if let Some(running) = self
+                    .running(self.store.db(), req.tenant, &req.alias)
+                    .await?
+                {
+                    return Err(ServiceError::AlreadyRunning {
+                        alias: req.alias,
+                        renewal: running,
+                    });
+                }
+            }
+            return Err(e.into());
+        }
         let outcome = self.carry_out(&txn, t, &actor, 0, now).await?;
         commit(txn).await?;
         Ok(outcome)
+    }
+
+    /// The running renewal of `alias`, if there is one.
+    async fn running(
+        &self,
+        conn: &impl ConnectionTrait,
+        tenant: TenantId,
+        alias: &str,
+    ) -> Result<Option<Uuid>> {
+        Ok(renewal_row::Entity::find()
+            .filter(renewal_row::Column::TenantId.eq(tenant.as_uuid()))
+            .filter(renewal_row::Column::Alias.eq(alias))
+            .filter(renewal_row::Column::Status.eq(RenewalStatus::Running.as_str()))
+            .one(conn)
+            .await?
+            .map(|m| m.id))
     }
 
     /// Applies one event to a renewal as `actor_email` (or `rekey` for timers).

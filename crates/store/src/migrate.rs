@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pending_keys",
         sql: include_str!("../../../migrations/0002_pending_keys.sql"),
     },
+    Migration {
+        version: 3,
+        name: "one_live_renewal",
+        sql: include_str!("../../../migrations/0003_one_live_renewal.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.
