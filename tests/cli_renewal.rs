@@ -2009,3 +2009,188 @@ fn window_half_done_at_close_escalates_to_both_sides_and_records_the_real_downti
         );
     });
 }
+
+/// A tenant whose step `F/S` lists `rows` (alias, whether it holds a key) in this order, and a
+/// receiver `R` with `flags` trusting `renew`'s certificate; then an auto-approved renewal of
+/// `renew`, the receiver administrator confirming every task shown with the new certificate's
+/// fingerprint. Returns the renewal (`renewal show --json`).
+fn renew_in_table(env: &Env, rows: &[(&str, bool)], renew: &str, flags: &[&str]) -> Value {
+    env.ok(&["init"]);
+    env.ok(&["tenant", "add", "acme"]);
+    env.ok(&["flow", "add", "--flow", "F", "--step", "S"]);
+    for (alias, keyed) in rows {
+        if *keyed {
+            let subject = format!("CN={alias},O=Acme");
+            env.ok(&[
+                "keystore",
+                "generate",
+                "--alias",
+                alias,
+                "--bits",
+                "2048",
+                "--subject",
+                &subject,
+            ]);
+        }
+        env.ok(&[
+            "signer",
+            "add-alias",
+            "--flow",
+            "F",
+            "--step",
+            "S",
+            "--alias",
+            alias,
+        ]);
+    }
+    let mut add = vec!["receiver", "add", "--name", "R", "--admin", OPS];
+    add.extend_from_slice(flags);
+    env.ok(&add);
+    env.ok(&["receiver", "trust", "--name", "R", "--alias", renew]);
+    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
+    env.ok(&[
+        "user",
+        "add",
+        "--email",
+        OPS,
+        "--role",
+        "receiver_admin",
+        "--receiver",
+        "R",
+    ]);
+    let r = env.json(&[
+        "renewal",
+        "start",
+        "--flow",
+        "F",
+        "--step",
+        "S",
+        "--alias",
+        renew,
+        "--receiver",
+        "R",
+        "--auto-approve",
+        "--bits",
+        "2048",
+        "--as",
+        ADMIN,
+        "--json",
+    ]);
+    let id = r["id"].as_str().expect("renewal id").to_string();
+    for _ in 0..5 {
+        let tasks = env.json(&["task", "list", "--as", OPS, "--json"]);
+        let Some(t) = tasks.as_array().and_then(|t| t.first()).cloned() else {
+            break;
+        };
+        let fp = t["new_certificate"]
+            .as_str()
+            .expect("certificate")
+            .to_string();
+        env.ok(&[
+            "task",
+            "complete",
+            t["id"].as_str().expect("task id"),
+            "--as",
+            OPS,
+            "--fingerprint",
+            &fp,
+        ]);
+    }
+    env.json(&["renewal", "show", &id, "--json"])
+}
+
+/// The aliases of `F/S`'s table in order, with whether each holds a key.
+fn table(env: &Env) -> Vec<(String, bool)> {
+    env.json(&["signer", "show", "--flow", "F", "--step", "S", "--json"])["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["alias"].as_str().expect("alias").to_string(),
+                r["has_key"] == true,
+            )
+        })
+        .collect()
+}
+
+/// Issue 11 §2: the store appended the copied row at the end of the Signer Parameters table
+/// while the engine placed it right after the old row, so with any row after the renewed alias
+/// the consistency check failed and the step could never complete. Tables of 1, 2 and 3 rows,
+/// the other rows keyed (dual-signature: a new alias right after the old one) or not (the
+/// prepared alias takes the key), the renewed alias in every position: each renewal completes
+/// and the table keeps its order.
+#[test]
+fn adding_an_alias_puts_the_copy_right_after_the_old_row_in_every_table_position() {
+    let env_flags = ["--accepts-multiple-signatures"];
+    for n in 1..=3usize {
+        for keyed in [true, false] {
+            if n == 1 && !keyed {
+                continue; // one row: nothing else to key
+            }
+            for pos in 0..n {
+                let env = Env::sqlite();
+                let names: Vec<String> = (0..n)
+                    .map(|i| {
+                        if i == pos {
+                            "A".to_string()
+                        } else {
+                            format!("X{i}")
+                        }
+                    })
+                    .collect();
+                let rows: Vec<(&str, bool)> = names
+                    .iter()
+                    .map(|a| (a.as_str(), a == "A" || keyed))
+                    .collect();
+                let case = format!("{rows:?} renewing A");
+                let show = renew_in_table(&env, &rows, "A", &env_flags);
+                assert_eq!(show["status"], "completed", "{case}: {show}");
+                let after = table(&env);
+                let new_alias = show["new_alias"].as_str().expect("new alias").to_string();
+                if keyed || n == 1 {
+                    assert_eq!(show["procedure"], "dual-signature", "{case}");
+                    // The new alias took the old one's place; the others kept theirs.
+                    let mut expected: Vec<(String, bool)> =
+                        rows.iter().map(|(a, k)| (a.to_string(), *k)).collect();
+                    expected[pos] = (new_alias, true);
+                    assert_eq!(after, expected, "{case}");
+                } else {
+                    assert_eq!(show["procedure"], "prepared-second-alias", "{case}");
+                    // Same rows in the same order; the key moved from A to the prepared alias.
+                    let expected: Vec<(String, bool)> = rows
+                        .iter()
+                        .map(|(a, _)| (a.to_string(), *a == new_alias))
+                        .collect();
+                    assert_eq!(after, expected, "{case}");
+                }
+            }
+        }
+    }
+}
+
+/// Issue 11 §2: with rows `k1`, `k2` (both keyed) and a receiver that accepts several
+/// signatures and trusts only `k1`, `renewal start --alias k1 --auto-approve` failed with
+/// `inconsistent state: certificate <k2's fingerprint> is not known to renewal …` (the test
+/// message is signed by `k2`'s key too). The renewal now runs to completion, and `k2` signs
+/// throughout.
+#[test]
+fn a_table_listing_a_second_keyed_alias_can_be_renewed() {
+    on_both(|env| {
+        let show = renew_in_table(
+            env,
+            &[("k1", true), ("k2", true)],
+            "k1",
+            &["--accepts-multiple-signatures"],
+        );
+        assert_eq!(show["status"], "completed", "[{}] {show}", env.backend);
+        let new_alias = show["new_alias"].as_str().expect("new alias").to_string();
+        assert_eq!(
+            table(env),
+            vec![(new_alias, true), ("k2".to_string(), true)],
+            "[{}]",
+            env.backend
+        );
+    });
+}
+

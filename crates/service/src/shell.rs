@@ -834,6 +834,21 @@ impl Service {
                 return Ok((key, c));
             }
         }
+        // A key the renewal does not touch but a signer step signs with alongside (another
+        // keyed row of the same table).
+        if let Some(e) = keystore::list(conn, tenant)
+            .await?
+            .into_iter()
+            .find(|e| e.fingerprint.to_string() == cert.0)
+        {
+            let key = keystore::entry_private_key(conn, kek, tenant, e.id).await?;
+            let c = e
+                .chain
+                .first()
+                .cloned()
+                .ok_or_else(|| ServiceError::Corrupt("entry without certificate".into()))?;
+            return Ok((key, c));
+        }
         Err(ServiceError::Corrupt(format!(
             "certificate {cert} is not known to renewal {}",
             r.id

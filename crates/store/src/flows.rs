@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use rekey_crypto::{DigestAlg, SignOptions, SignerSpec};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, sea_query::Expr,
+    QueryOrder,
+    sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
@@ -379,12 +380,15 @@ pub async fn step(
     load_step(conn, flow_name, m).await
 }
 
+/// Inserts a row at the end of the table, or right after the row at `after` (the rows behind
+/// it move down one place).
 async fn insert_row(
     txn: &DatabaseTransaction,
     tenant: TenantId,
     flow_name: &FlowName,
     s: &signer_step::Model,
     params: &SignerParams,
+    after: Option<i32>,
 ) -> Result<()> {
     let rows = signer_row::Entity::find()
         .filter(signer_row::Column::StepId.eq(s.id))
@@ -397,7 +401,34 @@ async fn insert_row(
             alias: params.alias.clone(),
         });
     }
-    let position = rows.iter().map(|r| r.position).max().map_or(0, |p| p + 1);
+    let position = match after {
+        Some(p) if rows.iter().any(|r| r.position == p + 1) => {
+            // Two statements so that no two rows share a position at any moment (both
+            // databases check UNIQUE (step_id, position) row by row): first out of the way to
+            // negative positions, then back one place further down.
+            signer_row::Entity::update_many()
+                .col_expr(
+                    signer_row::Column::Position,
+                    Expr::col(signer_row::Column::Position).mul(-1).sub(1),
+                )
+                .filter(signer_row::Column::StepId.eq(s.id))
+                .filter(signer_row::Column::Position.gt(p))
+                .exec(txn)
+                .await?;
+            signer_row::Entity::update_many()
+                .col_expr(
+                    signer_row::Column::Position,
+                    Expr::col(signer_row::Column::Position).mul(-1),
+                )
+                .filter(signer_row::Column::StepId.eq(s.id))
+                .filter(signer_row::Column::Position.lt(0))
+                .exec(txn)
+                .await?;
+            p + 1
+        }
+        Some(p) => p + 1,
+        None => rows.iter().map(|r| r.position).max().map_or(0, |p| p + 1),
+    };
     signer_row::Entity::insert(signer_row::ActiveModel {
         id: Set(Uuid::new_v4()),
         tenant_id: Set(tenant.as_uuid()),
@@ -434,7 +465,7 @@ pub async fn add_row(
 ) -> Result<SignerStep> {
     audit::lock_head(txn).await?;
     let s = step_model(txn, tenant, flow_name, step_name).await?;
-    insert_row(txn, tenant, flow_name, &s, params).await?;
+    insert_row(txn, tenant, flow_name, &s, params, None).await?;
     audit::append(
         txn,
         AuditRecord {
@@ -450,8 +481,8 @@ pub async fn add_row(
     load_step(txn, flow_name, s).await
 }
 
-/// Appends a row for `new_alias` with every other parameter copied from the row of
-/// `from_alias` in the same step.
+/// Inserts a row for `new_alias` right after the row of `from_alias` in the same step, with
+/// every other parameter copied from it (where the engine's model puts it too).
 pub async fn add_row_like(
     txn: &DatabaseTransaction,
     tenant: TenantId,
@@ -475,7 +506,7 @@ pub async fn add_row_like(
         })?;
     let mut params = row_from_model(&source)?.params;
     params.alias = new_alias.clone();
-    insert_row(txn, tenant, flow_name, &s, &params).await?;
+    insert_row(txn, tenant, flow_name, &s, &params, Some(source.position)).await?;
     audit::append(
         txn,
         AuditRecord {
