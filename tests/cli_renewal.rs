@@ -2194,3 +2194,232 @@ fn a_table_listing_a_second_keyed_alias_can_be_renewed() {
     });
 }
 
+/// Issue 11 §2: a free second alias found on one signer step was treated as prepared for every
+/// step using the alias; the step that lacked it kept signing with the old key alone, and the
+/// renewal got stuck at the receiver switch. Decided per step now: the developer's "add a
+/// second alias" step adds it where it is missing, and the renewal completes.
+#[test]
+fn a_free_second_alias_on_one_signer_step_is_prepared_for_that_step_only() {
+    on_both(|env| {
+        setup(env, &["--accepts-multiple-signatures"], true);
+        env.ok(&["flow", "add", "--flow", "F", "--step", "T"]);
+        env.ok(&[
+            "signer",
+            "add-alias",
+            "--flow",
+            "F",
+            "--step",
+            "T",
+            "--alias",
+            ALIAS,
+        ]);
+        let r = env.json(&[
+            "renewal",
+            "start",
+            "--flow",
+            "F",
+            "--step",
+            "S",
+            "--alias",
+            ALIAS,
+            "--receiver",
+            "R",
+            "--auto-approve",
+            "--bits",
+            "2048",
+            "--as",
+            ADMIN,
+            "--json",
+        ]);
+        assert_eq!(r["procedure"], "prepared-second-alias", "{r}");
+        assert_eq!(r["new_alias"], PREPARED, "{r}");
+        let id = r["id"].as_str().expect("id").to_string();
+        let t = env.json(&["task", "list", "--as", OPS, "--json"]);
+        let t = &t.as_array().expect("tasks")[0];
+        assert_eq!(t["step"], "switch-receiver", "{t}");
+        env.ok(&[
+            "task",
+            "complete",
+            t["id"].as_str().expect("task id"),
+            "--as",
+            OPS,
+            "--fingerprint",
+            t["new_certificate"].as_str().expect("certificate"),
+        ]);
+        let show = env.json(&["renewal", "show", &id, "--json"]);
+        assert_eq!(show["status"], "completed", "[{}] {show}", env.backend);
+        assert_eq!(step_status(&show, "prepare-second-alias")["status"], "done");
+        for step in ["S", "T"] {
+            let rows: Vec<(String, bool)> = env
+                .json(&["signer", "show", "--flow", "F", "--step", step, "--json"])["rows"]
+                .as_array()
+                .expect("rows")
+                .iter()
+                .map(|r| {
+                    (
+                        r["alias"].as_str().unwrap_or("").to_string(),
+                        r["has_key"] == true,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                rows,
+                vec![(ALIAS.to_string(), false), (PREPARED.to_string(), true)],
+                "[{}] step {step}",
+                env.backend
+            );
+        }
+    });
+}
+
+/// Issue 11 §2: the guard checked only the receiver named at start although a renewal changes
+/// every signer step listing the alias. Signer steps now record the receivers their messages
+/// reach (`signer add-receiver`); a renewal whose alias also signs for a receiver it does not
+/// switch is refused naming the step and the receiver — and, when the profiles differ, why no
+/// one procedure is safe for all. Nothing is started.
+#[test]
+fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch() {
+    on_both(|env| {
+        setup(env, &["--accepts-multiple-signatures"], false);
+        env.ok(&[
+            "receiver",
+            "add",
+            "--name",
+            "R2",
+            "--admin",
+            OTHER_OPS,
+            "--verifies-multiple-keys",
+        ]);
+        env.ok(&["receiver", "trust", "--name", "R2", "--alias", ALIAS]);
+        env.ok(&[
+            "receiver",
+            "add",
+            "--name",
+            "R3",
+            "--admin",
+            OTHER_OPS,
+            "--accepts-multiple-signatures",
+        ]);
+        env.ok(&["receiver", "trust", "--name", "R3", "--alias", ALIAS]);
+        env.ok(&["flow", "add", "--flow", "F", "--step", "T"]);
+        env.ok(&[
+            "signer",
+            "add-alias",
+            "--flow",
+            "F",
+            "--step",
+            "T",
+            "--alias",
+            ALIAS,
+        ]);
+        // Bad input names what is wrong and records nothing.
+        env.fails(
+            &[
+                "signer",
+                "add-receiver",
+                "--flow",
+                "F",
+                "--step",
+                "T",
+                "--receiver",
+                "nosuch",
+            ],
+            &["unknown receiver", "nosuch"],
+        );
+        let out = env.ok(&[
+            "signer",
+            "add-receiver",
+            "--flow",
+            "F",
+            "--step",
+            "T",
+            "--receiver",
+            "R2",
+        ]);
+        assert!(out.contains("R2"), "{out}");
+        env.fails(
+            &[
+                "signer",
+                "add-receiver",
+                "--flow",
+                "F",
+                "--step",
+                "T",
+                "--receiver",
+                "R2",
+            ],
+            &["already sends to receiver", "R2"],
+        );
+        let shown = env.json(&["signer", "show", "--flow", "F", "--step", "T", "--json"]);
+        assert_eq!(shown["receivers"], serde_json::json!(["R2"]), "{shown}");
+
+        let start = [
+            "renewal",
+            "start",
+            "--flow",
+            "F",
+            "--step",
+            "S",
+            "--alias",
+            ALIAS,
+            "--receiver",
+            "R",
+            "--bits",
+            "2048",
+            "--as",
+            ADMIN,
+        ];
+        env.fails(
+            &start,
+            &["R2 (via signer step F/T)", "no procedure is safe for all"],
+        );
+        // Same profile, still not switched by this renewal.
+        env.ok(&[
+            "signer",
+            "remove-receiver",
+            "--flow",
+            "F",
+            "--step",
+            "T",
+            "--receiver",
+            "R2",
+        ]);
+        env.ok(&[
+            "signer",
+            "add-receiver",
+            "--flow",
+            "F",
+            "--step",
+            "T",
+            "--receiver",
+            "R3",
+        ]);
+        env.fails(&start, &["R3 (via signer step F/T)", "does not switch"]);
+        assert_eq!(
+            env.json(&["renewal", "list", "--json"]),
+            Value::Array(vec![])
+        );
+        // Once step T is recorded to send to R, the receiver this renewal switches, it starts.
+        env.ok(&[
+            "signer",
+            "remove-receiver",
+            "--flow",
+            "F",
+            "--step",
+            "T",
+            "--receiver",
+            "R3",
+        ]);
+        env.ok(&[
+            "signer",
+            "add-receiver",
+            "--flow",
+            "F",
+            "--step",
+            "T",
+            "--receiver",
+            "R",
+        ]);
+        env.ok(&start);
+    });
+}

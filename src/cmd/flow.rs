@@ -9,7 +9,7 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 use rekey_crypto::DigestAlg;
 use rekey_store::{
-    Alias, FlowName, SignerParams, StepName, StepOptions, StoreError, flows, keystore,
+    Alias, FlowName, ReceiverName, SignerParams, StepName, StepOptions, StoreError, flows, keystore,
 };
 use serde::Serialize;
 
@@ -52,6 +52,20 @@ pub enum SignerCmd {
     AddAlias(AddAliasArgs),
     /// Remove an alias's row from a step's table.
     RemoveAlias(RemoveAliasArgs),
+    /// Record that a step's messages reach a receiver (a renewal's guard judges every one).
+    AddReceiver(StepReceiverArgs),
+    /// Record that a step's messages no longer reach a receiver.
+    RemoveReceiver(StepReceiverArgs),
+}
+
+/// `rekey signer add-receiver|remove-receiver`.
+#[derive(Debug, Args)]
+pub struct StepReceiverArgs {
+    #[command(flatten)]
+    step: StepArgs,
+    /// The receiver's name.
+    #[arg(long)]
+    pub receiver: String,
 }
 
 /// `--flow F --step S`.
@@ -220,6 +234,19 @@ struct StepView {
     step: String,
     options: StepOptions,
     rows: Vec<RowView>,
+    /// Receivers its messages reach; empty: not recorded (a renewal's receiver is assumed).
+    receivers: Vec<String>,
+}
+
+fn receiver_list(r: &[ReceiverName]) -> String {
+    if r.is_empty() {
+        "no recorded receiver (a renewal assumes the receiver it names)".into()
+    } else {
+        r.iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// `rekey signer ...`.
@@ -266,6 +293,36 @@ pub fn signer(global: &GlobalArgs, cmd: SignerCmd) -> Result<ExitCode> {
                     }
                 );
             }
+            SignerCmd::AddReceiver(a) => {
+                let t = ctx.tenant().await?;
+                let (flow, step) = names(&a.step.flow, &a.step.step)?;
+                let receiver = ReceiverName::parse(&a.receiver).context("--receiver")?;
+                let s = ctx
+                    .store
+                    .add_step_receiver(t.id, &flow, &step, &receiver, &ctx.actor)
+                    .await?;
+                println!(
+                    "flow {:?} step {:?} now sends to receiver(s) {}",
+                    flow.as_str(),
+                    step.as_str(),
+                    receiver_list(&s.receivers)
+                );
+            }
+            SignerCmd::RemoveReceiver(a) => {
+                let t = ctx.tenant().await?;
+                let (flow, step) = names(&a.step.flow, &a.step.step)?;
+                let receiver = ReceiverName::parse(&a.receiver).context("--receiver")?;
+                let s = ctx
+                    .store
+                    .remove_step_receiver(t.id, &flow, &step, &receiver, &ctx.actor)
+                    .await?;
+                println!(
+                    "flow {:?} step {:?} no longer sends to receiver {receiver}; it sends to {}",
+                    flow.as_str(),
+                    step.as_str(),
+                    receiver_list(&s.receivers)
+                );
+            }
             SignerCmd::RemoveAlias(a) => {
                 let t = ctx.tenant().await?;
                 let (flow, step) = names(&a.step.flow, &a.step.step)?;
@@ -305,6 +362,7 @@ async fn show(ctx: &Context, a: &StepArgs, json: bool) -> Result<()> {
                 not_after: r.entry.as_ref().map(|e| e.not_after),
             })
             .collect(),
+        receivers: s.receivers.iter().map(|n| n.to_string()).collect(),
     };
     if json {
         return print_json(&view);
@@ -334,6 +392,7 @@ async fn show(ctx: &Context, a: &StepArgs, json: bool) -> Result<()> {
         &["alias", "digest", "certificates", "signing time", "key"],
         &rows,
     );
+    println!("sends to: {}", receiver_list(&s.receivers));
     Ok(())
 }
 

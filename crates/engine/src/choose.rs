@@ -6,7 +6,11 @@ use crate::world::World;
 
 /// The procedures a receiver allows, best first, with the reason each other one is not.
 pub fn allowed(world: &World) -> Vec<ProcedureId> {
-    let p = world.profile;
+    allowed_by(world.profile)
+}
+
+/// The procedures a receiver with `p` allows, best first.
+pub fn allowed_by(p: crate::world::Profile) -> Vec<ProcedureId> {
     let mut out = Vec::new();
     if p.verifies_multiple_keys {
         out.push(ProcedureId::DualTrust);

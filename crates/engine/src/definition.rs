@@ -165,7 +165,8 @@ pub enum TaskKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
-    /// Only when the signer steps list no alias without a key.
+    /// Only when a signer step listing the renewed alias lacks the prepared alias (decided per
+    /// step: the action adds it to those steps only).
     NoPreparedAlias,
 }
 

@@ -21,7 +21,7 @@ pub use machine::{
     Actor, Effect, Event, Grant, Notice, NoticeKind, Renewal, RenewalStatus, StartParams,
     StepStatus, TimerKind, Transition, apply, start,
 };
-pub use world::{CertId, Change, Profile, SignerStepModel, World};
+pub use world::{CertId, Change, OtherReceiver, Profile, SignerStepModel, World};
 
 use thiserror::Error;
 

@@ -212,6 +212,10 @@ pub struct Renewal {
     /// step is theirs).
     #[serde(default)]
     pub generation_approved_by: Option<String>,
+    /// Signer steps (`flow/step`) that already listed `new_alias` when the renewal started: a
+    /// cancel leaves their row alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepared_on: Vec<String>,
     /// Per-step state, in definition order.
     pub steps: Vec<StepState>,
     /// Overall status.
@@ -464,6 +468,7 @@ pub fn start(
             reason: format!("no signer step lists alias {:?}", params.alias),
         });
     }
+    receivers_reached(world, &params.alias)?;
     if let Some(reason) = world.violation() {
         return Err(Refusal::Invalid {
             step: "start".into(),
@@ -504,13 +509,21 @@ pub fn start(
             Some(a)
         }
     };
+    // Decided per signer step: the prepared alias is added to the steps that lack it.
+    let (lacking, prepared_on) = match (&new_alias, procedure) {
+        (Some(a), ProcedureId::PreparedSecondAlias) => (
+            world.steps_lacking(&params.alias, a),
+            world.steps_listing_both(&params.alias, a),
+        ),
+        _ => (Vec::new(), Vec::new()),
+    };
     let steps = def
         .steps
         .iter()
         .map(|s| StepState {
             id: s.id.clone(),
             status: match s.only_when {
-                Some(Condition::NoPreparedAlias) if !free.is_empty() => StepStatus::Skipped,
+                Some(Condition::NoPreparedAlias) if lacking.is_empty() => StepStatus::Skipped,
                 _ => StepStatus::Waiting,
             },
             reminders: 0,
@@ -526,6 +539,7 @@ pub fn start(
         procedure,
         alias: params.alias,
         new_alias,
+        prepared_on,
         auto_approve: params.auto_approve,
         ca_signed: params.ca_signed,
         bits: params.bits,
@@ -555,6 +569,85 @@ pub fn start(
     });
     cx.advance();
     Ok(cx.finish())
+}
+
+/// Refuses a renewal whose alias's signer steps send to receivers it cannot keep verifying:
+/// it switches the receiver it names, so every other receiver a step reaches would reject
+/// messages once the old key is retired. Names the steps, the receivers and, where their
+/// profiles differ, why no one procedure fits them all.
+fn receivers_reached(world: &World, alias: &str) -> Result<(), Refusal> {
+    let affected: Vec<_> = world
+        .signer_steps
+        .iter()
+        .filter(|s| s.aliases.iter().any(|a| a == alias))
+        .collect();
+    if !affected.iter().any(|s| s.reaches_receiver) {
+        return Err(Refusal::Invalid {
+            step: "start".into(),
+            reason: format!(
+                "no signer step listing alias {alias:?} sends to this receiver ({}); start the renewal for a receiver they send to",
+                affected
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let mut others: Vec<(String, &crate::world::OtherReceiver)> = Vec::new();
+    for s in &affected {
+        for id in &s.others {
+            if let Some(o) = world.others.get(id)
+                && !others.iter().any(|(_, x)| x.name == o.name)
+            {
+                others.push((s.name(), o));
+            }
+        }
+    }
+    if others.is_empty() {
+        return Ok(());
+    }
+    let ours = choose::allowed_by(world.profile);
+    let common: Vec<ProcedureId> = ours
+        .iter()
+        .copied()
+        .filter(|p| {
+            others
+                .iter()
+                .all(|(_, o)| choose::allowed_by(o.profile).contains(p))
+        })
+        .collect();
+    let list = |ids: &[ProcedureId]| {
+        ids.iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let named: Vec<String> = others
+        .iter()
+        .map(|(step, o)| format!("{} (via signer step {step})", o.name))
+        .collect();
+    let reason = if common.is_empty() {
+        format!(
+            "alias {alias:?} also signs messages for receiver(s) {} whose profiles differ from this receiver's, and no procedure is safe for all: this receiver allows {}; {}",
+            named.join(", "),
+            list(&ours),
+            others
+                .iter()
+                .map(|(_, o)| format!("{} allows {}", o.name, list(&choose::allowed_by(o.profile))))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    } else {
+        format!(
+            "alias {alias:?} also signs messages for receiver(s) {}, which this renewal does not switch: they would reject messages once the old key is retired; renew with a new alias for those signer steps, or stop sending them to those receivers",
+            named.join(", ")
+        )
+    };
+    Err(Refusal::Invalid {
+        step: "start".into(),
+        reason,
+    })
 }
 
 /// Applies one event to a running renewal.
@@ -1168,8 +1261,13 @@ impl Ctx<'_> {
                 }
                 Change::AddSignerAlias { alias, .. } => Some(Change::RemoveSignerAlias {
                     alias: alias.clone(),
+                    keep: if Some(alias) == self.r.new_alias.as_ref() {
+                        self.r.prepared_on.clone()
+                    } else {
+                        Vec::new()
+                    },
                 }),
-                Change::RemoveSignerAlias { alias } if alias == &self.r.alias => self
+                Change::RemoveSignerAlias { alias, .. } if alias == &self.r.alias => self
                     .r
                     .new_alias
                     .clone()
@@ -1253,7 +1351,10 @@ impl Ctx<'_> {
                     copy_from: alias,
                 }]
             }
-            ActionKind::RemoveOldSignerAlias => vec![Change::RemoveSignerAlias { alias }],
+            ActionKind::RemoveOldSignerAlias => vec![Change::RemoveSignerAlias {
+                alias,
+                keep: Vec::new(),
+            }],
             ActionKind::RemoveOldKey => vec![Change::RemoveKey { alias }],
         })
     }

@@ -24,7 +24,8 @@ impl fmt::Display for CertId {
 /// A keystore alias.
 pub type Alias = String;
 
-/// One CMS signer step, reduced to what decides who signs: its aliases in table order.
+/// One CMS signer step, reduced to what decides who signs and who verifies: its aliases in
+/// table order and the receivers its messages reach.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SignerStepModel {
     /// Integration flow name.
@@ -33,6 +34,46 @@ pub struct SignerStepModel {
     pub step: String,
     /// The Signer Parameters table's aliases, in order.
     pub aliases: Vec<Alias>,
+    /// Whether the renewal's receiver gets this step's messages.
+    #[serde(default = "yes")]
+    pub reaches_receiver: bool,
+    /// Other receivers (ids, keys of [`World::others`]) that get this step's messages.
+    #[serde(default)]
+    pub others: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SignerStepModel {
+    /// A step listing `aliases` whose messages reach the renewal's receiver only.
+    pub fn new(flow: &str, step: &str, aliases: Vec<Alias>) -> Self {
+        SignerStepModel {
+            flow: flow.into(),
+            step: step.into(),
+            aliases,
+            reaches_receiver: true,
+            others: Vec::new(),
+        }
+    }
+
+    /// `flow/step`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.flow, self.step)
+    }
+}
+
+/// A receiver other than the renewal's own that some signer step's messages reach. The
+/// renewal changes nothing it trusts, so every step must keep it verifying as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OtherReceiver {
+    /// Its name.
+    pub name: String,
+    /// Certificates it trusts.
+    pub trust: BTreeSet<CertId>,
+    /// Its profile.
+    pub profile: Profile,
 }
 
 /// What a receiver can do (mirrors the receiver's stored profile).
@@ -55,6 +96,9 @@ pub struct World {
     pub trust: BTreeSet<CertId>,
     /// The receiver's profile.
     pub profile: Profile,
+    /// Other receivers reached by a signer step, by id.
+    #[serde(default)]
+    pub others: BTreeMap<String, OtherReceiver>,
 }
 
 /// A change to the world, as rekey or a receiver administrator makes it.
@@ -95,10 +139,13 @@ pub enum Change {
         /// The row whose parameters are copied.
         copy_from: Alias,
     },
-    /// Every signer step's row for `alias` is removed.
+    /// Every signer step's row for `alias` is removed, except in the steps named in `keep`.
     RemoveSignerAlias {
         /// Alias.
         alias: Alias,
+        /// Steps (`flow/step`) whose row stays: they listed the alias before the renewal.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keep: Vec<String>,
     },
     /// The receiver starts trusting a certificate.
     Trust {
@@ -112,11 +159,13 @@ pub enum Change {
     },
 }
 
-/// What one signer step would produce next, and what the receiver would make of it.
+/// What one signer step would produce next, and what one receiver it reaches would make of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Probe {
     /// `flow/step`.
     pub signer_step: String,
+    /// The receiver judging: `None` for the renewal's own, else another receiver's name.
+    pub receiver: Option<String>,
     /// Certificates whose keys would sign, in table order.
     pub signers: Vec<CertId>,
     /// Whether the receiver would accept the message.
@@ -163,9 +212,12 @@ impl World {
                     ));
                 }
             }
-            Change::RemoveSignerAlias { alias } => {
+            Change::RemoveSignerAlias { alias, keep } => {
                 let mut touched = false;
                 for s in &mut self.signer_steps {
+                    if keep.contains(&s.name()) {
+                        continue;
+                    }
                     let before = s.aliases.len();
                     s.aliases.retain(|a| a != alias);
                     touched |= s.aliases.len() != before;
@@ -184,44 +236,48 @@ impl World {
         Ok(())
     }
 
-    /// What every signer step would produce now, judged by the receiver rule: accepted when the
-    /// message carries one signature (or the receiver accepts several) and at least one signer
-    /// is trusted.
+    /// What every signer step would produce now, judged by every receiver it reaches with the
+    /// receiver rule: accepted when the message carries one signature (or the receiver accepts
+    /// several) and at least one signer is trusted.
     pub fn probes(&self) -> Vec<Probe> {
-        self.signer_steps
-            .iter()
-            .map(|s| {
-                let mut signers: Vec<CertId> = Vec::new();
-                for a in &s.aliases {
-                    if let Some(c) = self.keystore.get(a)
-                        && !signers.contains(c)
-                    {
-                        signers.push(c.clone());
-                    }
-                }
-                let reason = if signers.is_empty() {
-                    Some("no alias of the signer step holds a key: signing would fail".to_string())
-                } else if signers.len() > 1 && !self.profile.accepts_multiple_signatures {
-                    Some(format!(
-                        "messages would carry {} signatures and the receiver accepts exactly one",
-                        signers.len()
-                    ))
-                } else if !signers.iter().any(|c| self.trust.contains(c)) {
-                    Some(
-                        "no signature would come from a certificate the receiver trusts"
-                            .to_string(),
-                    )
-                } else {
-                    None
-                };
-                Probe {
-                    signer_step: format!("{}/{}", s.flow, s.step),
-                    signers,
+        let mut out = Vec::new();
+        for s in &self.signer_steps {
+            let signers = self.signers(s);
+            let judges = s
+                .reaches_receiver
+                .then_some((None, &self.trust, self.profile))
+                .into_iter()
+                .chain(s.others.iter().filter_map(|id| {
+                    self.others
+                        .get(id)
+                        .map(|o| (Some(o.name.clone()), &o.trust, o.profile))
+                }));
+            for (receiver, trust, profile) in judges {
+                let reason = judge(&signers, trust, profile);
+                out.push(Probe {
+                    signer_step: s.name(),
+                    receiver,
+                    signers: signers.clone(),
                     accepted: reason.is_none(),
                     reason,
-                }
-            })
-            .collect()
+                });
+            }
+        }
+        out
+    }
+
+    /// Certificates whose keys a step would sign with, in table order (rows without a key are
+    /// skipped).
+    pub fn signers(&self, s: &SignerStepModel) -> Vec<CertId> {
+        let mut signers: Vec<CertId> = Vec::new();
+        for a in &s.aliases {
+            if let Some(c) = self.keystore.get(a)
+                && !signers.contains(c)
+            {
+                signers.push(c.clone());
+            }
+        }
+        signers
     }
 
     /// The first reason the receiver would reject a message, if any; also refuses trusting
@@ -233,13 +289,50 @@ impl World {
                 self.trust.len()
             ));
         }
+        if let Some(o) = self
+            .others
+            .values()
+            .find(|o| o.trust.len() > 1 && !o.profile.verifies_multiple_keys)
+        {
+            return Some(format!(
+                "receiver {} would have to trust {} certificates at once and it trusts one at a time",
+                o.name,
+                o.trust.len()
+            ));
+        }
         self.probes().into_iter().find_map(|p| {
-            p.reason
-                .map(|r| format!("signer step {}: {r}", p.signer_step))
+            p.reason.map(|r| match p.receiver {
+                Some(name) => format!("signer step {} (to receiver {name}): {r}", p.signer_step),
+                None => format!("signer step {}: {r}", p.signer_step),
+            })
         })
     }
 
-    /// Aliases listed by a signer step that hold no key (candidates for a prepared alias).
+    /// Signer steps (`flow/step`) that list `alias` but not `other`.
+    pub fn steps_lacking(&self, alias: &str, other: &str) -> Vec<String> {
+        self.signer_steps
+            .iter()
+            .filter(|s| {
+                s.aliases.iter().any(|a| a == alias) && !s.aliases.iter().any(|a| a == other)
+            })
+            .map(SignerStepModel::name)
+            .collect()
+    }
+
+    /// Signer steps (`flow/step`) that list both `alias` and `other`.
+    pub fn steps_listing_both(&self, alias: &str, other: &str) -> Vec<String> {
+        self.signer_steps
+            .iter()
+            .filter(|s| {
+                s.aliases.iter().any(|a| a == alias) && s.aliases.iter().any(|a| a == other)
+            })
+            .map(SignerStepModel::name)
+            .collect()
+    }
+
+    /// Aliases without a key that some signer step listing `besides` also lists (candidates for
+    /// a prepared alias). Whether each step has one is decided per step: see
+    /// [`World::steps_lacking`].
     pub fn free_aliases(&self, besides: &str) -> Vec<Alias> {
         let mut out: Vec<Alias> = Vec::new();
         for s in self
@@ -254,5 +347,21 @@ impl World {
             }
         }
         out
+    }
+}
+
+/// Why a receiver with `trust` and `profile` would reject a message signed by `signers`.
+fn judge(signers: &[CertId], trust: &BTreeSet<CertId>, profile: Profile) -> Option<String> {
+    if signers.is_empty() {
+        Some("no alias of the signer step holds a key: signing would fail".to_string())
+    } else if signers.len() > 1 && !profile.accepts_multiple_signatures {
+        Some(format!(
+            "messages would carry {} signatures and the receiver accepts exactly one",
+            signers.len()
+        ))
+    } else if !signers.iter().any(|c| trust.contains(c)) {
+        Some("no signature would come from a certificate the receiver trusts".to_string())
+    } else {
+        None
     }
 }

@@ -98,6 +98,7 @@ impl From<StoreError> for ApiError {
             | S::UnknownTrustedCertificate { .. }
             | S::UnknownReceiverAdmin { .. }
             | S::UnknownReceiverId(_)
+            | S::UnknownStepReceiver { .. }
             | S::UnknownUser(_)
             | S::UnknownGrant { .. } => StatusCode::NOT_FOUND,
             S::DuplicateTenant(_)
@@ -109,6 +110,7 @@ impl From<StoreError> for ApiError {
             | S::DuplicateReceiver { .. }
             | S::DuplicateTrustedCertificate { .. }
             | S::DuplicateReceiverAdmin { .. }
+            | S::DuplicateStepReceiver { .. }
             | S::DuplicateUser(_)
             | S::DuplicateGrant { .. } => StatusCode::CONFLICT,
             S::Invalid(_)

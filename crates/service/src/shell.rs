@@ -716,8 +716,20 @@ impl Service {
                 )
                 .await?;
             }
-            Change::RemoveSignerAlias { alias: a } => {
-                flows::remove_alias_everywhere(txn, tenant, &alias(a)?, actor).await?;
+            Change::RemoveSignerAlias { alias: a, keep } => {
+                let keep = keep
+                    .iter()
+                    .map(|k| {
+                        let (f, s) = k.split_once('/').unwrap_or((k, ""));
+                        Ok(rekey_store::StepRef {
+                            flow: rekey_store::FlowName::parse(f)
+                                .map_err(|e| ServiceError::Corrupt(e.to_string()))?,
+                            step: rekey_store::StepName::parse(s)
+                                .map_err(|e| ServiceError::Corrupt(e.to_string()))?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                flows::remove_alias_everywhere(txn, tenant, &alias(a)?, &keep, actor).await?;
             }
             Change::Trust { cert } => {
                 let c = self.certificate(txn, r, cert).await?;

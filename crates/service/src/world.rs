@@ -2,13 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rekey_engine::{CertId, Profile, SignerStepModel, World};
+use rekey_engine::{CertId, OtherReceiver, Profile, SignerStepModel, World};
 use rekey_store::{Alias, ConnectionTrait, ReceiverId, TenantId, flows, keystore, receivers};
 
 use crate::Result;
 
 /// The world of a renewal: the tenant's current keystore, every signer step listing `alias` or
-/// `new_alias`, and the receiver's profile and confirmed trust.
+/// `new_alias` with the receivers its messages reach, and the profile and confirmed trust of
+/// the renewal's receiver and of every other receiver those steps reach. A step that records no
+/// receiver is taken to reach the renewal's.
 pub async fn load_world(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
@@ -23,6 +25,7 @@ pub async fn load_world(
         .map(|e| (e.alias.to_string(), CertId(e.fingerprint.to_string())))
         .collect();
     let mut signer_steps = Vec::new();
+    let mut others = BTreeMap::new();
     for flow in flows::flows(conn, tenant).await? {
         for step in flow.steps {
             let aliases: Vec<String> = step
@@ -34,11 +37,37 @@ pub async fn load_world(
                 .iter()
                 .any(|a| a == alias || Some(a.as_str()) == new_alias)
             {
-                signer_steps.push(SignerStepModel {
-                    flow: flow.name.to_string(),
-                    step: step.name.to_string(),
-                    aliases,
-                });
+                let reached = flows::step_receivers(conn, step.id).await?;
+                let mut model =
+                    SignerStepModel::new(flow.name.as_str(), step.name.as_str(), aliases);
+                if !reached.is_empty() {
+                    model.reaches_receiver = reached.contains(&receiver);
+                    for id in reached.into_iter().filter(|id| *id != receiver) {
+                        let key = id.as_uuid().to_string();
+                        if !others.contains_key(&key) {
+                            let o = receivers::by_id(conn, id).await?;
+                            others.insert(
+                                key.clone(),
+                                OtherReceiver {
+                                    name: o.name.to_string(),
+                                    trust: o
+                                        .trusted
+                                        .iter()
+                                        .map(|t| CertId(t.fingerprint.to_string()))
+                                        .collect(),
+                                    profile: Profile {
+                                        verifies_multiple_keys: o.profile.verifies_multiple_keys,
+                                        accepts_multiple_signatures: o
+                                            .profile
+                                            .accepts_multiple_signatures,
+                                    },
+                                },
+                            );
+                        }
+                        model.others.push(key);
+                    }
+                }
+                signer_steps.push(model);
             }
         }
     }
@@ -57,6 +86,7 @@ pub async fn load_world(
             verifies_multiple_keys: r.profile.verifies_multiple_keys,
             accepts_multiple_signatures: r.profile.accepts_multiple_signatures,
         },
+        others,
     })
 }
 

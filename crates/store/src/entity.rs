@@ -21,6 +21,7 @@ pub mod renewal;
 pub mod renewal_step;
 pub mod signer_row;
 pub mod signer_step;
+pub mod signer_step_receiver;
 pub mod tenant;
 pub mod timer;
 pub mod user;

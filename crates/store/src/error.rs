@@ -296,6 +296,26 @@ pub enum StoreError {
     /// No receiver with this id.
     #[error("unknown receiver {0}")]
     UnknownReceiverId(String),
+    /// The signer step already records that its messages reach the receiver.
+    #[error("flow {flow:?} step {step:?} already sends to receiver {receiver:?}")]
+    DuplicateStepReceiver {
+        /// The flow.
+        flow: FlowName,
+        /// The step.
+        step: StepName,
+        /// The receiver.
+        receiver: ReceiverName,
+    },
+    /// The signer step does not record the receiver.
+    #[error("flow {flow:?} step {step:?} does not list receiver {receiver:?}")]
+    UnknownStepReceiver {
+        /// The flow.
+        flow: FlowName,
+        /// The step.
+        step: StepName,
+        /// The receiver.
+        receiver: ReceiverName,
+    },
 
     /// No user with this id or email.
     #[error("unknown user {0}")]

@@ -11,20 +11,20 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use rekey_crypto::{DigestAlg, SignOptions, SignerSpec};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use crate::audit::{self, AuditRecord};
 use crate::db::now;
-use crate::entity::{flow, signer_row, signer_step};
+use crate::entity::{flow, receiver, signer_row, signer_step, signer_step_receiver};
 use crate::error::{Result, StepRef, StoreError};
 use crate::kek::Kek;
 use crate::keystore::{self, KeystoreEntry};
 use crate::tenants;
-use crate::types::{Alias, FlowId, FlowName, StepId, StepName, TenantId};
+use crate::types::{Alias, FlowId, FlowName, ReceiverId, ReceiverName, StepId, StepName, TenantId};
 
 /// Options of a signer step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -71,6 +71,9 @@ pub struct SignerStep {
     pub options: StepOptions,
     /// The Signer Parameters table, in order.
     pub rows: Vec<SignerRow>,
+    /// The receivers its messages reach, by name. Empty: not recorded, taken to be the
+    /// receiver a renewal names.
+    pub receivers: Vec<ReceiverName>,
 }
 
 impl SignerStep {
@@ -173,6 +176,24 @@ async fn load_step(
         .order_by_asc(signer_row::Column::Position)
         .all(conn)
         .await?;
+    let reached: Vec<Uuid> = signer_step_receiver::Entity::find()
+        .filter(signer_step_receiver::Column::StepId.eq(m.id))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|r| r.receiver_id)
+        .collect();
+    let mut receivers = Vec::with_capacity(reached.len());
+    if !reached.is_empty() {
+        for r in receiver::Entity::find()
+            .filter(receiver::Column::Id.is_in(reached))
+            .order_by_asc(receiver::Column::Name)
+            .all(conn)
+            .await?
+        {
+            receivers.push(ReceiverName::parse(&r.name).map_err(corrupt)?);
+        }
+    }
     Ok(SignerStep {
         id: StepId::from_uuid(m.id),
         flow: flow_name.clone(),
@@ -183,6 +204,7 @@ async fn load_step(
             base64: m.base64,
         },
         rows: rows.iter().map(row_from_model).collect::<Result<_>>()?,
+        receivers,
     })
 }
 
@@ -310,6 +332,7 @@ pub async fn add_step(
         name: step.clone(),
         options,
         rows: Vec::new(),
+        receivers: Vec::new(),
     })
 }
 
@@ -628,9 +651,10 @@ pub async fn all_alias_usage(
     Ok(out)
 }
 
-/// For every step that lists `from_alias`, appends a row for `new_alias` with the other
-/// parameters copied (a renewal changes every step that uses the alias). Returns the steps
-/// changed; refuses (changing nothing) if one of them already lists `new_alias`.
+/// For every step that lists `from_alias` and not yet `new_alias`, inserts a row for
+/// `new_alias` right after it with the other parameters copied (a renewal changes every step
+/// that uses the alias; a step that already lists `new_alias` keeps its row). Returns the steps
+/// changed.
 pub async fn add_alias_like_everywhere(
     txn: &DatabaseTransaction,
     tenant: TenantId,
@@ -638,21 +662,32 @@ pub async fn add_alias_like_everywhere(
     from_alias: &Alias,
     actor: &str,
 ) -> Result<Vec<StepRef>> {
-    let uses = alias_usage(txn, tenant, from_alias).await?;
+    let listed = alias_usage(txn, tenant, new_alias).await?;
+    let uses: Vec<StepRef> = alias_usage(txn, tenant, from_alias)
+        .await?
+        .into_iter()
+        .filter(|u| !listed.contains(u))
+        .collect();
     for u in &uses {
         add_row_like(txn, tenant, &u.flow, &u.step, new_alias, from_alias, actor).await?;
     }
     Ok(uses)
 }
 
-/// Removes the rows of `alias` from every step that lists it. Returns the steps changed.
+/// Removes the rows of `alias` from every step that lists it, except the steps in `keep`.
+/// Returns the steps changed.
 pub async fn remove_alias_everywhere(
     txn: &DatabaseTransaction,
     tenant: TenantId,
     alias: &Alias,
+    keep: &[StepRef],
     actor: &str,
 ) -> Result<Vec<StepRef>> {
-    let uses = alias_usage(txn, tenant, alias).await?;
+    let uses: Vec<StepRef> = alias_usage(txn, tenant, alias)
+        .await?
+        .into_iter()
+        .filter(|u| !keep.contains(u))
+        .collect();
     for u in &uses {
         remove_row(txn, tenant, &u.flow, &u.step, alias, actor).await?;
     }
@@ -767,4 +802,118 @@ pub async fn sign_for_step(
         signers,
         skipped,
     })
+}
+
+async fn step_receiver_ids(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    flow_name: &FlowName,
+    step: &StepName,
+    receiver_name: &ReceiverName,
+) -> Result<(signer_step::Model, receiver::Model)> {
+    let s = step_model(conn, tenant, flow_name, step).await?;
+    let r = receiver::Entity::find()
+        .filter(receiver::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(receiver::Column::Name.eq(receiver_name.as_str()))
+        .one(conn)
+        .await?
+        .ok_or_else(|| StoreError::UnknownReceiver {
+            tenant,
+            receiver: receiver_name.clone(),
+        })?;
+    Ok((s, r))
+}
+
+/// Records that a signer step's messages reach a receiver, so that a renewal's guard judges
+/// that receiver too.
+pub async fn add_step_receiver(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    flow_name: &FlowName,
+    step: &StepName,
+    receiver_name: &ReceiverName,
+    actor: &str,
+) -> Result<SignerStep> {
+    audit::lock_head(txn).await?;
+    let (s, r) = step_receiver_ids(txn, tenant, flow_name, step, receiver_name).await?;
+    let exists = signer_step_receiver::Entity::find_by_id((s.id, r.id))
+        .one(txn)
+        .await?;
+    if exists.is_some() {
+        return Err(StoreError::DuplicateStepReceiver {
+            flow: flow_name.clone(),
+            step: step.clone(),
+            receiver: receiver_name.clone(),
+        });
+    }
+    signer_step_receiver::Entity::insert(signer_step_receiver::ActiveModel {
+        step_id: Set(s.id),
+        receiver_id: Set(r.id),
+        tenant_id: Set(tenant.as_uuid()),
+        created_at: Set(now()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    touch_step(txn, s.id).await?;
+    audit::append(
+        txn,
+        AuditRecord {
+            actor,
+            action: "flow.step.receiver.add",
+            tenant: Some(tenant),
+            subject: format!("flow {flow_name} step {step}"),
+            before: String::new(),
+            after: format!("sends to receiver {receiver_name}"),
+        },
+    )
+    .await?;
+    load_step(txn, flow_name, s).await
+}
+
+/// Records that a signer step's messages no longer reach a receiver.
+pub async fn remove_step_receiver(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    flow_name: &FlowName,
+    step: &StepName,
+    receiver_name: &ReceiverName,
+    actor: &str,
+) -> Result<SignerStep> {
+    audit::lock_head(txn).await?;
+    let (s, r) = step_receiver_ids(txn, tenant, flow_name, step, receiver_name).await?;
+    let res = signer_step_receiver::Entity::delete_by_id((s.id, r.id))
+        .exec(txn)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(StoreError::UnknownStepReceiver {
+            flow: flow_name.clone(),
+            step: step.clone(),
+            receiver: receiver_name.clone(),
+        });
+    }
+    touch_step(txn, s.id).await?;
+    audit::append(
+        txn,
+        AuditRecord {
+            actor,
+            action: "flow.step.receiver.remove",
+            tenant: Some(tenant),
+            subject: format!("flow {flow_name} step {step}"),
+            before: format!("sends to receiver {receiver_name}"),
+            after: String::new(),
+        },
+    )
+    .await?;
+    load_step(txn, flow_name, s).await
+}
+
+/// The ids of the receivers a signer step's messages reach (empty: not recorded).
+pub async fn step_receivers(conn: &impl ConnectionTrait, step: StepId) -> Result<Vec<ReceiverId>> {
+    Ok(signer_step_receiver::Entity::find()
+        .filter(signer_step_receiver::Column::StepId.eq(step.as_uuid()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|r| ReceiverId::from_uuid(r.receiver_id))
+        .collect())
 }

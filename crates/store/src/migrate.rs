@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "one_live_renewal",
         sql: include_str!("../../../migrations/0003_one_live_renewal.sql"),
     },
+    Migration {
+        version: 4,
+        name: "signer_step_receivers",
+        sql: include_str!("../../../migrations/0004_signer_step_receivers.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

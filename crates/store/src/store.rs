@@ -289,6 +289,34 @@ impl Store {
         ))
     }
 
+    /// Records that a step's messages reach a receiver.
+    pub async fn add_step_receiver(
+        &self,
+        tenant: TenantId,
+        flow: &FlowName,
+        step: &StepName,
+        receiver: &ReceiverName,
+        actor: &str,
+    ) -> Result<SignerStep> {
+        in_txn!(self, |txn| flows::add_step_receiver(
+            &txn, tenant, flow, step, receiver, actor
+        ))
+    }
+
+    /// Records that a step's messages no longer reach a receiver.
+    pub async fn remove_step_receiver(
+        &self,
+        tenant: TenantId,
+        flow: &FlowName,
+        step: &StepName,
+        receiver: &ReceiverName,
+        actor: &str,
+    ) -> Result<SignerStep> {
+        in_txn!(self, |txn| flows::remove_step_receiver(
+            &txn, tenant, flow, step, receiver, actor
+        ))
+    }
+
     /// Every (flow, step) that lists `alias`.
     pub async fn alias_usage(&self, tenant: TenantId, alias: &Alias) -> Result<Vec<StepRef>> {
         flows::alias_usage(&self.db, tenant, alias).await

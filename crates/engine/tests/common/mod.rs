@@ -105,19 +105,12 @@ pub fn world_for(procedure: ProcedureId) -> World {
     World {
         keystore: BTreeMap::from([("signing".to_string(), CertId(OLD.into()))]),
         signer_steps: vec![
-            SignerStepModel {
-                flow: "orders".into(),
-                step: "sign".into(),
-                aliases: aliases.clone(),
-            },
-            SignerStepModel {
-                flow: "invoices".into(),
-                step: "sign".into(),
-                aliases,
-            },
+            SignerStepModel::new("orders", "sign", aliases.clone()),
+            SignerStepModel::new("invoices", "sign", aliases),
         ],
         trust: BTreeSet::from([CertId(OLD.into())]),
         profile,
+        others: BTreeMap::new(),
     }
 }
 

@@ -339,7 +339,8 @@ async fn alias_usage_lists_every_flow_and_step() {
         let changed =
             rekey_store::flows::add_alias_like_everywhere(&txn, t, &new, &a, "engine").await?;
         assert_eq!(changed.len(), 3);
-        let removed = rekey_store::flows::remove_alias_everywhere(&txn, t, &a, "engine").await?;
+        let removed =
+            rekey_store::flows::remove_alias_everywhere(&txn, t, &a, &[], "engine").await?;
         assert_eq!(removed, changed);
         txn.commit().await?;
         assert_eq!(db.store.alias_usage(t, &new).await?.len(), 3);
