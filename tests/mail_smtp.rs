@@ -984,3 +984,131 @@ async fn retryable_failures_give_up_after_five_days_and_retry_requeues() {
     })
     .await;
 }
+
+/// Issue 11 §2: the test message a receiver administrator got showed the signatures of the
+/// first affected signer step only. Here the renewed alias is listed by two signer steps that
+/// sign differently (the second also signs with another key): the switch-receiver email arrives
+/// with one verifiable test message per step, each carrying that step's signatures, and says
+/// which step each one stands for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_administrator_gets_a_test_message_per_affected_signer_step() {
+    use rekey_crypto::{KeyBits, KeyPair, self_signed};
+    use rekey_store::{Alias, KeyMaterial, SignerParams, StepName, StepOptions};
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db);
+        let p = ProcedureId::DualSignature;
+        let setup = demo::prepare(&s, p, 2048, t0()).await?;
+        let store = s.store();
+        // A second step of the same flow lists the alias and then another keyed alias.
+        let other = Alias::parse(&format!("{}-other", setup.alias))?;
+        let key = KeyPair::generate(KeyBits::try_from(2048u32)?)?;
+        let cert = self_signed(
+            &key,
+            "CN=other,O=rekey test",
+            t0() - Duration::days(10),
+            365,
+        )?;
+        store
+            .add_key(
+                setup.tenant,
+                &other,
+                &KeyMaterial::new(&other, key, vec![cert])?,
+                "test",
+            )
+            .await?;
+        let twice = StepName::parse("sign-twice")?;
+        store
+            .add_step(
+                setup.tenant,
+                &setup.flow,
+                &twice,
+                StepOptions::default(),
+                "test",
+            )
+            .await?;
+        for alias in [Alias::parse(&setup.alias)?, other.clone()] {
+            let params = SignerParams {
+                alias,
+                digest: rekey_crypto::DigestAlg::Sha256,
+                include_certs: true,
+                include_signing_time: true,
+            };
+            store
+                .add_row(setup.tenant, &setup.flow, &twice, &params, "test")
+                .await?;
+        }
+        s.start(
+            rekey_service::StartRequest {
+                tenant: setup.tenant,
+                receiver: setup.receiver,
+                alias: setup.alias.clone(),
+                new_alias: None,
+                procedure: None,
+                bits: 2048,
+                ca_signed: false,
+                auto_approve: true,
+            },
+            demo::TENANT_ADMIN,
+            t0(),
+        )
+        .await?;
+
+        let (sink, addr) = start_server();
+        let report = dispatcher(db, smtp(addr))
+            .run_once(t0() + Duration::minutes(5))
+            .await?;
+        assert_eq!(report.failed() + report.retried(), 0, "{report:?}");
+        let ops = demo::receiver_admin(p);
+        let msg = sink
+            .messages()
+            .into_iter()
+            .find(|m| {
+                let (h, _) = split_head(&m.data);
+                m.to == vec![ops.clone()]
+                    && header(&h, "subject").is_some_and(|s| s.contains("Your step is due"))
+            })
+            .ok_or("the receiver administrator's switch email")?;
+        let parts = leaves(&msg.data);
+        let mut tests: Vec<(String, usize)> = Vec::new();
+        for part in &parts {
+            let Some(name) = part.filename().filter(|f| f.starts_with("test-message")) else {
+                continue;
+            };
+            let v = rekey_crypto::verify(
+                &part.body,
+                None,
+                &[],
+                rekey_crypto::CertSource::EmbeddedAndSupplied,
+            )?;
+            assert!(v.signers.iter().all(|s| s.is_valid()), "{name}: {v:?}");
+            tests.push((name, v.signers.len()));
+        }
+        tests.sort();
+        assert_eq!(
+            tests,
+            vec![
+                ("test-message-1.p7m".to_string(), 2),
+                ("test-message-2.p7m".to_string(), 3)
+            ],
+            "one test message per signer step: old and new; old, new and the other key"
+        );
+        let text = parts
+            .iter()
+            .find(|p| {
+                p.header("content-type")
+                    .is_some_and(|c| c.starts_with("text/plain"))
+            })
+            .map(Part::text)
+            .ok_or("text part")?
+            .replace("=\r\n", "")
+            .replace("\r\n", " ");
+        for step in ["sign", "sign-twice"] {
+            assert!(
+                text.contains(&format!("{}/{step} ", setup.flow)),
+                "the email names signer step {step}: {text}"
+            );
+        }
+        Ok(())
+    })
+    .await;
+}

@@ -19,7 +19,7 @@ pub mod world;
 pub use definition::{Catalog, DefinitionError, Procedure, ProcedureId, Role, StepDef, StepKind};
 pub use machine::{
     Actor, Effect, Event, Grant, Notice, NoticeKind, Renewal, RenewalStatus, StartParams,
-    StepStatus, TimerKind, Transition, apply, start,
+    StepSigners, StepStatus, TimerKind, Transition, apply, start,
 };
 pub use world::{CertId, Change, OtherReceiver, Profile, SignerStepModel, World};
 

@@ -358,13 +358,26 @@ pub struct Notice {
     pub step: Option<String>,
     /// Attach this certificate (PEM).
     pub attach_certificate: Option<CertId>,
-    /// Attach a test message signed by exactly these certificates' keys.
+    /// Attach a test message signed by exactly these certificates' keys (the first affected
+    /// signer step's; see `test_steps` for every step).
     pub test_message: Option<Vec<CertId>>,
+    /// One test message per affected signer step: how each will sign.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_steps: Vec<StepSigners>,
     /// Due date of the step.
     pub due_at: Option<DateTime<Utc>>,
     /// For an escalation because an automatic action was refused: the guard's reason, verbatim.
     #[serde(default)]
     pub refused: Option<String>,
+}
+
+/// How one signer step will sign: what a test message for it is signed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSigners {
+    /// `flow/step`.
+    pub signer_step: String,
+    /// Certificates whose keys sign, in table order.
+    pub signers: Vec<CertId>,
 }
 
 /// Work for the shell, carried out in the same transaction as the state change.
@@ -1457,9 +1470,11 @@ impl Ctx<'_> {
         kind: NoticeKind,
         step: Option<&str>,
         attach_certificate: Option<CertId>,
-        test_message: Option<Vec<CertId>>,
+        test_steps: Option<Vec<StepSigners>>,
         due_at: Option<DateTime<Utc>>,
     ) {
+        let test_steps = test_steps.unwrap_or_default();
+        let test_message = test_steps.first().map(|t| t.signers.clone());
         if let Some(st) = step.and_then(|s| self.r.step_mut(s))
             && !st.notified.contains(&to)
         {
@@ -1471,6 +1486,7 @@ impl Ctx<'_> {
             step: step.map(str::to_string),
             attach_certificate,
             test_message,
+            test_steps,
             due_at,
             refused: None,
         }));
@@ -1484,8 +1500,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// The signers after the actions up to and including `until` — what the test message shows.
-    fn test_signers(&self, until: &str) -> Option<Vec<CertId>> {
+    /// How every signer step sending to the renewal's receiver signs after the actions up to
+    /// and including `until` — what the test messages show, one per step.
+    fn test_signers(&self, until: &str) -> Option<Vec<StepSigners>> {
         let mut w = self.world.clone();
         let end = self.def.index(until)?;
         for s in &self.def.steps[..=end] {
@@ -1497,7 +1514,16 @@ impl Ctx<'_> {
                 let _ = w.apply(&c);
             }
         }
-        w.probes().into_iter().next().map(|p| p.signers)
+        let out: Vec<StepSigners> = w
+            .signer_steps
+            .iter()
+            .filter(|s| s.reaches_receiver)
+            .map(|s| StepSigners {
+                signer_step: s.name(),
+                signers: w.signers(s),
+            })
+            .collect();
+        (!out.is_empty()).then_some(out)
     }
 
     /// Makes every step whose prerequisites are met due, running informs and auto-approved

@@ -17,7 +17,9 @@ use lettre::Message;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MailAttachment, Body, Mailbox, MultiPart, SinglePart};
 use rekey_engine::{Notice, NoticeKind, Role};
-use rekey_store::mail::{Access, Attachments, FailedMail, NoticeMail, OutboxMail, WatchMail};
+use rekey_store::mail::{
+    Access, Attachments, FailedMail, NoticeMail, OutboxMail, TestMessage, WatchMail,
+};
 use uuid::Uuid;
 
 use crate::{NotifierError, Result};
@@ -227,6 +229,7 @@ fn notice_body(m: &NoticeMail, input: &RenderInput<'_>) -> Result<MailText> {
                 step: _,
                 attach_certificate: _,
                 test_message: _,
+                test_steps: _,
                 due_at,
                 refused,
             },
@@ -242,6 +245,7 @@ fn notice_body(m: &NoticeMail, input: &RenderInput<'_>) -> Result<MailText> {
             Attachments {
                 certificate_chain_pem,
                 test_message_base64,
+                test_messages,
                 csr_pem,
             },
     } = m;
@@ -393,20 +397,56 @@ fn notice_body(m: &NoticeMail, input: &RenderInput<'_>) -> Result<MailText> {
         });
         fingerprint = Some(fp);
     }
-    if let Some(b64) = test_message_base64 {
+    let single: Vec<TestMessage> = test_message_base64
+        .iter()
+        .map(|b| TestMessage {
+            signer_steps: Vec::new(),
+            base64: b.clone(),
+        })
+        .collect();
+    let tests = if test_messages.is_empty() {
+        &single
+    } else {
+        test_messages
+    };
+    for (i, t) in tests.iter().enumerate() {
         let der = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
+            .decode(t.base64.trim())
             .map_err(|e| NotifierError::Message(format!("the test message is not Base64: {e}")))?;
-        notes.push(
-            "A test message signed the way messages will be signed is attached as \
-             test-message.p7m (CMS SignedData, DER). Check that your system verifies it with the \
-             new configuration."
-                .to_string(),
-        );
+        // One message keeps the plain name; several are numbered, one per way of signing.
+        let filename = if tests.len() == 1 {
+            "test-message.p7m".to_string()
+        } else {
+            format!("test-message-{}.p7m", i + 1)
+        };
+        let steps = t.signer_steps.join(", ");
+        notes.push(match (tests.len(), t.signer_steps.len()) {
+            (_, 0) => format!(
+                "A test message signed the way messages will be signed is attached as \
+                 {filename} (CMS SignedData, DER). Check that your system verifies it with the \
+                 new configuration."
+            ),
+            (1, 1) => format!(
+                "A test message signed the way signer step {steps} will sign is attached as \
+                 {filename} (CMS SignedData, DER). Check that your system verifies it with the \
+                 new configuration."
+            ),
+            (1, _) => format!(
+                "All signer steps that send to you ({steps}) will sign alike: a test message \
+                 signed that way is attached as {filename} (CMS SignedData, DER). Check that \
+                 your system verifies it with the new configuration."
+            ),
+            _ => format!(
+                "{filename} (CMS SignedData, DER) is signed the way signer step(s) {steps} will \
+                 sign. Check that your system verifies every attached test message with the new \
+                 configuration."
+            ),
+        });
         attachments.push(Attachment {
-            filename: "test-message.p7m".into(),
-            content_type: "application/pkcs7-mime; smime-type=signed-data; name=test-message.p7m"
-                .into(),
+            content_type: format!(
+                "application/pkcs7-mime; smime-type=signed-data; name={filename}"
+            ),
+            filename,
             content: der,
         });
     }
@@ -792,6 +832,7 @@ mod tests {
                 step: Some("switch-receiver".into()),
                 attach_certificate: None,
                 test_message: None,
+                test_steps: Vec::new(),
                 due_at: Some(DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000)),
                 refused: None,
             },

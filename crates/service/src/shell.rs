@@ -10,7 +10,7 @@ use rekey_engine::{
     RenewalStatus, Role, StartParams, StepStatus, Transition, World,
 };
 use rekey_store::entity::{outbox, renewal as renewal_row, timer};
-use rekey_store::mail::{Access, Attachments, NoticeMail, OutboxMail, StepInfo};
+use rekey_store::mail::{Access, Attachments, NoticeMail, OutboxMail, StepInfo, TestMessage};
 use rekey_store::{
     DatabaseTransaction, Email, ReceiverId, Store, TenantId, audit, flows, keystore, pending,
     receivers, users,
@@ -918,10 +918,8 @@ impl Service {
                 ),
                 None => None,
             },
-            test_message_base64: match &n.test_message {
-                Some(certs) => Some(self.test_message(txn, r, certs, now).await?),
-                None => None,
-            },
+            test_message_base64: None,
+            test_messages: Vec::new(),
             csr_pem: match n.kind {
                 NoticeKind::CertificateRequest => {
                     Some(pending::waiting_csr(txn, r.id).await?.ok_or_else(|| {
@@ -934,6 +932,22 @@ impl Service {
                 _ => None,
             },
         };
+        // One test message per way the affected signer steps will sign; the single-message
+        // field keeps it when they all sign alike, for readers that know only one.
+        attachments.test_messages = if n.test_steps.is_empty() {
+            match &n.test_message {
+                Some(certs) => vec![TestMessage {
+                    signer_steps: Vec::new(),
+                    base64: self.test_message(txn, r, None, certs, now).await?,
+                }],
+                None => Vec::new(),
+            }
+        } else {
+            self.test_messages(txn, r, &n.test_steps, now).await?
+        };
+        if let [only] = attachments.test_messages.as_slice() {
+            attachments.test_message_base64 = Some(only.base64.clone());
+        }
         let owner = step.is_some_and(|s| s.role == n.to || s.with_role == Some(n.to));
         if attachments.is_empty()
             && owner
@@ -1114,18 +1128,70 @@ impl Service {
                 found.certificate_chain_pem =
                     a.certificate_chain_pem.or(found.certificate_chain_pem);
                 found.test_message_base64 = a.test_message_base64.or(found.test_message_base64);
+                if !a.test_messages.is_empty() {
+                    found.test_messages = a.test_messages;
+                }
                 found.csr_pem = a.csr_pem.or(found.csr_pem);
             }
         }
         Ok(found)
     }
 
+    /// One test message per group of signer steps that sign alike (same signers, same row
+    /// parameters and options), in step order.
+    async fn test_messages(
+        &self,
+        conn: &impl ConnectionTrait,
+        r: &Renewal,
+        steps: &[rekey_engine::StepSigners],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TestMessage>> {
+        let tenant = tenant_of(r)?;
+        let old_alias = alias(&r.alias)?;
+        let mut groups: Vec<(String, TestMessage)> = Vec::new();
+        for st in steps {
+            let (f, s) = st
+                .signer_step
+                .split_once('/')
+                .ok_or_else(|| ServiceError::Corrupt(format!("signer step {}", st.signer_step)))?;
+            let flow = rekey_store::FlowName::parse(f)
+                .map_err(|e| ServiceError::Corrupt(e.to_string()))?;
+            let name = rekey_store::StepName::parse(s)
+                .map_err(|e| ServiceError::Corrupt(e.to_string()))?;
+            let step = flows::step(conn, tenant, &flow, &name).await?;
+            let params = step
+                .rows
+                .iter()
+                .find(|row| row.params.alias == old_alias)
+                .map(|row| row.params.clone());
+            let alike = format!("{:?} {params:?} {:?}", st.signers, step.options);
+            match groups.iter_mut().find(|(k, _)| *k == alike) {
+                Some((_, g)) => g.signer_steps.push(st.signer_step.clone()),
+                None => {
+                    let base64 = self
+                        .test_message(conn, r, Some(&st.signer_step), &st.signers, now)
+                        .await?;
+                    groups.push((
+                        alike,
+                        TestMessage {
+                            signer_steps: vec![st.signer_step.clone()],
+                            base64,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(groups.into_iter().map(|(_, g)| g).collect())
+    }
+
     /// A SignedData over [`TEST_PAYLOAD`] signed by exactly these certificates' keys, with the
-    /// renewed alias's row parameters, Base64; its signingTime is the engine's `now`.
+    /// renewed alias's row parameters in `signer_step` (or the first step listing it), Base64;
+    /// its signingTime is the engine's `now`.
     async fn test_message(
         &self,
         conn: &impl ConnectionTrait,
         r: &Renewal,
+        signer_step: Option<&str>,
         certs: &[CertId],
         now: DateTime<Utc>,
     ) -> Result<String> {
@@ -1133,6 +1199,9 @@ impl Service {
         let old_alias = alias(&r.alias)?;
         let mut params = None;
         for u in flows::alias_usage(conn, tenant, &old_alias).await? {
+            if signer_step.is_some_and(|s| s != format!("{}/{}", u.flow, u.step)) {
+                continue;
+            }
             let s = flows::step(conn, tenant, &u.flow, &u.step).await?;
             params = s
                 .rows

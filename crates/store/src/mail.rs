@@ -94,12 +94,27 @@ pub struct Attachments {
     /// The new certificate with the issuers uploaded with it (PEM, leaf first).
     #[serde(default)]
     pub certificate_chain_pem: Option<String>,
-    /// A test message, SignedData DER in Base64.
+    /// A test message, SignedData DER in Base64: the only one, when every affected signer
+    /// step signs alike.
     #[serde(default)]
     pub test_message_base64: Option<String>,
+    /// One test message per way the affected signer steps will sign, with the steps; when
+    /// present, the mail attaches these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_messages: Vec<TestMessage>,
     /// The certificate signing request of a CA-signed renewal's new key, PEM.
     #[serde(default)]
     pub csr_pem: Option<String>,
+}
+
+/// A test message and the signer steps (`flow/step`) that will sign like it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestMessage {
+    /// The signer steps; empty when not known.
+    #[serde(default)]
+    pub signer_steps: Vec<String>,
+    /// SignedData DER in Base64.
+    pub base64: String,
 }
 
 impl Attachments {
@@ -107,6 +122,7 @@ impl Attachments {
     pub fn is_empty(&self) -> bool {
         self.certificate_chain_pem.is_none()
             && self.test_message_base64.is_none()
+            && self.test_messages.is_empty()
             && self.csr_pem.is_none()
     }
 }
@@ -292,6 +308,7 @@ mod legacy {
                     step: self.notice.step,
                     attach_certificate: self.notice.attach_certificate,
                     test_message: self.notice.test_message,
+                    test_steps: Vec::new(),
                     due_at: self.notice.due_at,
                     refused: None,
                 },
@@ -307,6 +324,7 @@ mod legacy {
                 attachments: Attachments {
                     certificate_chain_pem: self.certificate_pem,
                     test_message_base64: self.test_message_base64,
+                    test_messages: Vec::new(),
                     csr_pem: self.csr_pem,
                 },
             }))
