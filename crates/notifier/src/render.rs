@@ -875,6 +875,46 @@ mod tests {
         }
     }
 
+    /// Every signer step that sends to the receiver signs alike: one test message, and the
+    /// mail says so naming the steps. When they differ: one numbered message per way.
+    #[test]
+    fn test_messages_say_which_signer_steps_they_stand_for() -> Result<()> {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"der");
+        let mut m = notice(NoticeKind::StepDue);
+        let set = |m: &mut OutboxMail, groups: Vec<Vec<&str>>| {
+            if let OutboxMail::Notice(n) = m {
+                n.attachments.test_messages = groups
+                    .into_iter()
+                    .map(|g| TestMessage {
+                        signer_steps: g.into_iter().map(String::from).collect(),
+                        base64: b64.clone(),
+                    })
+                    .collect();
+            }
+        };
+        set(&mut m, vec![vec!["F/S", "F/T"]]);
+        let r = render(&input(&m, due(&m)))?;
+        let text = r.text.replace("\r\n", " ");
+        assert!(
+            text.contains("All signer steps that send to you (F/S, F/T) will sign alike"),
+            "{text}"
+        );
+        let names: Vec<&str> = r.attachments.iter().map(|a| a.filename.as_str()).collect();
+        assert_eq!(names, vec!["test-message.p7m"]);
+        set(&mut m, vec![vec!["F/S"], vec!["F/T"]]);
+        let r = render(&input(&m, due(&m)))?;
+        let text = r.text.replace("\r\n", " ");
+        assert!(
+            text.contains(
+                "test-message-2.p7m (CMS SignedData, DER) is signed the way signer step(s) F/T"
+            ),
+            "{text}"
+        );
+        let names: Vec<&str> = r.attachments.iter().map(|a| a.filename.as_str()).collect();
+        assert_eq!(names, vec!["test-message-1.p7m", "test-message-2.p7m"]);
+        Ok(())
+    }
+
     #[test]
     fn crlf_normalises_every_ending() {
         assert_eq!(crlf("a\nb\r\nc\rd\n.\n"), "a\r\nb\r\nc\r\nd\r\n.\r\n");

@@ -112,7 +112,7 @@ pub fn routes() -> Vec<Route> {
         Route {
             method: "POST",
             path: "/api/renewals",
-            summary: "Start a renewal (tenant administrator)",
+            summary: "Start a renewal (tenant administrator); 409 naming the running renewal when the alias already has one",
             auth: true,
             body: Some(|| {
                 json!({"type": "object", "required": ["tenant", "receiver", "alias"], "properties": {
