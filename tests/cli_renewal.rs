@@ -2423,3 +2423,197 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
         env.ok(&start);
     });
 }
+
+/// `openssl ca` with a CA of its own: signs `csr` for exactly `not_before`..`not_after` (a CA
+/// whose clock is off, or a certificate issued long ago); returns the chain PEM, leaf first.
+fn openssl_ca_sign_dated(
+    env: &Env,
+    csr: &str,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+) -> String {
+    let dir = tempfile::tempdir_in(env.dir.path()).expect("CA dir");
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let write = |f: &str, s: &str| std::fs::write(dir.path().join(f), s).expect("write");
+    write("req.csr", csr);
+    write("index.txt", "");
+    write("serial", "01\n");
+    write(
+        "ca.cnf",
+        "[ca]\ndefault_ca = dated\n[dated]\ndatabase = index.txt\nnew_certs_dir = .\n\
+         serial = serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n\
+         [any]\ncommonName = optional\n",
+    );
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=Dated CA",
+        "-days",
+        "90",
+    ]);
+    let asn1 = |t: DateTime<Utc>| t.format("%Y%m%d%H%M%SZ").to_string();
+    run(&[
+        "ca",
+        "-batch",
+        "-config",
+        "ca.cnf",
+        "-cert",
+        "ca.pem",
+        "-keyfile",
+        "ca.key",
+        "-in",
+        "req.csr",
+        "-out",
+        "leaf.pem",
+        "-notext",
+        "-preserveDN",
+        "-startdate",
+        &asn1(not_before),
+        "-enddate",
+        &asn1(not_after),
+    ]);
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("read");
+    format!("{}{}", read("leaf.pem"), read("ca.pem"))
+}
+
+/// `renewal upload-cert` of `chain` as the tenant administrator.
+fn upload_cert_args<'a>(id: &'a str, path: &'a str) -> [&'a str; 7] {
+    ["renewal", "upload-cert", id, "--cert", path, "--as", ADMIN]
+}
+
+/// Regression: an uploaded CA-signed chain was not checked against the clock, so a leaf that
+/// had already expired (or would expire before the renewal's remaining steps are due) became
+/// the new key. Now the upload is refused naming the certificate and its validity, nothing
+/// changes, the request still waits, and a certificate valid long enough is taken.
+#[test]
+fn upload_cert_refuses_an_expired_or_short_lived_certificate() {
+    on_both(|env| {
+        setup(env, &["--accepts-multiple-signatures"], false);
+        let id = start_ca_signed(env, &[]);
+        env.ok(&[
+            "task",
+            "approve",
+            &format!("{id}:create-key-pair"),
+            "--as",
+            ADMIN,
+        ]);
+        let csr = env.ok(&["renewal", "csr", &id]);
+        let now = Utc::now();
+        let unchanged = Unchanged::new(env, &id);
+        let path = env.p("chain.pem");
+
+        let (from, to) = (now - Duration::days(30), now - Duration::days(1));
+        std::fs::write(&path, openssl_ca_sign_dated(env, &csr, from, to)).expect("write");
+        let until = to.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+        unchanged.refused(
+            &upload_cert_args(&id, &path),
+            &["\"CN=acme signer", "has expired", "valid from", &until],
+        );
+
+        // The remaining steps of dual-signature are due over more than two weeks.
+        let (from, to) = (now - Duration::hours(1), now + Duration::days(3));
+        std::fs::write(&path, openssl_ca_sign_dated(env, &csr, from, to)).expect("write");
+        let until = to.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+        unchanged.refused(
+            &upload_cert_args(&id, &path),
+            &[
+                "\"CN=acme signer",
+                &until,
+                "expires before the renewal's remaining steps are due to be done",
+            ],
+        );
+        assert_eq!(
+            env.ok(&["renewal", "csr", &id]),
+            csr,
+            "the request still waits"
+        );
+
+        let (from, to) = (now - Duration::hours(1), now + Duration::days(60));
+        std::fs::write(&path, openssl_ca_sign_dated(env, &csr, from, to)).expect("write");
+        let out = env.ok(&upload_cert_args(&id, &path));
+        assert!(out.contains("done: create-key-pair"), "{out}");
+    });
+}
+
+/// A CA whose clock runs ahead issues a leaf valid only from tomorrow. The upload is taken, but
+/// the guard judges the new certificate as a strict receiver would at each step's time: the
+/// receiver administrator cannot switch the receiver to trusting only it before it is valid
+/// (every message would then be rejected), and the refusal says why and changes nothing.
+#[test]
+fn certificate_not_yet_valid_is_accepted_but_no_receiver_depends_on_it_early() {
+    on_both(|env| {
+        setup(env, &["--accepts-multiple-signatures"], false);
+        let id = start_ca_signed(env, &[]);
+        env.ok(&[
+            "task",
+            "approve",
+            &format!("{id}:create-key-pair"),
+            "--as",
+            ADMIN,
+        ]);
+        let csr = env.ok(&["renewal", "csr", &id]);
+        let now = Utc::now();
+        let chain =
+            openssl_ca_sign_dated(env, &csr, now + Duration::days(1), now + Duration::days(90));
+        let path = env.p("chain.pem");
+        std::fs::write(&path, chain).expect("write");
+        let out = env.ok(&upload_cert_args(&id, &path));
+        assert!(out.contains("done: create-key-pair"), "{out}");
+        // Messages now carry the old and the new signature; the old one still verifies.
+        env.ok(&[
+            "task",
+            "approve",
+            &format!("{id}:add-key-new-alias"),
+            "--as",
+            ADMIN,
+        ]);
+        env.ok(&[
+            "task",
+            "approve",
+            &format!("{id}:add-signer-alias"),
+            "--as",
+            DEV,
+        ]);
+        let show = env.json(&["renewal", "show", &id, "--json"]);
+        assert_eq!(
+            shown_step(&show, "switch-receiver")["status"]["status"],
+            "due",
+            "{show}"
+        );
+        let fp = show["new_cert"]
+            .as_str()
+            .unwrap_or_else(|| panic!("new certificate in {show}"))
+            .to_string();
+        Unchanged::new(env, &id).refused(
+            &[
+                "task",
+                "complete",
+                &format!("{id}:switch-receiver"),
+                "--as",
+                OPS,
+                "--fingerprint",
+                &fp,
+            ],
+            &["switch-receiver", "validity has not begun yet"],
+        );
+    });
+}

@@ -99,6 +99,11 @@ pub struct World {
     /// Other receivers reached by a signer step, by id.
     #[serde(default)]
     pub others: BTreeMap<String, OtherReceiver>,
+    /// Certificates whose validity has not begun at the event's `now` (a CA whose clock runs
+    /// ahead): a strict receiver rejects their signatures, so none of them counts as trusted by
+    /// any receiver.
+    #[serde(default)]
+    pub not_yet_valid: BTreeSet<CertId>,
 }
 
 /// A change to the world, as rekey or a receiver administrator makes it.
@@ -238,7 +243,7 @@ impl World {
 
     /// What every signer step would produce now, judged by every receiver it reaches with the
     /// receiver rule: accepted when the message carries one signature (or the receiver accepts
-    /// several) and at least one signer is trusted.
+    /// several) and at least one signer is trusted and already valid.
     pub fn probes(&self) -> Vec<Probe> {
         let mut out = Vec::new();
         for s in &self.signer_steps {
@@ -253,7 +258,7 @@ impl World {
                         .map(|o| (Some(o.name.clone()), &o.trust, o.profile))
                 }));
             for (receiver, trust, profile) in judges {
-                let reason = judge(&signers, trust, profile);
+                let reason = judge(&signers, trust, &self.not_yet_valid, profile);
                 out.push(Probe {
                     signer_step: s.name(),
                     receiver,
@@ -350,8 +355,15 @@ impl World {
     }
 }
 
-/// Why a receiver with `trust` and `profile` would reject a message signed by `signers`.
-fn judge(signers: &[CertId], trust: &BTreeSet<CertId>, profile: Profile) -> Option<String> {
+/// Why a receiver with `trust` and `profile` would reject a message signed by `signers`; a
+/// certificate in `not_yet_valid` counts as untrusted (a strict receiver rejects it until its
+/// notBefore).
+fn judge(
+    signers: &[CertId],
+    trust: &BTreeSet<CertId>,
+    not_yet_valid: &BTreeSet<CertId>,
+    profile: Profile,
+) -> Option<String> {
     if signers.is_empty() {
         Some("no alias of the signer step holds a key: signing would fail".to_string())
     } else if signers.len() > 1 && !profile.accepts_multiple_signatures {
@@ -361,6 +373,15 @@ fn judge(signers: &[CertId], trust: &BTreeSet<CertId>, profile: Profile) -> Opti
         ))
     } else if !signers.iter().any(|c| trust.contains(c)) {
         Some("no signature would come from a certificate the receiver trusts".to_string())
+    } else if !signers
+        .iter()
+        .any(|c| trust.contains(c) && !not_yet_valid.contains(c))
+    {
+        Some(
+            "every trusted signature would come from a certificate whose validity has not \
+             begun yet (notBefore is in the future)"
+                .to_string(),
+        )
     } else {
         None
     }

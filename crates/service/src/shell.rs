@@ -166,6 +166,7 @@ impl Service {
             req.receiver,
             &req.alias,
             req.new_alias.as_deref(),
+            now,
         )
         .await?;
         let params = StartParams {
@@ -274,7 +275,7 @@ impl Service {
     ) -> Result<Outcome> {
         let actor = self.actor(txn, actor_email).await?;
         let (r, version) = self.load(txn, id).await?;
-        let world = self.world_of(txn, &r).await?;
+        let world = self.world_of(txn, &r, now).await?;
         let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
         self.carry_out(txn, t, &actor, version, now).await
     }
@@ -292,19 +293,58 @@ impl Service {
         let actor = self.actor(&txn, actor_email).await?;
         let (r, version) = self.load(&txn, id).await?;
         let tenant = tenant_of(&r)?;
-        let world = self.world_of(&txn, &r).await?;
+        let mut world = self.world_of(&txn, &r, now).await?;
         let leaf = chain
             .first()
             .ok_or_else(|| ServiceError::Input("no certificate given".into()))?;
-        let event = Event::KeyReady {
-            cert: CertId(leaf.fingerprint().to_string()),
-        };
+        let cert = CertId(leaf.fingerprint().to_string());
+        if leaf.not_before() > now {
+            // Accepted: the guard keeps every receiver from depending on it before then.
+            world.not_yet_valid.insert(cert.clone());
+        }
+        let event = Event::KeyReady { cert };
         // Ask the engine first: it checks the role and that a certificate is awaited.
         let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
+        self.check_validity(&r, leaf, now)?;
         pending::set_chain(&txn, self.store.kek()?, tenant, id, chain, &actor.email).await?;
         let outcome = self.carry_out(&txn, t, &actor, version, now).await?;
         commit(txn).await?;
         Ok(outcome)
+    }
+
+    /// Refuses an uploaded leaf that has expired at `now`, or that expires before the renewal's
+    /// remaining steps are due to be done (each step's `due` after the steps it waits for): the
+    /// receiver would reject its messages before or soon after it switched to the new key.
+    fn check_validity(&self, r: &Renewal, leaf: &Certificate, now: DateTime<Utc>) -> Result<()> {
+        let (not_before, not_after) = (leaf.not_before(), leaf.not_after());
+        let named = || {
+            format!(
+                "certificate \"{}\" (SHA-256 {}), valid from {} to {},",
+                leaf.subject(),
+                leaf.fingerprint(),
+                not_before.format("%Y-%m-%d %H:%M:%S UTC"),
+                not_after.format("%Y-%m-%d %H:%M:%S UTC"),
+            )
+        };
+        let at = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC");
+        if not_after <= now {
+            return Err(ServiceError::Input(format!(
+                "{} has expired (it is now {}); upload a certificate the CA issued for the \
+                 current request",
+                named(),
+                at(now)
+            )));
+        }
+        let end = planned_end(self.catalog.get(r.procedure), r, now);
+        if not_after <= end {
+            return Err(ServiceError::Input(format!(
+                "{} expires before the renewal's remaining steps are due to be done ({}); ask \
+                 the CA for a certificate valid beyond that",
+                named(),
+                at(end)
+            )));
+        }
+        Ok(())
     }
 
     /// The certificate signing request (PEM) of a CA-signed renewal's new key, while the
@@ -365,9 +405,9 @@ impl Service {
             .collect()
     }
 
-    /// The world a renewal sees now.
-    pub async fn world(&self, r: &Renewal) -> Result<World> {
-        self.world_of(self.store.db(), r).await
+    /// The world a renewal sees at `now`.
+    pub async fn world(&self, r: &Renewal, now: DateTime<Utc>) -> Result<World> {
+        self.world_of(self.store.db(), r, now).await
     }
 
     /// Due steps of running renewals that `email` may act on (all due steps when `None`).
@@ -471,15 +511,32 @@ impl Service {
         Ok((from_json(&m.state)?, m.version))
     }
 
-    async fn world_of(&self, conn: &impl ConnectionTrait, r: &Renewal) -> Result<World> {
-        load_world(
+    /// The renewal's world at `now`; its pending certificate counts among those not valid yet
+    /// when its notBefore is later, so that the guard judges a change that installs it the way
+    /// a strict receiver would judge the messages signed after it.
+    async fn world_of(
+        &self,
+        conn: &impl ConnectionTrait,
+        r: &Renewal,
+        now: DateTime<Utc>,
+    ) -> Result<World> {
+        let mut world = load_world(
             conn,
             tenant_of(r)?,
             receiver_of(r)?,
             &r.alias,
             r.new_alias.as_deref(),
+            now,
         )
-        .await
+        .await?;
+        if let Some(cert) = pending::certificate(conn, r.id).await?
+            && cert.not_before() > now
+        {
+            world
+                .not_yet_valid
+                .insert(CertId(cert.fingerprint().to_string()));
+        }
+        Ok(world)
     }
 
     /// Carries out a transition's effects, feeding key generation back to the engine, then
@@ -567,9 +624,14 @@ impl Service {
                 }
                 crate::failpoint::hit("after-effect");
             }
-            // The store must now hold exactly the world the engine computed.
-            let actual = self.world_of(txn, &renewal).await?;
-            if actual != expected {
+            // The store must now hold exactly the world the engine computed (which certificates
+            // are not valid yet follows from the certificates, not from the effects).
+            let actual = self.world_of(txn, &renewal, now).await?;
+            let comparable = World {
+                not_yet_valid: actual.not_yet_valid.clone(),
+                ..expected.clone()
+            };
+            if comparable != actual {
                 return Err(ServiceError::Corrupt(format!(
                     "store and engine disagree after the effects: engine {expected:?}, store {actual:?}"
                 )));
@@ -1244,6 +1306,29 @@ impl Service {
 }
 
 /// Commits a service transaction, passing the crash-test fail points around `COMMIT`.
+/// When a renewal's last step is due if every remaining step takes its full `due` after the
+/// steps it waits for, starting at `now`; steps already done or skipped count as done `now`.
+fn planned_end(def: &rekey_engine::Procedure, r: &Renewal, now: DateTime<Utc>) -> DateTime<Utc> {
+    let mut done_by: std::collections::HashMap<&str, DateTime<Utc>> = Default::default();
+    let mut end = now;
+    // Steps are listed after the steps they wait for.
+    for step in &def.steps {
+        let settled = matches!(
+            r.step(&step.id).map(|s| &s.status),
+            Some(StepStatus::Done { .. } | StepStatus::Skipped) | None
+        ) || step.action == Some(rekey_engine::definition::ActionKind::GenerateKey);
+        let start = step
+            .after
+            .iter()
+            .filter_map(|a| done_by.get(a.as_str()).copied())
+            .fold(now, DateTime::max);
+        let at = if settled { now } else { start + step.due };
+        end = end.max(at);
+        done_by.insert(step.id.as_str(), at);
+    }
+    end
+}
+
 pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<()> {
     crate::failpoint::hit("before-commit");
     txn.commit().await?;

@@ -183,7 +183,7 @@ pub async fn run_once(
             };
             let procedure = match receiver {
                 Some(r) => {
-                    let world = load_world(db, tenant.id, r.id, alias.as_str(), None).await?;
+                    let world = load_world(db, tenant.id, r.id, alias.as_str(), None, now).await?;
                     rekey_engine::choose::choose(&world, alias.as_str(), None).ok()
                 }
                 None => None,

@@ -2,27 +2,37 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
 use rekey_engine::{CertId, OtherReceiver, Profile, SignerStepModel, World};
 use rekey_store::{Alias, ConnectionTrait, ReceiverId, TenantId, flows, keystore, receivers};
 
 use crate::Result;
 
 /// The world of a renewal: the tenant's current keystore, every signer step listing `alias` or
-/// `new_alias` with the receivers its messages reach, and the profile and confirmed trust of
-/// the renewal's receiver and of every other receiver those steps reach. A step that records no
-/// receiver is taken to reach the renewal's.
+/// `new_alias` with the receivers its messages reach, the profile and confirmed trust of the
+/// renewal's receiver and of every other receiver those steps reach, and which of those
+/// certificates are not valid yet at `now` (the event's time), as a strict receiver would judge
+/// them. A step that records no receiver is taken to reach the renewal's.
 pub async fn load_world(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
     receiver: ReceiverId,
     alias: &str,
     new_alias: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<World> {
+    let mut not_yet_valid = BTreeSet::new();
     let keystore: BTreeMap<String, CertId> = keystore::list(conn, tenant)
         .await?
         .into_iter()
         .filter(|e| e.current)
-        .map(|e| (e.alias.to_string(), CertId(e.fingerprint.to_string())))
+        .map(|e| {
+            let id = CertId(e.fingerprint.to_string());
+            if e.not_before > now {
+                not_yet_valid.insert(id.clone());
+            }
+            (e.alias.to_string(), id)
+        })
         .collect();
     let mut signer_steps = Vec::new();
     let mut others = BTreeMap::new();
@@ -53,7 +63,13 @@ pub async fn load_world(
                                     trust: o
                                         .trusted
                                         .iter()
-                                        .map(|t| CertId(t.fingerprint.to_string()))
+                                        .map(|t| {
+                                            let id = CertId(t.fingerprint.to_string());
+                                            if t.certificate.not_before() > now {
+                                                not_yet_valid.insert(id.clone());
+                                            }
+                                            id
+                                        })
                                         .collect(),
                                     profile: Profile {
                                         verifies_multiple_keys: o.profile.verifies_multiple_keys,
@@ -76,7 +92,13 @@ pub async fn load_world(
     let trust: BTreeSet<CertId> = r
         .trusted
         .iter()
-        .map(|t| CertId(t.fingerprint.to_string()))
+        .map(|t| {
+            let id = CertId(t.fingerprint.to_string());
+            if t.certificate.not_before() > now {
+                not_yet_valid.insert(id.clone());
+            }
+            id
+        })
         .collect();
     Ok(World {
         keystore,
@@ -87,6 +109,7 @@ pub async fn load_world(
             accepts_multiple_signatures: r.profile.accepts_multiple_signatures,
         },
         others,
+        not_yet_valid,
     })
 }
 

@@ -442,7 +442,7 @@ async fn check_accepted(s: &Service, db: &TestDb, set: &Setup, r: &Renewal) -> R
         real.push(verdict.is_ok());
     }
     let model: Vec<bool> = s
-        .world(r)
+        .world(r, at)
         .await?
         .probes()
         .iter()

@@ -339,15 +339,19 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
             t0(),
         )
         .await?;
-        s.act(
-            id,
-            &admin,
-            Event::Approve {
-                step: "exchange-key-pair".into(),
-            },
-            t0(),
-        )
-        .await?;
+        // openssl issued the leaf from the wall clock, after the engine's t0: until it is
+        // valid, signing only with it would leave the receiver nothing it accepts.
+        let exchange = Event::Approve {
+            step: "exchange-key-pair".into(),
+        };
+        let r = s.act(id, &admin, exchange.clone(), t0()).await;
+        assert!(
+            matches!(&r, Err(ServiceError::Refused(Refusal::Unsafe { reason, .. }))
+                if reason.contains("not begun yet")),
+            "{r:?}"
+        );
+        let valid = chain[0].not_before() + chrono::Duration::minutes(1);
+        s.act(id, &admin, exchange, valid).await?;
         let o = s
             .act(
                 id,
@@ -356,7 +360,7 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
                     step: "remove-old-trust".into(),
                     fingerprint: Some(new_fp.clone()),
                 },
-                t0(),
+                valid,
             )
             .await?;
         assert_eq!(o.renewal.status, RenewalStatus::Completed);

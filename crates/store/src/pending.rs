@@ -163,6 +163,27 @@ pub async fn waiting_csr(conn: &impl ConnectionTrait, renewal: Uuid) -> Result<O
         .and_then(|m| m.csr_pem))
 }
 
+/// The certificate of a renewal's pending key, once it has one (self-signed, or the uploaded
+/// CA-signed leaf). A certificate holds no secret, so it is read without the key-encryption key.
+pub async fn certificate(
+    conn: &impl ConnectionTrait,
+    renewal: Uuid,
+) -> Result<Option<Certificate>> {
+    let Some(m) = pending_key::Entity::find()
+        .filter(pending_key::Column::RenewalId.eq(renewal))
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if m.chain_pem.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Certificate::parse_pem_chain(&m.chain_pem)?
+        .into_iter()
+        .next())
+}
+
 /// Sets the CA-signed chain of a pending key, after checking it belongs to the key.
 pub async fn set_chain(
     txn: &DatabaseTransaction,

@@ -111,6 +111,7 @@ pub fn world_for(procedure: ProcedureId) -> World {
         trust: BTreeSet::from([CertId(OLD.into())]),
         profile,
         others: BTreeMap::new(),
+        not_yet_valid: BTreeSet::new(),
     }
 }
 
