@@ -322,3 +322,120 @@ fn demo_refuses_a_start_that_is_not_a_time() {
     );
     assert!(!data.exists(), "nothing was created");
 }
+
+/// The decoded bytes of the attachment `name` of a MIME message written by the file transport.
+fn eml_attachment(eml: &str, name: &str) -> Option<Vec<u8>> {
+    let at = eml.find(&format!("filename=\"{name}\""))?;
+    let start = eml[..at].rfind("\r\n--")? + 2;
+    let part = &eml[start..];
+    let boundary = &part[..part.find("\r\n")?];
+    let body = &part[part.find("\r\n\r\n")? + 4..];
+    let body = &body[..body.find(&format!("\r\n{boundary}"))?];
+    let raw: String = body.split_whitespace().collect();
+    B64.decode(raw).ok()
+}
+
+/// Every `signingTime` in a DER SignedData, as `openssl cms -print` reads it.
+fn openssl_signing_times(dir: &Path, der: &[u8]) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let f = dir.join("test-message.p7m");
+    std::fs::write(&f, der).expect("write test message");
+    let out = Command::new("openssl")
+        .args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"])
+        .arg(&f)
+        .output()
+        .expect("openssl cms runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let mut times = Vec::new();
+    while let Some(l) = lines.next() {
+        if !l.contains("signingTime") {
+            continue;
+        }
+        let t = lines
+            .find_map(|l| l.trim().strip_prefix("UTCTIME:"))
+            .unwrap_or_else(|| panic!("a UTCTIME after signingTime in {text}"));
+        let t = chrono::NaiveDateTime::parse_from_str(t, "%b %e %H:%M:%S %Y GMT")
+            .unwrap_or_else(|e| panic!("{t}: {e}"));
+        times.push(t.and_utc());
+    }
+    times
+}
+
+/// The test message attached to the receiver administrator's mail is signed on the engine's
+/// clock — in the demo, its simulated clock, months away from the wall clock: its CMS
+/// signingTime, read by OpenSSL from the mail `rekey mail send-due` writes, is the moment the
+/// step it follows (add-signer-alias) was done in the demo's timeline.
+#[test]
+fn demo_test_message_signing_time_is_the_simulated_clock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let evidence = dir.path().join("evidence");
+    let rekey = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
+        for v in [
+            "REKEY_CONFIG",
+            "REKEY_DATABASE_URL",
+            "REKEY_KEK",
+            "REKEY_KEK_FILE",
+        ] {
+            c.env_remove(v);
+        }
+        c.arg("--data-dir").arg(&data);
+        c
+    };
+    let out = rekey()
+        .args(["demo", "--procedure", "dual-signature", "--bits", "2048"])
+        .args(["--start", "2026-03-01T10:00:00Z", "--evidence"])
+        .arg(&evidence)
+        .output()
+        .expect("rekey runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rekey()
+        .args(["mail", "send-due", "--at", "2026-04-01T00:00:00Z"])
+        .output()
+        .expect("rekey runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let timeline: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(evidence.join("dual-signature/timeline.json")).expect("timeline"),
+    )
+    .expect("JSON array");
+    let done: chrono::DateTime<chrono::Utc> = timeline
+        .iter()
+        .find(|t| t["step"] == "add-signer-alias")
+        .and_then(|t| t["completed_at"].as_str())
+        .and_then(|t| t.parse().ok())
+        .expect("add-signer-alias in the timeline");
+
+    let mails: Vec<String> = std::fs::read_dir(data.join("outbox"))
+        .expect("outbox")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("readable .eml"))
+        .collect();
+    let due = mails
+        .iter()
+        .find(|m| {
+            m.contains("To: admin@dual-signature.receiver.example")
+                && m.contains("Subject: [rekey] Your step is due: Exchange the certificate")
+        })
+        .expect("the receiver administrator's step mail");
+    let der = eml_attachment(due, "test-message.p7m").expect("test message attached");
+    let times = openssl_signing_times(dir.path(), &der);
+    assert_eq!(times.len(), 2, "old and new signature");
+    assert!(
+        times.iter().all(|t| *t == done),
+        "signingTime {times:?}, add-signer-alias done at {done}"
+    );
+}
