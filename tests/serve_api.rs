@@ -863,3 +863,131 @@ async fn parallel_starts_of_one_alias_create_exactly_one_renewal() {
     })
     .await;
 }
+
+/// `openssl ca` as a CA whose leaf is valid exactly `not_before`..`not_after`; returns the leaf
+/// followed by the CA certificate (PEM).
+fn openssl_ca_chain_dated(
+    csr: &str,
+    not_before: chrono::DateTime<Utc>,
+    not_after: chrono::DateTime<Utc>,
+) -> Result<String, Err> {
+    let dir = tempfile::tempdir()?;
+    let write = |f: &str, s: &str| std::fs::write(dir.path().join(f), s);
+    write("req.csr", csr)?;
+    write("index.txt", "")?;
+    write("serial", "01\n")?;
+    write(
+        "ca.cnf",
+        "[ca]\ndefault_ca = dated\n[dated]\ndatabase = index.txt\nnew_certs_dir = .\n\
+         serial = serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n\
+         [any]\ncommonName = optional\n",
+    )?;
+    let asn1 = |t: chrono::DateTime<Utc>| t.format("%Y%m%d%H%M%SZ").to_string();
+    let (start, end) = (asn1(not_before), asn1(not_after));
+    for args in [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=Dated CA",
+            "-days",
+            "90",
+        ][..],
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca.key",
+            "-in",
+            "req.csr",
+            "-out",
+            "leaf.pem",
+            "-notext",
+            "-preserveDN",
+            "-startdate",
+            &start,
+            "-enddate",
+            &end,
+        ][..],
+    ] {
+        let o = std::process::Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .output()?;
+        if !o.status.success() {
+            return Err(format!("openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr)).into());
+        }
+    }
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f));
+    Ok(format!("{}{}", read("leaf.pem")?, read("ca.pem")?))
+}
+
+/// Regression: the API's upload route took a CA-signed leaf that had already expired. It now
+/// answers 400 naming the certificate and its validity, and the request still waits.
+#[tokio::test]
+async fn certificate_upload_refuses_an_expired_leaf() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            "/api/renewals",
+            Some(&f.admin),
+            Some(
+                json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias,
+                "bits": 2048, "ca_signed": true}),
+            ),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["renewal"]["id"].as_str().ok_or("renewal id")?.to_string();
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/tasks/{id}/create-key-pair/approve"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let request = format!("/api/renewals/{id}/certificate-request");
+        let (s, _, csr) = call(&f.app, "GET", &request, Some(&f.admin), None).await?;
+        assert_eq!(s, StatusCode::OK, "{csr}");
+        let now = Utc::now();
+        let expired = openssl_ca_chain_dated(
+            csr.as_str().ok_or("PEM text")?,
+            now - chrono::Duration::days(30),
+            now - chrono::Duration::days(1),
+        )?;
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/renewals/{id}/certificate"),
+            Some(&f.admin),
+            Some(json!({ "chain_pem": expired })),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        let error = v["error"].as_str().ok_or("error text")?;
+        assert!(
+            error.contains("has expired") && error.contains("valid from"),
+            "{error}"
+        );
+        let (s, _, again) = call(&f.app, "GET", &request, Some(&f.admin), None).await?;
+        assert_eq!(s, StatusCode::OK, "the request still waits: {again}");
+        assert_eq!(again, csr);
+        Ok(())
+    })
+    .await;
+}
