@@ -182,3 +182,34 @@ fn a_half_prepared_alias_renewal_completes_without_a_rejected_message() {
     assert_eq!(sim.renewal.status, RenewalStatus::Completed);
     assert!(sim.world.violation().is_none());
 }
+
+#[test]
+fn a_certificate_not_valid_yet_counts_as_untrusted_by_every_receiver_a_step_reaches() {
+    let mut world = world_for(ProcedureId::DualTrust);
+    world.others.insert(
+        "r2".into(),
+        other_receiver(Profile {
+            verifies_multiple_keys: true,
+            accepts_multiple_signatures: false,
+        }),
+    );
+    world.signer_steps[1].reaches_receiver = false;
+    world.signer_steps[1].others = vec!["r2".into()];
+    let r2_verdict = |w: &World| {
+        w.probes()
+            .into_iter()
+            .find(|p| p.signer_step == "invoices/sign" && p.receiver.as_deref() == Some("R2"))
+            .expect("R2 judges the invoices step")
+    };
+    assert!(r2_verdict(&world).accepted);
+    // The certificate R2 trusts (and the step signs with) starts being valid only later.
+    world.not_yet_valid.insert(CertId(OLD.into()));
+    let p = r2_verdict(&world);
+    assert!(
+        !p.accepted
+            && p.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("not begun yet")),
+        "{p:?}"
+    );
+}
