@@ -59,16 +59,119 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
+/// Why a typed fingerprint was refused. Positions count characters of the value as given,
+/// from 1, so a person can find the offending character even when it is invisible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FingerprintError {
+    /// Nothing but whitespace was given.
+    Empty,
+    /// A character that is neither a hex digit nor an allowed separator.
+    NotHex {
+        /// The character.
+        ch: char,
+        /// Its position in the value given.
+        at: usize,
+    },
+    /// A separator that does not sit alone between two two-digit bytes.
+    Separator {
+        /// The separator.
+        ch: char,
+        /// Its position in the value given.
+        at: usize,
+    },
+    /// The hex digits were fine but not 64 of them.
+    Length {
+        /// How many hex digits were given.
+        digits: usize,
+    },
+}
+
+impl fmt::Display for FingerprintError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FingerprintError::Empty => f.write_str("empty"),
+            FingerprintError::NotHex { ch, at } => write!(
+                f,
+                "character {at} ({}, U+{:04X}) is not a hex digit",
+                ch.escape_debug(),
+                u32::from(*ch)
+            ),
+            FingerprintError::Separator { ch, at } => write!(
+                f,
+                "separator {ch:?} at character {at} does not stand alone between two-digit bytes"
+            ),
+            FingerprintError::Length { digits } => write!(f, "{digits} hex digits, not 64"),
+        }
+    }
+}
+
+/// The prefix `openssl x509 -noout -fingerprint -sha256` prints (OpenSSL 3; 1.1 writes
+/// `SHA256`), so its whole output line can be pasted.
+const OPENSSL_PREFIX: &str = "sha256 fingerprint=";
+
 impl FromStr for Fingerprint {
     type Err = CryptoError;
-    /// Accepts 64 hex digits in any case, with or without `:` separators.
+    /// The one parser for fingerprints people type or paste: 64 hex digits in any case, either
+    /// unseparated or with exactly one `:` or one space between every two digits, optionally
+    /// after OpenSSL's `sha256 Fingerprint=` prefix; surrounding whitespace is ignored. Anything
+    /// else is refused rather than filtered out: a value padded with invisible characters or
+    /// markup is not what the person read off the certificate.
     fn from_str(s: &str) -> Result<Self> {
-        let compact: String = s.trim().chars().filter(|c| *c != ':').collect();
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(&compact, &mut out)
-            .map_err(|_| CryptoError::Fingerprint(s.to_string()))?;
-        Ok(Fingerprint(out))
+        parse_fingerprint(s).map_err(CryptoError::Fingerprint)
     }
+}
+
+fn parse_fingerprint(s: &str) -> std::result::Result<Fingerprint, FingerprintError> {
+    let lead = s.chars().take_while(|c| c.is_whitespace()).count();
+    let mut body = s.trim();
+    let mut offset = lead;
+    if body.is_empty() {
+        return Err(FingerprintError::Empty);
+    }
+    if body
+        .get(..OPENSSL_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(OPENSSL_PREFIX))
+    {
+        body = &body[OPENSSL_PREFIX.len()..];
+        offset += OPENSSL_PREFIX.len();
+    }
+    let mut digits: Vec<u8> = Vec::with_capacity(64);
+    // Digits since the last separator; a separator is only allowed after exactly two.
+    let mut run = 0usize;
+    let mut last_sep: Option<(char, usize)> = None;
+    for (i, ch) in body.chars().enumerate() {
+        let at = offset + i + 1;
+        if let Some(d) = ch.to_digit(16) {
+            if let Some((ch, at)) = last_sep.filter(|_| run == 2) {
+                // A third digit after a separator: the bytes are misaligned.
+                return Err(FingerprintError::Separator { ch, at });
+            }
+            digits.push(d as u8);
+            run += 1;
+        } else if ch == ':' || ch == ' ' {
+            if run != 2 || (last_sep.is_none() && digits.len() != 2) {
+                return Err(FingerprintError::Separator { ch, at });
+            }
+            last_sep = Some((ch, at));
+            run = 0;
+        } else {
+            return Err(FingerprintError::NotHex { ch, at });
+        }
+    }
+    if let Some((ch, at)) = last_sep.filter(|_| run == 0) {
+        // A trailing separator.
+        return Err(FingerprintError::Separator { ch, at });
+    }
+    if digits.len() != 64 {
+        return Err(FingerprintError::Length {
+            digits: digits.len(),
+        });
+    }
+    let mut out = [0u8; 32];
+    for (b, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *b = (pair[0] << 4) | pair[1];
+    }
+    Ok(Fingerprint(out))
 }
 
 impl serde::Serialize for Fingerprint {

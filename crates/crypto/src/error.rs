@@ -52,9 +52,11 @@ pub enum CryptoError {
         /// What is wrong.
         reason: String,
     },
-    /// A fingerprint string was not 32 bytes of hex.
-    #[error("invalid SHA-256 fingerprint {0:?}: expected 64 hex digits, colons allowed")]
-    Fingerprint(String),
+    /// A typed or pasted fingerprint is not 32 bytes of hex in an accepted form.
+    #[error(
+        "{0}; a SHA-256 fingerprint is 64 hex digits, plain or with one ':' or space between bytes, as `openssl x509 -noout -fingerprint -sha256` prints it"
+    )]
+    Fingerprint(crate::FingerprintError),
     /// A digest algorithm name or OID is not supported.
     #[error("unsupported digest algorithm {0}: use sha256, sha384 or sha512")]
     Digest(String),

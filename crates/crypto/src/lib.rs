@@ -19,8 +19,8 @@ mod sign;
 mod verify;
 
 pub use cert::{
-    Certificate, Fingerprint, MAX_CLOCK_SKEW, certificate_request, certificate_request_pem,
-    check_chain, parse_subject, self_signed, self_signed_at,
+    Certificate, Fingerprint, FingerprintError, MAX_CLOCK_SKEW, certificate_request,
+    certificate_request_pem, check_chain, parse_subject, self_signed, self_signed_at,
 };
 pub use digest::DigestAlg;
 pub use error::{CryptoError, Result};
