@@ -1212,11 +1212,14 @@ fn refusals_are_one_line_exit_1_and_change_nothing() {
                 "--fingerprint",
                 "zz",
             ],
-            &["does not match the new certificate"],
+            &[
+                &trust,
+                "fingerprint: character 1 (z, U+007A) is not a hex digit",
+            ],
         );
         g.refused(
             &["task", "complete", &trust, "--as", OPS],
-            &[&trust, "give --fingerprint"],
+            &[&trust, "fingerprint: empty", "64 hex digits"],
         );
         // Approve a task, complete an action.
         g.refused(
@@ -1250,6 +1253,107 @@ fn refusals_are_one_line_exit_1_and_change_nothing() {
             old_fp
         );
         assert_eq!(other["trusted"].as_array().map(Vec::len), Some(1));
+    });
+}
+
+/// The receiver administrator confirms by typing the installed certificate's fingerprint: junk
+/// around the right digits (an invisible zero-width space, markup) and an empty or missing value
+/// are each refused naming the field and what is wrong, and leave the step due with nothing
+/// recorded or mailed; the forms `openssl` prints and plain lower case still confirm. (A NUL
+/// byte cannot reach a command line at all; the API and web tests cover it.)
+#[test]
+fn junk_padded_fingerprint_is_refused_and_changes_nothing() {
+    on_both(|env| {
+        let steps = procedure("dual-trust");
+        setup(env, &["--verifies-multiple-keys"], false);
+        let id = start(env, "dual-trust");
+        let trust = format!("{id}:trust-old-and-new");
+        env.ok(&[
+            "task",
+            "approve",
+            &format!("{id}:create-key-pair"),
+            "--as",
+            ADMIN,
+        ]);
+        let tasks = env.json(&["task", "list", "--as", OPS, "--json"]);
+        assert_eq!(tasks[0]["id"], trust.as_str(), "{tasks}");
+        let fp = tasks[0]["new_certificate"]
+            .as_str()
+            .expect("new certificate")
+            .to_string();
+        let mails = sent_mail(env).len();
+        let g = Unchanged::new(env, &id);
+        let complete = |value: &str, needles: &[&str]| {
+            g.refused(
+                &[
+                    "task",
+                    "complete",
+                    &trust,
+                    "--as",
+                    OPS,
+                    "--fingerprint",
+                    value,
+                ],
+                needles,
+            );
+        };
+        complete(
+            &format!("{fp}\u{200B}"),
+            &[
+                &trust,
+                "fingerprint: character 65",
+                "U+200B",
+                "not a hex digit",
+            ],
+        );
+        complete(
+            &format!("<b>{fp}</b>"),
+            &[
+                &trust,
+                "fingerprint: character 1 (<, U+003C) is not a hex digit",
+            ],
+        );
+        complete("", &[&trust, "fingerprint: empty", "64 hex digits"]);
+        complete("  ", &[&trust, "fingerprint: empty", "64 hex digits"]);
+        g.refused(
+            &["task", "complete", &trust, "--as", OPS],
+            &[&trust, "fingerprint: empty", "64 hex digits"],
+        );
+        let show = env.json(&["renewal", "show", &id, "--json"]);
+        assert_eq!(
+            step_status(&show, "trust-old-and-new")["status"],
+            "due",
+            "{show}"
+        );
+        assert_eq!(sent_mail(env).len(), mails, "a refusal mailed nobody");
+
+        // Colon-separated upper case, as `openssl x509 -fingerprint -sha256` prints it.
+        let colon_upper = fp
+            .to_uppercase()
+            .as_bytes()
+            .chunks(2)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect::<Vec<_>>()
+            .join(":");
+        let out = env.ok(&[
+            "task",
+            "complete",
+            &trust,
+            "--as",
+            OPS,
+            "--fingerprint",
+            &colon_upper,
+        ]);
+        assert!(out.contains("done: trust-old-and-new"), "{out}");
+        // The rest by its people; `walk` confirms remove-old-trust with plain lower case.
+        let mut w = Walk::default();
+        let show = walk(env, &id, &steps, &mut w);
+        assert_eq!(show["status"], "completed", "{show}");
+        assert_eq!(
+            w.done_by.get("remove-old-trust").map(String::as_str),
+            Some(OPS)
+        );
+        assert_eq!(w.new_certificate.as_deref(), Some(fp.as_str()));
     });
 }
 

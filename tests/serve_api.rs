@@ -290,6 +290,117 @@ async fn wrong_fingerprint_is_refused_and_the_right_one_advances() {
     .await;
 }
 
+/// `fp` as `openssl x509 -fingerprint -sha256` prints it: upper case, colon-separated.
+fn colon_upper(fp: &str) -> String {
+    fp.to_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The right digits padded with a NUL byte, a zero-width space or markup, and an empty or
+/// absent value: each a 400 naming the field and what is wrong, with the step still due and
+/// nothing recorded; the colon-separated upper-case and plain lower-case forms still confirm.
+#[tokio::test]
+async fn junk_padded_fingerprint_is_refused_and_changes_nothing() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let id = start(&f).await?;
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/tasks/{id}/create-key-pair/approve"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, _, tasks) = call(&f.app, "GET", "/api/tasks", Some(&f.receiver), None).await?;
+        assert_eq!(s, StatusCode::OK);
+        let fp = tasks
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["step"] == "trust-old-and-new"))
+            .and_then(|t| t["new_certificate"].as_str())
+            .ok_or("the receiver administrator's task names the certificate")?
+            .to_string();
+        let before = renewal(&f, &id).await?;
+        let audit = db.audit_len().await?;
+        let path = format!("/api/tasks/{id}/trust-old-and-new/complete");
+        let refusals = [
+            (
+                json!({"fingerprint": format!("{fp}\u{0}")}),
+                "fingerprint: character 65 (\\0, U+0000) is not a hex digit",
+            ),
+            (
+                json!({"fingerprint": format!("{fp}\u{200B}")}),
+                "fingerprint: character 65",
+            ),
+            (
+                json!({"fingerprint": format!("<b>{fp}</b>")}),
+                "fingerprint: character 1 (<, U+003C) is not a hex digit",
+            ),
+            (json!({"fingerprint": ""}), "fingerprint: empty"),
+            (json!({"fingerprint": " "}), "fingerprint: empty"),
+            (json!({}), "fingerprint: empty"),
+        ];
+        for (body, needle) in refusals {
+            let (s, _, v) =
+                call(&f.app, "POST", &path, Some(&f.receiver), Some(body.clone())).await?;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+            let e = v["error"].as_str().ok_or("a JSON error")?;
+            assert!(
+                e.contains(needle) && e.contains("64 hex digits"),
+                "{body}: {e}"
+            );
+            let now = renewal(&f, &id).await?;
+            assert_eq!(step_status(&now, "trust-old-and-new")["status"], "due");
+            assert_eq!(now, before, "{body} changed the renewal");
+            assert_eq!(db.audit_len().await?, audit, "{body} was recorded");
+        }
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &path,
+            Some(&f.receiver),
+            Some(json!({"fingerprint": colon_upper(&fp)})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            step_status(&v["renewal"], "trust-old-and-new")["status"],
+            "done",
+            "{v}"
+        );
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/tasks/{id}/exchange-key-pair/approve"),
+            Some(&f.admin),
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, _, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/tasks/{id}/remove-old-trust/complete"),
+            Some(&f.receiver),
+            Some(json!({"fingerprint": fp.to_lowercase()})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            step_status(&v["renewal"], "remove-old-trust")["status"],
+            "done",
+            "{v}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn unknown_and_bad_input_are_named_and_renewals_are_scoped() {
     on_both(async |db: &TestDb| -> TestResult {

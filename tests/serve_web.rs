@@ -206,8 +206,8 @@ async fn link_page_csrf_session_cookie_escaping_and_confirm() {
             "due"
         );
 
-        // A hostile fingerprint: refused by the engine, shown escaped; the link is used and a
-        // session begins.
+        // A hostile fingerprint: refused naming its first character, shown escaped; the link is
+        // used and a session begins.
         let before = f.svc.renewal(id).await?;
         let p = send(
             &app,
@@ -223,7 +223,8 @@ async fn link_page_csrf_session_cookie_escaping_and_confirm() {
         .await?;
         assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
         assert!(
-            p.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            p.body
+                .contains("fingerprint: character 1 (&lt;, U+003C) is not a hex digit"),
             "{}",
             p.body
         );
@@ -526,6 +527,166 @@ async fn renewal_page_shows_the_certificate_request_of_a_ca_signed_renewal() {
             "{}",
             page.body
         );
+        Ok(())
+    })
+    .await;
+}
+
+/// The task form re-shown with the refusal, the step still due on the renewal's page.
+async fn refused_on_the_form(
+    app: &Router,
+    path: &str,
+    cookie: &str,
+    csrf: &str,
+    value: &str,
+    needle: &str,
+) -> Result<(), Err> {
+    let p = send(
+        app,
+        "POST",
+        path,
+        Some(cookie),
+        Some(form(&[
+            ("csrf", csrf),
+            ("action", "complete"),
+            ("fingerprint", value),
+        ])),
+    )
+    .await?;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{value:?}: {}", p.body);
+    assert!(p.body.contains("id=\"error\""), "{value:?}: {}", p.body);
+    assert!(
+        p.body.contains(needle),
+        "{value:?}: {needle:?} not in {}",
+        p.body
+    );
+    assert!(p.body.contains("64 hex digits"), "{}", p.body);
+    assert!(
+        p.body.contains("name=\"fingerprint\""),
+        "the form again: {}",
+        p.body
+    );
+    Ok(())
+}
+
+/// The right digits padded with a NUL byte, a zero-width space or markup, and an empty value,
+/// typed into the task form: each re-shows the form naming the field and what is wrong, the step
+/// stays due (the swimlane's current step) and nothing is recorded; the colon-separated upper-case and plain lower-case forms
+/// still confirm.
+#[tokio::test]
+async fn junk_padded_fingerprint_is_refused_and_changes_nothing() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db, ProcedureId::DualTrust).await?;
+        let id = f.renewal.id;
+        let fp = f.renewal.new_cert.clone().ok_or("new cert")?.0;
+        let admin = receiver_admin(ProcedureId::DualTrust);
+        let app = app(AppState::new(f.svc.clone(), "http://rekey.test")?);
+        let before = f.svc.renewal(id).await?;
+        let audit = db.audit_len().await?;
+
+        // Through the mailed link: the first post signs in, the NUL-padded value is refused.
+        let token = link(db, &f.renewal, "trust-old-and-new", &admin).await?;
+        let page = send(&app, "GET", &format!("/tasks/{token}"), None, None).await?;
+        let p = send(
+            &app,
+            "POST",
+            &format!("/tasks/{token}"),
+            None,
+            Some(form(&[
+                ("csrf", &page.csrf()?),
+                ("action", "complete"),
+                ("fingerprint", &format!("{fp}\0")),
+            ])),
+        )
+        .await?;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+        assert!(
+            p.body
+                .contains("fingerprint: character 65 (\\0, U+0000) is not a hex digit"),
+            "{}",
+            p.body
+        );
+        let (cookie, _) = p.cookie()?;
+
+        // Signed in, on the step's own form.
+        let path = format!("/renewals/{id}/steps/trust-old-and-new");
+        let csrf = send(&app, "GET", &path, Some(&cookie), None)
+            .await?
+            .csrf()?;
+        for (value, needle) in [
+            (format!("{fp}\u{200B}"), "fingerprint: character 65"),
+            (
+                format!("<b>{fp}</b>"),
+                "fingerprint: character 1 (&lt;, U+003C) is not a hex digit",
+            ),
+            (String::new(), "fingerprint: empty"),
+            ("   ".into(), "fingerprint: empty"),
+        ] {
+            refused_on_the_form(&app, &path, &cookie, &csrf, &value, needle).await?;
+        }
+        let page = send(&app, "GET", &format!("/renewals/{id}"), Some(&cookie), None).await?;
+        assert!(
+            page.body
+                .contains("data-step=\"trust-old-and-new\" data-status=\"current\""),
+            "{}",
+            page.body
+        );
+        assert_eq!(f.svc.renewal(id).await?, before, "nothing changed");
+        assert_eq!(db.audit_len().await?, audit, "nothing recorded");
+
+        // As `openssl x509 -fingerprint -sha256` prints it.
+        let colon_upper = fp
+            .to_uppercase()
+            .as_bytes()
+            .chunks(2)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect::<Vec<_>>()
+            .join(":");
+        let p = send(
+            &app,
+            "POST",
+            &path,
+            Some(&cookie),
+            Some(form(&[
+                ("csrf", &csrf),
+                ("action", "complete"),
+                ("fingerprint", &colon_upper),
+            ])),
+        )
+        .await?;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+        f.svc
+            .act(
+                id,
+                TENANT_ADMIN,
+                Event::Approve {
+                    step: "exchange-key-pair".into(),
+                },
+                Utc::now(),
+            )
+            .await?;
+        let p = send(
+            &app,
+            "POST",
+            &format!("/renewals/{id}/steps/remove-old-trust"),
+            Some(&cookie),
+            Some(form(&[
+                ("csrf", &csrf),
+                ("action", "complete"),
+                ("fingerprint", &fp.to_lowercase()),
+            ])),
+        )
+        .await?;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+        let page = send(&app, "GET", &format!("/renewals/{id}"), Some(&cookie), None).await?;
+        for step in ["trust-old-and-new", "remove-old-trust"] {
+            assert!(
+                page.body
+                    .contains(&format!("data-step=\"{step}\" data-status=\"done\"")),
+                "{step}: {}",
+                page.body
+            );
+        }
         Ok(())
     })
     .await;

@@ -79,7 +79,8 @@ pub struct UntrustArgs {
     /// The receiver's name.
     #[arg(long)]
     pub name: String,
-    /// SHA-256 fingerprint of the certificate (64 hex digits, colons allowed).
+    /// SHA-256 fingerprint of the certificate: 64 hex digits, plain or with one `:` or space
+    /// between bytes (see `task complete --fingerprint`).
     #[arg(long, value_name = "HEX")]
     pub fingerprint: String,
 }

@@ -119,7 +119,8 @@ pub enum TaskCmd {
     Complete {
         /// Task id, `<renewal>:<step>` as `task list` prints it.
         id: String,
-        /// SHA-256 fingerprint of the certificate now installed (hex, colons allowed).
+        /// SHA-256 fingerprint of the certificate now installed: 64 hex digits, any case, plain
+        /// or with one `:` or space between bytes, optionally after `sha256 Fingerprint=`.
         #[arg(long)]
         fingerprint: Option<String>,
     },
@@ -440,21 +441,9 @@ pub fn task(global: &GlobalArgs, cmd: TaskCmd) -> Result<ExitCode> {
             }
             TaskCmd::Complete { id, fingerprint } => {
                 let (r, step) = parse_task(&id)?;
-                // Left to the engine, a missing fingerprint reads as a mismatch of `""`.
-                if fingerprint.as_deref().is_none_or(|f| f.trim().is_empty()) {
-                    bail!(
-                        "task {id}: give --fingerprint HEX, the SHA-256 fingerprint of the certificate now installed in the receiver"
-                    );
-                }
-                summary(
-                    &svc.act(
-                        r,
-                        &person(ctx)?,
-                        Event::Complete { step, fingerprint },
-                        Utc::now(),
-                    )
-                    .await?,
-                );
+                let event = rekey_service::complete_event(step, fingerprint.as_deref())
+                    .with_context(|| format!("task {id}"))?;
+                summary(&svc.act(r, &person(ctx)?, event, Utc::now()).await?);
             }
             TaskCmd::Approve { id } => {
                 let (r, step) = parse_task(&id)?;

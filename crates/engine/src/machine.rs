@@ -290,8 +290,10 @@ pub enum Event {
     Complete {
         /// Step id.
         step: String,
-        /// SHA-256 fingerprint, hex, colons allowed.
-        fingerprint: Option<String>,
+        /// The certificate named by the fingerprint the person gave, parsed at the edge (CLI,
+        /// API, web form) by `rekey_crypto::Fingerprint`: the engine compares names, it does not
+        /// clean up what was typed.
+        fingerprint: CertId,
     },
     /// The new key's certificate exists: generated (rekey) or CA-signed and uploaded (tenant
     /// administrator).
@@ -690,9 +692,7 @@ pub fn apply(
             });
         }
         Event::Approve { step } => cx.approve(&step, actor)?,
-        Event::Complete { step, fingerprint } => {
-            cx.complete(&step, fingerprint.as_deref(), actor)?
-        }
+        Event::Complete { step, fingerprint } => cx.complete(&step, &fingerprint, actor)?,
         Event::KeyReady { cert } => cx.key_ready(cert, actor)?,
         Event::ProposeWindow { start, end } => cx.propose_window(start, end, actor)?,
         Event::AcceptWindow => cx.accept_window(actor)?,
@@ -792,12 +792,7 @@ impl Ctx<'_> {
         self.perform(&step, &actor.email)
     }
 
-    fn complete(
-        &mut self,
-        id: &str,
-        fingerprint: Option<&str>,
-        actor: &Actor,
-    ) -> Result<(), Refusal> {
+    fn complete(&mut self, id: &str, fingerprint: &CertId, actor: &Actor) -> Result<(), Refusal> {
         let step = self.def_step(id)?.clone();
         let Some(task) = step.task else {
             return Err(Refusal::Invalid {
@@ -811,14 +806,10 @@ impl Ctx<'_> {
             step: step.id.clone(),
             reason: "the new certificate does not exist yet".into(),
         })?;
-        let given = fingerprint.ok_or_else(|| Refusal::WrongFingerprint {
-            step: step.id.clone(),
-            given: String::new(),
-        })?;
-        if normalize_fingerprint(given) != normalize_fingerprint(&new.0) {
+        if *fingerprint != new {
             return Err(Refusal::WrongFingerprint {
                 step: step.id.clone(),
-                given: given.to_string(),
+                given: fingerprint.0.clone(),
             });
         }
         let old = self.r.old_cert.clone();
@@ -1683,12 +1674,4 @@ impl Ctx<'_> {
             }
         }
     }
-}
-
-/// Fingerprints compare without colons, spaces or case.
-pub fn normalize_fingerprint(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_hexdigit())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
 }

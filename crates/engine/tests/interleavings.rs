@@ -104,12 +104,12 @@ fn events(def: &Procedure) -> Vec<(Actor, Event)> {
                     step: step.id.clone(),
                 },
             ));
-            for fp in [Some(NEW), Some(OLD), None] {
+            for fp in [NEW, OLD] {
                 out.push((
                     who.clone(),
                     Event::Complete {
                         step: step.id.clone(),
-                        fingerprint: fp.map(String::from),
+                        fingerprint: CertId(fp.into()),
                     },
                 ));
             }
@@ -300,7 +300,7 @@ fn the_guard_refuses_exactly_what_the_reference_receiver_would_reject() {
         &receiver_admin(),
         Event::Complete {
             step: "trust-old-and-new".into(),
-            fingerprint: Some(NEW.into()),
+            fingerprint: CertId(NEW.into()),
         },
     )
     .expect("trust");

@@ -95,7 +95,7 @@ pub fn routes() -> Vec<Route> {
             summary: "Confirm a task with the SHA-256 fingerprint of the certificate now installed",
             auth: true,
             body: Some(
-                || json!({"type": "object", "properties": {"fingerprint": {"type": "string", "description": "SHA-256, hex, colons allowed"}}}),
+                || json!({"type": "object", "properties": {"fingerprint": {"type": "string", "description": "SHA-256 of the certificate installed: 64 hex digits, any case, plain or with one ':' or space between bytes, optionally after 'sha256 Fingerprint='"}}}),
             ),
             produces: JSON,
             handler: || post(complete),
@@ -309,16 +309,8 @@ async fn complete(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let b: CompleteBody = body(&bytes)?;
-    act(
-        &st,
-        &u,
-        &renewal,
-        Event::Complete {
-            step,
-            fingerprint: b.fingerprint,
-        },
-    )
-    .await
+    let event = rekey_service::complete_event(step, b.fingerprint.as_deref())?;
+    act(&st, &u, &renewal, event).await
 }
 
 #[derive(Deserialize)]

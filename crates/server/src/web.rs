@@ -402,15 +402,7 @@ fn event_of(form: &ActionForm, step: &str) -> Result<Option<Event>, ApiError> {
     Ok(Some(match form.action.as_str() {
         "signin" => return Ok(None),
         "approve" => Event::Approve { step: step.into() },
-        "complete" => Event::Complete {
-            step: step.into(),
-            fingerprint: form
-                .fingerprint
-                .as_deref()
-                .map(str::trim)
-                .filter(|f| !f.is_empty())
-                .map(str::to_string),
-        },
+        "complete" => rekey_service::complete_event(step.into(), form.fingerprint.as_deref())?,
         "propose" => Event::ProposeWindow {
             start: parse_time("start", form.start.as_deref())?,
             end: parse_time("end", form.end.as_deref())?,

@@ -494,15 +494,12 @@ pub async fn run_procedure(
             }
             (_, _, Some(_)) => {
                 // The receiver administrator reads the fingerprint off the certificate installed.
-                let fp = r.new_cert.as_ref().map(|c| c.0.clone());
+                let fp = r.new_cert.as_ref().map(|c| c.0.as_str());
                 service
                     .act(
                         id,
                         &who(step.role),
-                        Event::Complete {
-                            step: due.clone(),
-                            fingerprint: fp,
-                        },
+                        crate::complete_event(due.clone(), fp)?,
                         clock,
                     )
                     .await?

@@ -21,9 +21,24 @@ mod world;
 pub use shell::{DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Service, StartRequest, TaskView};
 pub use world::load_world;
 
-use rekey_engine::Refusal;
+use rekey_engine::{CertId, Event, Refusal};
 use thiserror::Error;
 use uuid::Uuid;
+
+/// The event of a person confirming task `step` with the fingerprint they typed (`None`: the
+/// field was left out). Every interface builds it here, so the CLI, the API and the web form
+/// accept the same forms and refuse the same input — empty, padded with invisible characters
+/// or markup, the wrong length — with the same words, before anything is loaded or changed.
+pub fn complete_event(step: String, fingerprint: Option<&str>) -> Result<Event> {
+    let fp: rekey_crypto::Fingerprint = fingerprint
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| ServiceError::Input(format!("fingerprint: {e}")))?;
+    Ok(Event::Complete {
+        step,
+        fingerprint: CertId(fp.to_string()),
+    })
+}
 
 /// Why a service call failed. On every error the transaction is rolled back: nothing changed.
 #[derive(Debug, Error)]

@@ -249,11 +249,13 @@ fn bind(
         Template::Approve(step) => Event::Approve { step: step.clone() },
         Template::Complete(step, fp) => Event::Complete {
             step: step.clone(),
+            // The edges refuse an empty fingerprint; the engine must refuse one that is absent.
             fingerprint: match fp {
-                Fp::New => r.new_cert.as_ref().map(|c| c.0.clone()),
-                Fp::Old => r.old_cert.as_ref().map(|c| c.0.clone()),
+                Fp::New => r.new_cert.clone(),
+                Fp::Old => r.old_cert.clone(),
                 Fp::Missing => None,
-            },
+            }
+            .unwrap_or_else(|| CertId(String::new())),
         },
         Template::Propose => {
             let start = *clock + Duration::hours(1 + rng.below(3) as i64);

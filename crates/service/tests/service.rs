@@ -2,7 +2,7 @@
 //! reference receiver judging a probe after every step; refusals leave nothing behind.
 
 use chrono::{TimeZone, Utc};
-use rekey_engine::{Catalog, Event, ProcedureId, Refusal, RenewalStatus};
+use rekey_engine::{Catalog, CertId, Event, ProcedureId, Refusal, RenewalStatus};
 use rekey_service::demo::{self, DemoOptions, TENANT_ADMIN, receiver_admin};
 use rekey_service::{Service, ServiceError};
 use rekey_store::entity::outbox;
@@ -334,7 +334,7 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
             "ops@erp.example",
             Event::Complete {
                 step: "trust-old-and-new".into(),
-                fingerprint: Some(new_fp.clone()),
+                fingerprint: CertId(new_fp.clone()),
             },
             t0(),
         )
@@ -358,7 +358,7 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
                 "ops@erp.example",
                 Event::Complete {
                     step: "remove-old-trust".into(),
-                    fingerprint: Some(new_fp.clone()),
+                    fingerprint: CertId(new_fp.clone()),
                 },
                 valid,
             )

@@ -238,7 +238,7 @@ impl Sim {
             (_, Some(_), _) => Event::Approve { step: due },
             (_, _, Some(_)) => Event::Complete {
                 step: due,
-                fingerprint: Some(NEW.into()),
+                fingerprint: CertId(NEW.into()),
             },
             _ => panic!("step {due} is due but cannot be played"),
         };

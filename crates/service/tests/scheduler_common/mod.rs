@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rekey_crypto::{KeyBits, KeyPair, self_signed};
-use rekey_engine::{Catalog, Event, ProcedureId, Renewal, Role, StepKind};
+use rekey_engine::{Catalog, CertId, Event, ProcedureId, Renewal, Role, StepKind};
 use rekey_service::{Outcome, Service, ServiceError};
 use rekey_store::entity::{outbox, timer};
 use rekey_store::{
@@ -337,7 +337,7 @@ pub async fn perform_next(
                     &who(p, step.role),
                     Event::Complete {
                         step: due.clone(),
-                        fingerprint: r.new_cert.as_ref().map(|c| c.0.clone()),
+                        fingerprint: r.new_cert.clone().unwrap_or_else(|| CertId(String::new())),
                     },
                     now,
                 )
