@@ -4,6 +4,9 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+mod tidy;
+
 use std::env;
 use std::net::TcpStream;
 use std::path::Path;
