@@ -173,11 +173,7 @@ fn receiver_admin_confirms_from_the_emailed_link_and_the_tenant_admin_sees_it() 
     // The right one: the renewal advances.
     b.find("#fingerprint-input")?.type_text(&fp)?;
     b.find("#confirm")?.click()?;
-    assert!(
-        b.url()?.ends_with(&format!("/renewals/{id}")),
-        "{}",
-        b.url()?
-    );
+    b.wait_for_url(&format!("/renewals/{id}"))?;
     assert_eq!(
         b.find("tr[data-step='trust-old-and-new']")?
             .attr("data-status")?
@@ -207,11 +203,7 @@ fn receiver_admin_confirms_from_the_emailed_link_and_the_tenant_admin_sees_it() 
     let t = driver.session()?;
     t.goto(&link2)?;
     t.find("#open")?.click()?;
-    assert!(
-        t.url()?.ends_with(&format!("/renewals/{id}")),
-        "{}",
-        t.url()?
-    );
+    t.wait_for_url(&format!("/renewals/{id}"))?;
     assert_eq!(t.find("#who")?.text()?, TENANT_ADMIN);
     let row = t.find("tr[data-step='trust-old-and-new']")?;
     assert_eq!(row.attr("data-status")?.as_deref(), Some("done"));

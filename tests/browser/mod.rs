@@ -199,6 +199,27 @@ impl Session {
             .to_string())
     }
 
+    /// Waits until the page's URL ends with `suffix`: a click on a submit button returns
+    /// before the browser has followed the server's redirect. On time-out, says where the
+    /// browser is and what error the page shows.
+    pub fn wait_for_url(&self, suffix: &str) -> Res<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let url = self.url()?;
+            if url.ends_with(suffix) {
+                return Ok(url);
+            }
+            if std::time::Instant::now() > deadline {
+                let error = self
+                    .find("#error")
+                    .and_then(|e| e.text())
+                    .unwrap_or_default();
+                return Err(format!("still at {url}, not …{suffix}; page error: {error:?}").into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     pub fn find(&self, css: &str) -> Res<Element<'_>> {
         let v = self.call(
             "POST",
