@@ -1,6 +1,8 @@
 //! End to end through the built binary: `rekey keygen`, `rekey sign`, `rekey verify`, every
 //! flag and every exit code.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -15,7 +17,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    Command::new(env!("CARGO_BIN_EXE_rekey"))
+    common::rekey()
         .args(args)
         .output()
         .expect("runs the rekey binary")

@@ -11,15 +11,15 @@
 //! Each test runs on SQLite and, when `REKEY_TEST_POSTGRES_URL` is set, again on a fresh
 //! `rekey_cli_<uuid>` PostgreSQL database named through `REKEY_DATABASE_URL`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use rekey_store::ConnectionTrait;
+use common::{Env, on_both, openssl};
 use serde_json::Value;
-
-const PG_ENV: &str = "REKEY_TEST_POSTGRES_URL";
 
 const ADMIN: &str = "admin@t.example";
 const DEV: &str = "dev@t.example";
@@ -37,120 +37,13 @@ const ALIAS: &str = "A";
 /// The second alias the signer step lists without a key (prepared-second-alias).
 const PREPARED: &str = "B";
 
-/// A fresh data directory, and with PostgreSQL a fresh database it points at.
-struct Env {
-    dir: tempfile::TempDir,
-    database_url: Option<String>,
-    backend: &'static str,
-    _pg: Option<PgDatabase>,
+/// What this file asks of the shared [`Env`] beyond running commands.
+trait RenewalEnv {
+    /// Everything a refused command must leave alone (see the impl).
+    fn snapshot(&self, renewal: &str) -> String;
 }
 
-impl Env {
-    fn sqlite() -> Env {
-        Env {
-            dir: tempfile::tempdir().expect("temp dir"),
-            database_url: None,
-            backend: "sqlite",
-            _pg: None,
-        }
-    }
-
-    fn postgres(server: &str) -> Env {
-        let pg = PgDatabase::create(server);
-        Env {
-            dir: tempfile::tempdir().expect("temp dir"),
-            database_url: Some(pg.url.clone()),
-            backend: "postgres",
-            _pg: Some(pg),
-        }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn p(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-
-    /// The binary with this environment's data directory (and database), nothing inherited
-    /// that could point it elsewhere.
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
-        for v in [
-            "REKEY_CONFIG",
-            "REKEY_KEK",
-            "REKEY_KEK_FILE",
-            "REKEY_TENANT",
-            "REKEY_DATABASE_URL",
-        ] {
-            c.env_remove(v);
-        }
-        c.env("REKEY_DATA_DIR", self.data()).env("USER", "tester");
-        if let Some(url) = &self.database_url {
-            c.env("REKEY_DATABASE_URL", url);
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd()
-            .args(args)
-            .output()
-            .expect("runs the rekey binary")
-    }
-
-    /// Runs and asserts success; returns standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "[{}] rekey {args:?}: {}",
-            self.backend,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.ok(args);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("[{}] rekey {args:?}: not JSON ({e}): {out}", self.backend))
-    }
-
-    /// Runs and asserts a refusal: exit 1, one line on stderr starting `rekey:` and containing
-    /// every needle, nothing on stdout.
-    fn fails(&self, args: &[&str], needles: &[&str]) -> String {
-        let o = self.run(args);
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "[{}] rekey {args:?} should be refused: {err}",
-            self.backend
-        );
-        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
-        assert!(err.starts_with("rekey: "), "{err:?}");
-        for n in needles {
-            assert!(
-                err.contains(n),
-                "[{}] rekey {args:?}: {n:?} not in {err:?}",
-                self.backend
-            );
-        }
-        assert!(
-            o.stdout.is_empty(),
-            "refused, yet printed: {}",
-            String::from_utf8_lossy(&o.stdout)
-        );
-        err
-    }
-
+impl RenewalEnv for Env {
     /// Everything a refused command must leave alone: the renewal (`renewal show --json`: its
     /// steps, window and timestamps), the renewals there are, the queued emails, the keystore,
     /// the receivers' trust and the audit chain length.
@@ -186,87 +79,13 @@ impl<'a> Unchanged<'a> {
 
     /// Asserts that `args` is refused naming the problem (`needles`) and changes nothing.
     fn refused(&self, args: &[&str], needles: &[&str]) {
-        self.env.fails(args, needles);
+        self.env.refuses(args, needles);
         assert_eq!(
             self.env.snapshot(&self.renewal),
             self.before,
             "[{}] refused rekey {args:?} changed state",
             self.env.backend
         );
-    }
-}
-
-/// A PostgreSQL database for one test, dropped afterwards (best effort).
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn server_base(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('/') {
-            Some((authority, _)) => format!("{scheme}://{authority}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
-impl PgDatabase {
-    fn create(server: &str) -> PgDatabase {
-        let base = server_base(server);
-        let name = format!("rekey_cli_{}", uuid::Uuid::new_v4().simple());
-        let admin_url = format!("{base}/postgres");
-        runtime().block_on(async {
-            let admin = rekey_store::db::connect(&admin_url)
-                .await
-                .expect("connects to PostgreSQL");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("creates the test database");
-            let _ = admin.close().await;
-        });
-        PgDatabase {
-            url: format!("{base}/{name}"),
-            admin_url,
-            name,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            runtime().block_on(async move {
-                if let Ok(conn) = rekey_store::db::connect(&admin_url).await {
-                    let _ = conn
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                    let _ = conn.close().await;
-                }
-            })
-        })
-        .join();
-    }
-}
-
-/// Runs `body` on SQLite, then on PostgreSQL when configured.
-fn on_both(body: impl Fn(&Env)) {
-    body(&Env::sqlite());
-    match std::env::var(PG_ENV) {
-        Ok(server) => body(&Env::postgres(&server)),
-        Err(_) => eprintln!("skipping PostgreSQL: {PG_ENV} not set"),
     }
 }
 
@@ -1238,7 +1057,7 @@ fn refusals_are_one_line_exit_1_and_change_nothing() {
         );
         assert_eq!(fingerprint_of(env, ALIAS).as_deref(), Some(new_fp.as_str()));
         // A finished renewal refuses further steps.
-        env.fails(
+        env.refuses(
             &["task", "approve", &exchange, "--as", ADMIN],
             &["the renewal is completed"],
         );
@@ -1414,55 +1233,6 @@ fn attachment(eml: &str, name: &str) -> Option<String> {
     }
 }
 
-/// `openssl` with a CA of its own: signs `csr` and returns (leaf, CA certificate) PEM.
-fn openssl_ca_sign(env: &Env, csr: &str) -> (String, String) {
-    let run = |args: &[&str]| {
-        let o = Command::new("openssl")
-            .current_dir(env.dir.path())
-            .args(args)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            o.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    std::fs::write(env.path("req.csr"), csr).expect("write CSR");
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=Test CA",
-        "-days",
-        "30",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.pem",
-        "-days",
-        "30",
-    ]);
-    let read = |f: &str| std::fs::read_to_string(env.path(f)).expect("read");
-    (read("leaf.pem"), read("ca.pem"))
-}
-
 /// Regression: the engine's `certificate_request` notice was not a kind the notifier knew, so
 /// the CSR mail failed and the tenant administrator was told to check their address. Now the
 /// CSR arrives by mail (and `openssl req -verify` accepts it), `rekey renewal csr` prints it,
@@ -1495,7 +1265,7 @@ fn ca_signed_renewal_mails_the_csr_to_the_tenant_admin() {
         ]);
         let id = r["id"].as_str().expect("renewal id").to_string();
         // Before the key exists there is no request to give.
-        env.fails(
+        env.refuses(
             &["renewal", "csr", &id],
             &[&id, "no certificate request waiting"],
         );
@@ -1531,7 +1301,7 @@ fn ca_signed_renewal_mails_the_csr_to_the_tenant_admin() {
         let printed = env.ok(&["renewal", "csr", &id]);
         assert_eq!(printed.trim(), csr.replace("\r\n", "\n").trim());
 
-        let (leaf, ca) = openssl_ca_sign(env, &printed);
+        let (leaf, ca) = openssl::ca_sign(env.dir.path(), &printed);
         std::fs::write(env.path("chain.pem"), format!("{leaf}{ca}")).expect("write chain");
         let out = env.ok(&[
             "renewal",
@@ -1544,7 +1314,7 @@ fn ca_signed_renewal_mails_the_csr_to_the_tenant_admin() {
         ]);
         assert!(out.contains("done: create-key-pair"), "{out}");
         // Once the chain is in, the request is no longer waiting.
-        env.fails(
+        env.refuses(
             &["renewal", "csr", &id],
             &["no certificate request waiting"],
         );
@@ -1844,7 +1614,7 @@ fn refused_automatic_action_mails_the_guards_reason() {
             &old_fp,
         ]);
         let csr = env.ok(&["renewal", "csr", &id]);
-        let (leaf, ca) = openssl_ca_sign(env, &csr);
+        let (leaf, ca) = openssl::ca_sign(env.dir.path(), &csr);
         std::fs::write(env.path("chain.pem"), format!("{leaf}{ca}")).expect("write chain");
         env.ok(&[
             "renewal",
@@ -1913,7 +1683,7 @@ fn renewal_csr_without_a_waiting_request_says_why() {
         setup(env, &["--accepts-multiple-signatures"], false);
         let id = start_ca_signed(env, &[]);
         let none = format!("renewal {id} has no certificate request waiting");
-        env.fails(
+        env.refuses(
             &["renewal", "csr", &id],
             &[&none, "no request yet", "\"create-key-pair\""],
         );
@@ -1925,7 +1695,7 @@ fn renewal_csr_without_a_waiting_request_says_why() {
             ADMIN,
         ]);
         let csr = env.ok(&["renewal", "csr", &id]);
-        let (leaf, ca) = openssl_ca_sign(env, &csr);
+        let (leaf, ca) = openssl::ca_sign(env.dir.path(), &csr);
         std::fs::write(env.path("chain.pem"), format!("{leaf}{ca}")).expect("write chain");
         let chain = env.p("chain.pem");
         env.ok(&[
@@ -1937,10 +1707,10 @@ fn renewal_csr_without_a_waiting_request_says_why() {
             "--as",
             ADMIN,
         ]);
-        env.fails(&["renewal", "csr", &id], &[&none, "already uploaded"]);
+        env.refuses(&["renewal", "csr", &id], &[&none, "already uploaded"]);
         env.ok(&["renewal", "cancel", &id, "--as", ADMIN]);
         let id = start(env, "dual-signature");
-        env.fails(
+        env.refuses(
             &["renewal", "csr", &id],
             &[
                 &format!("renewal {id} has no certificate request waiting"),
@@ -2417,7 +2187,7 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             ALIAS,
         ]);
         // Bad input names what is wrong and records nothing.
-        env.fails(
+        env.refuses(
             &[
                 "signer",
                 "add-receiver",
@@ -2441,7 +2211,7 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "R2",
         ]);
         assert!(out.contains("R2"), "{out}");
-        env.fails(
+        env.refuses(
             &[
                 "signer",
                 "add-receiver",
@@ -2473,7 +2243,7 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "--as",
             ADMIN,
         ];
-        env.fails(
+        env.refuses(
             &start,
             &["R2 (via signer step F/T)", "no procedure is safe for all"],
         );
@@ -2498,7 +2268,7 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "--receiver",
             "R3",
         ]);
-        env.fails(&start, &["R3 (via signer step F/T)", "does not switch"]);
+        env.refuses(&start, &["R3 (via signer step F/T)", "does not switch"]);
         assert_eq!(
             env.json(&["renewal", "list", "--json"]),
             Value::Array(vec![])
@@ -2528,75 +2298,17 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
     });
 }
 
-/// `openssl ca` with a CA of its own: signs `csr` for exactly `not_before`..`not_after` (a CA
-/// whose clock is off, or a certificate issued long ago); returns the chain PEM, leaf first.
-fn openssl_ca_sign_dated(
+/// `openssl ca` with a CA of its own, in a fresh directory: signs `csr` for exactly
+/// `not_before`..`not_after` (a CA whose clock is off, or a certificate issued long ago);
+/// returns the chain PEM, leaf first.
+fn ca_sign_dated(
     env: &Env,
     csr: &str,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
 ) -> String {
     let dir = tempfile::tempdir_in(env.dir.path()).expect("CA dir");
-    let run = |args: &[&str]| {
-        let o = Command::new("openssl")
-            .current_dir(dir.path())
-            .args(args)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            o.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    let write = |f: &str, s: &str| std::fs::write(dir.path().join(f), s).expect("write");
-    write("req.csr", csr);
-    write("index.txt", "");
-    write("serial", "01\n");
-    write(
-        "ca.cnf",
-        "[ca]\ndefault_ca = dated\n[dated]\ndatabase = index.txt\nnew_certs_dir = .\n\
-         serial = serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n\
-         [any]\ncommonName = optional\n",
-    );
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=Dated CA",
-        "-days",
-        "90",
-    ]);
-    let asn1 = |t: DateTime<Utc>| t.format("%Y%m%d%H%M%SZ").to_string();
-    run(&[
-        "ca",
-        "-batch",
-        "-config",
-        "ca.cnf",
-        "-cert",
-        "ca.pem",
-        "-keyfile",
-        "ca.key",
-        "-in",
-        "req.csr",
-        "-out",
-        "leaf.pem",
-        "-notext",
-        "-preserveDN",
-        "-startdate",
-        &asn1(not_before),
-        "-enddate",
-        &asn1(not_after),
-    ]);
-    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("read");
-    format!("{}{}", read("leaf.pem"), read("ca.pem"))
+    openssl::ca_sign_dated(dir.path(), csr, not_before, not_after)
 }
 
 /// `renewal upload-cert` of `chain` as the tenant administrator.
@@ -2626,7 +2338,7 @@ fn upload_cert_refuses_an_expired_or_short_lived_certificate() {
         let path = env.p("chain.pem");
 
         let (from, to) = (now - Duration::days(30), now - Duration::days(1));
-        std::fs::write(&path, openssl_ca_sign_dated(env, &csr, from, to)).expect("write");
+        std::fs::write(&path, ca_sign_dated(env, &csr, from, to)).expect("write");
         let until = to.format("%Y-%m-%d %H:%M:%S UTC").to_string();
         unchanged.refused(
             &upload_cert_args(&id, &path),
@@ -2635,7 +2347,7 @@ fn upload_cert_refuses_an_expired_or_short_lived_certificate() {
 
         // The remaining steps of dual-signature are due over more than two weeks.
         let (from, to) = (now - Duration::hours(1), now + Duration::days(3));
-        std::fs::write(&path, openssl_ca_sign_dated(env, &csr, from, to)).expect("write");
+        std::fs::write(&path, ca_sign_dated(env, &csr, from, to)).expect("write");
         let until = to.format("%Y-%m-%d %H:%M:%S UTC").to_string();
         unchanged.refused(
             &upload_cert_args(&id, &path),
@@ -2652,7 +2364,7 @@ fn upload_cert_refuses_an_expired_or_short_lived_certificate() {
         );
 
         let (from, to) = (now - Duration::hours(1), now + Duration::days(60));
-        std::fs::write(&path, openssl_ca_sign_dated(env, &csr, from, to)).expect("write");
+        std::fs::write(&path, ca_sign_dated(env, &csr, from, to)).expect("write");
         let out = env.ok(&upload_cert_args(&id, &path));
         assert!(out.contains("done: create-key-pair"), "{out}");
     });
@@ -2676,8 +2388,7 @@ fn certificate_not_yet_valid_is_accepted_but_no_receiver_depends_on_it_early() {
         ]);
         let csr = env.ok(&["renewal", "csr", &id]);
         let now = Utc::now();
-        let chain =
-            openssl_ca_sign_dated(env, &csr, now + Duration::days(1), now + Duration::days(90));
+        let chain = ca_sign_dated(env, &csr, now + Duration::days(1), now + Duration::days(90));
         let path = env.p("chain.pem");
         std::fs::write(&path, chain).expect("write");
         let out = env.ok(&upload_cert_args(&id, &path));

@@ -5,133 +5,22 @@
 //! Each test runs on SQLite and, when `REKEY_TEST_POSTGRES_URL` is set, again on a fresh
 //! `rekey_cli_<uuid>` PostgreSQL database named through `REKEY_DATABASE_URL`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use rekey_store::{ConnectionTrait, Store};
+use std::process::Command;
 
-const PG_ENV: &str = "REKEY_TEST_POSTGRES_URL";
+use common::{Env, fx, on_both, runtime};
+use rekey_store::ConnectionTrait;
+
 const TAMPERED: i32 = 3;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("crates/store/tests/fixtures")
-        .join(name)
+/// What this file asks of the shared [`Env`] beyond running commands.
+trait StateEnv {
+    /// Everything a refused command must leave alone (see the impl).
+    fn snapshot(&self) -> String;
 }
 
-fn fx(name: &str) -> String {
-    fixture(name).display().to_string()
-}
-
-/// A fresh data directory, and with PostgreSQL a fresh database it points at.
-struct Env {
-    dir: tempfile::TempDir,
-    database_url: Option<String>,
-    backend: &'static str,
-    _pg: Option<PgDatabase>,
-}
-
-impl Env {
-    fn sqlite() -> Env {
-        Env {
-            dir: tempfile::tempdir().expect("temp dir"),
-            database_url: None,
-            backend: "sqlite",
-            _pg: None,
-        }
-    }
-
-    fn postgres(server: &str) -> Env {
-        let pg = PgDatabase::create(server);
-        Env {
-            dir: tempfile::tempdir().expect("temp dir"),
-            database_url: Some(pg.url.clone()),
-            backend: "postgres",
-            _pg: Some(pg),
-        }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn p(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-
-    /// The binary with this environment's data directory (and database), nothing inherited
-    /// that could point it elsewhere.
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
-        for v in [
-            "REKEY_CONFIG",
-            "REKEY_KEK",
-            "REKEY_KEK_FILE",
-            "REKEY_TENANT",
-            "REKEY_DATABASE_URL",
-        ] {
-            c.env_remove(v);
-        }
-        c.env("REKEY_DATA_DIR", self.data()).env("USER", "tester");
-        if let Some(url) = &self.database_url {
-            c.env("REKEY_DATABASE_URL", url);
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd()
-            .args(args)
-            .output()
-            .expect("runs the rekey binary")
-    }
-
-    /// Runs and asserts success; returns standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "[{}] rekey {args:?}: {}",
-            self.backend,
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// Runs and asserts a one-line failure with exit `code` containing every needle.
-    fn fails(&self, args: &[&str], code: i32, needles: &[&str]) -> String {
-        let o = self.run(args);
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(
-            o.status.code(),
-            Some(code),
-            "[{}] rekey {args:?}: {err}",
-            self.backend
-        );
-        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
-        for n in needles {
-            assert!(err.contains(n), "[{}] {n:?} not in {err:?}", self.backend);
-        }
-        err
-    }
-
-    /// The store the binary uses, for looking behind its back.
-    fn store(&self, rt: &tokio::runtime::Runtime) -> Store {
-        let url = match &self.database_url {
-            Some(u) => u.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                self.data().join("rekey.db").display()
-            ),
-        };
-        rt.block_on(Store::open(&url)).expect("opens the store")
-    }
-
+impl StateEnv for Env {
     /// Everything a refused command must leave alone: the audit chain length and the
     /// listings.
     fn snapshot(&self) -> String {
@@ -141,80 +30,6 @@ impl Env {
         let receivers = self.ok(&["receiver", "list", "--json"]);
         let users = self.ok(&["user", "list", "--json"]);
         format!("{audit}{keys}{flows}{receivers}{users}")
-    }
-}
-
-/// A PostgreSQL database for one test, dropped afterwards (best effort).
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn server_base(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('/') {
-            Some((authority, _)) => format!("{scheme}://{authority}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
-impl PgDatabase {
-    fn create(server: &str) -> PgDatabase {
-        let base = server_base(server);
-        let name = format!("rekey_cli_{}", uuid::Uuid::new_v4().simple());
-        let admin_url = format!("{base}/postgres");
-        runtime().block_on(async {
-            let admin = rekey_store::db::connect(&admin_url)
-                .await
-                .expect("connects to PostgreSQL");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("creates the test database");
-            let _ = admin.close().await;
-        });
-        PgDatabase {
-            url: format!("{base}/{name}"),
-            admin_url,
-            name,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            runtime().block_on(async move {
-                if let Ok(conn) = rekey_store::db::connect(&admin_url).await {
-                    let _ = conn
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                    let _ = conn.close().await;
-                }
-            })
-        })
-        .join();
-    }
-}
-
-/// Runs `body` on SQLite, then on PostgreSQL when configured.
-fn on_both(body: impl Fn(&Env)) {
-    body(&Env::sqlite());
-    match std::env::var(PG_ENV) {
-        Ok(server) => body(&Env::postgres(&server)),
-        Err(_) => eprintln!("skipping PostgreSQL: {PG_ENV} not set"),
     }
 }
 
@@ -509,12 +324,9 @@ fn init_is_idempotent_and_never_replaces_the_key() {
 
     // --data-dir after the subcommand works too.
     let other = env.path("elsewhere");
-    let o = Command::new(env!("CARGO_BIN_EXE_rekey"))
+    let o = common::rekey()
         .args(["init", "--data-dir"])
         .arg(&other)
-        .env_remove("REKEY_DATA_DIR")
-        .env_remove("REKEY_DATABASE_URL")
-        .env_remove("REKEY_KEK")
         .output()
         .expect("runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -3,6 +3,8 @@
 //! reports are matched against the trust recorded in the probe, and the receiver rule is applied
 //! again here — without rekey's verifier or verdicts.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -85,7 +87,7 @@ fn openssl_verdict(dir: &Path, probe: &Value) -> bool {
 fn demo_evidence_holds_under_openssl() {
     let dir = tempfile::tempdir().expect("tempdir");
     let evidence = dir.path().join("evidence");
-    let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+    let out = common::rekey()
         .args(["demo", "--bits", "2048", "--evidence"])
         .arg(&evidence)
         .arg("--data-dir")
@@ -200,10 +202,7 @@ fn demo_refuses_an_unknown_procedure_and_small_keys() {
         (vec!["demo", "--procedure", "nope"], "unknown procedure"),
         (vec!["demo", "--bits", "1024"], "1024"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
-            .args(&args)
-            .output()
-            .expect("rekey runs");
+        let out = common::rekey().args(&args).output().expect("rekey runs");
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
@@ -224,14 +223,12 @@ fn new_certificate_not_before_is_engine_clock_minus_skew() {
             std::fs::write(data.join("rekey.toml"), c).expect("config");
         }
         let evidence = dir.path().join("evidence");
-        let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+        let out = common::rekey()
             .args(["demo", "--procedure", "dual-trust", "--bits", "2048"])
             .args(["--start", start, "--evidence"])
             .arg(&evidence)
             .arg("--data-dir")
             .arg(&data)
-            .env_remove("REKEY_CONFIG")
-            .env_remove("REKEY_RENEWAL_CLOCK_SKEW_MINUTES")
             .output()
             .expect("rekey runs");
         assert!(
@@ -284,12 +281,10 @@ fn demo_refuses_a_clock_skew_over_a_day() {
         "[renewal]\nclock_skew_minutes = 5000\n",
     )
     .expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+    let out = common::rekey()
         .args(["demo", "--procedure", "dual-trust", "--bits", "2048"])
         .arg("--data-dir")
         .arg(&data)
-        .env_remove("REKEY_CONFIG")
-        .env_remove("REKEY_RENEWAL_CLOCK_SKEW_MINUTES")
         .output()
         .expect("rekey runs");
     assert_eq!(out.status.code(), Some(1));
@@ -309,7 +304,7 @@ fn demo_refuses_a_clock_skew_over_a_day() {
 fn demo_refuses_a_start_that_is_not_a_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let out = Command::new(env!("CARGO_BIN_EXE_rekey"))
+    let out = common::rekey()
         .args(["demo", "--start", "yesterday", "--data-dir"])
         .arg(&data)
         .output()
@@ -376,15 +371,7 @@ fn demo_test_message_signing_time_is_the_simulated_clock() {
     let data = dir.path().join("data");
     let evidence = dir.path().join("evidence");
     let rekey = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
-        for v in [
-            "REKEY_CONFIG",
-            "REKEY_DATABASE_URL",
-            "REKEY_KEK",
-            "REKEY_KEK_FILE",
-        ] {
-            c.env_remove(v);
-        }
+        let mut c = common::rekey();
         c.arg("--data-dir").arg(&data);
         c
     };

@@ -1,14 +1,13 @@
 //! `rekey mail list|retry|send-due` through the built binary: the embedded default (`.eml` files
 //! in `<data-dir>/outbox`), then SMTP configured by `REKEY_MAIL_*` against a loopback server.
 
-use std::io;
-use std::net::{IpAddr, TcpListener};
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
+use std::process::Output;
 
 use chrono::{TimeZone, Utc};
-use mailin_embedded::{Handler, Response, Server, SslConfig, response};
+use common::smtp::start_server;
 use rekey_engine::{Catalog, ProcedureId};
 use rekey_service::Service;
 use rekey_service::demo;
@@ -19,17 +18,8 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 fn rekey(data: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
+    let mut c = common::rekey();
     c.arg("--data-dir").arg(data).args(args);
-    for k in [
-        "REKEY_MAIL_TRANSPORT",
-        "REKEY_MAIL_HOST",
-        "REKEY_DATABASE_URL",
-        "REKEY_KEK",
-        "REKEY_CONFIG",
-    ] {
-        c.env_remove(k);
-    }
     for (k, v) in env {
         c.env(k, v);
     }
@@ -49,41 +39,6 @@ fn ok(o: &Output) -> String {
 
 fn json(o: &Output) -> Vec<serde_json::Value> {
     serde_json::from_str(&ok(o)).expect("JSON list")
-}
-
-/// (envelope recipients, DATA) of each message accepted.
-type Got = Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>;
-
-#[derive(Clone, Default)]
-struct Sink {
-    got: Got,
-    to: Vec<String>,
-    buf: Vec<u8>,
-}
-
-impl Handler for Sink {
-    fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
-        self.to.clear();
-        response::OK
-    }
-    fn rcpt(&mut self, to: &str) -> Response {
-        self.to.push(to.to_string());
-        response::OK
-    }
-    fn data_start(&mut self, _d: &str, _f: &str, _eight_bit: bool, _t: &[String]) -> Response {
-        self.buf.clear();
-        response::OK
-    }
-    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.buf.extend_from_slice(buf);
-        Ok(())
-    }
-    fn data_end(&mut self) -> Response {
-        if let Ok(mut g) = self.got.lock() {
-            g.push((std::mem::take(&mut self.to), std::mem::take(&mut self.buf)));
-        }
-        response::OK
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,17 +151,8 @@ async fn mail_list_send_due_to_files_retry_and_smtp_from_configuration() {
     assert!(out.contains("queued mail"), "{out}");
 
     // This time through SMTP, configured by environment variables.
-    let sink = Sink::default();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let mut server = Server::new(sink.clone());
-    server
-        .with_ssl(SslConfig::None)
-        .expect("ssl")
-        .with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
+    let (sink, addr) = start_server("mx.cli.test");
+    let port = addr.port();
     let env = [
         ("REKEY_MAIL_TRANSPORT", "smtp".to_string()),
         ("REKEY_MAIL_HOST", "127.0.0.1".to_string()),
@@ -220,11 +166,12 @@ async fn mail_list_send_due_to_files_retry_and_smtp_from_configuration() {
         out.contains(&format!("SMTP 127.0.0.1:{port} (none)")),
         "{out}"
     );
-    let got = sink.got.lock().map(|g| g.clone()).unwrap_or_default();
+    let got = sink.messages();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].0, vec![failed.recipients.clone()]);
+    assert_eq!(got[0].to, vec![failed.recipients.clone()]);
     assert!(
-        String::from_utf8_lossy(&got[0].1).contains(&format!("Message-ID: {}", failed.message_id))
+        String::from_utf8_lossy(&got[0].data)
+            .contains(&format!("Message-ID: {}", failed.message_id))
     );
     let _ = store.close().await;
 }

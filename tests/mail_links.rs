@@ -2,40 +2,21 @@
 //! recipient and one task, looked up without being used, used exactly once (also under
 //! concurrent requests), expiring after 72 hours, reissued.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+mod common;
+
+use chrono::Duration;
+use common::{t0, tenant_with_admin};
 use rekey_notifier::links::{self, DEFAULT_TTL, Task};
 use rekey_store::entity::link_token;
-use rekey_store::{Email, Grant, TenantName};
 use rekey_testdb::{TestDb, TestResult, on_both};
 use sea_orm::EntityTrait;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
-        .single()
-        .expect("date")
-}
-
-async fn tenant(db: &TestDb) -> Result<(Uuid, Uuid), Box<dyn std::error::Error + Send + Sync>> {
-    let t = db
-        .store
-        .create_tenant(&TenantName::parse("acme")?, "test")
-        .await?;
-    let u = db
-        .store
-        .add_user(&Email::parse("ops@acme.example")?, "test")
-        .await?;
-    db.store
-        .grant(u.id, Grant::TenantAdmin { tenant: t.id }, "test")
-        .await?;
-    Ok((t.id.as_uuid(), u.id.as_uuid()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_are_hashed_bound_single_use_expiring_and_reissued() {
     on_both(async |db: &TestDb| -> TestResult {
-        let (tenant, user) = tenant(db).await?;
+        let (tenant, user) = tenant_with_admin(db, "ops@acme.example").await?;
         let conn = db.store.db();
         let renewal = Uuid::new_v4();
         let task = Task {
@@ -153,7 +134,7 @@ async fn links_are_hashed_bound_single_use_expiring_and_reissued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_uses_of_one_link_succeed_exactly_once() {
     on_both(async |db: &TestDb| -> TestResult {
-        let (tenant, _) = tenant(db).await?;
+        let (tenant, _) = tenant_with_admin(db, "ops@acme.example").await?;
         let task = Task {
             tenant,
             renewal: Uuid::new_v4(),

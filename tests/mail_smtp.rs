@@ -3,15 +3,18 @@
 //! attachments and a working action link; an SMTP outage delays mail and never loses or
 //! duplicates it; CR/LF in names, subjects and bodies cannot change the SMTP conversation.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use mailin_embedded::{Handler, Response, Server, SslConfig, response};
+use chrono::Duration;
+use common::smtp::{Received, Sink, start_server};
+use common::{t0, tenant_with_admin};
 use rekey_engine::{Catalog, ProcedureId};
 use rekey_notifier::dispatch::{self, Dispatcher, RetryPolicy};
 use rekey_notifier::render;
@@ -20,7 +23,6 @@ use rekey_service::Service;
 use rekey_service::demo::{self, DemoOptions};
 use rekey_store::entity::outbox;
 use rekey_store::mail::OutboxMail;
-use rekey_store::{Email, Grant, TenantName};
 use rekey_testdb::{TestDb, TestResult, on_both};
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,95 +30,6 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 const BASE_URL: &str = "https://rekey.test";
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
-        .single()
-        .expect("date")
-}
-
-// ---------------------------------------------------------------------------------------------
-// The SMTP server: mailin-embedded on a thread, recording every message it accepts.
-
-#[derive(Debug, Clone)]
-struct Received {
-    from: String,
-    to: Vec<String>,
-    data: Vec<u8>,
-}
-
-#[derive(Clone, Default)]
-struct Sink {
-    got: Arc<Mutex<Vec<Received>>>,
-    from: String,
-    to: Vec<String>,
-    buf: Vec<u8>,
-}
-
-impl Handler for Sink {
-    fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
-        self.from = from.to_string();
-        self.to.clear();
-        response::OK
-    }
-
-    fn rcpt(&mut self, to: &str) -> Response {
-        if to.starts_with("nobody@") {
-            return response::NO_MAILBOX;
-        }
-        self.to.push(to.to_string());
-        response::OK
-    }
-
-    fn data_start(&mut self, _domain: &str, _from: &str, _8bit: bool, _to: &[String]) -> Response {
-        self.buf.clear();
-        response::OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.buf.extend_from_slice(buf);
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> Response {
-        let r = Received {
-            from: self.from.clone(),
-            to: std::mem::take(&mut self.to),
-            data: std::mem::take(&mut self.buf),
-        };
-        if let Ok(mut g) = self.got.lock() {
-            g.push(r);
-        }
-        response::OK
-    }
-}
-
-impl Sink {
-    fn messages(&self) -> Vec<Received> {
-        self.got.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-
-    fn count(&self) -> usize {
-        self.got.lock().map(|g| g.len()).unwrap_or(0)
-    }
-}
-
-/// Starts the server on 127.0.0.1:<free port>; it runs until the test process ends.
-fn start_server() -> (Sink, SocketAddr) {
-    let sink = Sink::default();
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut server = Server::new(sink.clone());
-    server
-        .with_name("mx.rekey.test")
-        .with_ssl(SslConfig::None)
-        .expect("ssl config")
-        .with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
-    (sink, addr)
-}
 
 // ---------------------------------------------------------------------------------------------
 // A loopback forwarder in front of the server that can be stopped (connections cut, port
@@ -402,7 +315,7 @@ async fn every_email_of_every_procedure_arrives_once_with_its_attachments_and_li
             queued.len()
         );
 
-        let (sink, addr) = start_server();
+        let (sink, addr) = start_server("mx.rekey.test");
         let report = dispatcher(db, smtp(addr)).run_once(end).await?;
         assert_eq!(report.sent(), queued.len(), "{report:?}");
         assert_eq!(report.failed() + report.retried(), 0, "{report:?}");
@@ -578,7 +491,7 @@ async fn an_outage_delays_mail_and_every_email_is_delivered_exactly_once() {
         let total = rows(db).await?.len();
         assert!(total > 6, "{total}");
 
-        let (sink, addr) = start_server();
+        let (sink, addr) = start_server("mx.rekey.test");
         let trip = Trip {
             sink: sink.clone(),
             after: Arc::new(AtomicUsize::new(3)),
@@ -656,21 +569,6 @@ async fn an_outage_delays_mail_and_every_email_is_delivered_exactly_once() {
     .await;
 }
 
-async fn tenant_with_admin(db: &TestDb) -> Result<Uuid, Box<dyn std::error::Error + Send + Sync>> {
-    let t = db
-        .store
-        .create_tenant(&TenantName::parse("acme")?, "test")
-        .await?;
-    let u = db
-        .store
-        .add_user(&Email::parse("admin@acme.example")?, "test")
-        .await?;
-    db.store
-        .grant(u.id, Grant::TenantAdmin { tenant: t.id }, "test")
-        .await?;
-    Ok(t.id.as_uuid())
-}
-
 async fn queue_row(
     db: &TestDb,
     tenant: Uuid,
@@ -726,7 +624,7 @@ fn inform(alias: &str, receiver: &str, title: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cr_lf_and_lone_lf_dots_cannot_change_the_smtp_conversation() {
     on_both(async |db: &TestDb| -> TestResult {
-        let tenant = tenant_with_admin(db).await?;
+        let tenant = tenant_with_admin(db, "admin@acme.example").await?.0;
         let evil =
             "x\n.\nMAIL FROM:<evil@attacker.example>\r\nRCPT TO:<evil@attacker.example>\n.\r\nDATA";
         // Bodies: CR/LF and lone-LF dots in names and titles become text.
@@ -781,7 +679,7 @@ async fn cr_lf_and_lone_lf_dots_cannot_change_the_smtp_conversation() {
         )
         .await?;
 
-        let (sink, addr) = start_server();
+        let (sink, addr) = start_server("mx.rekey.test");
         let d = dispatcher(db, smtp(addr)).with_batch(1);
         let report = d.run_once(t0() + Duration::minutes(1)).await?;
         let status: BTreeMap<String, String> = rows(db)
@@ -860,7 +758,7 @@ async fn cr_lf_and_lone_lf_dots_cannot_change_the_smtp_conversation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_dispatchers_on_one_database_never_send_a_row_twice() {
     on_both(async |db: &TestDb| -> TestResult {
-        let tenant = tenant_with_admin(db).await?;
+        let tenant = tenant_with_admin(db, "admin@acme.example").await?.0;
         let mut ids = Vec::new();
         for i in 0..30 {
             ids.push(
@@ -874,7 +772,7 @@ async fn two_dispatchers_on_one_database_never_send_a_row_twice() {
                 .await?,
             );
         }
-        let (sink, addr) = start_server();
+        let (sink, addr) = start_server("mx.rekey.test");
         let other = db.reopen().await?;
         let a = dispatcher(db, smtp(addr)).with_batch(3).with_owner("a");
         let b = Dispatcher::new(other.db().clone(), smtp(addr), "rekey@rekey.test", BASE_URL)
@@ -911,7 +809,7 @@ async fn two_dispatchers_on_one_database_never_send_a_row_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_failures_give_up_after_five_days_and_retry_requeues() {
     on_both(async |db: &TestDb| -> TestResult {
-        let tenant = tenant_with_admin(db).await?;
+        let tenant = tenant_with_admin(db, "admin@acme.example").await?.0;
         let id = queue_row(
             db,
             tenant,
@@ -971,7 +869,7 @@ async fn retryable_failures_give_up_after_five_days_and_retry_requeues() {
         let again = dispatch::retry(db.store.db(), row.id, now).await?;
         assert_eq!(again.status, "queued");
         assert_eq!(again.attempts, 0);
-        let (sink, addr) = start_server();
+        let (sink, addr) = start_server("mx.rekey.test");
         // The report itself was tried in the failing pass and waits for its own retry.
         let ok = dispatcher(db, smtp(addr))
             .run_once(now + Duration::minutes(2))
@@ -1039,21 +937,16 @@ async fn the_receiver_administrator_gets_a_test_message_per_affected_signer_step
         }
         s.start(
             rekey_service::StartRequest {
-                tenant: setup.tenant,
-                receiver: setup.receiver,
-                alias: setup.alias.clone(),
-                new_alias: None,
                 procedure: None,
-                bits: 2048,
-                ca_signed: false,
                 auto_approve: true,
+                ..setup.start_request(2048)
             },
             demo::TENANT_ADMIN,
             t0(),
         )
         .await?;
 
-        let (sink, addr) = start_server();
+        let (sink, addr) = start_server("mx.rekey.test");
         let report = dispatcher(db, smtp(addr))
             .run_once(t0() + Duration::minutes(5))
             .await?;

@@ -3,82 +3,23 @@
 //! untrusted one is refused and retried), wrong credentials are a retryable configuration
 //! fault, right ones deliver.
 
-use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use mailin_embedded::{AuthMechanism, Handler, Response, Server, SslConfig, response};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Duration;
+use common::openssl::openssl;
+use common::smtp::{self, Received, Sink};
+use common::{t0, tenant_with_admin};
+use mailin_embedded::{AuthMechanism, Server, SslConfig};
 use rekey_notifier::dispatch::{Dispatcher, Outcome};
 use rekey_notifier::{SmtpSettings, TlsMode, Transport};
 use rekey_store::entity::outbox;
-use rekey_store::{Email, Grant, TenantName};
 use rekey_testdb::{TestDb, TestResult, on_both};
 use sea_orm::{ActiveModelTrait, Set};
 use uuid::Uuid;
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
-        .single()
-        .expect("date")
-}
-
-/// (envelope recipients, DATA) of each message accepted.
-type Got = Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>;
-
-#[derive(Clone, Default)]
-struct Sink {
-    got: Got,
-    to: Vec<String>,
-    buf: Vec<u8>,
-}
-
-impl Handler for Sink {
-    fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
-        self.to.clear();
-        response::OK
-    }
-    fn rcpt(&mut self, to: &str) -> Response {
-        self.to.push(to.to_string());
-        response::OK
-    }
-    fn data_start(&mut self, _d: &str, _f: &str, _eight_bit: bool, _t: &[String]) -> Response {
-        self.buf.clear();
-        response::OK
-    }
-    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.buf.extend_from_slice(buf);
-        Ok(())
-    }
-    fn data_end(&mut self) -> Response {
-        if let Ok(mut g) = self.got.lock() {
-            g.push((std::mem::take(&mut self.to), std::mem::take(&mut self.buf)));
-        }
-        response::OK
-    }
-    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
-        if user == "rekey" && password == "s3cret" {
-            response::AUTH_OK
-        } else {
-            response::INVALID_CREDENTIALS
-        }
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A test CA and a server certificate it issued for 127.0.0.1; returns the CA's PEM.
 fn certificates(dir: &Path) -> String {
@@ -167,17 +108,7 @@ fn start_tls_server(dir: &Path) -> (Sink, SocketAddr) {
 }
 
 async fn queue_one(db: &TestDb) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let t = db
-        .store
-        .create_tenant(&TenantName::parse("acme")?, "test")
-        .await?;
-    let u = db
-        .store
-        .add_user(&Email::parse("admin@acme.example")?, "test")
-        .await?;
-    db.store
-        .grant(u.id, Grant::TenantAdmin { tenant: t.id }, "test")
-        .await?;
+    let (tenant, _) = tenant_with_admin(db, "admin@acme.example").await?;
     let id = Uuid::new_v4();
     let message_id = format!("<{}@rekey>", id.simple());
     let state = serde_json::json!({
@@ -192,7 +123,7 @@ async fn queue_one(db: &TestDb) -> Result<String, Box<dyn std::error::Error + Se
     });
     outbox::ActiveModel {
         id: Set(id),
-        tenant_id: Set(t.id.as_uuid()),
+        tenant_id: Set(tenant),
         renewal_id: Set(None),
         message_id: Set(message_id.clone()),
         recipients: Set("admin@acme.example".into()),
@@ -216,7 +147,7 @@ async fn queue_one(db: &TestDb) -> Result<String, Box<dyn std::error::Error + Se
 
 fn dispatcher(db: &TestDb, addr: SocketAddr, ca: Option<&str>, password: &str) -> Dispatcher {
     let mut s = SmtpSettings::new("127.0.0.1", addr.port(), TlsMode::Starttls);
-    s.username = Some("rekey".into());
+    s.username = Some(smtp::USER.into());
     s.password = Some(password.into());
     s.root_certificates_pem = ca.map(|c| vec![c.to_string()]).unwrap_or_default();
     s.timeout = std::time::Duration::from_secs(10);
@@ -234,12 +165,14 @@ async fn starttls_with_a_verified_test_certificate_and_auth_plain() {
     let ca = certificates(dir.path());
     let (sink, addr) = start_tls_server(dir.path());
     on_both(async |db: &TestDb| -> TestResult {
-        let before = sink.got.lock().map(|g| g.len()).unwrap_or(0);
+        let before = sink.count();
         let message_id = queue_one(db).await?;
         let mut now = t0();
 
         // Not trusting the server's CA: refused, retried later (a configuration problem).
-        let r = dispatcher(db, addr, None, "s3cret").run_once(now).await?;
+        let r = dispatcher(db, addr, None, smtp::PASSWORD)
+            .run_once(now)
+            .await?;
         match &r.items[..] {
             [d] => match &d.outcome {
                 Outcome::Retry { at, error } => {
@@ -267,13 +200,13 @@ async fn starttls_with_a_verified_test_certificate_and_auth_plain() {
         }
 
         // Right password: delivered over STARTTLS.
-        let r = dispatcher(db, addr, Some(&ca), "s3cret")
+        let r = dispatcher(db, addr, Some(&ca), smtp::PASSWORD)
             .run_once(now + Duration::seconds(1))
             .await?;
         assert_eq!(r.sent(), 1, "{r:?}");
-        let got = sink.got.lock().map(|g| g.clone()).unwrap_or_default();
+        let got = sink.messages();
         assert_eq!(got.len(), before + 1);
-        let (to, data) = &got[before];
+        let Received { to, data, .. } = &got[before];
         assert_eq!(to, &vec!["admin@acme.example".to_string()]);
         assert!(String::from_utf8_lossy(data).contains(&format!("Message-ID: {message_id}")));
         Ok(())
@@ -342,7 +275,7 @@ async fn implicit_tls_with_a_verified_test_certificate() {
     });
     let addr = start_implicit_tls(dir.path(), plain).await;
     on_both(async |db: &TestDb| -> TestResult {
-        let before = sink.got.lock().map(|g| g.len()).unwrap_or(0);
+        let before = sink.count();
         let message_id = queue_one(db).await?;
         let transport = |ca: Option<&str>| {
             let mut s = SmtpSettings::new("127.0.0.1", addr.port(), TlsMode::Tls);
@@ -359,9 +292,9 @@ async fn implicit_tls_with_a_verified_test_certificate() {
             .run_once(t0() + Duration::minutes(5))
             .await?;
         assert_eq!(r.sent(), 1, "{r:?}");
-        let got = sink.got.lock().map(|g| g.clone()).unwrap_or_default();
+        let got = sink.messages();
         assert_eq!(got.len(), before + 1);
-        assert!(String::from_utf8_lossy(&got[before].1).contains(&message_id));
+        assert!(String::from_utf8_lossy(&got[before].data).contains(&message_id));
         Ok(())
     })
     .await;

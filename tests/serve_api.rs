@@ -3,7 +3,10 @@
 //! role rule and fingerprint check through HTTP with nothing changed on refusal, JSON errors
 //! without internals, the OpenAPI document listing every route, metrics, security headers.
 
+mod common;
+
 use chrono::Utc;
+use common::openssl;
 use rekey_engine::{Catalog, ProcedureId};
 use rekey_server::axum::Router;
 use rekey_server::axum::body::{Body, to_bytes};
@@ -763,54 +766,6 @@ async fn ca_signed_renewal_serves_its_certificate_request() {
     .await;
 }
 
-/// `openssl` as a CA: signs `csr`; returns the leaf followed by the CA certificate (PEM).
-fn openssl_ca_chain(csr: &str) -> Result<String, Err> {
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("req.csr"), csr)?;
-    for args in [
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
-            "/CN=Test CA",
-            "-days",
-            "30",
-        ][..],
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "req.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "30",
-        ][..],
-    ] {
-        let o = std::process::Command::new("openssl")
-            .current_dir(dir.path())
-            .args(args)
-            .output()?;
-        if !o.status.success() {
-            return Err(format!("openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr)).into());
-        }
-    }
-    let read = |f: &str| std::fs::read_to_string(dir.path().join(f));
-    Ok(format!("{}{}", read("leaf.pem")?, read("ca.pem")?))
-}
-
 /// Regression: `GET /api/renewals/{id}/certificate-request` answered 400 Bad Request when no
 /// request was waiting, although the request itself was well-formed. Now it is 409 Conflict
 /// with the API's JSON error naming why: no request yet, the chain already uploaded, or not a
@@ -865,7 +820,9 @@ async fn certificate_request_not_waiting_is_409_naming_why() {
         let path = format!("/api/renewals/{id}/certificate-request");
         let (s, _, csr) = call(&f.app, "GET", &path, Some(&f.admin), None).await?;
         assert_eq!(s, StatusCode::OK, "{csr}");
-        let chain = openssl_ca_chain(csr.as_str().ok_or("PEM text")?)?;
+        let ca = tempfile::tempdir()?;
+        let (leaf, ca_pem) = openssl::ca_sign(ca.path(), csr.as_str().ok_or("PEM text")?);
+        let chain = format!("{leaf}{ca_pem}");
         let (s, _, v) = call(
             &f.app,
             "POST",
@@ -975,75 +932,6 @@ async fn parallel_starts_of_one_alias_create_exactly_one_renewal() {
     .await;
 }
 
-/// `openssl ca` as a CA whose leaf is valid exactly `not_before`..`not_after`; returns the leaf
-/// followed by the CA certificate (PEM).
-fn openssl_ca_chain_dated(
-    csr: &str,
-    not_before: chrono::DateTime<Utc>,
-    not_after: chrono::DateTime<Utc>,
-) -> Result<String, Err> {
-    let dir = tempfile::tempdir()?;
-    let write = |f: &str, s: &str| std::fs::write(dir.path().join(f), s);
-    write("req.csr", csr)?;
-    write("index.txt", "")?;
-    write("serial", "01\n")?;
-    write(
-        "ca.cnf",
-        "[ca]\ndefault_ca = dated\n[dated]\ndatabase = index.txt\nnew_certs_dir = .\n\
-         serial = serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n\
-         [any]\ncommonName = optional\n",
-    )?;
-    let asn1 = |t: chrono::DateTime<Utc>| t.format("%Y%m%d%H%M%SZ").to_string();
-    let (start, end) = (asn1(not_before), asn1(not_after));
-    for args in [
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
-            "/CN=Dated CA",
-            "-days",
-            "90",
-        ][..],
-        &[
-            "ca",
-            "-batch",
-            "-config",
-            "ca.cnf",
-            "-cert",
-            "ca.pem",
-            "-keyfile",
-            "ca.key",
-            "-in",
-            "req.csr",
-            "-out",
-            "leaf.pem",
-            "-notext",
-            "-preserveDN",
-            "-startdate",
-            &start,
-            "-enddate",
-            &end,
-        ][..],
-    ] {
-        let o = std::process::Command::new("openssl")
-            .current_dir(dir.path())
-            .args(args)
-            .output()?;
-        if !o.status.success() {
-            return Err(format!("openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr)).into());
-        }
-    }
-    let read = |f: &str| std::fs::read_to_string(dir.path().join(f));
-    Ok(format!("{}{}", read("leaf.pem")?, read("ca.pem")?))
-}
-
 /// Regression: the API's upload route took a CA-signed leaf that had already expired. It now
 /// answers 400 naming the certificate and its validity, and the request still waits.
 #[tokio::test]
@@ -1076,11 +964,13 @@ async fn certificate_upload_refuses_an_expired_leaf() {
         let (s, _, csr) = call(&f.app, "GET", &request, Some(&f.admin), None).await?;
         assert_eq!(s, StatusCode::OK, "{csr}");
         let now = Utc::now();
-        let expired = openssl_ca_chain_dated(
+        let ca = tempfile::tempdir()?;
+        let expired = openssl::ca_sign_dated(
+            ca.path(),
             csr.as_str().ok_or("PEM text")?,
             now - chrono::Duration::days(30),
             now - chrono::Duration::days(1),
-        )?;
+        );
         let (s, _, v) = call(
             &f.app,
             "POST",

@@ -14,8 +14,8 @@ use chrono::Utc;
 use rekey_engine::{Catalog, Event, ProcedureId, StepStatus};
 use rekey_notifier::{Dispatcher, Transport, links};
 use rekey_server::{AppState, app};
+use rekey_service::Service;
 use rekey_service::demo::{self, TENANT_ADMIN, receiver_admin};
-use rekey_service::{Service, StartRequest};
 use rekey_testdb::TestDb;
 
 /// Every action link in the `.eml` files of `dir` (quoted-printable soft breaks undone).
@@ -89,20 +89,7 @@ fn receiver_admin_confirms_from_the_emailed_link_and_the_tenant_admin_sees_it() 
     });
 
     // The tenant administrator starts the renewal and approves the new key (as on the CLI).
-    let o = rt.block_on(svc.start(
-        StartRequest {
-            tenant: setup.tenant,
-            receiver: setup.receiver,
-            alias: setup.alias.clone(),
-            new_alias: None,
-            procedure: Some(p),
-            bits: 2048,
-            ca_signed: false,
-            auto_approve: false,
-        },
-        TENANT_ADMIN,
-        Utc::now(),
-    ))?;
+    let o = rt.block_on(svc.start(setup.start_request(2048), TENANT_ADMIN, Utc::now()))?;
     let id = o.renewal.id;
     rt.block_on(svc.act(
         id,

@@ -2,6 +2,8 @@
 //! `/healthz` and `/metrics`, its mail dispatcher delivers the queued mail (as `.eml` files),
 //! and SIGTERM stops it cleanly (exit 0) after the current passes.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -12,19 +14,8 @@ use std::time::{Duration, Instant};
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn rekey(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
+    let mut c = common::rekey();
     c.arg("--data-dir").arg(data);
-    for k in [
-        "REKEY_MAIL_TRANSPORT",
-        "REKEY_MAIL_HOST",
-        "REKEY_DATABASE_URL",
-        "REKEY_KEK",
-        "REKEY_CONFIG",
-        "REKEY_SERVER_LISTEN",
-        "REKEY_SERVER_BASE_URL",
-    ] {
-        c.env_remove(k);
-    }
     c
 }
 

@@ -107,20 +107,7 @@ async fn fixture(db: &TestDb, p: ProcedureId) -> Result<Fixture, Err> {
     let svc = Service::new(db.store.clone(), Catalog::builtin()?);
     let setup = demo::prepare(&svc, p, 2048, Utc::now()).await?;
     let o = svc
-        .start(
-            StartRequest {
-                tenant: setup.tenant,
-                receiver: setup.receiver,
-                alias: setup.alias.clone(),
-                new_alias: None,
-                procedure: Some(p),
-                bits: 2048,
-                ca_signed: false,
-                auto_approve: false,
-            },
-            TENANT_ADMIN,
-            Utc::now(),
-        )
+        .start(setup.start_request(2048), TENANT_ADMIN, Utc::now())
         .await?;
     let o = svc
         .act(
@@ -482,14 +469,8 @@ async fn renewal_page_shows_the_certificate_request_of_a_ca_signed_renewal() {
         let o = svc
             .start(
                 StartRequest {
-                    tenant: setup.tenant,
-                    receiver: setup.receiver,
-                    alias: setup.alias.clone(),
-                    new_alias: None,
-                    procedure: Some(p),
-                    bits: 2048,
                     ca_signed: true,
-                    auto_approve: false,
+                    ..setup.start_request(2048)
                 },
                 TENANT_ADMIN,
                 Utc::now(),

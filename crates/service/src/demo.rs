@@ -140,20 +140,52 @@ pub struct Setup {
     pub step: StepName,
     /// The alias to renew.
     pub alias: String,
+    /// The procedure the receiver's profile was chosen for.
+    pub procedure: ProcedureId,
+}
+
+impl Setup {
+    /// The request that starts this set-up's procedure on its alias with a new `bits`-bit key
+    /// (self-signed, key generation awaiting the tenant administrator's approval).
+    pub fn start_request(&self, bits: u32) -> StartRequest {
+        StartRequest {
+            tenant: self.tenant,
+            receiver: self.receiver,
+            alias: self.alias.clone(),
+            new_alias: None,
+            procedure: Some(self.procedure),
+            bits,
+            ca_signed: false,
+            auto_approve: false,
+        }
+    }
 }
 
 /// The demo's set-up for one procedure, without running it: the `demo` tenant with
 /// [`TENANT_ADMIN`] and [`DEVELOPER`], a fresh alias with a key, a signer step listing it (and a
 /// free second alias for `prepared-second-alias`), and a receiver with the procedure's profile
-/// that trusts the key, administered by [`receiver_admin`].
+/// that trusts the key, administered by [`receiver_admin`]. The key's certificate is 30 days
+/// from expiry at `now`.
 pub async fn prepare(
     service: &Service,
     p: ProcedureId,
     bits: u32,
     now: DateTime<Utc>,
 ) -> Result<Setup> {
+    prepare_with(service, p, bits, now - Duration::days(335), 365).await
+}
+
+/// [`prepare`] with a certificate valid `days` days from `not_before`: tests of what happens
+/// as a key nears its expiry (the expiry watch) choose when that is.
+pub async fn prepare_with(
+    service: &Service,
+    p: ProcedureId,
+    bits: u32,
+    not_before: DateTime<Utc>,
+    days: u32,
+) -> Result<Setup> {
     let tenant = tenant(service).await?;
-    setup(service, tenant, p, bits, now).await
+    setup(service, tenant, p, bits, not_before, days).await
 }
 
 fn input<T>(r: std::result::Result<T, rekey_store::InvalidInput>) -> Result<T> {
@@ -201,7 +233,8 @@ async fn setup(
     tenant: TenantId,
     p: ProcedureId,
     bits: u32,
-    now: DateTime<Utc>,
+    not_before: DateTime<Utc>,
+    days: u32,
 ) -> Result<Setup> {
     let store = service.store();
     let run = &Uuid::new_v4().simple().to_string()[..8];
@@ -211,8 +244,8 @@ async fn setup(
     let cert = self_signed(
         &key,
         &format!("CN={p} signer,O=rekey demo"),
-        now - Duration::days(335),
-        365,
+        not_before,
+        days,
     )?;
     store
         .add_key(
@@ -286,6 +319,7 @@ async fn setup(
         flow,
         step,
         alias,
+        procedure: p,
     })
 }
 
@@ -360,22 +394,13 @@ pub async fn run_procedure(
     start: DateTime<Utc>,
 ) -> Result<ProcedureRun> {
     let mut clock = start;
-    let tenant = tenant(service).await?;
-    let s = setup(service, tenant, p, bits, clock).await?;
+    let s = prepare(service, p, bits, clock).await?;
     let def = service.catalog().get(p).clone();
     let mut probes = vec![probe(service, &s, 0, None, clock, false).await?];
     let mut timeline = Vec::new();
-    let req = StartRequest {
-        tenant,
-        receiver: s.receiver,
-        alias: s.alias.clone(),
-        new_alias: None,
-        procedure: Some(p),
-        bits,
-        ca_signed: false,
-        auto_approve: false,
-    };
-    let mut outcome = service.start(req, TENANT_ADMIN, clock).await?;
+    let mut outcome = service
+        .start(s.start_request(bits), TENANT_ADMIN, clock)
+        .await?;
     let id = outcome.renewal.id;
     // Every email queued so far, by step: a step's notices go out when it becomes due.
     let mut mail_by_step: std::collections::BTreeMap<String, Vec<String>> = Default::default();

@@ -18,7 +18,7 @@ use rekey_engine::{
     StepStatus, TimerKind,
 };
 use rekey_service::demo::{self, DEVELOPER, Setup, TENANT_ADMIN};
-use rekey_service::{Outcome, Service, ServiceError, StartRequest};
+use rekey_service::{Outcome, Service, ServiceError};
 use rekey_store::entity::{
     audit_head, audit_log, keystore_entry, outbox, pending_key, receiver_trusted_cert,
     renewal as renewal_row, signer_row, timer,
@@ -581,20 +581,7 @@ async fn walk(
     // time, so the walk stays well inside its life (a renewal outliving it is another matter).
     let horizon = clock + Duration::days(28);
     let started = s
-        .start(
-            StartRequest {
-                tenant: set.tenant,
-                receiver: set.receiver,
-                alias: set.alias.clone(),
-                new_alias: None,
-                procedure: Some(p),
-                bits: BITS,
-                ca_signed: false,
-                auto_approve: false,
-            },
-            TENANT_ADMIN,
-            clock,
-        )
+        .start(set.start_request(BITS), TENANT_ADMIN, clock)
         .await?;
     let id = started.renewal.id;
     check_accepted(s, db, &set, &started.renewal).await?;

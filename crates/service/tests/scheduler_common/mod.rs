@@ -1,30 +1,22 @@
-//! Shared set-up of the scheduler, watch and crash tests: a tenant with its three roles, an
-//! alias with a key listed by a signer step, a receiver with the procedure's profile that
-//! trusts it; and readers for the outbox and timers.
+//! Shared set-up of the scheduler, watch and crash tests: the demo's set-up for a procedure
+//! ([`rekey_service::demo::prepare_with`]: a tenant with its three roles, an alias with a key
+//! listed by a signer step, a receiver with the procedure's profile that trusts it) plus a
+//! receiver contact who is not a user; and readers for the outbox and timers.
 
 #![allow(dead_code)] // each test file uses a part
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use rekey_crypto::{KeyBits, KeyPair, self_signed};
 use rekey_engine::{Catalog, CertId, Event, ProcedureId, Renewal, Role, StepKind};
-use rekey_service::{Outcome, Service, ServiceError};
+use rekey_service::{Outcome, Service, ServiceError, StartRequest, demo};
+use rekey_store::Email;
+use rekey_store::Store;
 use rekey_store::entity::{outbox, timer};
-use rekey_store::{
-    Alias, Email, FlowName, Grant, KeyMaterial, ReceiverId, ReceiverName, ReceiverProfile,
-    SignerParams, StepName, StepOptions, Store, TenantId, TenantName,
-};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
+pub use rekey_service::demo::{DEVELOPER, Setup, TENANT_ADMIN, receiver_admin};
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-pub const TENANT_ADMIN: &str = "admin@tenant.example";
-pub const DEVELOPER: &str = "dev@tenant.example";
-
-/// The receiver administrator (a user) of procedure `p`'s receiver.
-pub fn receiver_admin(p: ProcedureId) -> String {
-    format!("ops@{p}.receiver.example")
-}
 
 /// A contact address of the receiver that is not a user.
 pub fn receiver_contact(p: ProcedureId) -> String {
@@ -41,151 +33,20 @@ pub fn service(store: Store) -> Service {
     Service::new(store, Catalog::builtin().expect("built-in workflows"))
 }
 
-/// What [`setup`] made.
-#[derive(Debug, Clone)]
-pub struct Setup {
-    pub tenant: TenantId,
-    pub receiver: ReceiverId,
-    pub receiver_name: ReceiverName,
-    pub flow: FlowName,
-    pub step: StepName,
-    pub alias: String,
-    pub procedure: ProcedureId,
-}
-
-fn input<T>(r: Result<T, rekey_store::InvalidInput>) -> Result<T, BoxError> {
-    r.map_err(|e| e.to_string().into())
-}
-
-async fn user(store: &Store, email: &str, grant: Grant) -> Result<(), BoxError> {
-    let e = input(Email::parse(email))?;
-    let u = match store.user_by_email(&e).await {
-        Ok(u) => u,
-        Err(rekey_store::StoreError::UnknownUser { .. }) => store.add_user(&e, "test").await?,
-        Err(other) => return Err(other.into()),
-    };
-    if !u.grants.contains(&grant) {
-        store.grant(u.id, grant, "test").await?;
-    }
-    Ok(())
-}
-
-/// The tenant `name` (created if new) with [`TENANT_ADMIN`] and [`DEVELOPER`].
-pub async fn tenant(store: &Store, name: &str) -> Result<TenantId, BoxError> {
-    let n = input(TenantName::parse(name))?;
-    let t = match store.tenant_by_name(&n).await {
-        Ok(t) => t,
-        Err(rekey_store::StoreError::UnknownTenant { .. }) => {
-            store.create_tenant(&n, "test").await?
-        }
-        Err(other) => return Err(other.into()),
-    };
-    user(store, TENANT_ADMIN, Grant::TenantAdmin { tenant: t.id }).await?;
-    user(
-        store,
-        DEVELOPER,
-        Grant::IntegrationDeveloper { tenant: t.id },
-    )
-    .await?;
-    Ok(t.id)
-}
-
-/// A fresh alias with a 2048-bit key whose certificate runs from `not_before` for `days`,
-/// listed by a new signer step, and a receiver with `p`'s profile trusting it.
+/// The demo's set-up of `p` with a 2048-bit key whose certificate runs from `not_before` for
+/// `days`, and [`receiver_contact`] added to the receiver.
 pub async fn setup_with(
     store: &Store,
     p: ProcedureId,
     not_before: DateTime<Utc>,
     days: u32,
 ) -> Result<Setup, BoxError> {
-    let tenant = tenant(store, "sched").await?;
-    let run = &Uuid::new_v4().simple().to_string()[..8];
-    let alias = format!("{p}-{run}");
-    let a = input(Alias::parse(&alias))?;
-    let key = KeyPair::generate(KeyBits::try_from(2048u32)?)?;
-    let cert = self_signed(&key, &format!("CN={p} signer"), not_before, days)?;
+    let s = demo::prepare_with(&service(store.clone()), p, 2048, not_before, days).await?;
+    let contact = Email::parse(&receiver_contact(p)).map_err(|e| e.to_string())?;
     store
-        .add_key(
-            tenant,
-            &a,
-            &KeyMaterial::new(&a, key, vec![cert.clone()])?,
-            "test",
-        )
+        .add_receiver_admin(s.tenant, &s.receiver_name, &contact, "test")
         .await?;
-    let flow = input(FlowName::parse(&format!("{p}-orders-{run}")))?;
-    let step = input(StepName::parse("sign"))?;
-    store.add_flow(tenant, &flow, "test").await?;
-    store
-        .add_step(
-            tenant,
-            &flow,
-            &step,
-            StepOptions {
-                detached: false,
-                base64: false,
-            },
-            "test",
-        )
-        .await?;
-    let mut rows = vec![a.clone()];
-    if p == ProcedureId::PreparedSecondAlias {
-        rows.push(input(Alias::parse(&format!("{alias}-next")))?);
-    }
-    for alias in rows {
-        let params = SignerParams {
-            alias,
-            digest: rekey_crypto::DigestAlg::Sha256,
-            include_certs: true,
-            include_signing_time: true,
-        };
-        store.add_row(tenant, &flow, &step, &params, "test").await?;
-    }
-    let profile = match p {
-        ProcedureId::DualTrust => ReceiverProfile {
-            verifies_multiple_keys: true,
-            accepts_multiple_signatures: false,
-        },
-        ProcedureId::DualSignature | ProcedureId::PreparedSecondAlias => ReceiverProfile {
-            verifies_multiple_keys: false,
-            accepts_multiple_signatures: true,
-        },
-        ProcedureId::DowntimeWindow => ReceiverProfile {
-            verifies_multiple_keys: false,
-            accepts_multiple_signatures: false,
-        },
-    };
-    let receiver_name = input(ReceiverName::parse(&format!("{p}-receiver-{run}")))?;
-    let receiver = store
-        .add_receiver(tenant, &receiver_name, profile, "test")
-        .await?;
-    store
-        .trust_certificate(tenant, &receiver_name, &cert, "test")
-        .await?;
-    store
-        .add_receiver_admin(
-            tenant,
-            &receiver_name,
-            &input(Email::parse(&receiver_contact(p)))?,
-            "test",
-        )
-        .await?;
-    user(
-        store,
-        &receiver_admin(p),
-        Grant::ReceiverAdmin {
-            receiver: receiver.id,
-        },
-    )
-    .await?;
-    Ok(Setup {
-        tenant,
-        receiver: receiver.id,
-        receiver_name,
-        flow,
-        step,
-        alias,
-        procedure: p,
-    })
+    Ok(s)
 }
 
 /// [`setup_with`] for a certificate valid from 335 days before `now` for a year.
@@ -202,15 +63,9 @@ pub async fn start(
 ) -> Result<Outcome, ServiceError> {
     service
         .start(
-            rekey_service::StartRequest {
-                tenant: s.tenant,
-                receiver: s.receiver,
-                alias: s.alias.clone(),
-                new_alias: None,
-                procedure: Some(s.procedure),
-                bits: 2048,
-                ca_signed: false,
+            StartRequest {
                 auto_approve,
+                ..s.start_request(2048)
             },
             TENANT_ADMIN,
             now,

@@ -1,0 +1,293 @@
+//! The harness the integration tests in `tests/` share: the `rekey` binary with nothing
+//! inherited from the caller's environment, a fresh data directory (and, with PostgreSQL, a
+//! fresh database) per test run on both back ends, the store fixtures, the tests' fixed clock,
+//! a tenant with its administrator, a throwaway CA ([`openssl`]) and an SMTP sink ([`smtp`]).
+//!
+//! Each test file includes it with `mod common;` and uses a part of it.
+
+#![allow(dead_code)] // each test file uses a part
+
+pub mod openssl;
+pub mod smtp;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rekey_store::{ConnectionTrait, Email, Grant, Store, TenantName};
+use rekey_testdb::TestDb;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Names the PostgreSQL server the tests also run on, when set.
+pub const PG_ENV: &str = "REKEY_TEST_POSTGRES_URL";
+
+/// Error type of the `async` set-up helpers.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The settings the binary reads from the environment; a test sets the ones it means.
+const REKEY_VARS: [&str; 11] = [
+    "REKEY_CONFIG",
+    "REKEY_DATA_DIR",
+    "REKEY_DATABASE_URL",
+    "REKEY_KEK",
+    "REKEY_KEK_FILE",
+    "REKEY_TENANT",
+    "REKEY_MAIL_TRANSPORT",
+    "REKEY_MAIL_HOST",
+    "REKEY_SERVER_LISTEN",
+    "REKEY_SERVER_BASE_URL",
+    "REKEY_RENEWAL_CLOCK_SKEW_MINUTES",
+];
+
+/// The built binary, with none of its `REKEY_*` settings inherited from the caller.
+pub fn rekey() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rekey"));
+    for v in REKEY_VARS {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// A committed store fixture (`crates/store/tests/fixtures/<name>`).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/store/tests/fixtures")
+        .join(name)
+}
+
+/// [`fixture`] as a command-line argument.
+pub fn fx(name: &str) -> String {
+    fixture(name).display().to_string()
+}
+
+/// The tests' fixed "now": 2026-11-02 09:00 UTC.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
+        .single()
+        .expect("date")
+}
+
+/// Tenant `acme` with `admin` as its tenant administrator: (tenant, user).
+pub async fn tenant_with_admin(db: &TestDb, admin: &str) -> Result<(Uuid, Uuid), BoxError> {
+    let t = db
+        .store
+        .create_tenant(&TenantName::parse("acme")?, "test")
+        .await?;
+    let u = db.store.add_user(&Email::parse(admin)?, "test").await?;
+    db.store
+        .grant(u.id, Grant::TenantAdmin { tenant: t.id }, "test")
+        .await?;
+    Ok((t.id.as_uuid(), u.id.as_uuid()))
+}
+
+/// A fresh data directory, and with PostgreSQL a fresh database it points at.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub database_url: Option<String>,
+    pub backend: &'static str,
+    _pg: Option<PgDatabase>,
+}
+
+impl Env {
+    pub fn sqlite() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: None,
+            backend: "sqlite",
+            _pg: None,
+        }
+    }
+
+    pub fn postgres(server: &str) -> Env {
+        let pg = PgDatabase::create(server);
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: Some(pg.url.clone()),
+            backend: "postgres",
+            _pg: Some(pg),
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn p(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    /// The binary with this environment's data directory (and database), nothing inherited
+    /// that could point it elsewhere.
+    pub fn cmd(&self) -> Command {
+        let mut c = rekey();
+        c.env("REKEY_DATA_DIR", self.data()).env("USER", "tester");
+        if let Some(url) = &self.database_url {
+            c.env("REKEY_DATABASE_URL", url);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd()
+            .args(args)
+            .output()
+            .expect("runs the rekey binary")
+    }
+
+    /// Runs and asserts success; returns standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "[{}] rekey {args:?}: {}",
+            self.backend,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs and asserts success; returns standard output read as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("[{}] rekey {args:?}: not JSON ({e}): {out}", self.backend))
+    }
+
+    /// Runs and asserts a one-line failure with exit `code` containing every needle.
+    pub fn fails(&self, args: &[&str], code: i32, needles: &[&str]) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "[{}] rekey {args:?}: {err}",
+            self.backend
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+        for n in needles {
+            assert!(err.contains(n), "[{}] {n:?} not in {err:?}", self.backend);
+        }
+        err
+    }
+
+    /// Runs and asserts a refusal: exit 1, one line on stderr starting `rekey:` and containing
+    /// every needle, nothing on stdout.
+    pub fn refuses(&self, args: &[&str], needles: &[&str]) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "[{}] rekey {args:?} should be refused: {err}",
+            self.backend
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+        assert!(err.starts_with("rekey: "), "{err:?}");
+        for n in needles {
+            assert!(
+                err.contains(n),
+                "[{}] rekey {args:?}: {n:?} not in {err:?}",
+                self.backend
+            );
+        }
+        assert!(
+            o.stdout.is_empty(),
+            "refused, yet printed: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        err
+    }
+
+    /// The store the binary uses, for looking behind its back.
+    pub fn store(&self, rt: &tokio::runtime::Runtime) -> Store {
+        let url = match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data().join("rekey.db").display()
+            ),
+        };
+        rt.block_on(Store::open(&url)).expect("opens the store")
+    }
+}
+
+/// Runs `body` on SQLite, then on PostgreSQL when configured.
+pub fn on_both(body: impl Fn(&Env)) {
+    body(&Env::sqlite());
+    match std::env::var(PG_ENV) {
+        Ok(server) => body(&Env::postgres(&server)),
+        Err(_) => eprintln!("skipping PostgreSQL: {PG_ENV} not set"),
+    }
+}
+
+/// A current-thread runtime for the few `async` calls a synchronous test makes.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A PostgreSQL database for one test, dropped afterwards (best effort).
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+fn server_base(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((authority, _)) => format!("{scheme}://{authority}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl PgDatabase {
+    fn create(server: &str) -> PgDatabase {
+        let base = server_base(server);
+        let name = format!("rekey_cli_{}", Uuid::new_v4().simple());
+        let admin_url = format!("{base}/postgres");
+        runtime().block_on(async {
+            let admin = rekey_store::db::connect(&admin_url)
+                .await
+                .expect("connects to PostgreSQL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("creates the test database");
+            let _ = admin.close().await;
+        });
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                if let Ok(conn) = rekey_store::db::connect(&admin_url).await {
+                    let _ = conn
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    let _ = conn.close().await;
+                }
+            })
+        })
+        .join();
+    }
+}
