@@ -222,6 +222,39 @@ pub struct RenewalSettings {
     pub clock_skew: chrono::Duration,
 }
 
+/// How `rekey serve` writes its log (see [`crate::logging`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the fields of the enclosing spans.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format {other:?}; use \"text\" or \"json\""
+            )),
+        }
+    }
+}
+
+/// The `[log]` section: `rekey serve`'s log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Text or JSON lines on stderr.
+    pub format: LogFormat,
+    /// The filter when `RUST_LOG` is not set, in `RUST_LOG` syntax (`info`, `rekey=debug,warn`).
+    pub level: String,
+}
+
 /// The resolved, typed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -239,6 +272,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[renewal]`.
     pub renewal: RenewalSettings,
+    /// `[log]`.
+    pub log: LogSettings,
 }
 
 /// One layer of settings as written in TOML: every key optional, unknown keys refused.
@@ -254,6 +289,8 @@ struct Layer {
     server: ServerLayer,
     #[serde(default)]
     renewal: RenewalLayer,
+    #[serde(default)]
+    log: LogLayer,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,6 +311,13 @@ struct MailLayer {
 struct ServerLayer {
     listen: Option<SocketAddr>,
     base_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogLayer {
+    format: Option<LogFormat>,
+    level: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +369,10 @@ impl Layer {
                     .renewal
                     .clock_skew_minutes
                     .or(self.renewal.clock_skew_minutes),
+            },
+            log: LogLayer {
+                format: over.log.format.or(self.log.format),
+                level: over.log.level.or(self.log.level),
             },
         }
     }
@@ -379,6 +427,10 @@ impl Layer {
             renewal: RenewalLayer {
                 renew_before_days: parsed(env, "REKEY_RENEWAL_RENEW_BEFORE_DAYS")?,
                 clock_skew_minutes: parsed(env, "REKEY_RENEWAL_CLOCK_SKEW_MINUTES")?,
+            },
+            log: LogLayer {
+                format: parsed(env, "REKEY_LOG_FORMAT")?,
+                level: env("REKEY_LOG_LEVEL"),
             },
         })
     }
@@ -515,6 +567,10 @@ impl Settings {
             renewal: RenewalSettings {
                 renew_before_days: merged.renewal.renew_before_days.unwrap_or(30),
                 clock_skew: chrono::Duration::minutes(i64::from(skew_minutes)),
+            },
+            log: LogSettings {
+                format: merged.log.format.unwrap_or(LogFormat::Text),
+                level: non_empty(merged.log.level).unwrap_or_else(|| "info".into()),
             },
             data_dir,
             config_file,
@@ -730,6 +786,31 @@ mod tests {
             e.to_string().contains("line 2") && e.to_string().contains("-5"),
             "{e}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn log_format_and_level_from_file_then_env() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(s.log.format, LogFormat::Text);
+        assert_eq!(s.log.level, "info");
+        let file = dir.path().join(CONFIG_FILE_NAME);
+        std::fs::write(&file, "[log]\nformat = \"json\"\nlevel = \"debug\"\n")?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.log.level, "debug");
+        let env = |n: &str| match n {
+            "REKEY_LOG_FORMAT" => Some("text".to_string()),
+            "REKEY_LOG_LEVEL" => Some("warn".to_string()),
+            _ => None,
+        };
+        let s = Settings::load_with(&global(dir.path()), &env)?;
+        assert_eq!(s.log.format, LogFormat::Text);
+        assert_eq!(s.log.level, "warn");
+        let env = |n: &str| (n == "REKEY_LOG_FORMAT").then(|| "xml".to_string());
+        let e = Settings::load_with(&global(dir.path()), &env).expect_err("unknown format");
+        assert!(e.to_string().contains("REKEY_LOG_FORMAT"), "{e}");
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 
 mod cmd;
 mod config;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -79,6 +80,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `serve` installs its logger once it has read `[log]`; the other commands log only
+    // warnings and errors, as text.
+    if !matches!(cli.command, Command::Serve(_))
+        && let Err(e) = logging::init(config::LogFormat::Text, "warn")
+    {
+        eprintln!("rekey: {e:#}");
+        return ExitCode::from(1);
+    }
     let result = match cli.command {
         Command::Keygen(args) => cmd::files::keygen(args),
         Command::Sign(args) if args.flow.is_some() => cmd::flow::sign(&cli.global, args),

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::serve::{self, request};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -21,19 +20,8 @@ fn rekey(data: &Path) -> Command {
 
 /// `GET path` on `addr`: (status line, body).
 fn get(addr: &str, path: &str) -> Res<(String, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
-    Ok((
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    ))
+    let a = request(addr, "GET", path, &[], None)?;
+    Ok((a.status_line, a.body))
 }
 
 #[test]
@@ -48,39 +36,26 @@ fn serve_answers_delivers_mail_and_stops_on_sigterm() -> Res<()> {
         "{}",
         String::from_utf8_lossy(&demo.stderr)
     );
-    let mut child = rekey(&data)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--mail-interval",
-            "1",
-            "--scheduler-interval",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().ok_or("stderr")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(60))?;
-        log.push(line.clone());
-        if let Some(rest) = line.strip_prefix("rekey serve: listening on http://") {
-            break rest.split_whitespace().next().ok_or("address")?.to_string();
-        }
-    };
+    let mut cmd = rekey(&data);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--mail-interval",
+        "1",
+        "--scheduler-interval",
+        "1",
+    ]);
+    let served = serve::start(cmd)?;
+    let addr = served.addr.clone();
     // No base_url configured: links follow the address actually bound.
-    assert!(
-        log.last()
-            .is_some_and(|l| l.ends_with(&format!("(links use http://{addr})"))),
-        "{log:?}"
+    assert_eq!(
+        served.log.last(),
+        Some(&format!(
+            "rekey serve: listening on http://{addr} (links use http://{addr})"
+        )),
+        "{:?}",
+        served.log
     );
     let result = (|| -> Res<()> {
         let (status, body) = get(&addr, "/healthz")?;
@@ -120,24 +95,7 @@ fn serve_answers_delivers_mail_and_stops_on_sigterm() -> Res<()> {
         );
         Ok(())
     })();
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()?;
-    assert!(kill.success());
-    let until = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            return Err("rekey serve did not stop within 30 s of SIGTERM".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) {
-        log.push(line);
-    }
+    let (status, log) = served.stop()?;
     result?;
     assert!(status.success(), "exit {status:?}: {log:?}");
     assert!(log.iter().any(|l| l == "rekey serve: stopped"), "{log:?}");

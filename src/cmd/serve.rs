@@ -2,6 +2,10 @@
 //! `/healthz`, `/metrics`), the scheduler loop and the mail dispatcher on the configured
 //! database. Ctrl-C or SIGTERM stops accepting connections, lets in-flight requests, the
 //! scheduler's current pass and the dispatcher's current pass finish, then exits.
+//!
+//! Its log goes to stderr as `[log]` says ([`crate::logging`]); where it listens and that it
+//! stopped are its answer to whoever started it: plain lines in text mode, log events in JSON
+//! mode so that every line a log collector reads is JSON.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -17,7 +21,8 @@ use tokio::sync::watch;
 
 use crate::cmd::mail::transport;
 use crate::cmd::state::with_ctx;
-use crate::config::GlobalArgs;
+use crate::config::{GlobalArgs, LogFormat};
+use crate::logging;
 
 /// Options of `rekey serve`.
 #[derive(Debug, Args)]
@@ -44,6 +49,10 @@ pub struct ServeArgs {
     /// Do not send mail from this process.
     #[arg(long)]
     no_mail: bool,
+    /// Log format on stderr instead of [log] format (REKEY_LOG_FORMAT): text or json. The
+    /// level is [log] level (REKEY_LOG_LEVEL), or RUST_LOG when set.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 /// Runs `rekey serve`.
@@ -52,6 +61,9 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         bail!("intervals must be at least 1 second");
     }
     with_ctx(global, async |ctx| {
+        let format = args.log_format.unwrap_or(ctx.settings.log.format);
+        logging::init(format, &ctx.settings.log.level)?;
+        let json = format == LogFormat::Json;
         let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
             .with_clock_skew(ctx.settings.renewal.clock_skew);
         let addr = args.listen.unwrap_or(ctx.settings.server.listen);
@@ -77,10 +89,10 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
                 scheduler::run_loop(&service, &owner, every, rx, |r| match r {
                     Ok(r) => {
                         for e in &r.errors {
-                            eprintln!("rekey serve: scheduler: {e}");
+                            tracing::warn!(error = %e, "scheduler: timer not fired");
                         }
                     }
-                    Err(e) => eprintln!("rekey serve: scheduler pass failed: {e}"),
+                    Err(e) => tracing::error!(error = %e, "scheduler pass failed"),
                 })
                 .await;
             })
@@ -99,28 +111,45 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
             Some(tokio::spawn(dispatch_loop(d, every, rx)))
         };
 
-        eprintln!("rekey serve: listening on http://{local} (links use {base_url})");
-        axum_serve(listener, state, stop_tx).await?;
+        announce(
+            json,
+            &format!("listening on http://{local} (links use {base_url})"),
+        );
+        axum_serve(listener, state, stop_tx, json).await?;
         if let Some(h) = sched {
             let _ = h.await;
         }
         if let Some(h) = mail {
             let _ = h.await;
         }
-        eprintln!("rekey serve: stopped");
+        announce(json, "stopped");
         Ok(())
     })
+}
+
+/// One of `serve`'s own lines to whoever started it: `rekey serve: <text>` on stderr, or in
+/// JSON mode an `info` event, so that the log stays one JSON object per line.
+fn announce(json: bool, text: &str) {
+    if json {
+        tracing::info!("{text}");
+    } else {
+        eprintln!("rekey serve: {text}");
+    }
 }
 
 async fn axum_serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     stop: watch::Sender<bool>,
+    json: bool,
 ) -> Result<()> {
     rekey_server::axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
-            eprintln!("rekey serve: stopping: finishing requests, the scheduler's and the dispatcher's current pass");
+            announce(
+                json,
+                "stopping: finishing requests, the scheduler's and the dispatcher's current pass",
+            );
             let _ = stop.send(true);
         })
         .await
@@ -136,15 +165,15 @@ async fn dispatch_loop(d: Dispatcher, every: Duration, mut stop: watch::Receiver
         match d.run_once(rekey_store::db::now()).await {
             Ok(r) => {
                 if r.retried() + r.failed() > 0 {
-                    eprintln!(
-                        "rekey serve: mail: {} sent, {} to retry, {} failed",
-                        r.sent(),
-                        r.retried(),
-                        r.failed()
+                    tracing::warn!(
+                        sent = r.sent(),
+                        retried = r.retried(),
+                        failed = r.failed(),
+                        "mail: not everything was sent"
                     );
                 }
             }
-            Err(e) => eprintln!("rekey serve: mail pass failed: {e}"),
+            Err(e) => tracing::error!(error = %e, "mail pass failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

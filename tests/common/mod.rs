@@ -1,13 +1,15 @@
 //! The harness the integration tests in `tests/` share: the `rekey` binary with nothing
 //! inherited from the caller's environment, a fresh data directory (and, with PostgreSQL, a
 //! fresh database) per test run on both back ends, the store fixtures, the tests' fixed clock,
-//! a tenant with its administrator, a throwaway CA ([`openssl`]) and an SMTP sink ([`smtp`]).
+//! a tenant with its administrator, a throwaway CA ([`openssl`]), `rekey serve` as a process
+//! ([`serve`]) and an SMTP sink ([`smtp`]).
 //!
 //! Each test file includes it with `mod common;` and uses a part of it.
 
 #![allow(dead_code)] // each test file uses a part
 
 pub mod openssl;
+pub mod serve;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +28,7 @@ pub const PG_ENV: &str = "REKEY_TEST_POSTGRES_URL";
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The settings the binary reads from the environment; a test sets the ones it means.
-const REKEY_VARS: [&str; 11] = [
+const REKEY_VARS: [&str; 13] = [
     "REKEY_CONFIG",
     "REKEY_DATA_DIR",
     "REKEY_DATABASE_URL",
@@ -38,6 +40,8 @@ const REKEY_VARS: [&str; 11] = [
     "REKEY_SERVER_LISTEN",
     "REKEY_SERVER_BASE_URL",
     "REKEY_RENEWAL_CLOCK_SKEW_MINUTES",
+    "REKEY_LOG_FORMAT",
+    "REKEY_LOG_LEVEL",
 ];
 
 /// The built binary, with none of its `REKEY_*` settings inherited from the caller.

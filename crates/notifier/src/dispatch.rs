@@ -321,6 +321,11 @@ impl Dispatcher {
     }
 
     /// Renders and sends one claimed row, then records the outcome.
+    #[tracing::instrument(
+        name = "mail",
+        skip_all,
+        fields(mail = %row.id, renewal = row.renewal_id.map(tracing::field::display))
+    )]
     async fn deliver(&self, row: &outbox::Model, now: DateTime<Utc>) -> Result<Outcome> {
         let mut token = None;
         let result = self.attempt(row, now, &mut token).await;

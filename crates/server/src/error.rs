@@ -45,7 +45,7 @@ impl ApiError {
 
     /// 500, after logging what really happened (never sent to the client).
     pub fn internal(detail: &dyn std::fmt::Display) -> ApiError {
-        eprintln!("rekey serve: internal error: {detail}");
+        tracing::error!(detail = %detail, "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
 }

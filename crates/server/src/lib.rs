@@ -9,7 +9,9 @@
 //! goes through [`rekey_service::Service`], whose engine checks the role; no error response
 //! carries a database, crypto or internal message (those become `500 internal error`); no page
 //! interpolates text without HTML escaping; no page carries inline script or style (the CSP is
-//! `default-src 'self'`).
+//! `default-src 'self'`); no log line carries a request's path, headers or body (a link's
+//! token is part of its path, bearer tokens and session cookies are headers): a request's span
+//! names its route's template.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -25,10 +27,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use rekey_service::Service;
+use tracing::Instrument as _;
 
 pub use error::ApiError;
 
@@ -94,6 +99,7 @@ pub(crate) async fn offload<T: Send + 'static>(
     f: impl Future<Output = T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let handle = tokio::runtime::Handle::current();
+    let f = f.in_current_span();
     tokio::task::spawn_blocking(move || handle.block_on(f))
         .await
         .map_err(|e| ApiError::internal(&e))
@@ -104,7 +110,8 @@ pub(crate) fn now() -> DateTime<Utc> {
     rekey_store::db::now()
 }
 
-/// The whole router: API routes from [`api::routes`], the web inbox, security headers.
+/// The whole router: API routes from [`api::routes`], the web inbox, security headers, a
+/// span per request.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     for r in api::routes() {
@@ -115,7 +122,34 @@ pub fn app(state: AppState) -> Router {
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
+}
+
+/// Runs the request inside a `request` span with its method, its route's template (`path`:
+/// `/tasks/{token}`, never the token), and once answered its status and latency; the span's
+/// end is logged with them.
+async fn trace_request(req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", MatchedPath::as_str)
+        .to_string();
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let res = next.run(req).instrument(span.clone()).await;
+    span.record("status", res.status().as_u16());
+    span.record(
+        "latency_ms",
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    );
+    res
 }
 
 /// Headers every response carries: no framing, no referrer, no inline script or style.

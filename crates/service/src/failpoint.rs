@@ -60,7 +60,7 @@ pub fn hit(point: &str) {
         && a.point == point
         && n == a.nth
     {
-        eprintln!("rekey: fail point {point}:{n} reached; aborting");
+        tracing::error!(point, n, "fail point reached; aborting");
         std::process::abort();
     }
 }

@@ -185,6 +185,15 @@ enum Fired {
     Lost,
 }
 
+#[tracing::instrument(
+    name = "timer",
+    skip_all,
+    fields(
+        timer = %t.id,
+        renewal = t.renewal_id.map(tracing::field::display),
+        kind = %t.kind,
+    )
+)]
 async fn fire(
     service: &Service,
     t: &timer::Model,

@@ -152,6 +152,11 @@ impl Service {
     }
 
     /// Starts a renewal as `actor` (a tenant administrator).
+    #[tracing::instrument(
+        name = "start",
+        skip_all,
+        fields(alias = %req.alias, procedure = req.procedure.map(tracing::field::display))
+    )]
     pub async fn start(
         &self,
         req: StartRequest,
@@ -265,6 +270,7 @@ impl Service {
 
     /// [`Service::act`] inside a transaction the caller commits, so that the caller's own
     /// bookkeeping (the scheduler marking its timer fired) lands with the step or not at all.
+    #[tracing::instrument(name = "renewal", skip_all, fields(renewal = %id, event = ?event))]
     pub(crate) async fn act_in(
         &self,
         txn: &DatabaseTransaction,
