@@ -176,58 +176,6 @@ async fn mail_list_send_due_to_files_retry_and_smtp_from_configuration() {
     let _ = store.close().await;
 }
 
-/// A data directory with tenant `acme`, its administrator, key `A` (valid `days` days) listed
-/// by signer step `F`/`S`, and receiver `R` trusting it.
-fn tenant_with_key(data: &Path, days: &str) {
-    for args in [
-        &["init"][..],
-        &["tenant", "add", "acme"],
-        &[
-            "keystore",
-            "generate",
-            "--alias",
-            "A",
-            "--bits",
-            "2048",
-            "--days",
-            days,
-            "--subject",
-            "CN=acme signer,O=Acme",
-        ],
-        &["flow", "add", "--flow", "F", "--step", "S"],
-        &[
-            "signer",
-            "add-alias",
-            "--flow",
-            "F",
-            "--step",
-            "S",
-            "--alias",
-            "A",
-        ],
-        &[
-            "receiver",
-            "add",
-            "--name",
-            "R",
-            "--admin",
-            "ops@r.example",
-            "--accepts-multiple-signatures",
-        ],
-        &["receiver", "trust", "--name", "R", "--alias", "A"],
-        &[
-            "user",
-            "add",
-            "--email",
-            "admin@acme.example",
-            "--role",
-            "tenant_admin",
-        ],
-    ] {
-        ok(&rekey(data, args, &[]));
-    }
-}
-
 /// Every `.eml` in the outbox directory, quoted-printable soft breaks undone.
 fn emls(data: &Path) -> Vec<String> {
     std::fs::read_dir(data.join("outbox"))
@@ -252,7 +200,7 @@ fn emls(data: &Path) -> Vec<String> {
 async fn unreadable_outbox_row_is_an_internal_error_not_an_undeliverable_address() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    tenant_with_key(&data, "365");
+    common::tenant_with_key(&data, "365");
     let url = format!("sqlite://{}?mode=rwc", data.join("rekey.db").display());
     let store = Store::open(&url).await.expect("open");
     let tenant = store.tenants().await.expect("tenants")[0].id;
@@ -317,7 +265,7 @@ fn expiry_watch_mail_says_what_the_watch_computed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     // Expires in 10 days: the latest safe start (lead time + 30 days' margin) is long past.
-    tenant_with_key(&data, "10");
+    common::tenant_with_key(&data, "10");
     let keys = json(&rekey(&data, &["keystore", "list", "--json"], &[]));
     let fp: String = keys[0]["fingerprint"]
         .as_str()

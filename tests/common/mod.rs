@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use chrono::{DateTime, TimeZone, Utc};
-use rekey_store::{ConnectionTrait, Email, Grant, Store, TenantName};
-use rekey_testdb::TestDb;
+use rekey_store::{Email, Grant, Store, TenantName};
+use rekey_testdb::{PgDatabase, TestDb};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -85,6 +85,68 @@ pub async fn tenant_with_admin(db: &TestDb, admin: &str) -> Result<(Uuid, Uuid),
     Ok((t.id.as_uuid(), u.id.as_uuid()))
 }
 
+/// A data directory with tenant `acme`, its administrator, key `A` (valid `days` days) listed
+/// by signer step `F`/`S`, and receiver `R` trusting it.
+pub fn tenant_with_key(data: &Path, days: &str) {
+    for args in [
+        &["init"][..],
+        &["tenant", "add", "acme"],
+        &[
+            "keystore",
+            "generate",
+            "--alias",
+            "A",
+            "--bits",
+            "2048",
+            "--days",
+            days,
+            "--subject",
+            "CN=acme signer,O=Acme",
+        ],
+        &["flow", "add", "--flow", "F", "--step", "S"],
+        &[
+            "signer",
+            "add-alias",
+            "--flow",
+            "F",
+            "--step",
+            "S",
+            "--alias",
+            "A",
+        ],
+        &[
+            "receiver",
+            "add",
+            "--name",
+            "R",
+            "--admin",
+            "ops@r.example",
+            "--accepts-multiple-signatures",
+        ],
+        &["receiver", "trust", "--name", "R", "--alias", "A"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "admin@acme.example",
+            "--role",
+            "tenant_admin",
+        ],
+    ] {
+        let o = rekey()
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .output()
+            .expect("runs the rekey binary");
+        assert!(
+            o.status.success(),
+            "rekey {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
 /// A fresh data directory, and with PostgreSQL a fresh database it points at.
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -104,10 +166,12 @@ impl Env {
     }
 
     pub fn postgres(server: &str) -> Env {
-        let pg = PgDatabase::create(server);
+        let pg = runtime()
+            .block_on(PgDatabase::create(server, "rekey_cli"))
+            .unwrap_or_else(|e| panic!("creates a test database on {server}: {e}"));
         Env {
             dir: tempfile::tempdir().expect("temp dir"),
-            database_url: Some(pg.url.clone()),
+            database_url: Some(pg.url().to_string()),
             backend: "postgres",
             _pg: Some(pg),
         }
@@ -236,62 +300,4 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-/// A PostgreSQL database for one test, dropped afterwards (best effort).
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-fn server_base(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('/') {
-            Some((authority, _)) => format!("{scheme}://{authority}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
-impl PgDatabase {
-    fn create(server: &str) -> PgDatabase {
-        let base = server_base(server);
-        let name = format!("rekey_cli_{}", Uuid::new_v4().simple());
-        let admin_url = format!("{base}/postgres");
-        runtime().block_on(async {
-            let admin = rekey_store::db::connect(&admin_url)
-                .await
-                .expect("connects to PostgreSQL");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("creates the test database");
-            let _ = admin.close().await;
-        });
-        PgDatabase {
-            url: format!("{base}/{name}"),
-            admin_url,
-            name,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            runtime().block_on(async move {
-                if let Ok(conn) = rekey_store::db::connect(&admin_url).await {
-                    let _ = conn
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                    let _ = conn.close().await;
-                }
-            })
-        })
-        .join();
-    }
 }

@@ -82,8 +82,17 @@ impl Served {
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
-            self.log.push(line);
+        // Everything it wrote: the reader ends at end of file, once the process has exited.
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(1)) {
+                Ok(line) => self.log.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > until => {
+                    return Err("rekey serve's stderr did not close".into());
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
         }
         Ok((status, self.log))
     }

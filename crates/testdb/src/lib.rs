@@ -50,18 +50,8 @@ impl TestDb {
     pub async fn postgres(
         server: &str,
     ) -> Result<TestDb, Box<dyn std::error::Error + Send + Sync>> {
-        let base = server_base(server);
-        let name = format!("rekey_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = Database::connect(format!("{base}/postgres")).await?;
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await?;
-        admin.close().await?;
-        let guard = PgDatabase {
-            admin_url: format!("{base}/postgres"),
-            name: name.clone(),
-        };
-        let url = format!("{base}/{name}");
+        let guard = PgDatabase::create(server, "rekey_test").await?;
+        let url = guard.url().to_string();
         let store = Store::open(&url).await?.with_kek(Kek::generate()?);
         Ok(TestDb {
             store,
@@ -95,10 +85,41 @@ fn server_base(url: &str) -> String {
     }
 }
 
-/// Drops the per-test database when the test ends, also when it panics (best effort).
-struct PgDatabase {
+/// A fresh, empty PostgreSQL database for one test, dropped when this value is, also when the
+/// test panics (best effort). [`TestDb`] opens a store on one; tests of the binary point it at
+/// one.
+pub struct PgDatabase {
     admin_url: String,
     name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    /// Creates `<prefix>_<uuid>` on the server `server` names (any database path in it is
+    /// ignored).
+    pub async fn create(
+        server: &str,
+        prefix: &str,
+    ) -> Result<PgDatabase, Box<dyn std::error::Error + Send + Sync>> {
+        let base = server_base(server);
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let admin_url = format!("{base}/postgres");
+        let admin = Database::connect(&admin_url).await?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+        admin.close().await?;
+        Ok(PgDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        })
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
 }
 
 impl Drop for PgDatabase {
