@@ -20,171 +20,14 @@ use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
+use rekey_model::Fingerprint;
+
 use crate::{CryptoError, KeyPair, Result};
 
-/// SHA-256 over a certificate's DER encoding: how people compare certificates by eye.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Fingerprint([u8; 32]);
-
-impl Fingerprint {
-    /// Fingerprint of arbitrary DER bytes.
-    pub fn of(der: &[u8]) -> Self {
-        Fingerprint(Sha256::digest(der).into())
-    }
-
-    /// The raw 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Colon-separated upper-case hex, as `openssl x509 -fingerprint -sha256` prints it.
-    pub fn to_colon_hex(&self) -> String {
-        self.0
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({self})")
-    }
-}
-
-/// Why a typed fingerprint was refused. Positions count characters of the value as given,
-/// from 1, so a person can find the offending character even when it is invisible.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FingerprintError {
-    /// Nothing but whitespace was given.
-    Empty,
-    /// A character that is neither a hex digit nor an allowed separator.
-    NotHex {
-        /// The character.
-        ch: char,
-        /// Its position in the value given.
-        at: usize,
-    },
-    /// A separator that does not sit alone between two two-digit bytes.
-    Separator {
-        /// The separator.
-        ch: char,
-        /// Its position in the value given.
-        at: usize,
-    },
-    /// The hex digits were fine but not 64 of them.
-    Length {
-        /// How many hex digits were given.
-        digits: usize,
-    },
-}
-
-impl fmt::Display for FingerprintError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FingerprintError::Empty => f.write_str("empty"),
-            FingerprintError::NotHex { ch, at } => write!(
-                f,
-                "character {at} ({}, U+{:04X}) is not a hex digit",
-                ch.escape_debug(),
-                u32::from(*ch)
-            ),
-            FingerprintError::Separator { ch, at } => write!(
-                f,
-                "separator {ch:?} at character {at} does not stand alone between two-digit bytes"
-            ),
-            FingerprintError::Length { digits } => write!(f, "{digits} hex digits, not 64"),
-        }
-    }
-}
-
-/// The prefix `openssl x509 -noout -fingerprint -sha256` prints (OpenSSL 3; 1.1 writes
-/// `SHA256`), so its whole output line can be pasted.
-const OPENSSL_PREFIX: &str = "sha256 fingerprint=";
-
-impl FromStr for Fingerprint {
-    type Err = CryptoError;
-    /// The one parser for fingerprints people type or paste: 64 hex digits in any case, either
-    /// unseparated or with exactly one `:` or one space between every two digits, optionally
-    /// after OpenSSL's `sha256 Fingerprint=` prefix; surrounding whitespace is ignored. Anything
-    /// else is refused rather than filtered out: a value padded with invisible characters or
-    /// markup is not what the person read off the certificate.
-    fn from_str(s: &str) -> Result<Self> {
-        parse_fingerprint(s).map_err(CryptoError::Fingerprint)
-    }
-}
-
-fn parse_fingerprint(s: &str) -> std::result::Result<Fingerprint, FingerprintError> {
-    let lead = s.chars().take_while(|c| c.is_whitespace()).count();
-    let mut body = s.trim();
-    let mut offset = lead;
-    if body.is_empty() {
-        return Err(FingerprintError::Empty);
-    }
-    if body
-        .get(..OPENSSL_PREFIX.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(OPENSSL_PREFIX))
-    {
-        body = &body[OPENSSL_PREFIX.len()..];
-        offset += OPENSSL_PREFIX.len();
-    }
-    let mut digits: Vec<u8> = Vec::with_capacity(64);
-    // Digits since the last separator; a separator is only allowed after exactly two.
-    let mut run = 0usize;
-    let mut last_sep: Option<(char, usize)> = None;
-    for (i, ch) in body.chars().enumerate() {
-        let at = offset + i + 1;
-        if let Some(d) = ch.to_digit(16) {
-            if let Some((ch, at)) = last_sep.filter(|_| run == 2) {
-                // A third digit after a separator: the bytes are misaligned.
-                return Err(FingerprintError::Separator { ch, at });
-            }
-            digits.push(d as u8);
-            run += 1;
-        } else if ch == ':' || ch == ' ' {
-            if run != 2 || (last_sep.is_none() && digits.len() != 2) {
-                return Err(FingerprintError::Separator { ch, at });
-            }
-            last_sep = Some((ch, at));
-            run = 0;
-        } else {
-            return Err(FingerprintError::NotHex { ch, at });
-        }
-    }
-    if let Some((ch, at)) = last_sep.filter(|_| run == 0) {
-        // A trailing separator.
-        return Err(FingerprintError::Separator { ch, at });
-    }
-    if digits.len() != 64 {
-        return Err(FingerprintError::Length {
-            digits: digits.len(),
-        });
-    }
-    let mut out = [0u8; 32];
-    for (b, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *b = (pair[0] << 4) | pair[1];
-    }
-    Ok(Fingerprint(out))
-}
-
-impl serde::Serialize for Fingerprint {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Fingerprint {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
+/// The SHA-256 fingerprint of DER bytes (a certificate's encoding): the name the engine, the
+/// store and every interface give that certificate.
+pub fn fingerprint_of(der: &[u8]) -> Fingerprint {
+    Fingerprint::from_bytes(Sha256::digest(der).into())
 }
 
 /// A parsed X.509 certificate together with its original DER bytes.
@@ -271,7 +114,7 @@ impl Certificate {
 
     /// SHA-256 of the DER encoding.
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of(&self.der)
+        fingerprint_of(&self.der)
     }
 
     /// The subject DN (RFC 4514 string form).

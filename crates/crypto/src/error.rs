@@ -53,10 +53,8 @@ pub enum CryptoError {
         reason: String,
     },
     /// A typed or pasted fingerprint is not 32 bytes of hex in an accepted form.
-    #[error(
-        "{0}; a SHA-256 fingerprint is 64 hex digits, plain or with one ':' or space between bytes, as `openssl x509 -noout -fingerprint -sha256` prints it"
-    )]
-    Fingerprint(crate::FingerprintError),
+    #[error(transparent)]
+    Fingerprint(#[from] crate::FingerprintError),
     /// A digest algorithm name or OID is not supported.
     #[error("unsupported digest algorithm {0}: use sha256, sha384 or sha512")]
     Digest(String),

@@ -19,8 +19,8 @@ mod sign;
 mod verify;
 
 pub use cert::{
-    Certificate, Fingerprint, FingerprintError, MAX_CLOCK_SKEW, certificate_request,
-    certificate_request_pem, check_chain, parse_subject, self_signed, self_signed_at,
+    Certificate, MAX_CLOCK_SKEW, certificate_request, certificate_request_pem, check_chain,
+    fingerprint_of, parse_subject, self_signed, self_signed_at,
 };
 pub use digest::DigestAlg;
 pub use error::{CryptoError, Result};
@@ -29,3 +29,7 @@ pub use receiver::{ReceiverProfile, Verdict, judge, receiver_verdict};
 pub use sign::{SignOptions, SignerSpec, sign, to_base64};
 pub use verify::{CertSource, SignerReport, SignerStatus, Verification, decode_input, verify};
 pub use zeroize::Zeroizing;
+
+/// Fingerprints are part of the shared vocabulary ([`rekey_model`]); this crate computes them
+/// ([`fingerprint_of`], [`Certificate::fingerprint`]).
+pub use rekey_model::{Fingerprint, FingerprintError};

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::db::now;
 use crate::entity::{audit_head, audit_log};
 use crate::error::{Result, StoreError};
-use crate::types::TenantId;
+use rekey_model::TenantId;
 
 /// `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -5,7 +5,7 @@ use rekey_crypto::CryptoError;
 use sea_orm::DbErr;
 
 use crate::kek::KekError;
-use crate::types::{
+use rekey_model::{
     Alias, Email, EntryId, FlowName, InvalidInput, ReceiverName, StepName, TenantId,
 };
 

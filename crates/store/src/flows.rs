@@ -24,7 +24,7 @@ use crate::error::{Result, StepRef, StoreError};
 use crate::kek::Kek;
 use crate::keystore::{self, KeystoreEntry};
 use crate::tenants;
-use crate::types::{Alias, FlowId, FlowName, ReceiverId, ReceiverName, StepId, StepName, TenantId};
+use rekey_model::{Alias, FlowId, FlowName, ReceiverId, ReceiverName, StepId, StepName, TenantId};
 
 /// Options of a signer step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::types::{Alias, EntryId, TenantId};
+use rekey_model::{Alias, EntryId, TenantId};
 
 /// Name of the environment variable that may hold the KEK (base64 of 32 bytes).
 pub const KEK_ENV_VAR: &str = "REKEY_KEK";

@@ -21,7 +21,7 @@ use crate::error::{Result, StoreError};
 use crate::flows;
 use crate::kek::{EntryAad, Kek};
 use crate::tenants;
-use crate::types::{Alias, EntryId, TenantId};
+use rekey_model::{Alias, EntryId, TenantId};
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;

@@ -11,8 +11,8 @@ use crate::entity::pending_key;
 use crate::error::{Result, StoreError};
 use crate::kek::{EntryAad, Kek};
 use crate::keystore::KeyMaterial;
-use crate::types::{Alias, EntryId, TenantId};
 use crate::{ConnectionTrait, DatabaseTransaction};
+use rekey_model::{Alias, EntryId, TenantId};
 
 /// A pending key, decrypted.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use crate::db::{now, to_micros};
 use crate::entity::{receiver, receiver_admin_email, receiver_trusted_cert};
 use crate::error::{Result, StoreError};
 use crate::tenants;
-use crate::types::{Email, ReceiverId, ReceiverName, TenantId};
+use rekey_model::{Email, ReceiverId, ReceiverName, TenantId};
 
 /// What a receiver can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

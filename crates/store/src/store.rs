@@ -21,11 +21,11 @@ use crate::keystore::{self, KeyMaterial, KeystoreEntry};
 use crate::migrate::{self, MigrationReport};
 use crate::receivers::{self, Receiver, ReceiverProfile, TrustedCertificate};
 use crate::tenants::{self, Tenant};
-use crate::types::{
+use crate::users::{self, ApiTokenInfo, NewApiToken, User};
+use rekey_model::{
     Alias, Email, EntryId, FlowName, Grant, ReceiverId, ReceiverName, StepName, TenantId,
     TenantName, TokenId, UserId,
 };
-use crate::users::{self, ApiTokenInfo, NewApiToken, User};
 
 /// rekey's tenant state on SQLite or PostgreSQL. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]

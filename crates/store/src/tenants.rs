@@ -10,7 +10,7 @@ use crate::audit::{self, AuditRecord};
 use crate::db::now;
 use crate::entity::tenant;
 use crate::error::{Result, StoreError};
-use crate::types::{TenantId, TenantName};
+use rekey_model::{TenantId, TenantName};
 
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

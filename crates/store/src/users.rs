@@ -22,7 +22,7 @@ use crate::db::now;
 use crate::entity::{api_token, receiver, user, user_role};
 use crate::error::{Result, StoreError};
 use crate::tenants;
-use crate::types::{Email, Grant, ReceiverId, Role, TenantId, TokenId, UserId};
+use rekey_model::{Email, Grant, ReceiverId, Role, TenantId, TokenId, UserId};
 
 /// A user and the grants they hold.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

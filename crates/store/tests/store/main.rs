@@ -9,4 +9,5 @@ mod keystore;
 mod migrations;
 mod receivers;
 mod send;
+mod statuses;
 mod users;
