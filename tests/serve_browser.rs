@@ -103,7 +103,7 @@ fn receiver_admin_confirms_from_the_emailed_link_and_the_tenant_admin_sees_it() 
         .block_on(svc.renewal(id))?
         .new_cert
         .ok_or("new certificate")?
-        .0;
+        .to_string();
 
     // rekey mails the receiver administrator (as .eml files).
     let mail = tempfile::tempdir()?;

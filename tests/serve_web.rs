@@ -129,7 +129,7 @@ async fn link(db: &TestDb, r: &Renewal, step: &str, to: &str) -> Result<String, 
     let (t, _) = links::issue(
         db.store.db(),
         Task {
-            tenant: uuid::Uuid::parse_str(&r.tenant)?,
+            tenant: r.tenant.as_uuid(),
             renewal: r.id,
             step,
             recipient: to,
@@ -154,7 +154,7 @@ async fn link_page_csrf_session_cookie_escaping_and_confirm() {
     on_both(async |db: &TestDb| -> TestResult {
         let f = fixture(db, ProcedureId::DualTrust).await?;
         let id = f.renewal.id;
-        let fp = f.renewal.new_cert.clone().ok_or("new cert")?.0;
+        let fp = f.renewal.new_cert.ok_or("new cert")?.to_string();
         let admin = receiver_admin(ProcedureId::DualTrust);
         let token = link(db, &f.renewal, "trust-old-and-new", &admin).await?;
         let app = app(AppState::new(f.svc.clone(), "http://rekey.test")?);
@@ -559,7 +559,7 @@ async fn junk_padded_fingerprint_is_refused_and_changes_nothing() {
     on_both(async |db: &TestDb| -> TestResult {
         let f = fixture(db, ProcedureId::DualTrust).await?;
         let id = f.renewal.id;
-        let fp = f.renewal.new_cert.clone().ok_or("new cert")?.0;
+        let fp = f.renewal.new_cert.ok_or("new cert")?.to_string();
         let admin = receiver_admin(ProcedureId::DualTrust);
         let app = app(AppState::new(f.svc.clone(), "http://rekey.test")?);
         let before = f.svc.renewal(id).await?;

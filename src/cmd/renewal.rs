@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use rekey_engine::{Catalog, Event, ProcedureId, Renewal, Role, StepStatus};
+use rekey_engine::{Catalog, Event, Fingerprint, ProcedureId, Renewal, Role, StepStatus};
 use rekey_service::{Outcome, Service, StartRequest};
 use rekey_store::entity::outbox;
 use rekey_store::{Alias, FlowName, ReceiverName, StepName};
@@ -313,7 +313,7 @@ fn show(svc: &Service, r: &Renewal) {
         "alias {} {}",
         r.alias,
         r.new_alias
-            .as_deref()
+            .as_ref()
             .map(|a| format!("(new alias {a})"))
             .unwrap_or_default()
     );
@@ -358,10 +358,10 @@ struct Report {
     renewal: Uuid,
     procedure: ProcedureId,
     status: String,
-    alias: String,
-    new_alias: Option<String>,
-    old_certificate_sha256: Option<String>,
-    new_certificate_sha256: Option<String>,
+    alias: Alias,
+    new_alias: Option<Alias>,
+    old_certificate_sha256: Option<Fingerprint>,
+    new_certificate_sha256: Option<Fingerprint>,
     downtime: rekey_engine::machine::Downtime,
     steps: Vec<ReportStep>,
     emails: Vec<ReportMail>,
@@ -381,8 +381,8 @@ async fn report(ctx: &Context, svc: &Service, id: Uuid) -> Result<Report> {
         status: r.status.as_str().into(),
         alias: r.alias.clone(),
         new_alias: r.new_alias.clone(),
-        old_certificate_sha256: r.old_cert.as_ref().map(|c| c.0.clone()),
-        new_certificate_sha256: r.new_cert.as_ref().map(|c| c.0.clone()),
+        old_certificate_sha256: r.old_cert,
+        new_certificate_sha256: r.new_cert,
         downtime: r.downtime.clone(),
         steps: r
             .steps

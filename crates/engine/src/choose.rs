@@ -50,7 +50,7 @@ fn why_not(world: &World, id: ProcedureId) -> String {
 /// an alias without a key.
 pub fn choose(
     world: &World,
-    alias: &str,
+    alias: &rekey_model::Alias,
     explicit: Option<ProcedureId>,
 ) -> Result<ProcedureId, Refusal> {
     let allowed = allowed(world);

@@ -12,6 +12,8 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use rekey_model::Role;
+
 /// The four procedures of the seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -63,51 +65,6 @@ impl FromStr for ProcedureId {
                     "unknown procedure {s:?}: expected one of dual-trust, dual-signature, prepared-second-alias, downtime-window"
                 )
             })
-    }
-}
-
-/// The three people of a renewal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Owns the outbound keystore (scope: tenant).
-    TenantAdmin,
-    /// Owns the signer steps' alias tables (scope: tenant).
-    IntegrationDeveloper,
-    /// Owns the receiving system (scope: receiver).
-    ReceiverAdmin,
-}
-
-impl Role {
-    /// Every role.
-    pub const ALL: [Role; 3] = [
-        Role::TenantAdmin,
-        Role::IntegrationDeveloper,
-        Role::ReceiverAdmin,
-    ];
-
-    /// The role's name as stored and typed.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::TenantAdmin => "tenant_admin",
-            Role::IntegrationDeveloper => "integration_developer",
-            Role::ReceiverAdmin => "receiver_admin",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            format!("unknown role {s:?}: expected tenant_admin, integration_developer or receiver_admin")
-        })
     }
 }
 

@@ -5,12 +5,17 @@
 //! every change to what the signer produces or the receiver trusts against a model of the
 //! receiver ([`world`]) and refuses any that would make it reject a message.
 //!
+//! Who may see a renewal and act on its steps is decided in one place, [`access`], for every
+//! interface. The engine speaks the shared vocabulary of `rekey-model` (ids, aliases, roles,
+//! fingerprints, statuses), never bare strings for them.
+//!
 //! This crate knows nothing of databases, mail, HTTP, cryptography or the clock: the shell
 //! passes the time in and carries the effects out.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod choose;
 pub mod definition;
 pub mod machine;
@@ -21,7 +26,8 @@ pub use machine::{
     Actor, Effect, Event, Grant, Notice, NoticeKind, Renewal, RenewalStatus, StartParams,
     StepSigners, StepStatus, TimerKind, Transition, apply, start,
 };
-pub use world::{CertId, Change, OtherReceiver, Profile, SignerStepModel, World};
+pub use rekey_model::{Alias, Fingerprint, ReceiverId, TenantId};
+pub use world::{Change, OtherReceiver, Profile, SignerStepModel, World};
 
 use thiserror::Error;
 

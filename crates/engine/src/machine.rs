@@ -8,34 +8,36 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use rekey_model::{Alias, Fingerprint, ReceiverId, Role, TenantId};
+pub use rekey_model::{Grant, RenewalStatus};
+
 use crate::definition::{
-    ActionKind, Condition, Procedure, ProcedureId, Role, StepDef, StepKind, TaskKind,
+    ActionKind, Condition, Procedure, ProcedureId, StepDef, StepKind, TaskKind,
 };
-use crate::world::{Alias, CertId, Change, World};
-use crate::{Refusal, choose};
+use crate::world::{Change, World};
+use crate::{Refusal, access, choose};
 
 /// The user `rekey` itself acts as for automatic steps.
 pub const SYSTEM: &str = "rekey";
-
-/// A role held in a scope.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Grant {
-    /// The role.
-    pub role: Role,
-    /// Tenant id for tenant roles, receiver id for `receiver_admin`.
-    pub scope: String,
-}
 
 /// Who sends an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     /// Email address, or [`SYSTEM`].
     pub email: String,
-    /// Roles held.
+    /// Roles held, each in its scope (a tenant or a receiver).
     pub grants: Vec<Grant>,
 }
 
 impl Actor {
+    /// A person with these roles.
+    pub fn new(email: impl Into<String>, grants: Vec<Grant>) -> Self {
+        Actor {
+            email: email.into(),
+            grants,
+        }
+    }
+
     /// rekey itself: timers, key generation results.
     pub fn system() -> Self {
         Actor {
@@ -49,14 +51,9 @@ impl Actor {
         self.email == SYSTEM && self.grants.is_empty()
     }
 
-    fn holds(&self, role: Role, renewal: &Renewal) -> bool {
-        let scope = match role {
-            Role::TenantAdmin | Role::IntegrationDeveloper => &renewal.tenant,
-            Role::ReceiverAdmin => &renewal.receiver,
-        };
-        self.grants
-            .iter()
-            .any(|g| g.role == role && &g.scope == scope)
+    /// Whether this actor holds `role` in its scope for `renewal` ([`access::holds`]).
+    pub fn holds(&self, role: Role, renewal: &Renewal) -> bool {
+        access::holds(self, role, renewal)
     }
 }
 
@@ -65,10 +62,10 @@ impl Actor {
 pub struct StartParams {
     /// Renewal id (chosen by the shell).
     pub id: Uuid,
-    /// Tenant id.
-    pub tenant: String,
-    /// Receiver id.
-    pub receiver: String,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Receiver.
+    pub receiver: ReceiverId,
     /// The alias whose key is renewed.
     pub alias: Alias,
     /// Alias for the new key where the procedure needs one (default derived from `alias`).
@@ -126,32 +123,6 @@ pub struct StepState {
     pub blocked: Option<String>,
 }
 
-/// Overall state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RenewalStatus {
-    /// Steps remain.
-    Running,
-    /// Every step is done.
-    Completed,
-    /// Cancelled before its point of no return; rekey's changes were undone.
-    Cancelled,
-    /// Rolled back after its point of no return.
-    RolledBack,
-}
-
-impl RenewalStatus {
-    /// The status as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RenewalStatus::Running => "running",
-            RenewalStatus::Completed => "completed",
-            RenewalStatus::Cancelled => "cancelled",
-            RenewalStatus::RolledBack => "rolled_back",
-        }
-    }
-}
-
 /// The downtime window of `downtime-window`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
@@ -186,10 +157,10 @@ pub struct Downtime {
 pub struct Renewal {
     /// Id.
     pub id: Uuid,
-    /// Tenant id.
-    pub tenant: String,
-    /// Receiver id.
-    pub receiver: String,
+    /// Tenant (stored as its UUID text).
+    pub tenant: TenantId,
+    /// Receiver whose trust must hold throughout (stored as its UUID text).
+    pub receiver: ReceiverId,
     /// The procedure run.
     pub procedure: ProcedureId,
     /// The alias renewed.
@@ -203,9 +174,9 @@ pub struct Renewal {
     /// Key size.
     pub bits: u32,
     /// The certificate under `alias` when the renewal started.
-    pub old_cert: Option<CertId>,
+    pub old_cert: Option<Fingerprint>,
     /// The new certificate, once generated (or uploaded).
-    pub new_cert: Option<CertId>,
+    pub new_cert: Option<Fingerprint>,
     /// Whether key generation was requested and not yet reported.
     pub generating: bool,
     /// Who approved the key generation (a self-signed key is reported back by rekey, but the
@@ -293,13 +264,13 @@ pub enum Event {
         /// The certificate named by the fingerprint the person gave, parsed at the edge (CLI,
         /// API, web form) by `rekey_crypto::Fingerprint`: the engine compares names, it does not
         /// clean up what was typed.
-        fingerprint: CertId,
+        fingerprint: Fingerprint,
     },
     /// The new key's certificate exists: generated (rekey) or CA-signed and uploaded (tenant
     /// administrator).
     KeyReady {
         /// The certificate.
-        cert: CertId,
+        cert: Fingerprint,
     },
     /// Propose (or counter-propose) the downtime window.
     ProposeWindow {
@@ -359,10 +330,10 @@ pub struct Notice {
     /// The step concerned.
     pub step: Option<String>,
     /// Attach this certificate (PEM).
-    pub attach_certificate: Option<CertId>,
+    pub attach_certificate: Option<Fingerprint>,
     /// Attach a test message signed by exactly these certificates' keys (the first affected
     /// signer step's; see `test_steps` for every step).
-    pub test_message: Option<Vec<CertId>>,
+    pub test_message: Option<Vec<Fingerprint>>,
     /// One test message per affected signer step: how each will sign.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_steps: Vec<StepSigners>,
@@ -379,7 +350,7 @@ pub struct StepSigners {
     /// `flow/step`.
     pub signer_step: String,
     /// Certificates whose keys sign, in table order.
-    pub signers: Vec<CertId>,
+    pub signers: Vec<Fingerprint>,
 }
 
 /// Work for the shell, carried out in the same transaction as the state change.
@@ -399,7 +370,7 @@ pub enum Effect {
     /// Delete a generated key that never entered the keystore.
     DiscardPendingKey {
         /// Its certificate.
-        cert: CertId,
+        cert: Fingerprint,
     },
     /// Queue an email.
     Notify(Notice),
@@ -454,10 +425,7 @@ pub fn start(
     now: DateTime<Utc>,
 ) -> Result<Transition, Refusal> {
     if !actor.is_system()
-        && !actor
-            .grants
-            .iter()
-            .any(|g| g.role == Role::TenantAdmin && g.scope == params.tenant)
+        && !access::holds_in(actor, Role::TenantAdmin, params.tenant, params.receiver)
     {
         return Err(Refusal::WrongRole {
             step: "start".into(),
@@ -468,7 +436,7 @@ pub fn start(
     let old_cert = world
         .keystore
         .get(&params.alias)
-        .cloned()
+        .copied()
         .ok_or_else(|| Refusal::Invalid {
             step: "start".into(),
             reason: format!("alias {:?} holds no key to renew", params.alias),
@@ -501,7 +469,10 @@ pub fn start(
                     step: "start".into(),
                     reason: format!(
                         "{a:?} is not an alias the signer step lists without a key (free: {})",
-                        free.join(", ")
+                        free.iter()
+                            .map(Alias::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 });
             }
@@ -509,10 +480,16 @@ pub fn start(
             None => free.first().cloned(),
         },
         _ => {
-            let a = params
-                .new_alias
-                .clone()
-                .unwrap_or_else(|| format!("{}-{}", params.alias, now.format("%Y%m%d")));
+            let a = match params.new_alias.clone() {
+                Some(a) => a,
+                None => Alias::parse(&format!("{}-{}", params.alias, now.format("%Y%m%d")))
+                    .map_err(|e| Refusal::Invalid {
+                        step: "start".into(),
+                        reason: format!(
+                            "no new alias can be derived from the old one ({e}); name one"
+                        ),
+                    })?,
+            };
             if world.keystore.contains_key(&a)
                 || world.signer_steps.iter().any(|s| s.aliases.contains(&a))
             {
@@ -590,11 +567,11 @@ pub fn start(
 /// it switches the receiver it names, so every other receiver a step reaches would reject
 /// messages once the old key is retired. Names the steps, the receivers and, where their
 /// profiles differ, why no one procedure fits them all.
-fn receivers_reached(world: &World, alias: &str) -> Result<(), Refusal> {
+fn receivers_reached(world: &World, alias: &Alias) -> Result<(), Refusal> {
     let affected: Vec<_> = world
         .signer_steps
         .iter()
-        .filter(|s| s.aliases.iter().any(|a| a == alias))
+        .filter(|s| s.aliases.contains(alias))
         .collect();
     if !affected.iter().any(|s| s.reaches_receiver) {
         return Err(Refusal::Invalid {
@@ -792,7 +769,12 @@ impl Ctx<'_> {
         self.perform(&step, &actor.email)
     }
 
-    fn complete(&mut self, id: &str, fingerprint: &CertId, actor: &Actor) -> Result<(), Refusal> {
+    fn complete(
+        &mut self,
+        id: &str,
+        fingerprint: &Fingerprint,
+        actor: &Actor,
+    ) -> Result<(), Refusal> {
         let step = self.def_step(id)?.clone();
         let Some(task) = step.task else {
             return Err(Refusal::Invalid {
@@ -802,17 +784,17 @@ impl Ctx<'_> {
         };
         self.require_role(&step, step.role, actor)?;
         self.require_due(&step)?;
-        let new = self.r.new_cert.clone().ok_or_else(|| Refusal::Invalid {
+        let new = self.r.new_cert.ok_or_else(|| Refusal::Invalid {
             step: step.id.clone(),
             reason: "the new certificate does not exist yet".into(),
         })?;
         if *fingerprint != new {
             return Err(Refusal::WrongFingerprint {
                 step: step.id.clone(),
-                given: fingerprint.0.clone(),
+                given: fingerprint.to_string(),
             });
         }
-        let old = self.r.old_cert.clone();
+        let old = self.r.old_cert;
         let changes = match (task, old) {
             (TaskKind::TrustNewKeepOld, _) => vec![Change::Trust { cert: new }],
             (TaskKind::DistrustOld, Some(old)) => vec![Change::Distrust { cert: old }],
@@ -827,7 +809,7 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn key_ready(&mut self, cert: CertId, actor: &Actor) -> Result<(), Refusal> {
+    fn key_ready(&mut self, cert: Fingerprint, actor: &Actor) -> Result<(), Refusal> {
         let step = self
             .def
             .steps
@@ -862,7 +844,7 @@ impl Ctx<'_> {
             });
         }
         self.r.generating = false;
-        self.r.new_cert = Some(cert.clone());
+        self.r.new_cert = Some(cert);
         self.effects.push(Effect::Audit {
             action: "key.ready".into(),
             detail: format!("new certificate {cert}"),
@@ -1191,7 +1173,7 @@ impl Ctx<'_> {
         }
         self.undo("cancel")?;
         if let (Some(cert), false) = (
-            self.r.new_cert.clone(),
+            self.r.new_cert,
             self.world
                 .keystore
                 .values()
@@ -1307,9 +1289,9 @@ impl Ctx<'_> {
     }
 
     /// The certificate an alias held before this renewal touched it.
-    fn previous_cert(&self, alias: &str) -> Option<CertId> {
-        if alias == self.r.alias {
-            self.r.old_cert.clone()
+    fn previous_cert(&self, alias: &Alias) -> Option<Fingerprint> {
+        if *alias == self.r.alias {
+            self.r.old_cert
         } else {
             None
         }
@@ -1327,7 +1309,7 @@ impl Ctx<'_> {
             return Ok(vec![]);
         };
         let need_new = || {
-            self.r.new_cert.clone().ok_or_else(|| Refusal::Invalid {
+            self.r.new_cert.ok_or_else(|| Refusal::Invalid {
                 step: step.id.clone(),
                 reason: "the new key does not exist yet".into(),
             })
@@ -1460,7 +1442,7 @@ impl Ctx<'_> {
         to: Role,
         kind: NoticeKind,
         step: Option<&str>,
-        attach_certificate: Option<CertId>,
+        attach_certificate: Option<Fingerprint>,
         test_steps: Option<Vec<StepSigners>>,
         due_at: Option<DateTime<Utc>>,
     ) {
@@ -1584,7 +1566,7 @@ impl Ctx<'_> {
             StepKind::Inform => {
                 let to = step.notify.unwrap_or(step.role);
                 let cert = if step.attach_certificate {
-                    self.r.new_cert.clone()
+                    self.r.new_cert
                 } else {
                     None
                 };
@@ -1618,7 +1600,7 @@ impl Ctx<'_> {
             .as_deref()
             .and_then(|u| self.test_signers(u));
         let cert = if step.task.is_some() {
-            self.r.new_cert.clone()
+            self.r.new_cert
         } else {
             None
         };

@@ -6,23 +6,15 @@
 //! verification of the same situations is the reference receiver's job.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A certificate (and so a key pair), named by its SHA-256 fingerprint in hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CertId(pub String);
-
-impl fmt::Display for CertId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A keystore alias.
-pub type Alias = String;
+/// A keystore alias (validated: see [`rekey_model::Alias`]).
+pub use rekey_model::Alias;
+/// A certificate, and so its key pair, named by its SHA-256 fingerprint (serialised as 64
+/// lower-case hex digits, as the renewal state has always held it).
+pub use rekey_model::Fingerprint;
+use rekey_model::ReceiverId;
 
 /// One CMS signer step, reduced to what decides who signs and who verifies: its aliases in
 /// table order and the receivers its messages reach.
@@ -37,9 +29,9 @@ pub struct SignerStepModel {
     /// Whether the renewal's receiver gets this step's messages.
     #[serde(default = "yes")]
     pub reaches_receiver: bool,
-    /// Other receivers (ids, keys of [`World::others`]) that get this step's messages.
+    /// Other receivers (keys of [`World::others`]) that get this step's messages.
     #[serde(default)]
-    pub others: Vec<String>,
+    pub others: Vec<ReceiverId>,
 }
 
 fn yes() -> bool {
@@ -71,7 +63,7 @@ pub struct OtherReceiver {
     /// Its name.
     pub name: String,
     /// Certificates it trusts.
-    pub trust: BTreeSet<CertId>,
+    pub trust: BTreeSet<Fingerprint>,
     /// Its profile.
     pub profile: Profile,
 }
@@ -89,21 +81,21 @@ pub struct Profile {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct World {
     /// Current keystore entries: alias → certificate.
-    pub keystore: BTreeMap<Alias, CertId>,
+    pub keystore: BTreeMap<Alias, Fingerprint>,
     /// Every signer step the renewal touches.
     pub signer_steps: Vec<SignerStepModel>,
     /// Certificates the receiver trusts, as confirmed by its administrator.
-    pub trust: BTreeSet<CertId>,
+    pub trust: BTreeSet<Fingerprint>,
     /// The receiver's profile.
     pub profile: Profile,
     /// Other receivers reached by a signer step, by id.
     #[serde(default)]
-    pub others: BTreeMap<String, OtherReceiver>,
+    pub others: BTreeMap<ReceiverId, OtherReceiver>,
     /// Certificates whose validity has not begun at the event's `now` (a CA whose clock runs
     /// ahead): a strict receiver rejects their signatures, so none of them counts as trusted by
     /// any receiver.
     #[serde(default)]
-    pub not_yet_valid: BTreeSet<CertId>,
+    pub not_yet_valid: BTreeSet<Fingerprint>,
 }
 
 /// A change to the world, as rekey or a receiver administrator makes it.
@@ -115,14 +107,14 @@ pub enum Change {
         /// Alias.
         alias: Alias,
         /// The key's certificate.
-        cert: CertId,
+        cert: Fingerprint,
     },
     /// The key under an alias is replaced; the old entry moves to history.
     ExchangeKey {
         /// Alias.
         alias: Alias,
         /// The new certificate.
-        cert: CertId,
+        cert: Fingerprint,
     },
     /// The key under an alias is removed (to history).
     RemoveKey {
@@ -134,7 +126,7 @@ pub enum Change {
         /// Alias.
         alias: Alias,
         /// The certificate restored.
-        cert: CertId,
+        cert: Fingerprint,
     },
     /// Every signer step listing `copy_from` gets a row for `alias` right after it, with the
     /// same parameters.
@@ -155,12 +147,12 @@ pub enum Change {
     /// The receiver starts trusting a certificate.
     Trust {
         /// Certificate.
-        cert: CertId,
+        cert: Fingerprint,
     },
     /// The receiver stops trusting a certificate.
     Distrust {
         /// Certificate.
-        cert: CertId,
+        cert: Fingerprint,
     },
 }
 
@@ -172,7 +164,7 @@ pub struct Probe {
     /// The receiver judging: `None` for the renewal's own, else another receiver's name.
     pub receiver: Option<String>,
     /// Certificates whose keys would sign, in table order.
-    pub signers: Vec<CertId>,
+    pub signers: Vec<Fingerprint>,
     /// Whether the receiver would accept the message.
     pub accepted: bool,
     /// Why not, when rejected.
@@ -187,13 +179,13 @@ impl World {
                 if self.keystore.contains_key(alias) {
                     return Err(format!("alias {alias:?} already holds a key"));
                 }
-                self.keystore.insert(alias.clone(), cert.clone());
+                self.keystore.insert(alias.clone(), *cert);
             }
             Change::ExchangeKey { alias, cert } | Change::RestoreKey { alias, cert } => {
                 if !self.keystore.contains_key(alias) {
                     return Err(format!("alias {alias:?} holds no key"));
                 }
-                self.keystore.insert(alias.clone(), cert.clone());
+                self.keystore.insert(alias.clone(), *cert);
             }
             Change::RemoveKey { alias } => {
                 if self.keystore.remove(alias).is_none() {
@@ -232,7 +224,7 @@ impl World {
                 }
             }
             Change::Trust { cert } => {
-                self.trust.insert(cert.clone());
+                self.trust.insert(*cert);
             }
             Change::Distrust { cert } => {
                 self.trust.remove(cert);
@@ -273,13 +265,13 @@ impl World {
 
     /// Certificates whose keys a step would sign with, in table order (rows without a key are
     /// skipped).
-    pub fn signers(&self, s: &SignerStepModel) -> Vec<CertId> {
-        let mut signers: Vec<CertId> = Vec::new();
+    pub fn signers(&self, s: &SignerStepModel) -> Vec<Fingerprint> {
+        let mut signers: Vec<Fingerprint> = Vec::new();
         for a in &s.aliases {
             if let Some(c) = self.keystore.get(a)
                 && !signers.contains(c)
             {
-                signers.push(c.clone());
+                signers.push(*c);
             }
         }
         signers
@@ -314,23 +306,19 @@ impl World {
     }
 
     /// Signer steps (`flow/step`) that list `alias` but not `other`.
-    pub fn steps_lacking(&self, alias: &str, other: &str) -> Vec<String> {
+    pub fn steps_lacking(&self, alias: &Alias, other: &Alias) -> Vec<String> {
         self.signer_steps
             .iter()
-            .filter(|s| {
-                s.aliases.iter().any(|a| a == alias) && !s.aliases.iter().any(|a| a == other)
-            })
+            .filter(|s| s.aliases.contains(alias) && !s.aliases.contains(other))
             .map(SignerStepModel::name)
             .collect()
     }
 
     /// Signer steps (`flow/step`) that list both `alias` and `other`.
-    pub fn steps_listing_both(&self, alias: &str, other: &str) -> Vec<String> {
+    pub fn steps_listing_both(&self, alias: &Alias, other: &Alias) -> Vec<String> {
         self.signer_steps
             .iter()
-            .filter(|s| {
-                s.aliases.iter().any(|a| a == alias) && s.aliases.iter().any(|a| a == other)
-            })
+            .filter(|s| s.aliases.contains(alias) && s.aliases.contains(other))
             .map(SignerStepModel::name)
             .collect()
     }
@@ -338,12 +326,12 @@ impl World {
     /// Aliases without a key that some signer step listing `besides` also lists (candidates for
     /// a prepared alias). Whether each step has one is decided per step: see
     /// [`World::steps_lacking`].
-    pub fn free_aliases(&self, besides: &str) -> Vec<Alias> {
+    pub fn free_aliases(&self, besides: &Alias) -> Vec<Alias> {
         let mut out: Vec<Alias> = Vec::new();
         for s in self
             .signer_steps
             .iter()
-            .filter(|s| s.aliases.iter().any(|a| a == besides))
+            .filter(|s| s.aliases.contains(besides))
         {
             for a in &s.aliases {
                 if a != besides && !self.keystore.contains_key(a) && !out.contains(a) {
@@ -359,9 +347,9 @@ impl World {
 /// certificate in `not_yet_valid` counts as untrusted (a strict receiver rejects it until its
 /// notBefore).
 fn judge(
-    signers: &[CertId],
-    trust: &BTreeSet<CertId>,
-    not_yet_valid: &BTreeSet<CertId>,
+    signers: &[Fingerprint],
+    trust: &BTreeSet<Fingerprint>,
+    not_yet_valid: &BTreeSet<Fingerprint>,
     profile: Profile,
 ) -> Option<String> {
     if signers.is_empty() {

@@ -19,10 +19,13 @@ fn play_until(sim: &mut Sim, step: &str) {
     }
 }
 
+/// Another receiver some signer step's messages reach.
+const R2: ReceiverId = ReceiverId::from_uuid(uuid::Uuid::from_u128(0x7ec3));
+
 fn other_receiver(profile: Profile) -> OtherReceiver {
     OtherReceiver {
         name: "R2".into(),
-        trust: BTreeSet::from([CertId(OLD.into())]),
+        trust: BTreeSet::from([OLD]),
         profile,
     }
 }
@@ -32,13 +35,13 @@ fn the_guard_judges_every_receiver_a_signer_step_reaches() {
     let mut sim = Sim::start(ProcedureId::DualSignature, false);
     // While the renewal runs, the invoices step is recorded to send to a second receiver too.
     sim.world.others.insert(
-        "r2".into(),
+        R2,
         other_receiver(Profile {
             verifies_multiple_keys: false,
             accepts_multiple_signatures: true,
         }),
     );
-    sim.world.signer_steps[1].others.push("r2".into());
+    sim.world.signer_steps[1].others.push(R2);
     play_until(&mut sim, "remove-signer-alias");
     // Removing the old alias would leave the invoices step signing with the new key alone,
     // which R2 does not trust: refused, naming the step and the receiver.
@@ -65,7 +68,7 @@ fn the_guard_judges_every_receiver_a_signer_step_reaches() {
 fn a_start_is_refused_when_no_signer_step_of_the_alias_sends_to_the_receiver() {
     let mut world = world_for(ProcedureId::DualTrust);
     world.others.insert(
-        "r2".into(),
+        R2,
         other_receiver(Profile {
             verifies_multiple_keys: true,
             accepts_multiple_signatures: false,
@@ -73,7 +76,7 @@ fn a_start_is_refused_when_no_signer_step_of_the_alias_sends_to_the_receiver() {
     );
     for s in &mut world.signer_steps {
         s.reaches_receiver = false;
-        s.others = vec!["r2".into()];
+        s.others = vec![R2];
     }
     let refused =
         start(&catalog(), params(None, false), &world, &admin(), t0()).expect_err("refused");
@@ -88,13 +91,13 @@ fn a_start_is_refused_when_no_signer_step_of_the_alias_sends_to_the_receiver() {
 fn receivers_with_different_profiles_are_refused_with_the_reason() {
     let mut world = world_for(ProcedureId::DualTrust);
     world.others.insert(
-        "r2".into(),
+        R2,
         other_receiver(Profile {
             verifies_multiple_keys: false,
             accepts_multiple_signatures: false,
         }),
     );
-    world.signer_steps[1].others.push("r2".into());
+    world.signer_steps[1].others.push(R2);
     let refused =
         start(&catalog(), params(None, false), &world, &admin(), t0()).expect_err("refused");
     let msg = refused.to_string();
@@ -110,7 +113,7 @@ fn receivers_with_different_profiles_are_refused_with_the_reason() {
 /// The orders step lists the prepared alias, the invoices step does not.
 fn half_prepared() -> World {
     let mut world = world_for(ProcedureId::PreparedSecondAlias);
-    world.signer_steps[1].aliases = vec!["signing".into()];
+    world.signer_steps[1].aliases = aliases(&["signing"]);
     world
 }
 
@@ -119,7 +122,7 @@ fn a_prepared_alias_is_added_only_to_the_signer_steps_that_lack_it() {
     let mut sim_world = half_prepared();
     let t = start(&catalog(), params(None, false), &sim_world, &admin(), t0()).expect("starts");
     assert_eq!(t.renewal.procedure, ProcedureId::PreparedSecondAlias);
-    assert_eq!(t.renewal.new_alias.as_deref(), Some("signing-next"));
+    assert_eq!(t.renewal.new_alias, Some(alias("signing-next")));
     assert_eq!(t.renewal.prepared_on, vec!["orders/sign".to_string()]);
     // The developer's step is due, not skipped: one step lacks the alias.
     assert!(matches!(
@@ -139,7 +142,12 @@ fn a_prepared_alias_is_added_only_to_the_signer_steps_that_lack_it() {
     )
     .expect("approved");
     for s in &t.world.signer_steps {
-        assert_eq!(s.aliases, vec!["signing", "signing-next"], "{}", s.name());
+        assert_eq!(
+            s.aliases,
+            aliases(&["signing", "signing-next"]),
+            "{}",
+            s.name()
+        );
     }
     // A cancel removes the alias from the step it was added to and keeps the one that listed
     // it before the renewal.
@@ -154,9 +162,9 @@ fn a_prepared_alias_is_added_only_to_the_signer_steps_that_lack_it() {
     .expect("cancelled");
     assert_eq!(
         c.world.signer_steps[0].aliases,
-        vec!["signing", "signing-next"]
+        aliases(&["signing", "signing-next"])
     );
-    assert_eq!(c.world.signer_steps[1].aliases, vec!["signing"]);
+    assert_eq!(c.world.signer_steps[1].aliases, aliases(&["signing"]));
 }
 
 #[test]
@@ -171,13 +179,8 @@ fn a_half_prepared_alias_renewal_completes_without_a_rejected_message() {
         now: t0(),
         log: vec![],
     };
-    sim.send(
-        &Actor::system(),
-        Event::KeyReady {
-            cert: CertId(NEW.into()),
-        },
-    )
-    .expect("key ready");
+    sim.send(&Actor::system(), Event::KeyReady { cert: NEW })
+        .expect("key ready");
     sim.play_all();
     assert_eq!(sim.renewal.status, RenewalStatus::Completed);
     assert!(sim.world.violation().is_none());
@@ -187,14 +190,14 @@ fn a_half_prepared_alias_renewal_completes_without_a_rejected_message() {
 fn a_certificate_not_valid_yet_counts_as_untrusted_by_every_receiver_a_step_reaches() {
     let mut world = world_for(ProcedureId::DualTrust);
     world.others.insert(
-        "r2".into(),
+        R2,
         other_receiver(Profile {
             verifies_multiple_keys: true,
             accepts_multiple_signatures: false,
         }),
     );
     world.signer_steps[1].reaches_receiver = false;
-    world.signer_steps[1].others = vec!["r2".into()];
+    world.signer_steps[1].others = vec![R2];
     let r2_verdict = |w: &World| {
         w.probes()
             .into_iter()
@@ -203,7 +206,7 @@ fn a_certificate_not_valid_yet_counts_as_untrusted_by_every_receiver_a_step_reac
     };
     assert!(r2_verdict(&world).accepted);
     // The certificate R2 trusts (and the step signs with) starts being valid only later.
-    world.not_yet_valid.insert(CertId(OLD.into()));
+    world.not_yet_valid.insert(OLD);
     let p = r2_verdict(&world);
     assert!(
         !p.accepted

@@ -15,7 +15,7 @@ use rekey_engine::*;
 
 /// Real keys and certificates for the model's two certificate ids.
 struct Reference {
-    keys: HashMap<CertId, (KeyPair, Certificate)>,
+    keys: HashMap<Fingerprint, (KeyPair, Certificate)>,
 }
 
 impl Reference {
@@ -38,10 +38,7 @@ impl Reference {
             .expect("cert");
             (key, cert)
         };
-        let keys = HashMap::from([
-            (CertId(OLD.into()), load(1, "old")),
-            (CertId(NEW.into()), load(2, "new")),
-        ]);
+        let keys = HashMap::from([(OLD, load(1, "old")), (NEW, load(2, "new"))]);
         Reference { keys }
     }
 
@@ -109,7 +106,7 @@ fn events(def: &Procedure) -> Vec<(Actor, Event)> {
                     who.clone(),
                     Event::Complete {
                         step: step.id.clone(),
-                        fingerprint: CertId(fp.into()),
+                        fingerprint: fp,
                     },
                 ));
             }
@@ -140,18 +137,8 @@ fn events(def: &Procedure) -> Vec<(Actor, Event)> {
     for kind in [TimerKind::WindowOpen, TimerKind::WindowClose] {
         out.push((Actor::system(), Event::Timer { step: None, kind }));
     }
-    out.push((
-        Actor::system(),
-        Event::KeyReady {
-            cert: CertId(NEW.into()),
-        },
-    ));
-    out.push((
-        admin(),
-        Event::KeyReady {
-            cert: CertId(NEW.into()),
-        },
-    ));
+    out.push((Actor::system(), Event::KeyReady { cert: NEW }));
+    out.push((admin(), Event::KeyReady { cert: NEW }));
     out
 }
 
@@ -300,16 +287,16 @@ fn the_guard_refuses_exactly_what_the_reference_receiver_would_reject() {
         &receiver_admin(),
         Event::Complete {
             step: "trust-old-and-new".into(),
-            fingerprint: CertId(NEW.into()),
+            fingerprint: NEW,
         },
     )
     .expect("trust");
-    sim.world.trust.remove(&CertId(NEW.into()));
+    sim.world.trust.remove(&NEW);
     let mut exchanged = sim.world.clone();
     exchanged
         .apply(&Change::ExchangeKey {
-            alias: "signing".into(),
-            cert: CertId(NEW.into()),
+            alias: alias("signing"),
+            cert: NEW,
         })
         .expect("applies");
     assert_eq!(reference.verdicts(&exchanged), vec![false, false]);
@@ -324,7 +311,7 @@ fn the_guard_refuses_exactly_what_the_reference_receiver_would_reject() {
         .expect_err("refused");
     assert!(matches!(r, Refusal::Unsafe { .. }), "{r}");
     // With the trust restored the same step goes through, and both agree it is accepted.
-    sim.world.trust.insert(CertId(NEW.into()));
+    sim.world.trust.insert(NEW);
     sim.send(
         &admin(),
         Event::Approve {

@@ -44,12 +44,12 @@ fn every_procedure_completes_without_a_rejected_message() {
         );
         // The last messages are signed by the new key alone, and the receiver trusts only it.
         for probe in sim.world.probes() {
-            assert_eq!(probe.signers, vec![CertId(NEW.into())], "{procedure}");
+            assert_eq!(probe.signers, vec![NEW], "{procedure}");
             assert!(probe.accepted, "{procedure}");
         }
         assert_eq!(
             sim.world.trust.iter().cloned().collect::<Vec<_>>(),
-            vec![CertId(NEW.into())]
+            vec![NEW]
         );
         // Every step of the definition is done (none skipped: the prepared alias exists).
         let done = sim
@@ -100,13 +100,13 @@ fn informs_email_the_informed_role_with_the_certificate_attached() {
         .find(|n| n.step.as_deref() == Some("provide-certificate"))
         .expect("step 2 informs");
     assert_eq!(provide.to, Role::ReceiverAdmin);
-    assert_eq!(provide.attach_certificate, Some(CertId(NEW.into())));
+    assert_eq!(provide.attach_certificate, Some(NEW));
     // The receiver's task carries a test message signed as after the exchange: new key alone.
     let task = notices
         .iter()
         .find(|n| n.step.as_deref() == Some("trust-old-and-new") && n.kind == NoticeKind::StepDue)
         .expect("task due");
-    assert_eq!(task.test_message, Some(vec![CertId(NEW.into())]));
+    assert_eq!(task.test_message, Some(vec![NEW]));
 }
 
 #[test]
@@ -126,10 +126,7 @@ fn dual_signature_test_message_carries_both_signatures() {
             _ => None,
         })
         .expect("switch task due");
-    assert_eq!(
-        task.test_message,
-        Some(vec![CertId(OLD.into()), CertId(NEW.into())])
-    );
+    assert_eq!(task.test_message, Some(vec![OLD, NEW]));
 }
 
 #[test]
@@ -160,7 +157,7 @@ fn wrong_role_and_wrong_scope_are_refused_and_change_nothing() {
 fn wrong_fingerprint_is_refused_and_nothing_advances() {
     let mut sim = Sim::start(ProcedureId::DualTrust, true);
     let before = (sim.renewal.clone(), sim.world.clone());
-    for fp in [CertId(OLD.into()), CertId("ab:cd".into())] {
+    for fp in [OLD, Fingerprint::from_bytes([0xab; 32])] {
         let r = sim
             .send(
                 &receiver_admin(),
@@ -192,7 +189,7 @@ fn steps_out_of_order_are_refused() {
             &receiver_admin(),
             Event::Complete {
                 step: "remove-old-trust".into(),
-                fingerprint: CertId(NEW.into()),
+                fingerprint: NEW,
             },
         )
         .expect_err("not due");
@@ -224,11 +221,11 @@ fn guard_refuses_an_exchange_the_receiver_could_not_verify() {
         &receiver_admin(),
         Event::Complete {
             step: "trust-old-and-new".into(),
-            fingerprint: CertId(NEW.into()),
+            fingerprint: NEW,
         },
     )
     .expect("trust");
-    sim.world.trust.remove(&CertId(NEW.into()));
+    sim.world.trust.remove(&NEW);
     let r = sim
         .send(
             &admin(),
@@ -322,11 +319,7 @@ fn prepared_second_alias_without_a_free_alias_asks_the_developer_first() {
     assert_eq!(sim.renewal.status, RenewalStatus::Completed);
     // Both signer steps now list the new alias only, under which the new key sits.
     for s in &sim.world.signer_steps {
-        assert_eq!(
-            sim.world.keystore.get(&s.aliases[1]),
-            Some(&CertId(NEW.into())),
-            "{s:?}"
-        );
+        assert_eq!(sim.world.keystore.get(&s.aliases[1]), Some(&NEW), "{s:?}");
     }
 }
 
@@ -334,7 +327,7 @@ fn prepared_second_alias_without_a_free_alias_asks_the_developer_first() {
 fn start_refuses_bad_input() {
     let c = catalog();
     let mut p = params(None, false);
-    p.alias = "nope".into();
+    p.alias = alias("nope");
     assert!(matches!(
         start(&c, p, &world_for(ProcedureId::DualTrust), &admin(), t0()),
         Err(Refusal::Invalid { .. })
@@ -349,7 +342,7 @@ fn start_refuses_bad_input() {
     .expect_err("role");
     assert!(matches!(r, Refusal::WrongRole { .. }));
     let mut p = params(Some(ProcedureId::DualSignature), false);
-    p.new_alias = Some("signing".into());
+    p.new_alias = Some(alias("signing"));
     assert!(matches!(
         start(
             &c,
@@ -447,7 +440,7 @@ fn downtime_window_needs_both_parties_and_opens_on_time() {
         &receiver_admin(),
         Event::Complete {
             step: "switch-receiver".into(),
-            fingerprint: CertId(NEW.into()),
+            fingerprint: NEW,
         },
     )
     .expect("switch");
@@ -545,7 +538,7 @@ fn window_half_done_at_close_keeps_the_step_due_and_the_downtime_ends_after_the_
         &receiver_admin(),
         Event::Complete {
             step: "switch-receiver".into(),
-            fingerprint: CertId(NEW.into()),
+            fingerprint: NEW,
         },
     )
     .expect("the switch after the close restores verification");
@@ -690,9 +683,7 @@ fn cancel_discards_a_generated_key_that_never_entered_the_keystore() {
     )
     .expect("generate");
     let t = sim.send(&admin(), Event::Cancel).expect("cancel");
-    assert!(t.effects.contains(&Effect::DiscardPendingKey {
-        cert: CertId(NEW.into())
-    }));
+    assert!(t.effects.contains(&Effect::DiscardPendingKey { cert: NEW }));
 }
 
 #[test]
@@ -702,17 +693,17 @@ fn rollback_after_the_exchange_restores_the_old_key_while_the_receiver_still_tru
         &receiver_admin(),
         Event::Complete {
             step: "trust-old-and-new".into(),
-            fingerprint: CertId(NEW.into()),
+            fingerprint: NEW,
         },
     )
     .expect("trust");
-    assert_eq!(sim.world.keystore["signing"], CertId(NEW.into()));
+    assert_eq!(sim.world.keystore[&alias("signing")], NEW);
     assert!(matches!(
         sim.send(&admin(), Event::Cancel),
         Err(Refusal::Invalid { .. })
     ));
     sim.send(&admin(), Event::Rollback).expect("rollback");
-    assert_eq!(sim.world.keystore["signing"], CertId(OLD.into()));
+    assert_eq!(sim.world.keystore[&alias("signing")], OLD);
     assert_eq!(sim.renewal.status, RenewalStatus::RolledBack);
 }
 

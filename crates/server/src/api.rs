@@ -14,7 +14,7 @@ use axum::routing::{MethodRouter, get, post};
 use chrono::{DateTime, Utc};
 use rekey_engine::{Event, ProcedureId, Renewal};
 use rekey_service::{Outcome, StartRequest};
-use rekey_store::{Grant, ReceiverName, TenantName, User};
+use rekey_store::{ReceiverName, TenantName, User};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -244,14 +244,11 @@ impl FromRequestParts<AppState> for ApiUser {
     }
 }
 
-/// Whether `user` holds any role in `r`'s tenant or receiver.
+/// Whether `user` may see `r`: the engine's rule ([`rekey_engine::access::may_see`]), any
+/// role in its tenant or receiver.
 pub fn may_see(user: &User, r: &Renewal) -> bool {
-    user.grants.iter().any(|g| match g {
-        Grant::TenantAdmin { tenant } | Grant::IntegrationDeveloper { tenant } => {
-            tenant.as_uuid().to_string() == r.tenant
-        }
-        Grant::ReceiverAdmin { receiver } => receiver.as_uuid().to_string() == r.receiver,
-    })
+    let actor = rekey_engine::Actor::new(user.email.to_string(), user.grants.clone());
+    rekey_engine::access::may_see(&actor, r)
 }
 
 pub(crate) fn parse_id(s: &str) -> Result<Uuid, ApiError> {

@@ -204,7 +204,7 @@ async fn inbox_body(st: &AppState, s: &Session) -> Result<String, ApiError> {
                 "<tr><td>{}</td><td><a href=\"/renewals/{}\">{} ({})</a></td><td><a href=\"/renewals/{}/steps/{}\">{} {}</a></td><td>{}</td></tr>",
                 t.due_at.map(when).unwrap_or_default(),
                 t.renewal,
-                esc(&t.alias),
+                esc(t.alias.as_str()),
                 esc(t.procedure.as_str()),
                 t.renewal,
                 esc(&t.step),
@@ -759,7 +759,7 @@ fn renewal_body(
         let _ = write!(
             b,
             "<p>New certificate: <span class=\"fp\">{}</span></p>",
-            esc(&fp.0)
+            esc(&fp.to_string())
         );
     }
     if let Some(pem) = csr {

@@ -519,12 +519,12 @@ pub async fn run_procedure(
             }
             (_, _, Some(_)) => {
                 // The receiver administrator reads the fingerprint off the certificate installed.
-                let fp = r.new_cert.as_ref().map(|c| c.0.as_str());
+                let fp = r.new_cert.map(|c| c.to_string());
                 service
                     .act(
                         id,
                         &who(step.role),
-                        crate::complete_event(due.clone(), fp)?,
+                        crate::complete_event(due.clone(), fp.as_deref())?,
                         clock,
                     )
                     .await?

@@ -21,7 +21,7 @@ mod world;
 pub use shell::{DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Service, StartRequest, TaskView};
 pub use world::load_world;
 
-use rekey_engine::{CertId, Event, Refusal};
+use rekey_engine::{Event, Refusal};
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -30,14 +30,11 @@ use uuid::Uuid;
 /// accept the same forms and refuse the same input — empty, padded with invisible characters
 /// or markup, the wrong length — with the same words, before anything is loaded or changed.
 pub fn complete_event(step: String, fingerprint: Option<&str>) -> Result<Event> {
-    let fp: rekey_crypto::Fingerprint = fingerprint
+    let fingerprint: rekey_model::Fingerprint = fingerprint
         .unwrap_or_default()
         .parse()
         .map_err(|e| ServiceError::Input(format!("fingerprint: {e}")))?;
-    Ok(Event::Complete {
-        step,
-        fingerprint: CertId(fp.to_string()),
-    })
+    Ok(Event::Complete { step, fingerprint })
 }
 
 /// Why a service call failed. On every error the transaction is rolled back: nothing changed.

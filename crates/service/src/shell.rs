@@ -6,15 +6,13 @@ use rekey_crypto::{
     certificate_request_pem, self_signed_at, sign,
 };
 use rekey_engine::{
-    Actor, Catalog, CertId, Change, Effect, Event, Grant, Notice, NoticeKind, ProcedureId, Renewal,
-    RenewalStatus, Role, StartParams, StepStatus, Transition, World,
+    Actor, Catalog, Change, Effect, Event, Notice, NoticeKind, ProcedureId, Renewal, StartParams,
+    StepStatus, Transition, World, access,
 };
+use rekey_model::{Alias, Email, Fingerprint, ReceiverId, RenewalStatus, Role, TenantId};
 use rekey_store::entity::{outbox, renewal as renewal_row, timer};
 use rekey_store::mail::{Access, Attachments, NoticeMail, OutboxMail, StepInfo, TestMessage};
-use rekey_store::{
-    DatabaseTransaction, Email, ReceiverId, Store, TenantId, audit, flows, keystore, pending,
-    receivers, users,
-};
+use rekey_store::{DatabaseTransaction, Store, audit, flows, keystore, pending, receivers, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
@@ -23,7 +21,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::world::{alias, load_world};
+use crate::world::load_world;
 use crate::{Result, ServiceError};
 
 /// The fixed payload of the test message a receiver administrator gets before switching.
@@ -98,7 +96,7 @@ pub struct TaskView {
     /// Procedure.
     pub procedure: ProcedureId,
     /// Alias renewed.
-    pub alias: String,
+    pub alias: Alias,
     /// Step id.
     pub step: String,
     /// Seed step number.
@@ -165,21 +163,24 @@ impl Service {
     ) -> Result<Outcome> {
         let txn = self.store.begin().await?;
         let actor = self.actor(&txn, actor_email).await?;
+        let parse = |a: &str| Alias::parse(a).map_err(|e| ServiceError::Input(e.to_string()));
+        let alias = parse(&req.alias)?;
+        let new_alias = req.new_alias.as_deref().map(parse).transpose()?;
         let world = load_world(
             &txn,
             req.tenant,
             req.receiver,
-            &req.alias,
-            req.new_alias.as_deref(),
+            &alias,
+            new_alias.as_ref(),
             now,
         )
         .await?;
         let params = StartParams {
             id: Uuid::new_v4(),
-            tenant: req.tenant.as_uuid().to_string(),
-            receiver: req.receiver.as_uuid().to_string(),
-            alias: req.alias.clone(),
-            new_alias: req.new_alias.clone(),
+            tenant: req.tenant,
+            receiver: req.receiver,
+            alias: alias.clone(),
+            new_alias,
             procedure: req.procedure,
             auto_approve: req.auto_approve,
             ca_signed: req.ca_signed,
@@ -190,7 +191,7 @@ impl Service {
         // Checked once the engine accepted the request (role, alias, procedure), so only someone
         // who may start a renewal learns of the running one; the index below makes it hold
         // across processes.
-        if let Some(running) = self.running(&txn, req.tenant, &req.alias).await? {
+        if let Some(running) = self.running(&txn, req.tenant, &alias).await? {
             return Err(ServiceError::AlreadyRunning {
                 alias: req.alias,
                 renewal: running,
@@ -201,7 +202,7 @@ impl Service {
             id: Set(r.id),
             tenant_id: Set(req.tenant.as_uuid()),
             receiver_id: Set(Some(req.receiver.as_uuid())),
-            alias: Set(r.alias.clone()),
+            alias: Set(r.alias.to_string()),
             procedure: Set(r.procedure.to_string()),
             status: Set(r.status.as_str().into()),
             state: Set(to_json(r)?),
@@ -221,10 +222,7 @@ impl Service {
                 Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
             ) {
                 drop(txn);
-                if let Some(running) = self
-                    .running(self.store.db(), req.tenant, &req.alias)
-                    .await?
-                {
+                if let Some(running) = self.running(self.store.db(), req.tenant, &alias).await? {
                     return Err(ServiceError::AlreadyRunning {
                         alias: req.alias,
                         renewal: running,
@@ -243,11 +241,11 @@ impl Service {
         &self,
         conn: &impl ConnectionTrait,
         tenant: TenantId,
-        alias: &str,
+        alias: &Alias,
     ) -> Result<Option<Uuid>> {
         Ok(renewal_row::Entity::find()
             .filter(renewal_row::Column::TenantId.eq(tenant.as_uuid()))
-            .filter(renewal_row::Column::Alias.eq(alias))
+            .filter(renewal_row::Column::Alias.eq(alias.as_str()))
             .filter(renewal_row::Column::Status.eq(RenewalStatus::Running.as_str()))
             .one(conn)
             .await?
@@ -298,15 +296,15 @@ impl Service {
         let txn = self.store.begin().await?;
         let actor = self.actor(&txn, actor_email).await?;
         let (r, version) = self.load(&txn, id).await?;
-        let tenant = tenant_of(&r)?;
+        let tenant = tenant_of(&r);
         let mut world = self.world_of(&txn, &r, now).await?;
         let leaf = chain
             .first()
             .ok_or_else(|| ServiceError::Input("no certificate given".into()))?;
-        let cert = CertId(leaf.fingerprint().to_string());
+        let cert = leaf.fingerprint();
         if leaf.not_before() > now {
             // Accepted: the guard keeps every receiver from depending on it before then.
-            world.not_yet_valid.insert(cert.clone());
+            world.not_yet_valid.insert(cert);
         }
         let event = Event::KeyReady { cert };
         // Ask the engine first: it checks the role and that a certificate is awaited.
@@ -370,8 +368,7 @@ impl Service {
         }
         if let Some(cert) = &r.new_cert {
             return Err(none(format!(
-                "the CA-signed certificate was already uploaded (SHA-256 {})",
-                cert.0
+                "the CA-signed certificate was already uploaded (SHA-256 {cert})"
             )));
         }
         if r.status != RenewalStatus::Running {
@@ -432,12 +429,10 @@ impl Service {
                 let Some(step) = def.step(&st.id) else {
                     continue;
                 };
-                let roles: Vec<Role> = [Some(step.role), step.with_role]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                let may = |a: &Actor| roles.iter().any(|role| holds(a, *role, &r));
-                if actor.as_ref().is_some_and(|a| !may(a))
+                let roles: Vec<Role> = access::step_roles(step).collect();
+                if actor
+                    .as_ref()
+                    .is_some_and(|a| access::may_act(a, &r, step).is_none())
                     || role.is_some_and(|x| !roles.contains(&x))
                 {
                     continue;
@@ -461,7 +456,7 @@ impl Service {
                         .iter()
                         .copied()
                         .find(|x| {
-                            actor.as_ref().is_none_or(|a| holds(a, *x, &r))
+                            actor.as_ref().is_none_or(|a| access::holds(a, *x, &r))
                                 && role.is_none_or(|want| want == *x)
                         })
                         .unwrap_or(step.role),
@@ -470,7 +465,7 @@ impl Service {
                         StepStatus::Due { due_at, .. } => Some(due_at),
                         _ => None,
                     },
-                    new_certificate: step.task.and(r.new_cert.as_ref().map(|c| c.0.clone())),
+                    new_certificate: step.task.and(r.new_cert.map(|c| c.to_string())),
                 });
             }
         }
@@ -488,25 +483,7 @@ impl Service {
             }
             other => other.into(),
         })?;
-        let grants = user
-            .grants
-            .iter()
-            .map(|g| {
-                let role = match g.role() {
-                    rekey_store::Role::TenantAdmin => Role::TenantAdmin,
-                    rekey_store::Role::IntegrationDeveloper => Role::IntegrationDeveloper,
-                    rekey_store::Role::ReceiverAdmin => Role::ReceiverAdmin,
-                };
-                Grant {
-                    role,
-                    scope: g.scope_id().to_string(),
-                }
-            })
-            .collect();
-        Ok(Actor {
-            email: user.email.to_string(),
-            grants,
-        })
+        Ok(Actor::new(user.email.to_string(), user.grants))
     }
 
     async fn load(&self, conn: &impl ConnectionTrait, id: Uuid) -> Result<(Renewal, i64)> {
@@ -528,19 +505,17 @@ impl Service {
     ) -> Result<World> {
         let mut world = load_world(
             conn,
-            tenant_of(r)?,
-            receiver_of(r)?,
+            tenant_of(r),
+            receiver_of(r),
             &r.alias,
-            r.new_alias.as_deref(),
+            r.new_alias.as_ref(),
             now,
         )
         .await?;
         if let Some(cert) = pending::certificate(conn, r.id).await?
             && cert.not_before() > now
         {
-            world
-                .not_yet_valid
-                .insert(CertId(cert.fingerprint().to_string()));
+            world.not_yet_valid.insert(cert.fingerprint());
         }
         Ok(world)
     }
@@ -577,7 +552,7 @@ impl Service {
                             .await?
                     }
                     Effect::DiscardPendingKey { .. } => {
-                        pending::discard(txn, tenant_of(&renewal)?, renewal.id, &actor.email)
+                        pending::discard(txn, tenant_of(&renewal), renewal.id, &actor.email)
                             .await?;
                     }
                     Effect::Notify(n) => mail.extend(self.queue(txn, &renewal, &n, now).await?),
@@ -585,7 +560,7 @@ impl Service {
                         let state = serde_json::json!({ "step": step, "kind": kind });
                         timer::ActiveModel {
                             id: Set(Uuid::new_v4()),
-                            tenant_id: Set(tenant_of(&renewal)?.as_uuid()),
+                            tenant_id: Set(tenant_of(&renewal).as_uuid()),
                             renewal_id: Set(Some(renewal.id)),
                             kind: Set(serde_json::to_value(kind)
                                 .ok()
@@ -619,7 +594,7 @@ impl Service {
                             audit::AuditRecord {
                                 actor: &actor.email,
                                 action: &action,
-                                tenant: Some(tenant_of(&renewal)?),
+                                tenant: Some(tenant_of(&renewal)),
                                 subject: format!("renewal {} ({})", renewal.id, renewal.procedure),
                                 before: String::new(),
                                 after: detail,
@@ -690,9 +665,9 @@ impl Service {
         ca_signed: bool,
         actor: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<CertId>> {
-        let tenant = tenant_of(r)?;
-        let old = keystore::find_current(txn, tenant, &alias(&r.alias)?).await?;
+    ) -> Result<Option<Fingerprint>> {
+        let tenant = tenant_of(r);
+        let old = keystore::find_current(txn, tenant, &r.alias).await?;
         let (subject, days) = match &old {
             Some(e) => (
                 e.subject.clone(),
@@ -701,7 +676,7 @@ impl Service {
             None => (format!("CN={}", r.alias), 365),
         };
         let key = KeyPair::generate(KeyBits::try_from(bits)?)?;
-        let target = alias(r.new_alias.as_deref().unwrap_or(&r.alias))?;
+        let target = r.new_alias.as_ref().unwrap_or(&r.alias);
         if ca_signed {
             let csr = certificate_request_pem(&certificate_request(&key, &subject)?);
             pending::stage(
@@ -709,7 +684,7 @@ impl Service {
                 self.store.kek()?,
                 tenant,
                 r.id,
-                &target,
+                target,
                 &key,
                 &[],
                 Some(csr),
@@ -719,13 +694,13 @@ impl Service {
             return Ok(None);
         }
         let cert = self_signed_at(&key, &subject, now, self.clock_skew, days)?;
-        let id = CertId(cert.fingerprint().to_string());
+        let id = cert.fingerprint();
         pending::stage(
             txn,
             self.store.kek()?,
             tenant,
             r.id,
-            &target,
+            target,
             &key,
             &[cert],
             None,
@@ -742,47 +717,39 @@ impl Service {
         change: &Change,
         actor: &str,
     ) -> Result<()> {
-        let tenant = tenant_of(r)?;
+        let tenant = tenant_of(r);
         let kek = self.store.kek()?;
         match change {
             Change::AddKey { alias: a, cert } | Change::ExchangeKey { alias: a, cert } => {
-                let a = alias(a)?;
                 let exchange = matches!(change, Change::ExchangeKey { .. });
                 match pending::get(txn, kek, r.id)
                     .await?
-                    .filter(|p| p.fingerprint().is_some_and(|f| f.to_string() == cert.0))
+                    .filter(|p| p.fingerprint() == Some(*cert))
                 {
                     Some(p) => {
                         let material =
-                            rekey_store::KeyMaterial::new(&a, p.key.clone(), p.chain.clone())?;
+                            rekey_store::KeyMaterial::new(a, p.key.clone(), p.chain.clone())?;
                         if exchange {
-                            keystore::exchange(txn, kek, tenant, &a, &material, actor).await?;
+                            keystore::exchange(txn, kek, tenant, a, &material, actor).await?;
                         } else {
-                            keystore::add(txn, kek, tenant, &a, &material, actor).await?;
+                            keystore::add(txn, kek, tenant, a, &material, actor).await?;
                         }
                         pending::discard(txn, tenant, r.id, actor).await?;
                     }
-                    None => self.restore(txn, tenant, &a, cert, actor).await?,
+                    None => self.restore(txn, tenant, a, cert, actor).await?,
                 }
             }
             Change::RestoreKey { alias: a, cert } => {
-                self.restore(txn, tenant, &alias(a)?, cert, actor).await?
+                self.restore(txn, tenant, a, cert, actor).await?
             }
             Change::RemoveKey { alias: a } => {
-                keystore::retire(txn, tenant, &alias(a)?, actor).await?;
+                keystore::retire(txn, tenant, a, actor).await?;
             }
             Change::AddSignerAlias {
                 alias: a,
                 copy_from,
             } => {
-                flows::add_alias_like_everywhere(
-                    txn,
-                    tenant,
-                    &alias(a)?,
-                    &alias(copy_from)?,
-                    actor,
-                )
-                .await?;
+                flows::add_alias_like_everywhere(txn, tenant, a, copy_from, actor).await?;
             }
             Change::RemoveSignerAlias { alias: a, keep } => {
                 let keep = keep
@@ -797,17 +764,16 @@ impl Service {
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
-                flows::remove_alias_everywhere(txn, tenant, &alias(a)?, &keep, actor).await?;
+                flows::remove_alias_everywhere(txn, tenant, a, &keep, actor).await?;
             }
             Change::Trust { cert } => {
                 let c = self.certificate(txn, r, cert).await?;
-                let name = receivers::by_id(txn, receiver_of(r)?).await?.name;
+                let name = receivers::by_id(txn, receiver_of(r)).await?.name;
                 receivers::trust(txn, tenant, &name, &c, actor).await?;
             }
             Change::Distrust { cert } => {
-                let fp: rekey_crypto::Fingerprint = cert.0.parse()?;
-                let name = receivers::by_id(txn, receiver_of(r)?).await?.name;
-                receivers::untrust(txn, tenant, &name, &fp, actor).await?;
+                let name = receivers::by_id(txn, receiver_of(r)).await?.name;
+                receivers::untrust(txn, tenant, &name, cert, actor).await?;
             }
         }
         Ok(())
@@ -818,14 +784,14 @@ impl Service {
         &self,
         txn: &DatabaseTransaction,
         tenant: TenantId,
-        a: &rekey_store::Alias,
-        cert: &CertId,
+        a: &Alias,
+        cert: &Fingerprint,
         actor: &str,
     ) -> Result<()> {
         let entry = keystore::history(txn, tenant, a)
             .await?
             .into_iter()
-            .find(|e| e.fingerprint.to_string() == cert.0)
+            .find(|e| e.fingerprint == *cert)
             .ok_or_else(|| {
                 ServiceError::Corrupt(format!("no history entry of {a} holds certificate {cert}"))
             })?;
@@ -838,7 +804,7 @@ impl Service {
         &self,
         conn: &impl ConnectionTrait,
         r: &Renewal,
-        cert: &CertId,
+        cert: &Fingerprint,
     ) -> Result<Certificate> {
         Ok(self.key_and_cert(conn, r, cert).await?.1)
     }
@@ -848,27 +814,18 @@ impl Service {
         &self,
         conn: &impl ConnectionTrait,
         r: &Renewal,
-        cert: &CertId,
+        cert: &Fingerprint,
     ) -> Result<Vec<Certificate>> {
-        let tenant = tenant_of(r)?;
+        let tenant = tenant_of(r);
         if let Some(p) = pending::get(conn, self.store.kek()?, r.id).await?
-            && p.chain
-                .first()
-                .is_some_and(|c| c.fingerprint().to_string() == cert.0)
+            && p.chain.first().is_some_and(|c| c.fingerprint() == *cert)
         {
             return Ok(p.chain);
         }
-        for a in [Some(r.alias.as_str()), r.new_alias.as_deref()]
-            .into_iter()
-            .flatten()
-        {
-            let a = alias(a)?;
-            let mut entries = keystore::history(conn, tenant, &a).await?;
-            entries.extend(keystore::find_current(conn, tenant, &a).await?);
-            if let Some(e) = entries
-                .into_iter()
-                .find(|e| e.fingerprint.to_string() == cert.0)
-            {
+        for a in [Some(&r.alias), r.new_alias.as_ref()].into_iter().flatten() {
+            let mut entries = keystore::history(conn, tenant, a).await?;
+            entries.extend(keystore::find_current(conn, tenant, a).await?);
+            if let Some(e) = entries.into_iter().find(|e| e.fingerprint == *cert) {
                 return Ok(e.chain);
             }
         }
@@ -882,29 +839,19 @@ impl Service {
         &self,
         conn: &impl ConnectionTrait,
         r: &Renewal,
-        cert: &CertId,
+        cert: &Fingerprint,
     ) -> Result<(KeyPair, Certificate)> {
-        let tenant = tenant_of(r)?;
+        let tenant = tenant_of(r);
         let kek = self.store.kek()?;
         if let Some(p) = pending::get(conn, kek, r.id).await?
-            && let Some(c) = p
-                .chain
-                .first()
-                .filter(|c| c.fingerprint().to_string() == cert.0)
+            && let Some(c) = p.chain.first().filter(|c| c.fingerprint() == *cert)
         {
             return Ok((p.key.clone(), c.clone()));
         }
-        for a in [Some(r.alias.as_str()), r.new_alias.as_deref()]
-            .into_iter()
-            .flatten()
-        {
-            let a = alias(a)?;
-            let mut entries = keystore::history(conn, tenant, &a).await?;
-            entries.extend(keystore::find_current(conn, tenant, &a).await?);
-            if let Some(e) = entries
-                .into_iter()
-                .find(|e| e.fingerprint.to_string() == cert.0)
-            {
+        for a in [Some(&r.alias), r.new_alias.as_ref()].into_iter().flatten() {
+            let mut entries = keystore::history(conn, tenant, a).await?;
+            entries.extend(keystore::find_current(conn, tenant, a).await?);
+            if let Some(e) = entries.into_iter().find(|e| e.fingerprint == *cert) {
                 let key = keystore::entry_private_key(conn, kek, tenant, e.id).await?;
                 let c = e
                     .chain
@@ -919,7 +866,7 @@ impl Service {
         if let Some(e) = keystore::list(conn, tenant)
             .await?
             .into_iter()
-            .find(|e| e.fingerprint.to_string() == cert.0)
+            .find(|e| e.fingerprint == *cert)
         {
             let key = keystore::entry_private_key(conn, kek, tenant, e.id).await?;
             let c = e
@@ -945,8 +892,8 @@ impl Service {
         n: &Notice,
         now: DateTime<Utc>,
     ) -> Result<Vec<MailQueued>> {
-        let tenant = tenant_of(r)?;
-        let receiver = receivers::by_id(txn, receiver_of(r)?).await?;
+        let tenant = tenant_of(r);
+        let receiver = receivers::by_id(txn, receiver_of(r)).await?;
         let grant = match n.to {
             Role::TenantAdmin => rekey_store::Grant::TenantAdmin { tenant },
             Role::IntegrationDeveloper => rekey_store::Grant::IntegrationDeveloper { tenant },
@@ -1119,7 +1066,7 @@ impl Service {
                 notice: n.clone(),
                 renewal: r.id,
                 procedure: r.procedure,
-                alias: r.alias.clone(),
+                alias: r.alias.to_string(),
                 receiver: receiver.name.to_string(),
                 recipient: email.clone(),
                 step: step.map(|s| StepInfo {
@@ -1131,7 +1078,7 @@ impl Service {
                     told: s.told.clone(),
                 }),
                 access,
-                new_certificate_fingerprint: r.new_cert.as_ref().map(|c| c.0.clone()),
+                new_certificate_fingerprint: r.new_cert.map(|c| c.to_string()),
                 attachments: attachments.clone(),
             });
             outbox::ActiveModel {
@@ -1214,8 +1161,8 @@ impl Service {
         steps: &[rekey_engine::StepSigners],
         now: DateTime<Utc>,
     ) -> Result<Vec<TestMessage>> {
-        let tenant = tenant_of(r)?;
-        let old_alias = alias(&r.alias)?;
+        let tenant = tenant_of(r);
+        let old_alias = &r.alias;
         let mut groups: Vec<(String, TestMessage)> = Vec::new();
         for st in steps {
             let (f, s) = st
@@ -1230,7 +1177,7 @@ impl Service {
             let params = step
                 .rows
                 .iter()
-                .find(|row| row.params.alias == old_alias)
+                .find(|row| row.params.alias == *old_alias)
                 .map(|row| row.params.clone());
             let alike = format!("{:?} {params:?} {:?}", st.signers, step.options);
             match groups.iter_mut().find(|(k, _)| *k == alike) {
@@ -1260,13 +1207,13 @@ impl Service {
         conn: &impl ConnectionTrait,
         r: &Renewal,
         signer_step: Option<&str>,
-        certs: &[CertId],
+        certs: &[Fingerprint],
         now: DateTime<Utc>,
     ) -> Result<String> {
-        let tenant = tenant_of(r)?;
-        let old_alias = alias(&r.alias)?;
+        let tenant = tenant_of(r);
+        let old_alias = &r.alias;
         let mut params = None;
-        for u in flows::alias_usage(conn, tenant, &old_alias).await? {
+        for u in flows::alias_usage(conn, tenant, old_alias).await? {
             if signer_step.is_some_and(|s| s != format!("{}/{}", u.flow, u.step)) {
                 continue;
             }
@@ -1274,7 +1221,7 @@ impl Service {
             params = s
                 .rows
                 .iter()
-                .find(|row| row.params.alias == old_alias)
+                .find(|row| row.params.alias == *old_alias)
                 .map(|row| row.params.clone());
             if params.is_some() {
                 break;
@@ -1342,25 +1289,14 @@ pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<()> {
     Ok(())
 }
 
-fn holds(a: &Actor, role: Role, r: &Renewal) -> bool {
-    let scope = if role == Role::ReceiverAdmin {
-        &r.receiver
-    } else {
-        &r.tenant
-    };
-    a.grants.iter().any(|g| g.role == role && &g.scope == scope)
+/// The renewal's tenant.
+pub(crate) fn tenant_of(r: &Renewal) -> TenantId {
+    r.tenant
 }
 
-pub(crate) fn tenant_of(r: &Renewal) -> Result<TenantId> {
-    Uuid::parse_str(&r.tenant)
-        .map(TenantId::from_uuid)
-        .map_err(|e| ServiceError::Corrupt(format!("tenant id: {e}")))
-}
-
-pub(crate) fn receiver_of(r: &Renewal) -> Result<ReceiverId> {
-    Uuid::parse_str(&r.receiver)
-        .map(ReceiverId::from_uuid)
-        .map_err(|e| ServiceError::Corrupt(format!("receiver id: {e}")))
+/// The renewal's receiver.
+pub(crate) fn receiver_of(r: &Renewal) -> ReceiverId {
+    r.receiver
 }
 
 fn to_json(r: &Renewal) -> Result<String> {

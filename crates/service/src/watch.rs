@@ -183,8 +183,8 @@ pub async fn run_once(
             };
             let procedure = match receiver {
                 Some(r) => {
-                    let world = load_world(db, tenant.id, r.id, alias.as_str(), None, now).await?;
-                    rekey_engine::choose::choose(&world, alias.as_str(), None).ok()
+                    let world = load_world(db, tenant.id, r.id, alias, None, now).await?;
+                    rekey_engine::choose::choose(&world, alias, None).ok()
                 }
                 None => None,
             };
@@ -222,11 +222,10 @@ async fn existing(service: &Service, e: &KeystoreEntry) -> Result<Option<Renewal
         .filter(renewal_row::Column::Alias.eq(e.alias.as_str()))
         .all(service.store().db())
         .await?;
-    let fp = e.fingerprint.to_string();
     for m in rows {
         let r: Renewal = serde_json::from_str(&m.state)
             .map_err(|err| crate::ServiceError::Corrupt(format!("renewal state: {err}")))?;
-        if r.status == RenewalStatus::Running || r.old_cert.as_ref().is_some_and(|c| c.0 == fp) {
+        if r.status == RenewalStatus::Running || r.old_cert == Some(e.fingerprint) {
             return Ok(Some(r));
         }
     }

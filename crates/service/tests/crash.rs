@@ -21,7 +21,7 @@ use rekey_crypto::{ReceiverProfile as Profile, receiver_verdict};
 use rekey_engine::{ProcedureId, RenewalStatus};
 use rekey_service::{failpoint, scheduler};
 use rekey_store::entity::{keystore_entry, pending_key, timer};
-use rekey_store::{Alias, Kek, ReceiverId, Store, TenantId};
+use rekey_store::{Kek, ReceiverId, Store, TenantId};
 use scheduler_common::*;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
@@ -215,7 +215,7 @@ async fn outcome(run: &Run) -> Result<Outcome, BoxError> {
     let renewals = s.renewals(None).await?;
     assert_eq!(renewals.len(), 1, "exactly one renewal");
     let r = &renewals[0];
-    let tenant = TenantId::from_uuid(r.tenant.parse()?);
+    let tenant = r.tenant;
     store.verify_audit().await?;
     let db = store.db();
     let keystore_current = keystore_entry::Entity::find()
@@ -228,14 +228,14 @@ async fn outcome(run: &Run) -> Result<Outcome, BoxError> {
         .filter(timer::Column::Status.eq("pending"))
         .count(db)
         .await?;
-    let usage = store.alias_usage(tenant, &Alias::parse(&r.alias)?).await?;
+    let usage = store.alias_usage(tenant, &r.alias).await?;
     let usage = match usage.first() {
         Some(u) => u.clone(),
         None => {
             // dual-signature moved the signer step to the new alias.
             let a = r.new_alias.clone().ok_or("no alias in use")?;
             store
-                .alias_usage(tenant, &Alias::parse(&a)?)
+                .alias_usage(tenant, &a)
                 .await?
                 .first()
                 .cloned()
@@ -243,9 +243,7 @@ async fn outcome(run: &Run) -> Result<Outcome, BoxError> {
         }
     };
     let step = store.step(tenant, &usage.flow, &usage.step).await?;
-    let receiver = store
-        .receiver_by_id(ReceiverId::from_uuid(r.receiver.parse()?))
-        .await?;
+    let receiver = store.receiver_by_id(r.receiver).await?;
     let signed = store
         .sign_for_step(tenant, &usage.flow, &usage.step, b"probe", t0())
         .await?;
@@ -264,10 +262,7 @@ async fn outcome(run: &Run) -> Result<Outcome, BoxError> {
         },
         t0(),
     )?;
-    let new_only = trusted.len() == 1
-        && r.new_cert
-            .as_ref()
-            .is_some_and(|c| c.0 == trusted[0].fingerprint().to_string());
+    let new_only = trusted.len() == 1 && r.new_cert == Some(trusted[0].fingerprint());
     let probe = format!(
         "accepted={} signers={} trusts-new-only={new_only}",
         verdict.is_accepted(),

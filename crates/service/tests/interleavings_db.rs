@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rekey_crypto::{ReceiverProfile as Profile, receiver_verdict};
 use rekey_engine::{
-    Catalog, CertId, Event, Procedure, ProcedureId, Renewal, RenewalStatus, Role, StepKind,
+    Catalog, Event, Fingerprint, Procedure, ProcedureId, Renewal, RenewalStatus, Role, StepKind,
     StepStatus, TimerKind,
 };
 use rekey_service::demo::{self, DEVELOPER, Setup, TENANT_ADMIN};
@@ -249,13 +249,14 @@ fn bind(
         Template::Approve(step) => Event::Approve { step: step.clone() },
         Template::Complete(step, fp) => Event::Complete {
             step: step.clone(),
-            // The edges refuse an empty fingerprint; the engine must refuse one that is absent.
+            // The edges refuse an empty fingerprint; the engine must refuse one that names no
+            // certificate of the renewal.
             fingerprint: match fp {
-                Fp::New => r.new_cert.clone(),
-                Fp::Old => r.old_cert.clone(),
+                Fp::New => r.new_cert,
+                Fp::Old => r.old_cert,
                 Fp::Missing => None,
             }
-            .unwrap_or_else(|| CertId(String::new())),
+            .unwrap_or(Fingerprint::from_bytes([0xee; 32])),
         },
         Template::Propose => {
             let start = *clock + Duration::hours(1 + rng.below(3) as i64);
@@ -267,10 +268,10 @@ fn bind(
         Template::Accept => Event::AcceptWindow,
         Template::KeyReady(fp) => Event::KeyReady {
             cert: match fp {
-                Fp::New => r.new_cert.clone(),
-                _ => r.old_cert.clone(),
+                Fp::New => r.new_cert,
+                _ => r.old_cert,
             }
-            .unwrap_or_else(|| CertId("00".repeat(32))),
+            .unwrap_or(Fingerprint::from_bytes([0; 32])),
         },
         Template::Cancel => Event::Cancel,
         Template::Rollback => Event::Rollback,
@@ -403,8 +404,7 @@ async fn check_accepted(s: &Service, db: &TestDb, set: &Setup, r: &Renewal) -> R
     for flow in store.flows(set.tenant).await? {
         for step in flow.steps {
             if step.rows.iter().any(|row| {
-                row.params.alias.as_str() == r.alias
-                    || Some(row.params.alias.as_str()) == r.new_alias.as_deref()
+                row.params.alias == r.alias || Some(&row.params.alias) == r.new_alias.as_ref()
             }) {
                 steps.push((flow.name.clone(), step.name.clone()));
             }
@@ -520,28 +520,28 @@ async fn switch_back(s: &Service, set: &Setup, r: &Renewal) -> Res<Option<()>> {
     let (Some(old), Some(new)) = (&r.old_cert, &r.new_cert) else {
         return Ok(None);
     };
-    let alias = rekey_store::Alias::parse(&r.alias)?;
+    let alias = r.alias.clone();
     let mut entries = store.key_history(set.tenant, &alias).await?;
     entries.extend(store.key_entry(set.tenant, &alias).await.ok());
     let Some(old_cert) = entries
         .iter()
-        .find(|e| e.fingerprint.to_string() == old.0)
+        .find(|e| e.fingerprint == *old)
         .and_then(|e| e.certificate().cloned())
     else {
         return Ok(None);
     };
-    let trusted: Vec<String> = store
+    let trusted: Vec<Fingerprint> = store
         .trusted_certificates(set.tenant, &set.receiver_name)
         .await?
         .iter()
-        .map(|t| t.fingerprint.to_string())
+        .map(|t| t.fingerprint)
         .collect();
-    if trusted.contains(&new.0) {
+    if trusted.contains(new) {
         store
-            .untrust_certificate(set.tenant, &set.receiver_name, &new.0.parse()?, "walk")
+            .untrust_certificate(set.tenant, &set.receiver_name, new, "walk")
             .await?;
     }
-    if !trusted.contains(&old.0) {
+    if !trusted.contains(old) {
         store
             .trust_certificate(set.tenant, &set.receiver_name, &old_cert, "walk")
             .await?;

@@ -46,7 +46,7 @@ async fn an_expiring_certificate_opens_a_renewal_at_the_planned_time_and_only_on
         let r = s.renewal(renewal).await?;
         assert_eq!(r.status, RenewalStatus::Running);
         assert!(r.auto_approve);
-        assert_eq!(r.alias, setup.alias);
+        assert_eq!(r.alias.as_str(), setup.alias);
         assert!(r.new_cert.is_some(), "the auto-approved first step ran");
 
         // Later passes see the running renewal and open nothing more.

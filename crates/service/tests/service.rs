@@ -2,7 +2,7 @@
 //! reference receiver judging a probe after every step; refusals leave nothing behind.
 
 use chrono::{TimeZone, Utc};
-use rekey_engine::{Catalog, CertId, Event, ProcedureId, Refusal, RenewalStatus};
+use rekey_engine::{Catalog, Event, ProcedureId, Refusal, RenewalStatus};
 use rekey_service::demo::{self, DemoOptions, TENANT_ADMIN, receiver_admin};
 use rekey_service::{Service, ServiceError};
 use rekey_store::entity::outbox;
@@ -326,15 +326,15 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
             o.completed.first().map(String::as_str),
             Some("create-key-pair")
         );
-        let new_fp = o.renewal.new_cert.clone().expect("new certificate").0;
-        assert_eq!(new_fp, chain[0].fingerprint().to_string());
+        let new_fp = o.renewal.new_cert.expect("new certificate");
+        assert_eq!(new_fp, chain[0].fingerprint());
         // The rest of the renewal as the people do it.
         s.act(
             id,
             "ops@erp.example",
             Event::Complete {
                 step: "trust-old-and-new".into(),
-                fingerprint: CertId(new_fp.clone()),
+                fingerprint: new_fp,
             },
             t0(),
         )
@@ -358,7 +358,7 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
                 "ops@erp.example",
                 Event::Complete {
                     step: "remove-old-trust".into(),
-                    fingerprint: CertId(new_fp.clone()),
+                    fingerprint: new_fp,
                 },
                 valid,
             )
@@ -370,7 +370,7 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
             .store
             .key_entry(tenant, &rekey_store::Alias::parse("signer")?)
             .await?;
-        assert_eq!(entry.fingerprint.to_string(), new_fp);
+        assert_eq!(entry.fingerprint, new_fp);
         assert_eq!(entry.chain.len(), 2, "leaf and CA");
         Ok(())
     })

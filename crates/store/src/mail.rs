@@ -236,8 +236,8 @@ mod legacy {
         to: Role,
         kind: String,
         step: Option<String>,
-        attach_certificate: Option<rekey_engine::CertId>,
-        test_message: Option<Vec<rekey_engine::CertId>>,
+        attach_certificate: Option<rekey_model::Fingerprint>,
+        test_message: Option<Vec<rekey_model::Fingerprint>>,
         due_at: Option<DateTime<Utc>>,
     }
 

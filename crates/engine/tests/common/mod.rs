@@ -7,10 +7,25 @@ use chrono::{DateTime, TimeZone, Utc};
 use rekey_engine::*;
 use uuid::Uuid;
 
-pub const TENANT: &str = "tenant-1";
-pub const RECEIVER: &str = "receiver-1";
-pub const OLD: &str = "old-cert";
-pub const NEW: &str = "new-cert";
+pub const TENANT: TenantId = TenantId::from_uuid(Uuid::from_u128(0x7e1));
+pub const RECEIVER: ReceiverId = ReceiverId::from_uuid(Uuid::from_u128(0x7ec1));
+/// Another tenant and receiver, where the stranger holds its roles.
+pub const OTHER_TENANT: TenantId = TenantId::from_uuid(Uuid::from_u128(0x7e2));
+pub const OTHER_RECEIVER: ReceiverId = ReceiverId::from_uuid(Uuid::from_u128(0x7ec2));
+/// The certificate under `signing` when a renewal starts.
+pub const OLD: Fingerprint = Fingerprint::from_bytes([0x01; 32]);
+/// The renewal's new certificate.
+pub const NEW: Fingerprint = Fingerprint::from_bytes([0x02; 32]);
+
+/// An alias the tests name (they only name valid ones).
+pub fn alias(s: &str) -> Alias {
+    Alias::parse(s).expect("a valid alias")
+}
+
+/// Aliases the tests name.
+pub fn aliases(list: &[&str]) -> Vec<Alias> {
+    list.iter().map(|a| alias(a)).collect()
+}
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0)
@@ -23,18 +38,12 @@ pub fn catalog() -> Catalog {
 }
 
 pub fn actor(email: &str, role: Role) -> Actor {
-    let scope = if role == Role::ReceiverAdmin {
-        RECEIVER
-    } else {
-        TENANT
+    let grant = match role {
+        Role::TenantAdmin => Grant::TenantAdmin { tenant: TENANT },
+        Role::IntegrationDeveloper => Grant::IntegrationDeveloper { tenant: TENANT },
+        Role::ReceiverAdmin => Grant::ReceiverAdmin { receiver: RECEIVER },
     };
-    Actor {
-        email: email.into(),
-        grants: vec![Grant {
-            role,
-            scope: scope.into(),
-        }],
-    }
+    Actor::new(email, vec![grant])
 }
 
 pub fn admin() -> Actor {
@@ -48,23 +57,20 @@ pub fn receiver_admin() -> Actor {
 }
 /// Holds the right roles, but for another tenant and receiver.
 pub fn stranger() -> Actor {
-    Actor {
-        email: "someone@elsewhere.example".into(),
-        grants: vec![
-            Grant {
-                role: Role::TenantAdmin,
-                scope: "tenant-2".into(),
+    Actor::new(
+        "someone@elsewhere.example",
+        vec![
+            Grant::TenantAdmin {
+                tenant: OTHER_TENANT,
             },
-            Grant {
-                role: Role::IntegrationDeveloper,
-                scope: "tenant-2".into(),
+            Grant::IntegrationDeveloper {
+                tenant: OTHER_TENANT,
             },
-            Grant {
-                role: Role::ReceiverAdmin,
-                scope: "receiver-2".into(),
+            Grant::ReceiverAdmin {
+                receiver: OTHER_RECEIVER,
             },
         ],
-    }
+    )
 }
 
 pub fn actor_for(role: Role) -> Actor {
@@ -101,14 +107,14 @@ pub fn world_for(procedure: ProcedureId) -> World {
         ),
         ProcedureId::DowntimeWindow => (Profile::default(), vec!["signing"]),
     };
-    let aliases: Vec<String> = aliases.into_iter().map(String::from).collect();
+    let aliases = aliases.iter().map(|a| alias(a)).collect::<Vec<_>>();
     World {
-        keystore: BTreeMap::from([("signing".to_string(), CertId(OLD.into()))]),
+        keystore: BTreeMap::from([(alias("signing"), OLD)]),
         signer_steps: vec![
             SignerStepModel::new("orders", "sign", aliases.clone()),
             SignerStepModel::new("invoices", "sign", aliases),
         ],
-        trust: BTreeSet::from([CertId(OLD.into())]),
+        trust: BTreeSet::from([OLD]),
         profile,
         others: BTreeMap::new(),
         not_yet_valid: BTreeSet::new(),
@@ -118,9 +124,9 @@ pub fn world_for(procedure: ProcedureId) -> World {
 pub fn params(procedure: Option<ProcedureId>, auto_approve: bool) -> StartParams {
     StartParams {
         id: Uuid::nil(),
-        tenant: TENANT.into(),
-        receiver: RECEIVER.into(),
-        alias: "signing".into(),
+        tenant: TENANT,
+        receiver: RECEIVER,
+        alias: alias("signing"),
         new_alias: None,
         procedure,
         auto_approve,
@@ -168,13 +174,8 @@ impl Sim {
             .iter()
             .any(|e| matches!(e, Effect::GenerateKey { .. }))
         {
-            self.send(
-                &Actor::system(),
-                Event::KeyReady {
-                    cert: CertId(NEW.into()),
-                },
-            )
-            .expect("key ready accepted");
+            self.send(&Actor::system(), Event::KeyReady { cert: NEW })
+                .expect("key ready accepted");
         }
     }
 
@@ -238,7 +239,7 @@ impl Sim {
             (_, Some(_), _) => Event::Approve { step: due },
             (_, _, Some(_)) => Event::Complete {
                 step: due,
-                fingerprint: CertId(NEW.into()),
+                fingerprint: NEW,
             },
             _ => panic!("step {due} is due but cannot be played"),
         };

@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use rekey_engine::{Catalog, CertId, Event, ProcedureId, Renewal, Role, StepKind};
+use rekey_engine::{Catalog, Event, ProcedureId, Renewal, Role, StepKind};
 use rekey_service::{Outcome, Service, ServiceError, StartRequest, demo};
 use rekey_store::Email;
 use rekey_store::Store;
@@ -192,7 +192,9 @@ pub async fn perform_next(
                     &who(p, step.role),
                     Event::Complete {
                         step: due.clone(),
-                        fingerprint: r.new_cert.clone().unwrap_or_else(|| CertId(String::new())),
+                        fingerprint: r
+                            .new_cert
+                            .unwrap_or(rekey_engine::Fingerprint::from_bytes([0xee; 32])),
                     },
                     now,
                 )

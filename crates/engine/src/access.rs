@@ -1,0 +1,190 @@
+//! Who may see a renewal and who may act on its steps: the one rule every interface asks.
+//!
+//! A role is held in a scope ([`Grant`]): the tenant roles in the renewal's tenant, the
+//! receiver administrator's in the renewal's receiver. A user may see a renewal when they hold
+//! any role in its tenant or its receiver, and may act on a step when they hold the step's
+//! role (or, for an agreement, the other party's) in that role's scope. The state machine
+//! checks events with these functions; the service lists tasks and the server answers
+//! requests with them, so no interface decides on its own.
+
+use rekey_model::{Grant, ReceiverId, Role, TenantId};
+
+use crate::definition::StepDef;
+use crate::machine::{Actor, Renewal};
+
+/// Whether `grant` is `role` held in the scope that role has for a renewal of `tenant` towards
+/// `receiver`: the tenant for the tenant roles, the receiver for `receiver_admin`.
+pub fn grants(grant: &Grant, role: Role, tenant: TenantId, receiver: ReceiverId) -> bool {
+    match (grant, role) {
+        (Grant::TenantAdmin { tenant: t }, Role::TenantAdmin)
+        | (Grant::IntegrationDeveloper { tenant: t }, Role::IntegrationDeveloper) => *t == tenant,
+        (Grant::ReceiverAdmin { receiver: r }, Role::ReceiverAdmin) => *r == receiver,
+        _ => false,
+    }
+}
+
+/// Whether `actor` holds `role` in its scope for a renewal of `tenant` towards `receiver` (a
+/// renewal that is about to start has no [`Renewal`] yet).
+pub fn holds_in(actor: &Actor, role: Role, tenant: TenantId, receiver: ReceiverId) -> bool {
+    actor
+        .grants
+        .iter()
+        .any(|g| grants(g, role, tenant, receiver))
+}
+
+/// Whether `actor` holds `role` in its scope for `renewal`.
+pub fn holds(actor: &Actor, role: Role, renewal: &Renewal) -> bool {
+    holds_in(actor, role, renewal.tenant, renewal.receiver)
+}
+
+/// Whether `actor` may see `renewal` (and its tasks, mail and certificates): any role in its
+/// tenant or its receiver. Anyone else is told the renewal does not exist.
+pub fn may_see(actor: &Actor, renewal: &Renewal) -> bool {
+    Role::ALL
+        .into_iter()
+        .any(|role| holds(actor, role, renewal))
+}
+
+/// The roles that act on `step`: its owner's, then the other party's of an agreement.
+pub fn step_roles(step: &StepDef) -> impl Iterator<Item = Role> {
+    [Some(step.role), step.with_role].into_iter().flatten()
+}
+
+/// The role in which `actor` may act on `step` of `renewal` — the owner's if they hold it,
+/// else the other party's of an agreement — or `None` when they may not act on it.
+pub fn may_act(actor: &Actor, renewal: &Renewal, step: &StepDef) -> Option<Role> {
+    step_roles(step).find(|role| holds(actor, *role, renewal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::Catalog;
+    use crate::machine::RenewalStatus;
+    use crate::{ProcedureId, StepKind};
+    use rekey_model::Alias;
+    use uuid::Uuid;
+
+    fn ids() -> (TenantId, ReceiverId, TenantId, ReceiverId) {
+        let t = |n: u128| TenantId::from_uuid(Uuid::from_u128(n));
+        let r = |n: u128| ReceiverId::from_uuid(Uuid::from_u128(n));
+        (t(1), r(2), t(3), r(4))
+    }
+
+    fn renewal(tenant: TenantId, receiver: ReceiverId) -> Renewal {
+        let at = chrono::DateTime::UNIX_EPOCH;
+        Renewal {
+            id: Uuid::from_u128(9),
+            tenant,
+            receiver,
+            procedure: ProcedureId::DowntimeWindow,
+            alias: Alias::parse("signing").expect("alias"),
+            new_alias: None,
+            auto_approve: false,
+            ca_signed: false,
+            bits: 2048,
+            old_cert: None,
+            new_cert: None,
+            generating: false,
+            generation_approved_by: None,
+            prepared_on: Vec::new(),
+            steps: Vec::new(),
+            status: RenewalStatus::Running,
+            applied: Vec::new(),
+            window: None,
+            downtime: Default::default(),
+            started_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn actor(grants: Vec<Grant>) -> Actor {
+        Actor::new("someone@example.com", grants)
+    }
+
+    #[test]
+    fn each_role_counts_only_in_its_own_scope() {
+        let (t, r, other_t, other_r) = ids();
+        let ren = renewal(t, r);
+        let cases = [
+            (Grant::TenantAdmin { tenant: t }, Some(Role::TenantAdmin)),
+            (
+                Grant::IntegrationDeveloper { tenant: t },
+                Some(Role::IntegrationDeveloper),
+            ),
+            (
+                Grant::ReceiverAdmin { receiver: r },
+                Some(Role::ReceiverAdmin),
+            ),
+            (Grant::TenantAdmin { tenant: other_t }, None),
+            (Grant::IntegrationDeveloper { tenant: other_t }, None),
+            (Grant::ReceiverAdmin { receiver: other_r }, None),
+            // A receiver id that happens to equal the tenant's is still another scope.
+            (
+                Grant::ReceiverAdmin {
+                    receiver: ReceiverId::from_uuid(t.as_uuid()),
+                },
+                None,
+            ),
+        ];
+        for (grant, held) in cases {
+            let a = actor(vec![grant]);
+            for role in Role::ALL {
+                assert_eq!(
+                    holds(&a, role, &ren),
+                    held == Some(role),
+                    "{grant} as {role}"
+                );
+            }
+            assert_eq!(may_see(&a, &ren), held.is_some(), "{grant} sees");
+        }
+        assert!(!may_see(&Actor::system(), &ren), "rekey holds no role");
+        assert!(!may_see(&actor(Vec::new()), &ren));
+    }
+
+    #[test]
+    fn the_owner_acts_as_owner_and_an_agreement_also_takes_the_other_party() {
+        let (t, r, _, other_r) = ids();
+        let ren = renewal(t, r);
+        let catalog = Catalog::builtin().expect("built-in procedures");
+        let def = catalog.get(ProcedureId::DowntimeWindow);
+        let agreement = def
+            .steps
+            .iter()
+            .find(|s| s.kind == StepKind::Agreement)
+            .expect("an agreement step");
+        let task = def
+            .steps
+            .iter()
+            .find(|s| s.kind == StepKind::Task || s.task.is_some())
+            .expect("a receiver task");
+        let owner = actor(vec![Grant::TenantAdmin { tenant: t }]);
+        let receiver_admin = actor(vec![Grant::ReceiverAdmin { receiver: r }]);
+        let both = actor(vec![
+            Grant::ReceiverAdmin { receiver: r },
+            Grant::TenantAdmin { tenant: t },
+        ]);
+        let elsewhere = actor(vec![Grant::ReceiverAdmin { receiver: other_r }]);
+        let other = agreement.with_role.expect("the other party");
+        let holder_of = |role: Role| match role {
+            Role::TenantAdmin => &owner,
+            Role::ReceiverAdmin => &receiver_admin,
+            Role::IntegrationDeveloper => unreachable!("no agreement with the developer"),
+        };
+        assert_eq!(
+            may_act(holder_of(agreement.role), &ren, agreement),
+            Some(agreement.role)
+        );
+        assert_eq!(may_act(holder_of(other), &ren, agreement), Some(other));
+        // Holding both, a person takes part as the owner.
+        assert_eq!(may_act(&both, &ren, agreement), Some(agreement.role));
+        assert_eq!(may_act(&elsewhere, &ren, agreement), None);
+        // A receiver task is the receiver administrator's alone.
+        assert_eq!(
+            may_act(&receiver_admin, &ren, task),
+            Some(Role::ReceiverAdmin)
+        );
+        assert_eq!(may_act(&owner, &ren, task), None);
+        assert_eq!(may_act(&elsewhere, &ren, task), None);
+    }
+}
