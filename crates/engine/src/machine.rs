@@ -262,7 +262,7 @@ pub enum Event {
         /// Step id.
         step: String,
         /// The certificate named by the fingerprint the person gave, parsed at the edge (CLI,
-        /// API, web form) by `rekey_crypto::Fingerprint`: the engine compares names, it does not
+        /// API, web form) by `rekey_model::Fingerprint`: the engine compares names, it does not
         /// clean up what was typed.
         fingerprint: Fingerprint,
     },
