@@ -96,7 +96,7 @@ pub enum Refusal {
     #[error("the renewal is {status}")]
     Finished {
         /// Its status.
-        status: String,
+        status: RenewalStatus,
     },
     /// Anything else the event got wrong.
     #[error("step {step}: {reason}")]

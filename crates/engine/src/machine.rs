@@ -665,7 +665,7 @@ pub fn apply(
         Event::Rollback => cx.rollback(actor)?,
         _ if !running => {
             return Err(Refusal::Finished {
-                status: cx.r.status.as_str().into(),
+                status: cx.r.status,
             });
         }
         Event::Approve { step } => cx.approve(&step, actor)?,
@@ -1202,9 +1202,7 @@ impl Ctx<'_> {
         match self.r.status {
             RenewalStatus::Running | RenewalStatus::Completed => {}
             other => {
-                return Err(Refusal::Finished {
-                    status: other.as_str().into(),
-                });
+                return Err(Refusal::Finished { status: other });
             }
         }
         let pnr = self.def.point_of_no_return.clone();
