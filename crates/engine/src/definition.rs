@@ -5,68 +5,13 @@
 //! can be read side by side.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::str::FromStr;
 
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use rekey_model::Role;
-
-/// The four procedures of the seed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProcedureId {
-    /// The receiver trusts old and new at the same time.
-    DualTrust,
-    /// The developer adds the new alias; two signatures during the switch.
-    DualSignature,
-    /// The signer step already lists a second alias.
-    PreparedSecondAlias,
-    /// Exactly one signature accepted: exchange inside an agreed downtime.
-    DowntimeWindow,
-}
-
-impl ProcedureId {
-    /// Every procedure, in the seed's order.
-    pub const ALL: [ProcedureId; 4] = [
-        ProcedureId::DualTrust,
-        ProcedureId::DualSignature,
-        ProcedureId::PreparedSecondAlias,
-        ProcedureId::DowntimeWindow,
-    ];
-
-    /// The id as written in `workflows/` and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProcedureId::DualTrust => "dual-trust",
-            ProcedureId::DualSignature => "dual-signature",
-            ProcedureId::PreparedSecondAlias => "prepared-second-alias",
-            ProcedureId::DowntimeWindow => "downtime-window",
-        }
-    }
-}
-
-impl fmt::Display for ProcedureId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ProcedureId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown procedure {s:?}: expected one of dual-trust, dual-signature, prepared-second-alias, downtime-window"
-                )
-            })
-    }
-}
+pub use rekey_model::{ProcedureId, Role};
 
 /// What kind of step (PRODUCT.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,7 +216,7 @@ pub fn parse(file: &str, text: &str) -> Result<Procedure, DefinitionError> {
         reason,
     };
     let raw: RawProcedure = toml::from_str(text).map_err(|e| err(None, e.to_string()))?;
-    let id = ProcedureId::from_str(&raw.id).map_err(|e| err(None, e))?;
+    let id = ProcedureId::from_str(&raw.id).map_err(|e| err(None, e.to_string()))?;
     if raw.steps.is_empty() {
         return Err(err(None, "a procedure needs at least one step".into()));
     }

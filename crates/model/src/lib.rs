@@ -1,7 +1,7 @@
 //! rekey's domain vocabulary, one type per word, at the bottom of the workspace.
 //!
 //! Every value a person or another program hands rekey — an alias, a name, an email address, a
-//! role, a certificate fingerprint, an id — is parsed once at the edge into one of these types,
+//! role, a certificate fingerprint, a procedure, an id — is parsed once at the edge into one of these types,
 //! with an [`InvalidInput`] (or [`FingerprintError`]) naming what was wrong; past the edge no
 //! code cleans up or re-checks text. The status enums spell exactly what the database's
 //! `status` columns hold.
@@ -16,6 +16,7 @@ mod fingerprint;
 mod ids;
 mod input;
 mod names;
+mod procedure;
 mod role;
 mod status;
 
@@ -23,5 +24,6 @@ pub use fingerprint::{Fingerprint, FingerprintError};
 pub use ids::{EntryId, FlowId, ReceiverId, StepId, TenantId, TokenId, UserId};
 pub use input::InvalidInput;
 pub use names::{Alias, Email, FlowName, ReceiverName, StepName, TenantName};
+pub use procedure::{ProcedureId, UnknownProcedure};
 pub use role::{Grant, Role};
 pub use status::{OutboxStatus, RenewalStatus, TimerStatus};

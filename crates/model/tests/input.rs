@@ -106,3 +106,19 @@ fn roles_are_spelled_as_the_procedure_files_and_the_users_table_spell_them() {
         );
     }
 }
+
+#[test]
+fn procedures_are_spelled_as_the_workflow_files_spell_them_and_others_are_refused() {
+    use rekey_model::ProcedureId;
+    for p in ProcedureId::ALL {
+        assert_eq!(p.as_str().parse::<ProcedureId>().ok(), Some(p));
+        assert_eq!(
+            serde_json::to_value(p).ok(),
+            Some(serde_json::Value::from(p.as_str()))
+        );
+    }
+    assert_eq!(
+        "dual_trust".parse::<ProcedureId>().map_err(|e| e.to_string()),
+        Err("unknown procedure \"dual_trust\": expected one of dual-trust, dual-signature, prepared-second-alias, downtime-window".to_string())
+    );
+}
