@@ -1,4 +1,6 @@
-//! The JSON API and the route table the router and the OpenAPI document are both built from.
+//! The JSON API: the route table the router and the OpenAPI document are both built from, the
+//! bearer-token extractor, and what every handler shares (body parsing, ids, visibility, acting
+//! through the service). The handlers live by resource in [`tasks`], [`renewals`] and [`ops`].
 //!
 //! Every `/api/` route authenticates with `Authorization: Bearer <token>` (an API token from
 //! `rekey user token --email EMAIL`); the person acting is the token's user, and the engine decides
@@ -6,21 +8,23 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use chrono::{DateTime, Utc};
 use rekey_engine::{Event, ProcedureId, Renewal};
-use rekey_service::{Outcome, StartRequest};
-use rekey_store::{ReceiverName, TenantName, User};
-use serde::Deserialize;
+use rekey_service::Outcome;
+use rekey_store::User;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{ApiError, AppState, metrics, now, offload, openapi};
+
+pub(crate) mod ops;
+pub(crate) mod renewals;
+pub(crate) mod tasks;
 
 /// One route: what the OpenAPI document says about it and how the router serves it.
 pub struct Route {
@@ -51,7 +55,7 @@ pub fn routes() -> Vec<Route> {
             auth: false,
             body: None,
             produces: "text/plain",
-            handler: || get(healthz),
+            handler: || get(ops::healthz),
         },
         Route {
             method: "GET",
@@ -78,7 +82,7 @@ pub fn routes() -> Vec<Route> {
             auth: true,
             body: None,
             produces: JSON,
-            handler: || get(tasks),
+            handler: || get(tasks::list),
         },
         Route {
             method: "POST",
@@ -87,7 +91,7 @@ pub fn routes() -> Vec<Route> {
             auth: true,
             body: None,
             produces: JSON,
-            handler: || post(approve),
+            handler: || post(tasks::approve),
         },
         Route {
             method: "POST",
@@ -98,7 +102,7 @@ pub fn routes() -> Vec<Route> {
                 || json!({"type": "object", "properties": {"fingerprint": {"type": "string", "description": "SHA-256 of the certificate installed: 64 hex digits, any case, plain or with one ':' or space between bytes, optionally after 'sha256 Fingerprint='"}}}),
             ),
             produces: JSON,
-            handler: || post(complete),
+            handler: || post(tasks::complete),
         },
         Route {
             method: "GET",
@@ -107,7 +111,7 @@ pub fn routes() -> Vec<Route> {
             auth: true,
             body: None,
             produces: JSON,
-            handler: || get(list_renewals),
+            handler: || get(renewals::list_renewals),
         },
         Route {
             method: "POST",
@@ -127,7 +131,7 @@ pub fn routes() -> Vec<Route> {
                 }})
             }),
             produces: JSON,
-            handler: || post(start),
+            handler: || post(renewals::start),
         },
         Route {
             method: "GET",
@@ -136,7 +140,7 @@ pub fn routes() -> Vec<Route> {
             auth: true,
             body: None,
             produces: JSON,
-            handler: || get(show_renewal),
+            handler: || get(renewals::show_renewal),
         },
         Route {
             method: "GET",
@@ -145,7 +149,7 @@ pub fn routes() -> Vec<Route> {
             auth: true,
             body: None,
             produces: "application/pkcs10",
-            handler: || get(certificate_request),
+            handler: || get(renewals::certificate_request),
         },
         Route {
             method: "POST",
@@ -158,7 +162,7 @@ pub fn routes() -> Vec<Route> {
                 }})
             }),
             produces: JSON,
-            handler: || post(upload_certificate),
+            handler: || post(renewals::upload_certificate),
         },
         Route {
             method: "POST",
@@ -172,7 +176,7 @@ pub fn routes() -> Vec<Route> {
                 }})
             }),
             produces: JSON,
-            handler: || post(propose_window),
+            handler: || post(renewals::propose_window),
         },
         Route {
             method: "POST",
@@ -181,7 +185,7 @@ pub fn routes() -> Vec<Route> {
             auth: true,
             body: None,
             produces: JSON,
-            handler: || post(accept_window),
+            handler: || post(renewals::accept_window),
         },
         Route {
             method: "POST",
@@ -190,7 +194,7 @@ pub fn routes() -> Vec<Route> {
             auth: true,
             body: None,
             produces: JSON,
-            handler: || post(cancel),
+            handler: || post(renewals::cancel),
         },
         Route {
             method: "POST",
@@ -199,7 +203,7 @@ pub fn routes() -> Vec<Route> {
             auth: true,
             body: None,
             produces: JSON,
-            handler: || post(rollback),
+            handler: || post(renewals::rollback),
         },
     ]
 }
@@ -215,11 +219,6 @@ pub async fn wrong_method() -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed here; see /openapi.json",
     )
-}
-
-async fn healthz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
-    st.service().store().db().ping().await?;
-    Ok("ok\n")
 }
 
 /// The user a bearer token authenticates.
@@ -255,7 +254,7 @@ pub(crate) fn parse_id(s: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s).map_err(|_| ApiError::bad_request(format!("{s:?} is not a renewal id")))
 }
 
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -273,106 +272,16 @@ pub(crate) fn outcome_json(o: &Outcome) -> Value {
     })
 }
 
-async fn tasks(State(st): State<AppState>, ApiUser(u): ApiUser) -> Result<Response, ApiError> {
-    let t = st.service().tasks(Some(u.email.as_str()), None).await?;
-    Ok(Json(t).into_response())
-}
-
-async fn act(st: &AppState, user: &User, id: &str, event: Event) -> Result<Response, ApiError> {
+pub(crate) async fn act(
+    st: &AppState,
+    user: &User,
+    id: &str,
+    event: Event,
+) -> Result<Response, ApiError> {
     let id = parse_id(id)?;
     let (svc, email) = (st.service().clone(), user.email.to_string());
     let o = offload(async move { svc.act(id, &email, event, now()).await }).await??;
     Ok(Json(outcome_json(&o)).into_response())
-}
-
-async fn approve(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-    Path((renewal, step)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    act(&st, &u, &renewal, Event::Approve { step }).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompleteBody {
-    fingerprint: Option<String>,
-}
-
-async fn complete(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-    Path((renewal, step)): Path<(String, String)>,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    let b: CompleteBody = body(&bytes)?;
-    let event = rekey_service::complete_event(step, b.fingerprint.as_deref())?;
-    act(&st, &u, &renewal, event).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartBody {
-    tenant: String,
-    receiver: String,
-    alias: String,
-    new_alias: Option<String>,
-    procedure: Option<String>,
-    bits: Option<u32>,
-    #[serde(default)]
-    ca_signed: bool,
-    #[serde(default)]
-    auto_approve: bool,
-}
-
-async fn start(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    let b: StartBody = body(&bytes)?;
-    let store = st.service().store();
-    let tname = TenantName::parse(&b.tenant).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let tenant = store.tenant_by_name(&tname).await?;
-    let rname =
-        ReceiverName::parse(&b.receiver).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let receiver = store.receiver(tenant.id, &rname).await?;
-    let procedure = b
-        .procedure
-        .as_deref()
-        .map(str::parse::<ProcedureId>)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(format!("procedure: {e}")))?;
-    for a in [Some(&b.alias), b.new_alias.as_ref()].into_iter().flatten() {
-        rekey_store::Alias::parse(a).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
-    let req = StartRequest {
-        tenant: tenant.id,
-        receiver: receiver.id,
-        alias: b.alias,
-        new_alias: b.new_alias,
-        procedure,
-        bits: b.bits.unwrap_or(3072),
-        ca_signed: b.ca_signed,
-        auto_approve: b.auto_approve,
-    };
-    let (svc, email) = (st.service().clone(), u.email.to_string());
-    let o = offload(async move { svc.start(req, &email, now()).await }).await??;
-    Ok((StatusCode::CREATED, Json(outcome_json(&o))).into_response())
-}
-
-async fn list_renewals(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-) -> Result<Response, ApiError> {
-    let all: Vec<Renewal> = st
-        .service()
-        .renewals(None)
-        .await?
-        .into_iter()
-        .filter(|r| may_see(&u, r))
-        .collect();
-    Ok(Json(all).into_response())
 }
 
 /// A renewal `user` may see, or 404 (unknown and not-yours look the same).
@@ -382,107 +291,4 @@ pub(crate) async fn visible(st: &AppState, user: &User, id: Uuid) -> Result<Rene
         return Err(ApiError::not_found(format!("no renewal {id}")));
     }
     Ok(r)
-}
-
-async fn show_renewal(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let r = visible(&st, &u, parse_id(&id)?).await?;
-    Ok(Json(r).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WindowBody {
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-}
-
-async fn propose_window(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-    Path(id): Path<String>,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    let b: WindowBody = body(&bytes)?;
-    act(
-        &st,
-        &u,
-        &id,
-        Event::ProposeWindow {
-            start: b.start,
-            end: b.end,
-        },
-    )
-    .await
-}
-
-async fn accept_window(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    act(&st, &u, &id, Event::AcceptWindow).await
-}
-
-async fn cancel(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    act(&st, &u, &id, Event::Cancel).await
-}
-
-async fn rollback(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    act(&st, &u, &id, Event::Rollback).await
-}
-
-async fn certificate_request(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let r = visible(&st, &u, parse_id(&id)?).await?;
-    let pem = st.service().certificate_request(r.id).await?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/pkcs10"),
-        )],
-        pem,
-    )
-        .into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CertificateBody {
-    chain_pem: String,
-}
-
-async fn upload_certificate(
-    State(st): State<AppState>,
-    ApiUser(u): ApiUser,
-    Path(id): Path<String>,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
-    let b: CertificateBody = body(&bytes)?;
-    if !b.chain_pem.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(ApiError::bad_request(
-            "chain_pem: give PEM certificates (-----BEGIN CERTIFICATE-----), the new key's first",
-        ));
-    }
-    let chain = rekey_crypto::Certificate::parse_any(b.chain_pem.as_bytes())
-        .map_err(|e| ApiError::bad_request(format!("chain_pem: {e}")))?;
-    let (svc, email) = (st.service().clone(), u.email.to_string());
-    let o =
-        offload(async move { svc.upload_certificate(id, &email, &chain, now()).await }).await??;
-    Ok(Json(outcome_json(&o)).into_response())
 }

@@ -18,9 +18,9 @@
 
 pub mod api;
 mod error;
-pub mod html;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod web;
 
 use std::collections::HashMap;
