@@ -1,7 +1,12 @@
 //! `rekey serve`'s router driven with `tower::ServiceExt::oneshot` against a real store (SQLite,
 //! and PostgreSQL when `REKEY_TEST_POSTGRES_URL` is set): bearer tokens required, the engine's
 //! role rule and fingerprint check through HTTP with nothing changed on refusal, JSON errors
-//! without internals, the OpenAPI document listing every route, metrics, security headers.
+//! without internals, the OpenAPI document listing every route (and every answer of the router
+//! to a documented operation carrying a documented status and media type), metrics, security
+//! headers.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
 mod common;
 
@@ -77,7 +82,64 @@ async fn call(
     let bytes = to_bytes(res.into_body(), 10 << 20).await?;
     let v = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .map(|c| c.split(';').next().unwrap_or(c).trim().to_string());
+    check_documented(method, path, status, media.as_deref())?;
     Ok((status, headers, v))
+}
+
+/// The document, built once.
+fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(openapi::build)
+}
+
+/// The documented path template `path` is an instance of, if any.
+fn template_of(path: &str) -> Option<String> {
+    let path = path.split('?').next().unwrap_or(path);
+    let segs: Vec<&str> = path.split('/').collect();
+    document()["paths"].as_object()?.keys().find_map(|t| {
+        let tsegs: Vec<&str> = t.split('/').collect();
+        (tsegs.len() == segs.len()
+            && tsegs
+                .iter()
+                .zip(&segs)
+                .all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty())))
+        .then(|| t.clone())
+    })
+}
+
+/// Every answer of the router to a documented operation carries a status code, and a media
+/// type, that the document lists for that operation.
+fn check_documented(
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    media: Option<&str>,
+) -> Result<(), Err> {
+    let Some(template) = template_of(path) else {
+        return Ok(());
+    };
+    let op = &document()["paths"][&template][method.to_ascii_lowercase()];
+    if !op.is_object() {
+        return Ok(());
+    }
+    let response = &op["responses"][status.as_str()];
+    if !response.is_object() {
+        return Err(format!("{method} {path}: {status} is not documented for {template}").into());
+    }
+    if let Some(media) = media
+        && !response["content"][media].is_object()
+    {
+        return Err(format!(
+            "{method} {path}: {status} answered {media}, documented {}",
+            response["content"]
+        )
+        .into());
+    }
+    Ok(())
 }
 
 async fn start(f: &Fixture) -> Result<String, Err> {
@@ -121,7 +183,7 @@ async fn every_api_route_requires_a_valid_bearer_token() {
     on_both(async |db: &TestDb| -> TestResult {
         let f = fixture(db).await?;
         let id = uuid::Uuid::new_v4().to_string();
-        for r in api::routes().iter().filter(|r| r.auth) {
+        for r in api::routes().iter().filter(|r| r.path.starts_with("/api/")) {
             let path = r
                 .path
                 .replace("{renewal}", &id)
@@ -511,31 +573,54 @@ async fn openapi_lists_every_route_and_every_route_is_served() {
         let (s, _, doc) = call(&f.app, "GET", "/openapi.json", None, None).await?;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(doc, openapi::build());
-        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1.")),
+            "{}",
+            doc["openapi"]
+        );
+        // The document and the route table list the same operations.
         let routes = api::routes();
-        let mut documented = 0;
+        let served: BTreeSet<(String, String)> = routes
+            .iter()
+            .map(|r| (r.method.to_ascii_lowercase(), r.path.clone()))
+            .collect();
+        let mut documented = BTreeSet::new();
         for (path, ops) in doc["paths"].as_object().ok_or("paths")? {
             for method in ops.as_object().ok_or("ops")?.keys() {
-                documented += 1;
-                assert!(
-                    routes
-                        .iter()
-                        .any(|r| r.path == path && r.method.eq_ignore_ascii_case(method)),
-                    "{method} {path} documented but not in the route table"
-                );
+                documented.insert((method.clone(), path.clone()));
             }
         }
-        assert_eq!(documented, routes.len(), "every route documented once");
+        assert_eq!(served, documented, "routes served vs documented");
+        assert_eq!(served.len(), routes.len(), "every route once");
         let id = uuid::Uuid::new_v4().to_string();
         for r in &routes {
-            let op = &doc["paths"][r.path][r.method.to_ascii_lowercase()];
-            assert!(
-                op.is_object(),
-                "{} {} missing from the document",
-                r.method,
-                r.path
-            );
-            assert_eq!(op["security"].is_array(), r.auth, "{} {}", r.method, r.path);
+            let op = &doc["paths"][&r.path][r.method.to_ascii_lowercase()];
+            let api = r.path.starts_with("/api/");
+            assert_eq!(op["security"].is_array(), api, "{} {}", r.method, r.path);
+            let responses = op["responses"].as_object().ok_or("responses")?;
+            // Every response has a body, described by a schema.
+            for (code, response) in responses {
+                let content = response["content"].as_object().ok_or("content")?;
+                assert!(
+                    !content.is_empty() && content.values().all(|m| m["schema"].is_object()),
+                    "{} {} {code}: {response}",
+                    r.method,
+                    r.path
+                );
+            }
+            if api {
+                for code in ["401", "500"] {
+                    assert_eq!(
+                        responses[code]["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/Error",
+                        "{} {} {code}",
+                        r.method,
+                        r.path
+                    );
+                }
+            }
             // Served: the router answers something other than "no such route" / 405.
             let path = r
                 .path
@@ -549,6 +634,14 @@ async fn openapi_lists_every_route_and_every_route_is_served() {
                 "{} {path}",
                 r.method
             );
+            // And not with a method the document does not list.
+            for other in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+                if served.contains(&(other.to_ascii_lowercase(), r.path.clone())) {
+                    continue;
+                }
+                let (s, _, v) = call(&f.app, other, &path, Some(&f.admin), None).await?;
+                assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}: {v}");
+            }
         }
         Ok(())
     })

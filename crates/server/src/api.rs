@@ -1,6 +1,8 @@
-//! The JSON API: the route table the router and the OpenAPI document are both built from, the
-//! bearer-token extractor, and what every handler shares (body parsing, ids, visibility, acting
-//! through the service). The handlers live by resource in [`tasks`], [`renewals`] and [`ops`].
+//! The JSON API: the route table (built from the handlers' `#[utoipa::path]` annotations, from
+//! which the OpenAPI document is derived too), the bearer-token extractor, and what every
+//! handler shares (body parsing, ids, visibility, acting through the service). The handlers
+//! live by resource in [`tasks`], [`renewals`] and [`ops`]; [`schema`] describes the response
+//! bodies.
 //!
 //! Every `/api/` route authenticates with `Authorization: Bearer <token>` (an API token from
 //! `rekey user token --email EMAIL`); the person acting is the token's user, and the engine decides
@@ -8,204 +10,85 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
-use rekey_engine::{Event, ProcedureId, Renewal};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use rekey_engine::{Event, Renewal};
 use rekey_service::Outcome;
 use rekey_store::User;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use utoipa::openapi::path::HttpMethod;
 use uuid::Uuid;
 
-use crate::{ApiError, AppState, metrics, now, offload, openapi};
+use crate::{ApiError, AppState, now, offload};
 
 pub(crate) mod ops;
 pub(crate) mod renewals;
+pub mod schema;
 pub(crate) mod tasks;
 
-/// One route: what the OpenAPI document says about it and how the router serves it.
+/// One route as the router serves it. Method and path come from the handler's
+/// `#[utoipa::path]` annotation, so a handler cannot be routed without being annotated; the
+/// server's tests check that the document lists exactly these routes.
 pub struct Route {
     /// `GET` or `POST`.
     pub method: &'static str,
     /// Path with `{param}` placeholders (axum and OpenAPI share the syntax).
-    pub path: &'static str,
-    /// One line for the document.
-    pub summary: &'static str,
-    /// Whether a bearer token is required.
-    pub auth: bool,
-    /// JSON schema of the request body, when there is one.
-    pub body: Option<fn() -> Value>,
-    /// Media type of a successful response.
-    pub produces: &'static str,
-    /// The handler.
-    pub handler: fn() -> MethodRouter<AppState>,
+    pub path: String,
+    /// The handler, for this method only.
+    pub handler: MethodRouter<AppState>,
+}
+
+/// The routes of `handler`, annotated by `P` (the `__path_*` type `#[utoipa::path]` makes).
+fn route<P: utoipa::Path, H: Handler<T, AppState>, T: 'static>(handler: H) -> Vec<Route> {
+    P::methods()
+        .into_iter()
+        .map(|m| {
+            let (method, filter) = match m {
+                HttpMethod::Get => ("GET", MethodFilter::GET),
+                HttpMethod::Post => ("POST", MethodFilter::POST),
+                HttpMethod::Put => ("PUT", MethodFilter::PUT),
+                HttpMethod::Delete => ("DELETE", MethodFilter::DELETE),
+                HttpMethod::Options => ("OPTIONS", MethodFilter::OPTIONS),
+                HttpMethod::Head => ("HEAD", MethodFilter::HEAD),
+                HttpMethod::Patch => ("PATCH", MethodFilter::PATCH),
+                HttpMethod::Trace => ("TRACE", MethodFilter::TRACE),
+            };
+            Route {
+                method,
+                path: P::path(),
+                handler: on(filter, handler.clone()),
+            }
+        })
+        .collect()
 }
 
 /// Every route of the API, health, metrics and the document itself.
 pub fn routes() -> Vec<Route> {
-    const JSON: &str = "application/json";
-    vec![
-        Route {
-            method: "GET",
-            path: "/healthz",
-            summary: "Liveness: the database answers",
-            auth: false,
-            body: None,
-            produces: "text/plain",
-            handler: || get(ops::healthz),
-        },
-        Route {
-            method: "GET",
-            path: "/metrics",
-            summary: "Prometheus text: renewals by state and procedure, tasks due and overdue, outbox depth by status, days to expiry per alias",
-            auth: false,
-            body: None,
-            produces: "text/plain",
-            handler: || get(metrics::metrics),
-        },
-        Route {
-            method: "GET",
-            path: "/openapi.json",
-            summary: "This document",
-            auth: false,
-            body: None,
-            produces: JSON,
-            handler: || get(openapi::document),
-        },
-        Route {
-            method: "GET",
-            path: "/api/tasks",
-            summary: "Due steps the token's user may act on",
-            auth: true,
-            body: None,
-            produces: JSON,
-            handler: || get(tasks::list),
-        },
-        Route {
-            method: "POST",
-            path: "/api/tasks/{renewal}/{step}/approve",
-            summary: "Approve an action step (the owner's go-ahead)",
-            auth: true,
-            body: None,
-            produces: JSON,
-            handler: || post(tasks::approve),
-        },
-        Route {
-            method: "POST",
-            path: "/api/tasks/{renewal}/{step}/complete",
-            summary: "Confirm a task with the SHA-256 fingerprint of the certificate now installed",
-            auth: true,
-            body: Some(
-                || json!({"type": "object", "properties": {"fingerprint": {"type": "string", "description": "SHA-256 of the certificate installed: 64 hex digits, any case, plain or with one ':' or space between bytes, optionally after 'sha256 Fingerprint='"}}}),
-            ),
-            produces: JSON,
-            handler: || post(tasks::complete),
-        },
-        Route {
-            method: "GET",
-            path: "/api/renewals",
-            summary: "Renewals of the tenants and receivers the user holds a role in, newest first",
-            auth: true,
-            body: None,
-            produces: JSON,
-            handler: || get(renewals::list_renewals),
-        },
-        Route {
-            method: "POST",
-            path: "/api/renewals",
-            summary: "Start a renewal (tenant administrator); 409 naming the running renewal when the alias already has one",
-            auth: true,
-            body: Some(|| {
-                json!({"type": "object", "required": ["tenant", "receiver", "alias"], "properties": {
-                    "tenant": {"type": "string", "description": "tenant name"},
-                    "receiver": {"type": "string", "description": "receiver name"},
-                    "alias": {"type": "string"},
-                    "new_alias": {"type": "string"},
-                    "procedure": {"type": "string", "enum": ProcedureId::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>()},
-                    "bits": {"type": "integer", "enum": [2048, 3072, 4096], "default": 3072},
-                    "ca_signed": {"type": "boolean", "default": false},
-                    "auto_approve": {"type": "boolean", "default": false}
-                }})
-            }),
-            produces: JSON,
-            handler: || post(renewals::start),
-        },
-        Route {
-            method: "GET",
-            path: "/api/renewals/{id}",
-            summary: "One renewal: steps, who did them, what is due",
-            auth: true,
-            body: None,
-            produces: JSON,
-            handler: || get(renewals::show_renewal),
-        },
-        Route {
-            method: "GET",
-            path: "/api/renewals/{id}/certificate-request",
-            summary: "The certificate signing request (PEM) of a CA-signed renewal's new key, while it waits for the chain; 409 naming why when none is waiting (no request yet, chain already uploaded, not a CA-signed renewal)",
-            auth: true,
-            body: None,
-            produces: "application/pkcs10",
-            handler: || get(renewals::certificate_request),
-        },
-        Route {
-            method: "POST",
-            path: "/api/renewals/{id}/certificate",
-            summary: "Upload the CA-signed chain (PEM, leaf first) for a CA-signed renewal's new key",
-            auth: true,
-            body: Some(|| {
-                json!({"type": "object", "required": ["chain_pem"], "properties": {
-                    "chain_pem": {"type": "string", "description": "PEM certificates, the new key's first, then its issuers"}
-                }})
-            }),
-            produces: JSON,
-            handler: || post(renewals::upload_certificate),
-        },
-        Route {
-            method: "POST",
-            path: "/api/renewals/{id}/window/propose",
-            summary: "Propose (or counter-propose) the downtime window",
-            auth: true,
-            body: Some(|| {
-                json!({"type": "object", "required": ["start", "end"], "properties": {
-                    "start": {"type": "string", "format": "date-time"},
-                    "end": {"type": "string", "format": "date-time"}
-                }})
-            }),
-            produces: JSON,
-            handler: || post(renewals::propose_window),
-        },
-        Route {
-            method: "POST",
-            path: "/api/renewals/{id}/window/accept",
-            summary: "Accept the window the other party proposed",
-            auth: true,
-            body: None,
-            produces: JSON,
-            handler: || post(renewals::accept_window),
-        },
-        Route {
-            method: "POST",
-            path: "/api/renewals/{id}/cancel",
-            summary: "Cancel before the point of no return; rekey's changes are undone",
-            auth: true,
-            body: None,
-            produces: JSON,
-            handler: || post(renewals::cancel),
-        },
-        Route {
-            method: "POST",
-            path: "/api/renewals/{id}/rollback",
-            summary: "After the exchange: restore the previous keystore entries",
-            auth: true,
-            body: None,
-            produces: JSON,
-            handler: || post(renewals::rollback),
-        },
+    [
+        route::<ops::__path_healthz, _, _>(ops::healthz),
+        route::<ops::__path_metrics, _, _>(ops::metrics),
+        route::<ops::__path_document, _, _>(ops::document),
+        route::<tasks::__path_list, _, _>(tasks::list),
+        route::<tasks::__path_approve, _, _>(tasks::approve),
+        route::<tasks::__path_complete, _, _>(tasks::complete),
+        route::<renewals::__path_list_renewals, _, _>(renewals::list_renewals),
+        route::<renewals::__path_start, _, _>(renewals::start),
+        route::<renewals::__path_show_renewal, _, _>(renewals::show_renewal),
+        route::<renewals::__path_certificate_request, _, _>(renewals::certificate_request),
+        route::<renewals::__path_upload_certificate, _, _>(renewals::upload_certificate),
+        route::<renewals::__path_propose_window, _, _>(renewals::propose_window),
+        route::<renewals::__path_accept_window, _, _>(renewals::accept_window),
+        route::<renewals::__path_cancel, _, _>(renewals::cancel),
+        route::<renewals::__path_rollback, _, _>(renewals::rollback),
     ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The answer for a path no route serves.
@@ -254,6 +137,22 @@ pub(crate) fn parse_id(s: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s).map_err(|_| ApiError::bad_request(format!("{s:?} is not a renewal id")))
 }
 
+/// A request body as bytes; a body over the size limit is answered as JSON like every other
+/// error (413), not with the extractor's plain text.
+pub(crate) struct ApiBytes(pub Bytes);
+
+impl FromRequest<AppState> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, ApiError> {
+        Bytes::from_request(req, st)
+            .await
+            .map(ApiBytes)
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))
+    }
+}
+
+/// The body as `T`; an empty (or all-whitespace) body is read as `{}`.
 pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"

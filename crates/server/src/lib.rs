@@ -2,16 +2,20 @@
 //! (sign-in by emailed action link, due tasks, a renewal's swimlane, CSRF-protected forms),
 //! `/healthz` and `/metrics`.
 //!
+//! By job: [`api`] holds the JSON handlers by resource and the route table; [`openapi`] the
+//! document utoipa derives from them; [`web`] the page handlers, with sessions and CSRF in
+//! [`web::session`]; [`pages`] the maud templates; [`metrics`] the Prometheus text.
+//!
 //! [`app`] builds the router from a [`AppState`]; binding a socket is the caller's business, so
 //! tests drive the router with `tower::ServiceExt::oneshot`.
 //!
 //! Invariants, stated as absences: no handler decides who may act on a renewal — every change
 //! goes through [`rekey_service::Service`], whose engine checks the role; no error response
 //! carries a database, crypto or internal message (those become `500 internal error`); no page
-//! interpolates text without HTML escaping; no page carries inline script or style (the CSP is
-//! `default-src 'self'`); no log line carries a request's path, headers or body (a link's
-//! token is part of its path, bearer tokens and session cookies are headers): a request's span
-//! names its route's template.
+//! interpolates text without HTML escaping (maud escapes every value); no page carries inline
+//! script or style (the CSP is `default-src 'self'`); no log line carries a request's path,
+//! headers or body (a link's token is part of its path, bearer tokens and session cookies are
+//! headers): a request's span names its route's template.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -115,7 +119,7 @@ pub(crate) fn now() -> DateTime<Utc> {
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
     for r in api::routes() {
-        router = router.route(r.path, (r.handler)());
+        router = router.route(&r.path, r.handler);
     }
     router
         .merge(web::routes())

@@ -1,10 +1,50 @@
-//! The unauthenticated routes: `/healthz` (the database answers) and `/openapi.json`.
+//! The unauthenticated routes: `/healthz` (the database answers), `/metrics` (rendered by
+//! [`crate::metrics`]) and `/openapi.json` (built by [`crate::openapi`]).
 
 use axum::extract::State;
+use axum::response::IntoResponse;
 
+use super::schema;
 use crate::{ApiError, AppState};
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness: the database answers",
+    responses(
+        (status = 200, description = "`ok` and a newline", body = String, content_type = "text/plain"),
+        (status = 500, description = "The database does not answer", body = schema::Error),
+    )
+)]
 pub(crate) async fn healthz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
     st.service().store().db().ping().await?;
     Ok("ok\n")
+}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus text: renewals by state and procedure, tasks due and overdue, outbox depth by status, days to expiry per alias",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 500, description = "The database failed", body = schema::Error),
+    )
+)]
+pub(crate) async fn metrics(st: State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    crate::metrics::metrics(st).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    summary = "This document",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", body = Object),
+    )
+)]
+pub(crate) async fn document() -> axum::Json<serde_json::Value> {
+    axum::Json(crate::openapi::build())
 }

@@ -2,7 +2,6 @@
 //! a CA-signed renewal's certificate request and the upload of its chain.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,29 +10,62 @@ use rekey_engine::{Event, ProcedureId, Renewal};
 use rekey_service::StartRequest;
 use rekey_store::{ReceiverName, TenantName};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
-use super::{ApiUser, act, body, may_see, outcome_json, parse_id, visible};
+use super::{ApiBytes, ApiUser, act, body, may_see, outcome_json, parse_id, schema, visible};
 use crate::{ApiError, AppState, now, offload};
 
-#[derive(Deserialize)]
+/// What starting a renewal takes.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StartBody {
+pub(crate) struct StartBody {
+    /// Tenant name.
     tenant: String,
+    /// Receiver name.
     receiver: String,
+    /// The alias whose key is renewed.
     alias: String,
+    /// The alias the new key goes under, for procedures that use a second alias.
     new_alias: Option<String>,
+    /// The procedure; when absent, the receiver's profile chooses.
+    #[schema(value_type = Option<schema::Procedure>)]
     procedure: Option<String>,
+    /// RSA key size in bits.
+    #[schema(value_type = Option<schema::Bits>)]
     bits: Option<u32>,
+    /// Whether a CA signs the new key (rekey makes a certificate request) instead of rekey
+    /// self-signing it.
     #[serde(default)]
+    #[schema(default = false)]
     ca_signed: bool,
+    /// Whether rekey's own steps run without the owner's approval.
     #[serde(default)]
+    #[schema(default = false)]
     auto_approve: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/renewals",
+    tag = "renewals",
+    summary = "Start a renewal (tenant administrator); 409 naming the running renewal when the alias already has one",
+    request_body = StartBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Started; the renewal and what rekey did", body = schema::Outcome),
+        (status = 400, description = "Bad body, or a tenant, receiver, alias or procedure that is not well-formed", body = schema::Error),
+        (status = 401, description = "No or unknown bearer token", body = schema::Error),
+        (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
+        (status = 404, description = "Unknown tenant, receiver or alias", body = schema::Error),
+        (status = 409, description = "The alias already has a running renewal (named)", body = schema::Error),
+        (status = 413, description = "Body over the size limit", body = schema::Error),
+        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
+    )
+)]
 pub(crate) async fn start(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
-    bytes: Bytes,
+    ApiBytes(bytes): ApiBytes,
 ) -> Result<Response, ApiError> {
     let b: StartBody = body(&bytes)?;
     let store = st.service().store();
@@ -66,6 +98,18 @@ pub(crate) async fn start(
     Ok((StatusCode::CREATED, Json(outcome_json(&o))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/renewals",
+    tag = "renewals",
+    summary = "Renewals of the tenants and receivers the user holds a role in, newest first",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The renewals", body = Vec<schema::Renewal>),
+        (status = 401, description = "No or unknown bearer token", body = schema::Error),
+        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
+    )
+)]
 pub(crate) async fn list_renewals(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
@@ -80,6 +124,21 @@ pub(crate) async fn list_renewals(
     Ok(Json(all).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/renewals/{id}",
+    tag = "renewals",
+    summary = "One renewal: steps, who did them, what is due",
+    params(("id" = String, Path, description = "Renewal id (a UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The renewal", body = schema::Renewal),
+        (status = 400, description = "Not a renewal id", body = schema::Error),
+        (status = 401, description = "No or unknown bearer token", body = schema::Error),
+        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
+        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
+    )
+)]
 pub(crate) async fn show_renewal(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
@@ -89,18 +148,40 @@ pub(crate) async fn show_renewal(
     Ok(Json(r).into_response())
 }
 
-#[derive(Deserialize)]
+/// A proposed downtime window.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct WindowBody {
+pub(crate) struct WindowBody {
+    /// Opens.
     start: DateTime<Utc>,
+    /// Closes.
     end: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/renewals/{id}/window/propose",
+    tag = "renewals",
+    summary = "Propose (or counter-propose) the downtime window",
+    params(("id" = String, Path, description = "Renewal id (a UUID)")),
+    request_body = WindowBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Done; what rekey did", body = schema::Outcome),
+        (status = 400, description = "Bad body, not a renewal id, or input the engine refuses", body = schema::Error),
+        (status = 401, description = "No or unknown bearer token", body = schema::Error),
+        (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
+        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
+        (status = 409, description = "Refused in the renewal's current state, or changed concurrently", body = schema::Error),
+        (status = 413, description = "Body over the size limit", body = schema::Error),
+        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
+    )
+)]
 pub(crate) async fn propose_window(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
     Path(id): Path<String>,
-    bytes: Bytes,
+    ApiBytes(bytes): ApiBytes,
 ) -> Result<Response, ApiError> {
     let b: WindowBody = body(&bytes)?;
     act(
@@ -115,6 +196,23 @@ pub(crate) async fn propose_window(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/renewals/{id}/window/accept",
+    tag = "renewals",
+    summary = "Accept the window the other party proposed",
+    params(("id" = String, Path, description = "Renewal id (a UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Done; what rekey did", body = schema::Outcome),
+        (status = 400, description = "Bad body, not a renewal id, or input the engine refuses", body = schema::Error),
+        (status = 401, description = "No or unknown bearer token", body = schema::Error),
+        (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
+        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
+        (status = 409, description = "Refused in the renewal's current state, or changed concurrently", body = schema::Error),
+        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
+    )
+)]
 pub(crate) async fn accept_window(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
@@ -123,6 +221,23 @@ pub(crate) async fn accept_window(
     act(&st, &u, &id, Event::AcceptWindow).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/renewals/{id}/cancel",
+    tag = "renewals",
+    summary = "Cancel before the point of no return; rekey's changes are undone",
+    params(("id" = String, Path, description = "Renewal id (a UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Done; what rekey did", body = schema::Outcome),
+        (status = 400, description = "Bad body, not a renewal id, or input the engine refuses", body = schema::Error),
+        (status = 401, description = "No or unknown bearer token", body = schema::Error),
+        (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
+        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
+        (status = 409, description = "Refused in the renewal's current state, or changed concurrently", body = schema::Error),
+        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
+    )
+)]
 pub(crate) async fn cancel(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
@@ -131,6 +246,23 @@ pub(crate) async fn cancel(
     act(&st, &u, &id, Event::Cancel).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/renewals/{id}/rollback",
+    tag = "renewals",
+    summary = "After the exchange: restore the previous keystore entries",
+    params(("id" = String, Path, description = "Renewal id (a UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Done; what rekey did", body = schema::Outcome),
+        (status = 400, description = "Bad body, not a renewal id, or input the engine refuses", body = schema::Error),
+        (status = 401, description = "No or unknown bearer token", body = schema::Error),
+        (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
+        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
+        (status = 409, description = "Refused in the renewal's current state, or changed concurrently", body = schema::Error),
+        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
+    )
+)]
 pub(crate) async fn rollback(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
@@ -139,6 +271,22 @@ pub(crate) async fn rollback(
     act(&st, &u, &id, Event::Rollback).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/renewals/{id}/certificate-request",
+    tag = "renewals",
+    summary = "The certificate signing request (PEM) of a CA-signed renewal's new key, while it waits for the chain; 409 naming why when none is waiting (no request yet, chain already uploaded, not a CA-signed renewal)",
+    params(("id" = String, Path, description = "Renewal id (a UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The PKCS #10 request, PEM", body = String, content_type = "application/pkcs10"),
+        (status = 400, description = "Not a renewal id", body = schema::Error),
+        (status = 401, description = "No or unknown bearer token", body = schema::Error),
+        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
+        (status = 409, description = "No request is waiting (named why)", body = schema::Error),
+        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
+    )
+)]
 pub(crate) async fn certificate_request(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
@@ -156,17 +304,38 @@ pub(crate) async fn certificate_request(
         .into_response())
 }
 
-#[derive(Deserialize)]
+/// A CA-signed chain for the new key.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CertificateBody {
+pub(crate) struct CertificateBody {
+    /// PEM certificates, the new key's first, then its issuers.
     chain_pem: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/renewals/{id}/certificate",
+    tag = "renewals",
+    summary = "Upload the CA-signed chain (PEM, leaf first) for a CA-signed renewal's new key",
+    params(("id" = String, Path, description = "Renewal id (a UUID)")),
+    request_body = CertificateBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Done; what rekey did", body = schema::Outcome),
+        (status = 400, description = "Bad body, not a renewal id, or a chain that does not fit the new key", body = schema::Error),
+        (status = 401, description = "No or unknown bearer token", body = schema::Error),
+        (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
+        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
+        (status = 409, description = "Refused in the renewal's current state, or changed concurrently", body = schema::Error),
+        (status = 413, description = "Body over the size limit", body = schema::Error),
+        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
+    )
+)]
 pub(crate) async fn upload_certificate(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
     Path(id): Path<String>,
-    bytes: Bytes,
+    ApiBytes(bytes): ApiBytes,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let b: CertificateBody = body(&bytes)?;
