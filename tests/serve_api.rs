@@ -2,8 +2,9 @@
 //! and PostgreSQL when `REKEY_TEST_POSTGRES_URL` is set): bearer tokens required, the engine's
 //! role rule and fingerprint check through HTTP with nothing changed on refusal, JSON errors
 //! without internals, the OpenAPI document listing every route (and every answer of the router
-//! to a documented operation carrying a documented status and media type), metrics, security
-//! headers.
+//! to a documented operation carrying a documented status and media type), the document valid
+//! as OpenAPI 3.1 to an independent validator with real bodies matching its schemas, metrics,
+//! security headers.
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -643,6 +644,199 @@ async fn openapi_lists_every_route_and_every_route_is_served() {
                 assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}: {v}");
             }
         }
+        Ok(())
+    })
+    .await;
+}
+
+/// The Python interpreter `cargo xtask test` sets up (`target/xtask-venv`, with
+/// openapi-spec-validator): an OpenAPI validator not written here.
+fn test_python() -> Result<String, Err> {
+    std::env::var("REKEY_TEST_PYTHON").map_err(|_| {
+        "REKEY_TEST_PYTHON is not set: run the tests with `cargo xtask test` (it creates \
+         target/xtask-venv with openapi-spec-validator and exports its python), or point it \
+         at a python with openapi-spec-validator==0.9.0 installed"
+            .into()
+    })
+}
+
+/// Checks each recorded answer against the document: its status and media type are documented
+/// for the operation and its body validates against the documented schema (OpenAPI 3.1's
+/// JSON Schema dialect, by openapi-schema-validator).
+const CHECK_BODIES: &str = r#"
+import json, sys
+from openapi_schema_validator import OAS31Validator
+doc = json.load(open(sys.argv[1]))
+cases = json.load(open(sys.argv[2]))
+failures = []
+for c in cases:
+    where = "%s %s -> %s %s" % (c["method"].upper(), c["path"], c["status"], c["media"])
+    op = doc["paths"][c["path"]][c["method"]]
+    response = op["responses"].get(c["status"])
+    if response is None:
+        failures.append(where + ": status not documented")
+        continue
+    media = response.get("content", {}).get(c["media"])
+    if media is None:
+        failures.append(where + ": media type not documented")
+        continue
+    schema = dict(media["schema"], components=doc["components"])
+    errors = [e.message for e in OAS31Validator(schema).iter_errors(c["body"])]
+    if errors:
+        failures.append(where + ": " + "; ".join(errors[:3]))
+print("%d bodies checked" % len(cases))
+if failures:
+    print("\n".join(failures))
+    sys.exit(1)
+"#;
+
+/// One request, recorded for [`CHECK_BODIES`] as the documented operation it is an instance of.
+async fn recorded(
+    cases: &mut Vec<Value>,
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Result<(StatusCode, Value), Err> {
+    let (s, h, v) = call(app, method, path, token, body).await?;
+    let media = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .ok_or("no content type")?
+        .trim()
+        .to_string();
+    let template = template_of(path).ok_or("not a documented path")?;
+    cases.push(
+        json!({"method": method.to_ascii_lowercase(), "path": template,
+                      "status": s.as_str(), "media": media, "body": v}),
+    );
+    Ok((s, v))
+}
+
+#[tokio::test]
+async fn openapi_document_validates_as_openapi_3_1_and_real_bodies_match_it() {
+    let python = match test_python() {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let dir = tempfile::tempdir()?;
+        // The document as served, validated as OpenAPI 3.1.
+        let (s, _, doc) = call(&f.app, "GET", "/openapi.json", None, None).await?;
+        assert_eq!(s, StatusCode::OK);
+        let doc_file = dir.path().join("openapi.json");
+        std::fs::write(&doc_file, serde_json::to_vec_pretty(&doc)?)?;
+        let out = std::process::Command::new(&python)
+            .args(["-m", "openapi_spec_validator"])
+            .arg(&doc_file)
+            .output()?;
+        assert!(
+            out.status.success(),
+            "openapi-spec-validator refuses /openapi.json:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // Real answers of every operation, successes and refusals.
+        let mut cases = Vec::new();
+        let c = &mut cases;
+        let (admin, receiver) = (Some(f.admin.as_str()), Some(f.receiver.as_str()));
+        for path in ["/healthz", "/metrics", "/openapi.json"] {
+            assert_eq!(recorded(c, &f.app, "GET", path, None, None).await?.0, StatusCode::OK);
+        }
+        let start = json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias, "bits": 2048});
+        let (s, v) = recorded(c, &f.app, "POST", "/api/renewals", admin, Some(start.clone())).await?;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["renewal"]["id"].as_str().ok_or("id")?.to_string();
+        let (s, _) = recorded(c, &f.app, "POST", "/api/renewals", admin, Some(start)).await?;
+        assert_eq!(s, StatusCode::CONFLICT);
+        let approve = format!("/api/tasks/{id}/create-key-pair/approve");
+        assert_eq!(recorded(c, &f.app, "POST", &approve, receiver, None).await?.0, StatusCode::FORBIDDEN);
+        assert_eq!(recorded(c, &f.app, "POST", &approve, admin, None).await?.0, StatusCode::OK);
+        let (s, tasks) = recorded(c, &f.app, "GET", "/api/tasks", receiver, None).await?;
+        assert_eq!(s, StatusCode::OK);
+        assert!(tasks.as_array().is_some_and(|t| !t.is_empty()), "{tasks}");
+        let complete = format!("/api/tasks/{id}/trust-old-and-new/complete");
+        let wrong = json!({"fingerprint": "ab".repeat(32)});
+        assert_eq!(recorded(c, &f.app, "POST", &complete, receiver, Some(wrong)).await?.0, StatusCode::BAD_REQUEST);
+        let big = json!({"fingerprint": "a".repeat(3 << 20)});
+        assert_eq!(recorded(c, &f.app, "POST", &complete, receiver, Some(big)).await?.0, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(recorded(c, &f.app, "GET", "/api/renewals", admin, None).await?.0, StatusCode::OK);
+        assert_eq!(recorded(c, &f.app, "GET", &format!("/api/renewals/{id}"), admin, None).await?.0, StatusCode::OK);
+        let unknown = format!("/api/renewals/{}", uuid::Uuid::new_v4());
+        assert_eq!(recorded(c, &f.app, "GET", &unknown, admin, None).await?.0, StatusCode::NOT_FOUND);
+        assert_eq!(recorded(c, &f.app, "GET", "/api/renewals/nope", admin, None).await?.0, StatusCode::BAD_REQUEST);
+        assert_eq!(recorded(c, &f.app, "GET", "/api/tasks", Some("not-a-token"), None).await?.0, StatusCode::UNAUTHORIZED);
+        let csr = format!("/api/renewals/{id}/certificate-request");
+        assert_eq!(recorded(c, &f.app, "GET", &csr, admin, None).await?.0, StatusCode::CONFLICT);
+        let chain = json!({"chain_pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"});
+        let upload = format!("/api/renewals/{id}/certificate");
+        assert!(recorded(c, &f.app, "POST", &upload, admin, Some(chain)).await?.0.is_client_error());
+        let window = json!({"start": "2030-01-01T22:00:00Z", "end": "2030-01-01T23:00:00Z"});
+        let propose = format!("/api/renewals/{id}/window/propose");
+        assert!(recorded(c, &f.app, "POST", &propose, admin, Some(window)).await?.0.is_client_error());
+        let accept = format!("/api/renewals/{id}/window/accept");
+        assert!(recorded(c, &f.app, "POST", &accept, admin, None).await?.0.is_client_error());
+        let rollback = format!("/api/renewals/{id}/rollback");
+        assert!(recorded(c, &f.app, "POST", &rollback, admin, None).await?.0.is_client_error());
+        let cancel = format!("/api/renewals/{id}/cancel");
+        assert_eq!(recorded(c, &f.app, "POST", &cancel, admin, None).await?.0, StatusCode::OK);
+
+        // A CA-signed renewal: its certificate request as PEM.
+        let start = json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias,
+                           "bits": 2048, "ca_signed": true});
+        let (s, v) = recorded(c, &f.app, "POST", "/api/renewals", admin, Some(start)).await?;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["renewal"]["id"].as_str().ok_or("id")?.to_string();
+        let approve = format!("/api/tasks/{id}/create-key-pair/approve");
+        assert_eq!(recorded(c, &f.app, "POST", &approve, admin, None).await?.0, StatusCode::OK);
+        let csr = format!("/api/renewals/{id}/certificate-request");
+        assert_eq!(recorded(c, &f.app, "GET", &csr, admin, None).await?.0, StatusCode::OK);
+
+        // The downtime-window procedure: a window proposed and accepted.
+        let p = ProcedureId::DowntimeWindow;
+        let svc = Service::new(db.store.clone(), Catalog::builtin()?);
+        let setup = demo::prepare(&svc, p, 2048, Utc::now()).await?;
+        let receiver = token(db, &receiver_admin(p)).await?;
+        let start = json!({"tenant": "demo", "receiver": setup.receiver_name.to_string(),
+                           "alias": setup.alias, "procedure": "downtime-window", "bits": 2048});
+        let (s, v) = recorded(c, &f.app, "POST", "/api/renewals", admin, Some(start)).await?;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["renewal"]["id"].as_str().ok_or("id")?.to_string();
+        let approve = format!("/api/tasks/{id}/create-key-pair/approve");
+        assert_eq!(recorded(c, &f.app, "POST", &approve, admin, None).await?.0, StatusCode::OK);
+        let opens = Utc::now() + chrono::Duration::days(2);
+        let window = json!({"start": opens.to_rfc3339(), "end": (opens + chrono::Duration::hours(1)).to_rfc3339()});
+        let propose = format!("/api/renewals/{id}/window/propose");
+        assert_eq!(recorded(c, &f.app, "POST", &propose, admin, Some(window)).await?.0, StatusCode::OK);
+        let accept = format!("/api/renewals/{id}/window/accept");
+        assert_eq!(recorded(c, &f.app, "POST", &accept, Some(&receiver), None).await?.0, StatusCode::OK);
+        assert_eq!(recorded(c, &f.app, "GET", "/api/renewals", admin, None).await?.0, StatusCode::OK);
+
+        // Every operation answered at least once.
+        let seen: BTreeSet<(String, String)> = cases
+            .iter()
+            .map(|c| (c["method"].as_str().unwrap_or("").to_string(), c["path"].as_str().unwrap_or("").to_string()))
+            .collect();
+        for r in api::routes() {
+            assert!(seen.contains(&(r.method.to_ascii_lowercase(), r.path.clone())), "{} {} not exercised", r.method, r.path);
+        }
+        let cases_file = dir.path().join("cases.json");
+        std::fs::write(&cases_file, serde_json::to_vec(&cases)?)?;
+        let out = std::process::Command::new(&python)
+            .args(["-c", CHECK_BODIES])
+            .arg(&doc_file)
+            .arg(&cases_file)
+            .output()?;
+        assert!(
+            out.status.success(),
+            "answers that do not match /openapi.json:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(())
     })
     .await;

@@ -9,7 +9,7 @@ mod tidy;
 
 use std::env;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -24,6 +24,17 @@ const PACKAGES: &[&str] = &[
     "default-jdk-headless",
     "chromium",
     "chromium-driver",
+    "python3-venv",
+    "python3-pip",
+];
+
+/// Python packages the tests run as independent checkers, installed into one virtual
+/// environment (see [`python_venv`]): `openapi-spec-validator` validates `/openapi.json` as
+/// OpenAPI 3.1, and `openapi-schema-validator` (which it is built on) checks real responses
+/// against the document's schemas.
+const PYTHON_PACKAGES: &[&str] = &[
+    "openapi-spec-validator==0.9.0",
+    "openapi-schema-validator==0.9.0",
 ];
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
@@ -56,11 +67,13 @@ fn setup() -> Result<(), String> {
 
 fn test(extra: &[String]) -> Result<(), String> {
     setup()?;
+    let python = python_venv()?;
     let url = env::var("REKEY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
     let status = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["test", "--workspace"])
         .args(extra)
         .env("REKEY_TEST_POSTGRES_URL", &url)
+        .env("REKEY_TEST_PYTHON", &python)
         // Crash at every fail point of every procedure, not a sample.
         .env("REKEY_CRASH_FULL", "1")
         .status()
@@ -95,6 +108,32 @@ fn install_packages() -> Result<(), String> {
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
     args.extend(&missing);
     run("apt-get", &args)
+}
+
+/// Creates `target/xtask-venv` (once) with [`PYTHON_PACKAGES`] and returns its `python`, which
+/// the tests get as `REKEY_TEST_PYTHON`. The list installed is recorded in the venv, so a
+/// package added to the list is installed on the next run.
+fn python_venv() -> Result<PathBuf, String> {
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let venv = target.join("xtask-venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join("rekey-packages.txt");
+    let wanted = PYTHON_PACKAGES.join("\n");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) && python.exists() {
+        return Ok(python);
+    }
+    if !python.exists() {
+        eprintln!("xtask: creating {}", venv.display());
+        run("python3", &["-m", "venv", &venv.to_string_lossy()])?;
+    }
+    eprintln!("xtask: installing {}", PYTHON_PACKAGES.join(" "));
+    let mut args = vec!["-m", "pip", "install", "-q", "--disable-pip-version-check"];
+    args.extend(PYTHON_PACKAGES);
+    run(&python.to_string_lossy(), &args)?;
+    std::fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok(python)
 }
 
 fn ensure_postgres() -> Result<(), String> {
