@@ -842,6 +842,91 @@ async fn openapi_document_validates_as_openapi_3_1_and_real_bodies_match_it() {
     .await;
 }
 
+/// Starts a renewal of the fixture's alias with a 4096-bit key: its key generation takes long
+/// enough to be caught in the middle.
+async fn start_4096(f: &Fixture) -> Result<String, Err> {
+    let body =
+        json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias, "bits": 4096});
+    let (s, _, v) = call(&f.app, "POST", "/api/renewals", Some(&f.admin), Some(body)).await?;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    Ok(v["renewal"]["id"].as_str().ok_or("renewal id")?.to_string())
+}
+
+/// A started write runs to its end when the client goes away (the request future is dropped,
+/// as a closed connection drops it): the approval that generates the key is not rolled back.
+#[tokio::test]
+async fn a_started_write_finishes_after_the_client_goes_away() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        // Key generation takes a random time; try again (after cancelling) in the rare case
+        // it finished before the client gave up.
+        for _ in 0..5 {
+            let id = start_4096(&f).await?;
+            let approve = format!("/api/tasks/{id}/create-key-pair/approve");
+            // Give up mid-request: after authentication and loading (well under the
+            // timeout), during key generation (seconds).
+            let gone = tokio::time::timeout(
+                std::time::Duration::from_millis(300),
+                call(&f.app, "POST", &approve, Some(&f.admin), None),
+            )
+            .await;
+            if gone.is_ok() {
+                let cancel = format!("/api/renewals/{id}/cancel");
+                let (s, _, v) = call(&f.app, "POST", &cancel, Some(&f.admin), None).await?;
+                assert_eq!(s, StatusCode::OK, "{v}");
+                continue;
+            }
+            for _ in 0..600 {
+                if step_status(&renewal(&f, &id).await?, "create-key-pair")["status"] == "done" {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            return Err("the approval was abandoned with its client".into());
+        }
+        Err("key generation never outlasted the client".into())
+    })
+    .await;
+}
+
+/// Key generation does not stall the runtime: on this test's single-threaded runtime, a
+/// request that needs no database (`/openapi.json`; the approval's transaction may hold
+/// SQLite's one connection) keeps being answered while an approval generates a 4096-bit key.
+#[tokio::test]
+async fn key_generation_does_not_stall_other_requests() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let id = start_4096(&f).await?;
+        let approve = format!("/api/tasks/{id}/create-key-pair/approve");
+        let (app, admin) = (f.app.clone(), f.admin.clone());
+        let t = std::time::Instant::now();
+        let write = tokio::spawn(async move {
+            call(&app, "POST", &approve, Some(&admin), None)
+                .await
+                .map(|r| r.0)
+        });
+        let mut slowest = std::time::Duration::ZERO;
+        let mut answered = 0;
+        while !write.is_finished() {
+            // Timed with the pause: a blocked runtime wakes this task late from either.
+            let t = std::time::Instant::now();
+            let (s, _, _) = call(&f.app, "GET", "/openapi.json", None, None).await?;
+            assert_eq!(s, StatusCode::OK);
+            answered += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            slowest = slowest.max(t.elapsed());
+        }
+        let took = t.elapsed();
+        assert_eq!(write.await??, StatusCode::OK);
+        assert!(
+            slowest < took / 2 && answered > 1,
+            "approval took {took:?}; {answered} requests answered meanwhile, the slowest in {slowest:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn metrics_and_security_headers() {
     on_both(async |db: &TestDb| -> TestResult {

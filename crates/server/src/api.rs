@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use utoipa::openapi::path::HttpMethod;
 use uuid::Uuid;
 
-use crate::{ApiError, AppState, now, offload};
+use crate::{ApiError, AppState, detached, now};
 
 pub(crate) mod ops;
 pub(crate) mod renewals;
@@ -179,7 +179,7 @@ pub(crate) async fn act(
 ) -> Result<Response, ApiError> {
     let id = parse_id(id)?;
     let (svc, email) = (st.service().clone(), user.email.to_string());
-    let o = offload(async move { svc.act(id, &email, event, now()).await }).await??;
+    let o = detached(async move { svc.act(id, &email, event, now()).await }).await??;
     Ok(Json(outcome_json(&o)).into_response())
 }
 

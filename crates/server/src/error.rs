@@ -137,9 +137,10 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Input(_) => ApiError::bad_request(e.to_string()),
             ServiceError::NotApplicable(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            ServiceError::Crypto(_) | ServiceError::Database(_) | ServiceError::Corrupt(_) => {
-                ApiError::internal(&e)
-            }
+            ServiceError::Crypto(_)
+            | ServiceError::Database(_)
+            | ServiceError::Corrupt(_)
+            | ServiceError::Interrupted(_) => ApiError::internal(&e),
         }
     }
 }

@@ -96,15 +96,16 @@ impl AppState {
     }
 }
 
-/// Runs `f` on a blocking thread, driven by this runtime: a step may generate an RSA key
-/// (seconds of CPU) and must not stall the workers serving other requests; and once started it
-/// finishes even if the client goes away.
-pub(crate) async fn offload<T: Send + 'static>(
-    f: impl Future<Output = T> + Send + 'static,
+/// Runs a write (a service call that changes a renewal) as its own task and waits for it: once
+/// started it finishes, committing or rolling back, even if the client goes away and the
+/// handler's future is dropped. The CPU-heavy crypto inside it (RSA key generation, signing)
+/// runs on the blocking pool where the service calls it, so the write does not stall the
+/// workers serving other requests.
+pub(crate) async fn detached<T: Send + 'static>(
+    write: impl Future<Output = T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let handle = tokio::runtime::Handle::current();
-    let f = f.in_current_span();
-    tokio::task::spawn_blocking(move || handle.block_on(f))
+    // In the request's span, so what the write logs is the request's.
+    tokio::spawn(write.in_current_span())
         .await
         .map_err(|e| ApiError::internal(&e))
 }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::api::{may_see, parse_id};
 use crate::pages::{self, CSS, layout, task::FormTarget};
-use crate::{ApiError, AppState, now, offload};
+use crate::{ApiError, AppState, detached, now};
 
 pub mod session;
 
@@ -236,7 +236,7 @@ async fn perform(
             None => Ok(()),
             Some(ev) => {
                 let (svc, email) = (st.service().clone(), session.email.clone());
-                offload(async move { svc.act(renewal, &email, ev, now()).await })
+                detached(async move { svc.act(renewal, &email, ev, now()).await })
                     .await?
                     .map(|_| ())
                     .map_err(ApiError::from)
@@ -364,7 +364,7 @@ async fn window_post(
         }
         if let Some(ev) = event_of(&form, "window")? {
             let (svc, email) = (st.service().clone(), s.email.clone());
-            offload(async move { svc.act(id, &email, ev, now()).await }).await??;
+            detached(async move { svc.act(id, &email, ev, now()).await }).await??;
         }
         Ok(id)
     }

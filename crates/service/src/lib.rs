@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod cpu;
 pub mod demo;
 pub mod failpoint;
 pub mod scheduler;
@@ -81,6 +82,10 @@ pub enum ServiceError {
     /// Stored state that cannot be read, or engine and store disagree.
     #[error("inconsistent state: {0}")]
     Corrupt(String),
+    /// Key generation or signing on the blocking pool did not finish (the runtime is shutting
+    /// down); the transaction was rolled back.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// Result alias.

@@ -675,7 +675,8 @@ impl Service {
             ),
             None => (format!("CN={}", r.alias), 365),
         };
-        let key = KeyPair::generate(KeyBits::try_from(bits)?)?;
+        let bits = KeyBits::try_from(bits)?;
+        let key = crate::cpu::blocking(move || KeyPair::generate(bits)).await??;
         let target = r.new_alias.as_ref().unwrap_or(&r.alias);
         if ca_signed {
             let csr = certificate_request_pem(&certificate_request(&key, &subject)?);
@@ -1236,24 +1237,27 @@ impl Service {
             let (k, cert) = self.key_and_cert(conn, r, c).await?;
             material.push((k, [cert]));
         }
-        let specs: Vec<SignerSpec<'_>> = material
-            .iter()
-            .map(|(key, chain)| SignerSpec {
-                key,
-                chain,
-                digest,
-                include_certs,
-                include_signing_time,
-            })
-            .collect();
-        let der = sign(
-            TEST_PAYLOAD,
-            &specs,
-            &SignOptions {
-                detached: false,
-                signing_time: now,
-            },
-        )?;
+        let der = crate::cpu::blocking(move || {
+            let specs: Vec<SignerSpec<'_>> = material
+                .iter()
+                .map(|(key, chain)| SignerSpec {
+                    key,
+                    chain,
+                    digest,
+                    include_certs,
+                    include_signing_time,
+                })
+                .collect();
+            sign(
+                TEST_PAYLOAD,
+                &specs,
+                &SignOptions {
+                    detached: false,
+                    signing_time: now,
+                },
+            )
+        })
+        .await??;
         Ok(rekey_crypto::to_base64(&der))
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{ApiBytes, ApiUser, act, body, may_see, outcome_json, parse_id, schema, visible};
-use crate::{ApiError, AppState, now, offload};
+use crate::{ApiError, AppState, detached, now};
 
 /// What starting a renewal takes.
 #[derive(Deserialize, ToSchema)]
@@ -94,7 +94,7 @@ pub(crate) async fn start(
         auto_approve: b.auto_approve,
     };
     let (svc, email) = (st.service().clone(), u.email.to_string());
-    let o = offload(async move { svc.start(req, &email, now()).await }).await??;
+    let o = detached(async move { svc.start(req, &email, now()).await }).await??;
     Ok((StatusCode::CREATED, Json(outcome_json(&o))).into_response())
 }
 
@@ -348,6 +348,6 @@ pub(crate) async fn upload_certificate(
         .map_err(|e| ApiError::bad_request(format!("chain_pem: {e}")))?;
     let (svc, email) = (st.service().clone(), u.email.to_string());
     let o =
-        offload(async move { svc.upload_certificate(id, &email, &chain, now()).await }).await??;
+        detached(async move { svc.upload_certificate(id, &email, &chain, now()).await }).await??;
     Ok(Json(outcome_json(&o)).into_response())
 }
