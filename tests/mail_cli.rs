@@ -11,10 +11,8 @@ use common::smtp::start_server;
 use rekey_engine::{Catalog, ProcedureId};
 use rekey_service::Service;
 use rekey_service::demo;
-use rekey_store::entity::outbox;
+use rekey_store::testing::{self, RawOutbox};
 use rekey_store::{Kek, Store};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 fn rekey(data: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
@@ -61,8 +59,7 @@ async fn mail_list_send_due_to_files_retry_and_smtp_from_configuration() {
     demo::run_procedure(&service, ProcedureId::DualTrust, 2048, start)
         .await
         .expect("renewal");
-    let rows = outbox::Entity::find()
-        .all(store.db())
+    let rows = rekey_store::outbox::list(store.db(), None, None)
         .await
         .expect("outbox");
     let n = rows.len();
@@ -129,11 +126,7 @@ async fn mail_list_send_due_to_files_retry_and_smtp_from_configuration() {
     assert_eq!(err.lines().count(), 1, "{err}");
 
     let failed = &rows[1];
-    outbox::Entity::update_many()
-        .col_expr(outbox::Column::Status, Expr::value("failed"))
-        .col_expr(outbox::Column::LastError, Expr::value("550 no such user"))
-        .filter(outbox::Column::Id.eq(failed.id))
-        .exec(store.db())
+    testing::set_outbox_failed(store.db(), failed.id, "550 no such user")
         .await
         .expect("mark failed");
     let listed = json(&rekey(
@@ -211,28 +204,19 @@ async fn unreadable_outbox_row_is_an_internal_error_not_an_undeliverable_address
         "recipient": "admin@acme.example",
     });
     let now = Utc::now();
-    outbox::ActiveModel {
-        id: Set(id),
-        tenant_id: Set(tenant.as_uuid()),
-        renewal_id: Set(None),
-        message_id: Set(format!("<{}@rekey>", id.simple())),
-        recipients: Set("admin@acme.example".into()),
-        subject: Set("[rekey] by pigeon".into()),
-        state: Set(state.to_string()),
-        status: Set("queued".into()),
-        attempts: Set(0),
-        next_attempt_at: Set(now),
-        last_error: Set(None),
-        version: Set(0),
-        lease_owner: Set(None),
-        lease_until: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        sent_at: Set(None),
-    }
-    .insert(store.db())
-    .await
-    .expect("queue a row");
+    let row = RawOutbox {
+        id,
+        tenant: tenant.as_uuid(),
+        renewal: None,
+        message_id: format!("<{}@rekey>", id.simple()),
+        recipients: "admin@acme.example".into(),
+        subject: "[rekey] by pigeon".into(),
+        state: state.to_string(),
+        at: now,
+    };
+    testing::queue_raw(store.db(), row)
+        .await
+        .expect("queue a row");
 
     let out = rekey(&data, &["mail", "send-due"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -7,9 +7,7 @@ mod common;
 use chrono::Duration;
 use common::{t0, tenant_with_admin};
 use rekey_notifier::links::{self, DEFAULT_TTL, Task};
-use rekey_store::entity::link_token;
 use rekey_testdb::{TestDb, TestResult, on_both};
-use sea_orm::EntityTrait;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -36,7 +34,7 @@ async fn links_are_hashed_bound_single_use_expiring_and_reissued() {
         assert!(!format!("{token:?}").contains(&text), "Debug hides it");
 
         // Only the hash is stored.
-        let stored = link_token::Entity::find().all(conn).await?;
+        let stored = rekey_store::link_tokens::all(conn).await?;
         assert_eq!(stored.len(), 1);
         assert_eq!(
             stored[0].token_sha256,
@@ -122,9 +120,7 @@ async fn links_are_hashed_bound_single_use_expiring_and_reissued() {
             DEFAULT_TTL,
         )
         .await?;
-        let row = link_token::Entity::find_by_id(anon.hash())
-            .one(conn)
-            .await?;
+        let row = rekey_store::link_tokens::find(conn, &anon.hash()).await?;
         assert_eq!(row.and_then(|r| r.user_id), None);
         Ok(())
     })

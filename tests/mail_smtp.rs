@@ -21,10 +21,10 @@ use rekey_notifier::render;
 use rekey_notifier::{SmtpSettings, TlsMode, Transport, links};
 use rekey_service::Service;
 use rekey_service::demo::{self, DemoOptions};
-use rekey_store::entity::outbox;
 use rekey_store::mail::OutboxMail;
+use rekey_store::outbox::OutboxRow;
+use rekey_store::testing::{self, RawOutbox};
 use rekey_testdb::{TestDb, TestResult, on_both};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -274,8 +274,8 @@ fn dispatcher(db: &TestDb, transport: Transport) -> Dispatcher {
     )
 }
 
-async fn rows(db: &TestDb) -> Result<Vec<outbox::Model>, sea_orm::DbErr> {
-    outbox::Entity::find().all(db.store.db()).await
+async fn rows(db: &TestDb) -> Result<Vec<OutboxRow>, rekey_store::StoreError> {
+    rekey_store::outbox::list(db.store.db(), None, None).await
 }
 
 /// Message-ID → messages received with it.
@@ -550,9 +550,7 @@ async fn an_outage_delays_mail_and_every_email_is_delivered_exactly_once() {
                 asking += 1;
             }
         }
-        let tokens = rekey_store::entity::link_token::Entity::find()
-            .all(db.store.db())
-            .await?;
+        let tokens = rekey_store::link_tokens::all(db.store.db()).await?;
         assert_eq!(tokens.len(), asking, "{asking} action mails");
         for r in &all {
             assert_eq!(r.status, "sent");
@@ -575,30 +573,20 @@ async fn queue_row(
     to: &str,
     subject: &str,
     state: serde_json::Value,
-) -> Result<String, sea_orm::DbErr> {
+) -> Result<String, rekey_store::StoreError> {
     let id = Uuid::new_v4();
     let message_id = format!("<{}@rekey>", id.simple());
-    outbox::ActiveModel {
-        id: Set(id),
-        tenant_id: Set(tenant),
-        renewal_id: Set(None),
-        message_id: Set(message_id.clone()),
-        recipients: Set(to.into()),
-        subject: Set(subject.into()),
-        state: Set(state.to_string()),
-        status: Set("queued".into()),
-        attempts: Set(0),
-        next_attempt_at: Set(t0()),
-        last_error: Set(None),
-        version: Set(0),
-        lease_owner: Set(None),
-        lease_until: Set(None),
-        created_at: Set(t0()),
-        updated_at: Set(t0()),
-        sent_at: Set(None),
-    }
-    .insert(db.store.db())
-    .await?;
+    let row = RawOutbox {
+        id,
+        tenant,
+        renewal: None,
+        message_id: message_id.clone(),
+        recipients: to.into(),
+        subject: subject.into(),
+        state: state.to_string(),
+        at: t0(),
+    };
+    testing::queue_raw(db.store.db(), row).await?;
     Ok(message_id)
 }
 

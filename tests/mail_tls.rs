@@ -16,9 +16,8 @@ use common::{t0, tenant_with_admin};
 use mailin_embedded::{AuthMechanism, Server, SslConfig};
 use rekey_notifier::dispatch::{Dispatcher, Outcome};
 use rekey_notifier::{SmtpSettings, TlsMode, Transport};
-use rekey_store::entity::outbox;
+use rekey_store::testing::{self, RawOutbox};
 use rekey_testdb::{TestDb, TestResult, on_both};
-use sea_orm::{ActiveModelTrait, Set};
 use uuid::Uuid;
 
 /// A test CA and a server certificate it issued for 127.0.0.1; returns the CA's PEM.
@@ -121,27 +120,17 @@ async fn queue_one(db: &TestDb) -> Result<String, Box<dyn std::error::Error + Se
             "with_role": null, "told": "The receiver switched"},
         "access": {"access": "informed"}, "new_certificate_fingerprint": null, "attachments": {},
     });
-    outbox::ActiveModel {
-        id: Set(id),
-        tenant_id: Set(tenant),
-        renewal_id: Set(None),
-        message_id: Set(message_id.clone()),
-        recipients: Set("admin@acme.example".into()),
-        subject: Set("[rekey] over TLS".into()),
-        state: Set(state.to_string()),
-        status: Set("queued".into()),
-        attempts: Set(0),
-        next_attempt_at: Set(t0()),
-        last_error: Set(None),
-        version: Set(0),
-        lease_owner: Set(None),
-        lease_until: Set(None),
-        created_at: Set(t0()),
-        updated_at: Set(t0()),
-        sent_at: Set(None),
-    }
-    .insert(db.store.db())
-    .await?;
+    let row = RawOutbox {
+        id,
+        tenant,
+        renewal: None,
+        message_id: message_id.clone(),
+        recipients: "admin@acme.example".into(),
+        subject: "[rekey] over TLS".into(),
+        state: state.to_string(),
+        at: t0(),
+    };
+    testing::queue_raw(db.store.db(), row).await?;
     Ok(message_id)
 }
 

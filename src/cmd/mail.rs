@@ -9,7 +9,7 @@ use chrono::Utc;
 use clap::{Args, Subcommand, ValueEnum};
 use rekey_notifier::dispatch::{self, Dispatcher, Outcome};
 use rekey_notifier::{SmtpSettings, TlsMode, Transport};
-use rekey_store::entity::outbox;
+use rekey_store::outbox::OutboxRow;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -105,8 +105,8 @@ struct MailView {
     created_at: chrono::DateTime<Utc>,
 }
 
-impl From<outbox::Model> for MailView {
-    fn from(m: outbox::Model) -> Self {
+impl From<OutboxRow> for MailView {
+    fn from(m: OutboxRow) -> Self {
         MailView {
             id: m.id,
             status: m.status,

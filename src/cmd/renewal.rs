@@ -9,9 +9,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rekey_engine::{Catalog, Event, Fingerprint, ProcedureId, Renewal, Role, StepStatus};
 use rekey_service::{Outcome, Service, StartRequest};
-use rekey_store::entity::outbox;
 use rekey_store::{Alias, FlowName, ReceiverName, StepName};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -370,11 +368,7 @@ struct Report {
 async fn report(ctx: &Context, svc: &Service, id: Uuid) -> Result<Report> {
     let r = svc.renewal(id).await?;
     let def = svc.catalog().get(r.procedure);
-    let mails = outbox::Entity::find()
-        .filter(outbox::Column::RenewalId.eq(id))
-        .order_by_asc(outbox::Column::CreatedAt)
-        .all(ctx.store.db())
-        .await?;
+    let mails = rekey_store::outbox::of_renewal(ctx.store.db(), id).await?;
     Ok(Report {
         renewal: r.id,
         procedure: r.procedure,

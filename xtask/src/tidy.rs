@@ -2,7 +2,9 @@
 //! `cargo test` (and so by `cargo xtask test`), so that the map cannot drift from the code.
 //!
 //! Checked here: the engine and the model depend on no I/O crate; the clock is read only where
-//! ARCHITECTURE.md says; every library and binary module says what it owns in a `//!` header.
+//! ARCHITECTURE.md says; every library and binary module says what it owns in a `//!` header;
+//! nothing outside `crates/store` names the store's sea-orm entities (each table has one owner
+//! module there).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -180,6 +182,65 @@ fn every_module_says_what_it_owns() {
     );
 }
 
+/// Every `.rs` file of the repository — sources, tests, benches, fuzz targets, xtask — except
+/// build output and version control.
+fn all_rust_files() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if p.is_dir() {
+                if name != "target" && name != ".git" {
+                    stack.push(p);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn only_the_store_names_its_entities() {
+    // ARCHITECTURE.md: every table has one owner module in `crates/store`; other crates and
+    // every test call its typed functions. The store's `entity` module is private, so the
+    // compiler refuses such a use; this names the invariant and catches it in text the
+    // compiler does not see (a test behind a feature, a doc example).
+    const PATTERNS: &[&str] = &["rekey_store::entity", "store::entity::", "entity::{"];
+    let this = relative(&root().join("xtask/src/tidy.rs"));
+    let mut wrong = Vec::new();
+    for f in all_rust_files() {
+        let rel = relative(&f);
+        if rel.starts_with("crates/store/") || rel == this {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(&f) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            let named = PATTERNS.iter().any(|p| line.contains(p))
+                || (line.contains("entity::") && !line.contains("sea_orm::entity::"));
+            if named {
+                wrong.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the store's entities named outside crates/store (call the owning module's typed \
+         functions, e.g. rekey_store::outbox, rekey_store::timers; test-only writes are in \
+         rekey_store::testing):\n{}",
+        wrong.join("\n")
+    );
+}
+
 #[test]
 fn the_checks_see_the_sources() {
     // Guards the tests above against passing vacuously because the tree was not found.
@@ -194,5 +255,13 @@ fn the_checks_see_the_sources() {
         files
             .iter()
             .any(|f| relative(f) == "crates/store/src/db.rs")
+    );
+    let all = all_rust_files();
+    assert!(
+        all.iter().any(|f| relative(f) == "tests/mail_smtp.rs")
+            && all
+                .iter()
+                .any(|f| relative(f).starts_with("crates/service/tests/")),
+        "the entity check does not see the tests"
     );
 }

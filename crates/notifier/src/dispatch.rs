@@ -1,11 +1,10 @@
 //! The dispatcher: claims due outbox rows, renders and sends them, records what happened.
 //!
-//! Claiming is safe when several rekey processes share one database: one conditional UPDATE
-//! sets `lease_owner` (unique per claim) and `lease_until` on rows that are queued, due, and
-//! not leased by anyone else (or whose lease ran out), and the claimer then reads back the
-//! rows it owns. On PostgreSQL the inner SELECT also takes `FOR UPDATE SKIP LOCKED`, so
-//! concurrent claimers skip each other's rows instead of waiting; the outer WHERE repeats the
-//! conditions, so a row is never claimed twice while its lease holds. SQLite has one writer.
+//! Claiming is safe when several rekey processes share one database: the store's one lease
+//! claim ([`rekey_store::lease::claim`]) sets `lease_owner` (unique per claim) and
+//! `lease_until` on rows that are queued, due, and not leased by anyone else (or whose lease
+//! ran out — a lease ending exactly now has), and the claimer then reads back the rows it owns
+//! ([`rekey_store::outbox::leased`]); a row is never claimed twice while its lease holds.
 //!
 //! A row leaves `queued` only as `sent` (with `sent_at`) or `failed` (5xx address rejected, a
 //! message that cannot be built, or no success after [`RetryPolicy::give_up_after`] of
@@ -19,15 +18,12 @@
 //! Time comes in as an argument; nothing here reads the clock.
 
 use chrono::{DateTime, Duration, Utc};
-use rekey_store::entity::outbox;
-use rekey_store::{Alias, DatabaseConnection, Grant, TenantId, TransactionTrait, keystore, users};
-use sea_orm::sea_query::{Expr, LockBehavior, LockType, Order, Query};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+use rekey_store::lease::{self, Queue};
+use rekey_store::outbox::{self, Delivery, OutboxMessage, OutboxRow};
+use rekey_store::{
+    Alias, ConnectionTrait, DatabaseConnection, Grant, TenantId, TransactionTrait, keystore, users,
 };
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::links::{self, Task};
@@ -238,47 +234,10 @@ impl Dispatcher {
     }
 
     /// Claims up to `limit` due rows for this dispatcher; returns the rows it now owns.
-    pub async fn claim(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<outbox::Model>> {
-        let owner = format!("{}:{}", self.owner, Uuid::new_v4().simple());
-        let due = || {
-            Condition::all()
-                .add(outbox::Column::Status.eq("queued"))
-                .add(outbox::Column::NextAttemptAt.lte(now))
-                .add(
-                    Condition::any()
-                        .add(outbox::Column::LeaseUntil.is_null())
-                        .add(outbox::Column::LeaseUntil.lt(now)),
-                )
-        };
-        let mut sub = Query::select();
-        sub.column(outbox::Column::Id)
-            .from(outbox::Entity)
-            .cond_where(due())
-            .order_by(outbox::Column::NextAttemptAt, Order::Asc)
-            .order_by(outbox::Column::CreatedAt, Order::Asc)
-            .limit(limit);
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            sub.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        outbox::Entity::update_many()
-            .col_expr(outbox::Column::LeaseOwner, Expr::value(owner.clone()))
-            .col_expr(outbox::Column::LeaseUntil, Expr::value(now + self.lease))
-            .col_expr(
-                outbox::Column::Version,
-                sea_orm::sea_query::ExprTrait::add(Expr::col(outbox::Column::Version), 1),
-            )
-            .col_expr(outbox::Column::UpdatedAt, Expr::value(now))
-            .filter(outbox::Column::Id.in_subquery(sub))
-            .filter(due())
-            .exec(&self.db)
-            .await?;
-        Ok(outbox::Entity::find()
-            .filter(outbox::Column::LeaseOwner.eq(owner))
-            .filter(outbox::Column::Status.eq("queued"))
-            .order_by_asc(outbox::Column::NextAttemptAt)
-            .order_by_asc(outbox::Column::CreatedAt)
-            .all(&self.db)
-            .await?)
+    pub async fn claim(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<OutboxRow>> {
+        let lease =
+            lease::claim(&self.db, Queue::Outbox, &self.owner, now, self.lease, limit).await?;
+        Ok(outbox::leased(&self.db, &lease).await?)
     }
 
     /// One pass: claims and sends due rows, batch after batch, until none is due at `now`.
@@ -309,15 +268,8 @@ impl Dispatcher {
     }
 
     /// Confirms (and marks) that the row is still ours just before sending it.
-    async fn still_own(&self, row: &outbox::Model, now: DateTime<Utc>) -> Result<bool> {
-        let res = outbox::Entity::update_many()
-            .col_expr(outbox::Column::UpdatedAt, Expr::value(now))
-            .filter(outbox::Column::Id.eq(row.id))
-            .filter(outbox::Column::Status.eq("queued"))
-            .filter(outbox::Column::LeaseOwner.eq(row.lease_owner.clone()))
-            .exec(&self.db)
-            .await?;
-        Ok(res.rows_affected == 1)
+    async fn still_own(&self, row: &OutboxRow, now: DateTime<Utc>) -> Result<bool> {
+        Ok(outbox::still_leased(&self.db, row, now).await?)
     }
 
     /// Renders and sends one claimed row, then records the outcome.
@@ -326,7 +278,7 @@ impl Dispatcher {
         skip_all,
         fields(mail = %row.id, renewal = row.renewal_id.map(tracing::field::display))
     )]
-    async fn deliver(&self, row: &outbox::Model, now: DateTime<Utc>) -> Result<Outcome> {
+    async fn deliver(&self, row: &OutboxRow, now: DateTime<Utc>) -> Result<Outcome> {
         let mut token = None;
         let result = self.attempt(row, now, &mut token).await;
         if result.is_err()
@@ -340,7 +292,7 @@ impl Dispatcher {
 
     async fn attempt(
         &self,
-        row: &outbox::Model,
+        row: &OutboxRow,
         now: DateTime<Utc>,
         token: &mut Option<links::LinkToken>,
     ) -> std::result::Result<(), SendError> {
@@ -434,7 +386,7 @@ impl Dispatcher {
 
     async fn record(
         &self,
-        row: &outbox::Model,
+        row: &OutboxRow,
         result: std::result::Result<(), SendError>,
         now: DateTime<Utc>,
     ) -> Result<Outcome> {
@@ -453,42 +405,21 @@ impl Dispatcher {
                 error: format!("internal error: {error}"),
             },
         };
-        let txn = self.db.begin().await?;
-        let mut q = outbox::Entity::update_many()
-            .col_expr(outbox::Column::Attempts, Expr::value(failures))
-            .col_expr(outbox::Column::LeaseOwner, Expr::value(None::<String>))
-            .col_expr(
-                outbox::Column::LeaseUntil,
-                Expr::value(None::<DateTime<Utc>>),
-            )
-            .col_expr(
-                outbox::Column::Version,
-                sea_orm::sea_query::ExprTrait::add(Expr::col(outbox::Column::Version), 1),
-            )
-            .col_expr(outbox::Column::UpdatedAt, Expr::value(now));
-        q = match &outcome {
-            Outcome::Sent => q
-                .col_expr(outbox::Column::Status, Expr::value("sent"))
-                .col_expr(outbox::Column::SentAt, Expr::value(now))
-                .col_expr(outbox::Column::LastError, Expr::value(None::<String>)),
-            Outcome::Retry { at, error } => q
-                .col_expr(outbox::Column::NextAttemptAt, Expr::value(*at))
-                .col_expr(outbox::Column::LastError, Expr::value(error.clone())),
-            Outcome::Failed { error } | Outcome::Internal { error } => q
-                .col_expr(outbox::Column::Status, Expr::value("failed"))
-                .col_expr(outbox::Column::LastError, Expr::value(error.clone())),
+        let delivery = match &outcome {
+            Outcome::Sent => Delivery::Sent,
+            Outcome::Retry { at, error } => Delivery::Retry {
+                at: *at,
+                error: error.clone(),
+            },
+            Outcome::Failed { error } | Outcome::Internal { error } => Delivery::Failed {
+                error: error.clone(),
+            },
         };
+        let txn = self.db.begin().await?;
         // Only while we still hold the lease: if it ran out and someone else took the row,
         // their outcome stands.
-        let res = q
-            .filter(outbox::Column::Id.eq(row.id))
-            .filter(outbox::Column::Status.eq("queued"))
-            .filter(outbox::Column::LeaseOwner.eq(row.lease_owner.clone()))
-            .exec(&txn)
-            .await?;
-        if res.rows_affected == 1
-            && let Outcome::Failed { error } = &outcome
-        {
+        let recorded = outbox::record(&txn, row, failures, &delivery, now).await?;
+        if recorded && let Outcome::Failed { error } = &outcome {
             report_failure(&txn, row, error, now).await?;
         }
         txn.commit().await?;
@@ -512,7 +443,7 @@ fn one_line(s: &str) -> String {
 /// such a report itself, so a bad administrator address cannot loop).
 async fn report_failure(
     conn: &impl ConnectionTrait,
-    row: &outbox::Model,
+    row: &OutboxRow,
     error: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
@@ -529,20 +460,7 @@ async fn report_failure(
     let subject = one_line(&format!("[rekey] Undeliverable: {}", row.subject));
     for admin in admins {
         let email = admin.email.to_string();
-        let mut h = Sha256::new();
-        for part in [row.message_id.as_str(), "delivery_failed", &email] {
-            h.update(part.as_bytes());
-            h.update([0]);
-        }
-        let message_id = format!("<{}@rekey>", hex::encode(&h.finalize()[..16]));
-        if outbox::Entity::find()
-            .filter(outbox::Column::MessageId.eq(message_id.clone()))
-            .one(conn)
-            .await?
-            .is_some()
-        {
-            continue;
-        }
+        let message_id = outbox::message_id(&[row.message_id.as_str(), "delivery_failed", &email]);
         let state = OutboxMail::DeliveryFailed(FailedMail {
             recipient: email.clone(),
             message_id: row.message_id.clone(),
@@ -552,27 +470,15 @@ async fn report_failure(
             renewal,
             alias: alias.clone(),
         });
-        outbox::ActiveModel {
-            id: Set(Uuid::new_v4()),
-            tenant_id: Set(row.tenant_id),
-            renewal_id: Set(row.renewal_id),
-            message_id: Set(message_id),
-            recipients: Set(email),
-            subject: Set(subject.clone()),
-            state: Set(state.to_json()),
-            status: Set("queued".into()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            last_error: Set(None),
-            version: Set(0),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            sent_at: Set(None),
-        }
-        .insert(conn)
-        .await?;
+        let message = OutboxMessage {
+            tenant,
+            renewal: row.renewal_id,
+            message_id,
+            recipient: email,
+            subject: subject.clone(),
+            mail: state,
+        };
+        outbox::enqueue(conn, message, now).await?;
     }
     Ok(())
 }
@@ -583,28 +489,14 @@ pub async fn list(
     conn: &impl ConnectionTrait,
     status: Option<&str>,
     tenant: Option<Uuid>,
-) -> Result<Vec<outbox::Model>> {
-    let mut q = outbox::Entity::find()
-        .order_by_desc(outbox::Column::CreatedAt)
-        .order_by_asc(outbox::Column::MessageId);
-    if let Some(s) = status {
-        q = q.filter(outbox::Column::Status.eq(s));
-    }
-    if let Some(t) = tenant {
-        q = q.filter(outbox::Column::TenantId.eq(t));
-    }
-    Ok(q.all(conn).await?)
+) -> Result<Vec<OutboxRow>> {
+    Ok(outbox::list(conn, status, tenant).await?)
 }
 
 /// Queues a failed (or waiting) row to be sent at the next pass, with a fresh retry period.
 /// Refuses rows already sent.
-pub async fn retry(
-    conn: &impl ConnectionTrait,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<outbox::Model> {
-    let row = outbox::Entity::find_by_id(id)
-        .one(conn)
+pub async fn retry(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) -> Result<OutboxRow> {
+    let row = outbox::get(conn, id)
         .await?
         .ok_or(NotifierError::UnknownMail(id))?;
     if row.status == "sent" {
@@ -618,15 +510,7 @@ pub async fn retry(
             ),
         });
     }
-    let mut m: outbox::ActiveModel = row.clone().into();
-    m.status = Set("queued".into());
-    m.attempts = Set(0);
-    m.next_attempt_at = Set(now);
-    m.lease_owner = Set(None);
-    m.lease_until = Set(None);
-    m.version = Set(row.version + 1);
-    m.updated_at = Set(now);
-    Ok(m.update(conn).await?)
+    Ok(outbox::requeue(conn, &row, now).await?)
 }
 
 #[cfg(test)]

@@ -7,14 +7,13 @@
 //! conditional update that two concurrent requests cannot both win; [`reissue`] replaces a
 //! token (expired, used or lost) by a fresh one for the same recipient and task.
 //!
-//! `renewal_step_id` stays NULL: the engine keeps steps inside the renewal's state, not in
-//! `renewal_steps`; the task is recorded in `purpose` as JSON.
+//! The task is recorded in `purpose` as JSON; the rows are the store's
+//! ([`rekey_store::link_tokens`]), which holds hashes only.
 
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
-use rekey_store::entity::{link_token, user};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use rekey_store::ConnectionTrait;
+use rekey_store::link_tokens::{self, LinkRow, NewLink};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -109,11 +108,9 @@ pub async fn issue(
     ttl: Duration,
 ) -> Result<(LinkToken, DateTime<Utc>)> {
     let token = LinkToken::generate()?;
-    let user = user::Entity::find()
-        .filter(user::Column::Email.eq(task.recipient))
-        .one(conn)
+    let user = rekey_store::users::id_of_address(conn, task.recipient)
         .await?
-        .map(|u| u.id);
+        .map(|u| u.as_uuid());
     let purpose = Purpose {
         kind: "task".into(),
         renewal: task.renewal,
@@ -121,23 +118,19 @@ pub async fn issue(
         recipient: task.recipient.to_string(),
     };
     let expires_at = now + ttl;
-    link_token::ActiveModel {
-        token_sha256: Set(token.hash()),
-        tenant_id: Set(task.tenant),
-        renewal_step_id: Set(None),
-        user_id: Set(user),
-        purpose: Set(serde_json::to_string(&purpose)
-            .map_err(|e| NotifierError::Link(format!("link purpose: {e}")))?),
-        expires_at: Set(expires_at),
-        used_at: Set(None),
-        created_at: Set(now),
-    }
-    .insert(conn)
-    .await?;
+    let link = NewLink {
+        token_sha256: token.hash(),
+        tenant: task.tenant,
+        user,
+        purpose: serde_json::to_string(&purpose)
+            .map_err(|e| NotifierError::Link(format!("link purpose: {e}")))?,
+        expires_at,
+    };
+    link_tokens::insert(conn, link, now).await?;
     Ok((token, expires_at))
 }
 
-fn info(m: &link_token::Model) -> Result<LinkInfo> {
+fn info(m: &LinkRow) -> Result<LinkInfo> {
     let p: Purpose = serde_json::from_str(&m.purpose)
         .map_err(|e| NotifierError::Link(format!("stored link purpose unreadable: {e}")))?;
     Ok(LinkInfo {
@@ -151,14 +144,13 @@ fn info(m: &link_token::Model) -> Result<LinkInfo> {
     })
 }
 
-async fn find(conn: &impl ConnectionTrait, token: &str) -> Result<link_token::Model> {
-    link_token::Entity::find_by_id(hash(token))
-        .one(conn)
+async fn find(conn: &impl ConnectionTrait, token: &str) -> Result<LinkRow> {
+    link_tokens::find(conn, &hash(token))
         .await?
         .ok_or_else(|| NotifierError::Link("this link is not valid".into()))
 }
 
-fn usable(m: &link_token::Model, now: DateTime<Utc>) -> Result<()> {
+fn usable(m: &LinkRow, now: DateTime<Utc>) -> Result<()> {
     if let Some(at) = m.used_at {
         return Err(NotifierError::Link(format!(
             "this link was already used on {}",
@@ -194,14 +186,7 @@ pub async fn consume(
 ) -> Result<LinkInfo> {
     let m = find(conn, token).await?;
     usable(&m, now)?;
-    let res = link_token::Entity::update_many()
-        .col_expr(link_token::Column::UsedAt, Expr::value(now))
-        .filter(link_token::Column::TokenSha256.eq(m.token_sha256.clone()))
-        .filter(link_token::Column::UsedAt.is_null())
-        .filter(link_token::Column::ExpiresAt.gt(now))
-        .exec(conn)
-        .await?;
-    if res.rows_affected != 1 {
+    if !link_tokens::mark_used(conn, &m.token_sha256, now).await? {
         return Err(NotifierError::Link("this link was already used".into()));
     }
     let mut out = info(&m)?;
@@ -236,19 +221,10 @@ pub async fn reissue(
 
 /// Makes `token` unusable (marks it used now, if it was not).
 pub async fn revoke(conn: &impl ConnectionTrait, token: &str, now: DateTime<Utc>) -> Result<()> {
-    link_token::Entity::update_many()
-        .col_expr(link_token::Column::UsedAt, Expr::value(now))
-        .filter(link_token::Column::TokenSha256.eq(hash(token)))
-        .filter(link_token::Column::UsedAt.is_null())
-        .exec(conn)
-        .await?;
-    Ok(())
+    Ok(link_tokens::revoke(conn, &hash(token), now).await?)
 }
 
 /// Deletes a token that never reached anyone (its email was not delivered).
 pub(crate) async fn discard(conn: &impl ConnectionTrait, token: &LinkToken) -> Result<()> {
-    link_token::Entity::delete_by_id(token.hash())
-        .exec(conn)
-        .await?;
-    Ok(())
+    Ok(link_tokens::delete(conn, &token.hash()).await?)
 }

@@ -6,8 +6,6 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use rekey_store::entity::outbox;
-use sea_orm::{EntityTrait, QuerySelect};
 
 use crate::{ApiError, AppState, now};
 
@@ -62,19 +60,7 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
         let _ = writeln!(out, "rekey_tasks_overdue{{role=\"{role}\"}} {n}");
     }
 
-    let rows: Vec<String> = outbox::Entity::find()
-        .select_only()
-        .column(outbox::Column::Status)
-        .into_tuple()
-        .all(svc.store().db())
-        .await?;
-    let mut depth: BTreeMap<String, u64> = ["queued", "sent", "failed"]
-        .iter()
-        .map(|s| (s.to_string(), 0))
-        .collect();
-    for s in rows {
-        *depth.entry(s).or_default() += 1;
-    }
+    let depth = rekey_store::outbox::count_by_status(svc.store().db()).await?;
     out.push_str(
         "# HELP rekey_outbox_messages Outbox rows by status.\n# TYPE rekey_outbox_messages gauge\n",
     );

@@ -1,11 +1,10 @@
 //! The scheduler: fires due timers (reminders, escalations, window openings and closings)
 //! through [`Service`], safely when several processes share one database.
 //!
-//! A pass ([`run_once`]) claims due `pending` timers with one conditional `UPDATE` that sets a
-//! lease (`lease_owner`, `lease_until`) only on rows still pending, due and not leased by
-//! someone else (on PostgreSQL the candidate rows are picked `FOR UPDATE SKIP LOCKED`, on
-//! SQLite the single writer lock serialises claims), then reads back exactly the rows it
-//! leased. Each claimed timer is fired in one transaction that marks it `fired` *and* applies
+//! A pass ([`run_once`]) claims due `pending` timers with the store's one lease claim
+//! ([`rekey_store::lease::claim`]: a conditional `UPDATE` that leases only rows still pending,
+//! due and not leased by someone else — a lease ending exactly now has run out), then reads
+//! back exactly the rows it leased ([`rekey_store::timers::leased`]). Each claimed timer is fired in one transaction that marks it `fired` *and* applies
 //! [`Event::Timer`] to its renewal, so the timer's status and the step's effects commit
 //! together. A refusal (the renewal finished, the step is gone) marks the timer `stale`; a
 //! transient failure (database error, a concurrent change) gives the lease back with a short
@@ -19,15 +18,9 @@
 //! Time comes in as an argument; only [`run_loop`] reads the clock.
 
 use chrono::{DateTime, Duration, Utc};
-use rekey_engine::{Event, TimerKind};
-use rekey_store::entity::timer;
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
-    Value,
-};
+use rekey_store::lease::{self, Queue};
+use rekey_store::timers::{self, Timer, TimerStatus};
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::shell::commit;
 use crate::{Result, Service, ServiceError};
@@ -121,62 +114,14 @@ async fn claim(
     now: DateTime<Utc>,
     owner: &str,
     limit: u64,
-) -> Result<(String, Vec<timer::Model>)> {
+) -> Result<(String, Vec<Timer>)> {
     let db = service.store().db();
-    let backend = db.get_database_backend();
-    let token = format!("{owner}#{}", Uuid::new_v4().simple());
-    let mut values: Vec<Value> = Vec::new();
-    let mut p = |v: Value| {
-        values.push(v);
-        match backend {
-            DatabaseBackend::Postgres => format!("${}", values.len()),
-            _ => "?".to_string(),
-        }
-    };
-    let set_owner = p(token.clone().into());
-    let set_until = p((now + LEASE).into());
-    let inner_due = p(now.into());
-    let inner_lease = p(now.into());
-    let outer_lease = p(now.into());
-    let lock = match backend {
-        DatabaseBackend::Postgres => " FOR UPDATE SKIP LOCKED",
-        _ => "",
-    };
-    let sql = format!(
-        "UPDATE timers SET lease_owner = {set_owner}, lease_until = {set_until}, \
-         version = version + 1 \
-         WHERE id IN (SELECT id FROM timers WHERE status = 'pending' AND due_at <= {inner_due} \
-         AND (lease_until IS NULL OR lease_until <= {inner_lease}) \
-         ORDER BY due_at LIMIT {limit}{lock}) \
-         AND status = 'pending' AND (lease_until IS NULL OR lease_until <= {outer_lease})"
-    );
-    let res = db
-        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?;
-    if res.rows_affected() == 0 {
-        return Ok((token, Vec::new()));
+    let lease = lease::claim(db, Queue::Timers, owner, now, LEASE, limit).await?;
+    if lease.rows == 0 {
+        return Ok((lease.token, Vec::new()));
     }
-    let rows = timer::Entity::find()
-        .filter(timer::Column::LeaseOwner.eq(token.clone()))
-        .filter(timer::Column::Status.eq("pending"))
-        .order_by_asc(timer::Column::DueAt)
-        .all(db)
-        .await?;
-    Ok((token, rows))
-}
-
-/// The event a timer row stands for: `{"step": …, "kind": …}`.
-fn event_of(t: &timer::Model) -> Option<Event> {
-    #[derive(serde::Deserialize)]
-    struct State {
-        step: Option<String>,
-        kind: TimerKind,
-    }
-    let s: State = serde_json::from_str(&t.state).ok()?;
-    Some(Event::Timer {
-        step: s.step,
-        kind: s.kind,
-    })
+    let rows = timers::leased(db, &lease).await?;
+    Ok((lease.token, rows))
 }
 
 enum Fired {
@@ -194,44 +139,14 @@ enum Fired {
         kind = %t.kind,
     )
 )]
-async fn fire(
-    service: &Service,
-    t: &timer::Model,
-    token: &str,
-    now: DateTime<Utc>,
-    report: &mut Report,
-) {
-    let (Some(renewal), Some(event)) = (t.renewal_id, event_of(t)) else {
-        settle(service, t, token, "stale", now, report).await;
+async fn fire(service: &Service, t: &Timer, token: &str, now: DateTime<Utc>, report: &mut Report) {
+    let (Some(renewal), Some(event)) = (t.renewal_id, t.event()) else {
+        settle(service, t, token, TimerStatus::Stale, now, report).await;
         return;
     };
     let attempt = async {
         let txn = service.store().begin().await?;
-        let res = timer::Entity::update_many()
-            .col_expr(timer::Column::Status, Expr::value("fired"))
-            .col_expr(
-                timer::Column::LeaseOwner,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                timer::Column::LeaseUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(
-                timer::Column::Attempts,
-                Expr::col(timer::Column::Attempts).add(1),
-            )
-            .col_expr(
-                timer::Column::Version,
-                Expr::col(timer::Column::Version).add(1),
-            )
-            .col_expr(timer::Column::UpdatedAt, Expr::value(now))
-            .filter(timer::Column::Id.eq(t.id))
-            .filter(timer::Column::LeaseOwner.eq(token))
-            .filter(timer::Column::Status.eq("pending"))
-            .exec(&txn)
-            .await?;
-        if res.rows_affected != 1 {
+        if !timers::mark_fired(&txn, t.id, token, now).await? {
             return Ok::<_, ServiceError>(Fired::Lost);
         }
         let outcome = service
@@ -247,16 +162,16 @@ async fn fire(
         }
         Ok(Fired::Lost) => report.lost += 1,
         Err(ServiceError::Refused(_) | ServiceError::UnknownRenewal(_)) => {
-            settle(service, t, token, "stale", now, report).await;
+            settle(service, t, token, TimerStatus::Stale, now, report).await;
         }
         Err(e) => {
             report
                 .errors
                 .push(format!("timer {} of renewal {renewal}: {e}", t.id));
             if t.attempts + 1 >= MAX_ATTEMPTS {
-                settle(service, t, token, "failed", now, report).await;
+                settle(service, t, token, TimerStatus::Failed, now, report).await;
             } else {
-                settle(service, t, token, "pending", now, report).await;
+                settle(service, t, token, TimerStatus::Pending, now, report).await;
             }
         }
     }
@@ -265,45 +180,27 @@ async fn fire(
 /// Gives the lease back with a new status (`pending` again means: retry after a back-off).
 async fn settle(
     service: &Service,
-    t: &timer::Model,
+    t: &Timer,
     token: &str,
-    status: &str,
+    status: TimerStatus,
     now: DateTime<Utc>,
     report: &mut Report,
 ) {
-    let retry_at = (status == "pending").then_some(now + RETRY_AFTER);
-    let res = timer::Entity::update_many()
-        .col_expr(timer::Column::Status, Expr::value(status))
-        .col_expr(
-            timer::Column::LeaseOwner,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(timer::Column::LeaseUntil, Expr::value(retry_at))
-        .col_expr(
-            timer::Column::Attempts,
-            Expr::col(timer::Column::Attempts).add(1),
-        )
-        .col_expr(
-            timer::Column::Version,
-            Expr::col(timer::Column::Version).add(1),
-        )
-        .col_expr(timer::Column::UpdatedAt, Expr::value(now))
-        .filter(timer::Column::Id.eq(t.id))
-        .filter(timer::Column::LeaseOwner.eq(token))
-        .filter(timer::Column::Status.eq("pending"))
-        .exec(service.store().db())
-        .await;
+    let retry_at = (status == TimerStatus::Pending).then_some(now + RETRY_AFTER);
+    let res = timers::settle(service.store().db(), t.id, token, status, retry_at, now).await;
     match (res, status) {
-        (Ok(r), _) if r.rows_affected != 1 => report.lost += 1,
-        (Ok(_), "stale") => report.stale += 1,
-        (Ok(_), "failed") => report.failed += 1,
-        (Ok(_), _) => report.released += 1,
+        (Ok(false), _) => report.lost += 1,
+        (Ok(true), TimerStatus::Stale) => report.stale += 1,
+        (Ok(true), TimerStatus::Failed) => report.failed += 1,
+        (Ok(true), _) => report.released += 1,
         // The lease runs out by itself; a later pass retries.
         (Err(e), _) => {
             report.released += 1;
-            report
-                .errors
-                .push(format!("timer {}: cannot record {status}: {e}", t.id));
+            report.errors.push(format!(
+                "timer {}: cannot record {}: {e}",
+                t.id,
+                status.as_str()
+            ));
         }
     }
 }

@@ -10,15 +10,13 @@ use rekey_engine::{
     StepStatus, Transition, World, access,
 };
 use rekey_model::{Alias, Email, Fingerprint, ReceiverId, RenewalStatus, Role, TenantId};
-use rekey_store::entity::{outbox, renewal as renewal_row, timer};
 use rekey_store::mail::{Access, Attachments, NoticeMail, OutboxMail, StepInfo, TestMessage};
-use rekey_store::{DatabaseTransaction, Store, audit, flows, keystore, pending, receivers, users};
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+use rekey_store::outbox::OutboxMessage;
+use rekey_store::{
+    ConnectionTrait, DatabaseTransaction, Store, audit, flows, keystore, outbox, pending,
+    receivers, renewals, timers, users,
 };
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::world::load_world;
@@ -113,15 +111,6 @@ pub struct TaskView {
     pub new_certificate: Option<String>,
 }
 
-fn hash_id(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    hex::encode(&h.finalize()[..16])
-}
-
 impl Service {
     /// A service over `store` running `catalog`'s procedures.
     pub fn new(store: Store, catalog: Catalog) -> Self {
@@ -197,39 +186,19 @@ impl Service {
                 renewal: running,
             });
         }
-        let r = &t.renewal;
-        let inserted = renewal_row::ActiveModel {
-            id: Set(r.id),
-            tenant_id: Set(req.tenant.as_uuid()),
-            receiver_id: Set(Some(req.receiver.as_uuid())),
-            alias: Set(r.alias.to_string()),
-            procedure: Set(r.procedure.to_string()),
-            status: Set(r.status.as_str().into()),
-            state: Set(to_json(r)?),
-            version: Set(0),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&txn)
-        .await;
-        if let Err(e) = inserted {
+        let inserted = renewals::insert(&txn, &t.renewal, req.tenant, req.receiver, now).await?;
+        if !inserted {
             // Another process started one between the check above and this insert: the
             // database's one-live-renewal index refused ours.
-            if matches!(
-                e.sql_err(),
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-            ) {
-                drop(txn);
-                if let Some(running) = self.running(self.store.db(), req.tenant, &alias).await? {
-                    return Err(ServiceError::AlreadyRunning {
-                        alias: req.alias,
-                        renewal: running,
-                    });
-                }
-            }
-            return Err(e.into());
+            drop(txn);
+            return match self.running(self.store.db(), req.tenant, &alias).await? {
+                Some(running) => Err(ServiceError::AlreadyRunning {
+                    alias: req.alias,
+                    renewal: running,
+                }),
+                // That renewal ended meanwhile: starting again may succeed.
+                None => Err(ServiceError::Conflict(t.renewal.id)),
+            };
         }
         let outcome = self.carry_out(&txn, t, &actor, 0, now).await?;
         commit(txn).await?;
@@ -243,13 +212,7 @@ impl Service {
         tenant: TenantId,
         alias: &Alias,
     ) -> Result<Option<Uuid>> {
-        Ok(renewal_row::Entity::find()
-            .filter(renewal_row::Column::TenantId.eq(tenant.as_uuid()))
-            .filter(renewal_row::Column::Alias.eq(alias.as_str()))
-            .filter(renewal_row::Column::Status.eq(RenewalStatus::Running.as_str()))
-            .one(conn)
-            .await?
-            .map(|m| m.id))
+        Ok(renewals::running(conn, tenant, alias).await?)
     }
 
     /// Applies one event to a renewal as `actor_email` (or `rekey` for timers).
@@ -397,15 +360,7 @@ impl Service {
 
     /// Every renewal of a tenant (or all), newest first.
     pub async fn renewals(&self, tenant: Option<TenantId>) -> Result<Vec<Renewal>> {
-        let mut q = renewal_row::Entity::find().order_by_desc(renewal_row::Column::CreatedAt);
-        if let Some(t) = tenant {
-            q = q.filter(renewal_row::Column::TenantId.eq(t.as_uuid()));
-        }
-        q.all(self.store.db())
-            .await?
-            .iter()
-            .map(|m| from_json(&m.state))
-            .collect()
+        Ok(renewals::list(self.store.db(), tenant).await?)
     }
 
     /// The world a renewal sees at `now`.
@@ -487,11 +442,10 @@ impl Service {
     }
 
     async fn load(&self, conn: &impl ConnectionTrait, id: Uuid) -> Result<(Renewal, i64)> {
-        let m = renewal_row::Entity::find_by_id(id)
-            .one(conn)
+        let loaded = renewals::load(conn, id)
             .await?
             .ok_or(ServiceError::UnknownRenewal(id))?;
-        Ok((from_json(&m.state)?, m.version))
+        Ok((loaded.renewal, loaded.version))
     }
 
     /// The renewal's world at `now`; its pending certificate counts among those not valid yet
@@ -557,37 +511,10 @@ impl Service {
                     }
                     Effect::Notify(n) => mail.extend(self.queue(txn, &renewal, &n, now).await?),
                     Effect::Schedule { step, kind, at } => {
-                        let state = serde_json::json!({ "step": step, "kind": kind });
-                        timer::ActiveModel {
-                            id: Set(Uuid::new_v4()),
-                            tenant_id: Set(tenant_of(&renewal).as_uuid()),
-                            renewal_id: Set(Some(renewal.id)),
-                            kind: Set(serde_json::to_value(kind)
-                                .ok()
-                                .and_then(|v| v.as_str().map(String::from))
-                                .unwrap_or_default()),
-                            due_at: Set(at),
-                            status: Set("pending".into()),
-                            state: Set(state.to_string()),
-                            attempts: Set(0),
-                            version: Set(0),
-                            lease_owner: Set(None),
-                            lease_until: Set(None),
-                            created_at: Set(now),
-                            updated_at: Set(now),
-                        }
-                        .insert(txn)
-                        .await?;
+                        let tenant = tenant_of(&renewal);
+                        timers::schedule(txn, tenant, renewal.id, step, kind, at, now).await?;
                     }
-                    Effect::CancelTimers => {
-                        timer::Entity::update_many()
-                            .col_expr(timer::Column::Status, Expr::value("cancelled"))
-                            .col_expr(timer::Column::UpdatedAt, Expr::value(now))
-                            .filter(timer::Column::RenewalId.eq(renewal.id))
-                            .filter(timer::Column::Status.eq("pending"))
-                            .exec(txn)
-                            .await?;
-                    }
+                    Effect::CancelTimers => timers::cancel_pending(txn, renewal.id, now).await?,
                     Effect::Audit { action, detail } => {
                         audit::append(
                             txn,
@@ -631,19 +558,7 @@ impl Service {
             expected = t.world;
             completed.extend(t.completed);
         }
-        let res = renewal_row::Entity::update_many()
-            .col_expr(renewal_row::Column::State, Expr::value(to_json(&renewal)?))
-            .col_expr(
-                renewal_row::Column::Status,
-                Expr::value(renewal.status.as_str()),
-            )
-            .col_expr(renewal_row::Column::Version, Expr::value(version + 1))
-            .col_expr(renewal_row::Column::UpdatedAt, Expr::value(now))
-            .filter(renewal_row::Column::Id.eq(renewal.id))
-            .filter(renewal_row::Column::Version.eq(version))
-            .exec(txn)
-            .await?;
-        if res.rows_affected != 1 {
+        if !renewals::save_if_version(txn, &renewal, version, now).await? {
             return Err(ServiceError::Conflict(renewal.id));
         }
         Ok(Outcome {
@@ -1026,23 +941,13 @@ impl Service {
         let tenant_name = rekey_store::tenants::get(txn, tenant).await?.name;
         let mut out = Vec::new();
         for (email, registered) in to {
-            let message_id = format!(
-                "<{}@rekey>",
-                hash_id(&[
-                    &r.id.to_string(),
-                    n.step.as_deref().unwrap_or("-"),
-                    &kind,
-                    &email,
-                    &ordinal.to_string()
-                ])
-            );
-            let exists = outbox::Entity::find()
-                .filter(outbox::Column::MessageId.eq(message_id.clone()))
-                .one(txn)
-                .await?;
-            if exists.is_some() {
-                continue; // the same notice to the same person is sent once
-            }
+            let message_id = outbox::message_id(&[
+                &r.id.to_string(),
+                n.step.as_deref().unwrap_or("-"),
+                &kind,
+                &email,
+                &ordinal.to_string(),
+            ]);
             // A contact cannot act until given access: "your step is due" would not be true.
             let subject = match n.kind {
                 NoticeKind::StepDue if !registered => format!(
@@ -1082,27 +987,22 @@ impl Service {
                 new_certificate_fingerprint: r.new_cert.map(|c| c.to_string()),
                 attachments: attachments.clone(),
             });
-            outbox::ActiveModel {
-                id: Set(Uuid::new_v4()),
-                tenant_id: Set(tenant.as_uuid()),
-                renewal_id: Set(Some(r.id)),
-                message_id: Set(message_id.clone()),
-                recipients: Set(email.clone()),
-                subject: Set(subject),
-                state: Set(mail.to_json()),
-                status: Set("queued".into()),
-                attempts: Set(0),
-                next_attempt_at: Set(now),
-                last_error: Set(None),
-                version: Set(0),
-                lease_owner: Set(None),
-                lease_until: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-                sent_at: Set(None),
-            }
-            .insert(txn)
+            let queued = outbox::enqueue(
+                txn,
+                OutboxMessage {
+                    tenant,
+                    renewal: Some(r.id),
+                    message_id: message_id.clone(),
+                    recipient: email.clone(),
+                    subject,
+                    mail,
+                },
+                now,
+            )
             .await?;
+            if !queued {
+                continue; // the same notice to the same person is sent once
+            }
             out.push(MailQueued {
                 step: n.step.clone(),
                 kind: n.kind,
@@ -1122,11 +1022,7 @@ impl Service {
         r: &Renewal,
         n: &Notice,
     ) -> Result<Attachments> {
-        let rows = outbox::Entity::find()
-            .filter(outbox::Column::RenewalId.eq(r.id))
-            .order_by_asc(outbox::Column::CreatedAt)
-            .all(txn)
-            .await?;
+        let rows = outbox::of_renewal(txn, r.id).await?;
         let mut found = Attachments::default();
         for row in rows {
             let mail = rekey_store::mail::parse(&row.state)
@@ -1301,12 +1197,4 @@ pub(crate) fn tenant_of(r: &Renewal) -> TenantId {
 /// The renewal's receiver.
 pub(crate) fn receiver_of(r: &Renewal) -> ReceiverId {
     r.receiver
-}
-
-fn to_json(r: &Renewal) -> Result<String> {
-    serde_json::to_string(r).map_err(|e| ServiceError::Corrupt(e.to_string()))
-}
-
-fn from_json(s: &str) -> Result<Renewal> {
-    serde_json::from_str(s).map_err(|e| ServiceError::Corrupt(format!("renewal state: {e}")))
 }

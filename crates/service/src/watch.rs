@@ -17,14 +17,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rekey_engine::{ProcedureId, Renewal, RenewalStatus};
-use rekey_store::entity::{outbox, renewal as renewal_row};
 use rekey_store::mail::{OutboxMail, WatchMail};
+use rekey_store::outbox::{self, OutboxMessage};
 use rekey_store::{
-    Grant, KeystoreEntry, Receiver, StepRef, TenantId, audit, flows, keystore, receivers,
+    Grant, KeystoreEntry, Receiver, StepRef, TenantId, audit, flows, keystore, receivers, renewals,
 };
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::shell::commit;
@@ -217,14 +215,8 @@ pub async fn run_once(
 
 /// A renewal of `alias` that is running, or that was started for certificate `fingerprint`.
 async fn existing(service: &Service, e: &KeystoreEntry) -> Result<Option<Renewal>> {
-    let rows = renewal_row::Entity::find()
-        .filter(renewal_row::Column::TenantId.eq(e.tenant.as_uuid()))
-        .filter(renewal_row::Column::Alias.eq(e.alias.as_str()))
-        .all(service.store().db())
-        .await?;
-    for m in rows {
-        let r: Renewal = serde_json::from_str(&m.state)
-            .map_err(|err| crate::ServiceError::Corrupt(format!("renewal state: {err}")))?;
+    let rows = renewals::of_alias(service.store().db(), e.tenant, e.alias.as_str()).await?;
+    for r in rows {
         if r.status == RenewalStatus::Running || r.old_cert == Some(e.fingerprint) {
             return Ok(Some(r));
         }
@@ -333,25 +325,13 @@ async fn notify(
     let mut queued = 0;
     for u in &admins {
         let to = u.email.to_string();
-        let mut h = Sha256::new();
-        for part in [
+        let message_id = outbox::message_id(&[
             e.tenant.as_uuid().to_string().as_str(),
             e.alias.as_str(),
             &fp,
             "expiry",
             &to,
-        ] {
-            h.update(part.as_bytes());
-            h.update([0]);
-        }
-        let message_id = format!("<{}@rekey>", hex::encode(&h.finalize()[..16]));
-        let exists = outbox::Entity::find()
-            .filter(outbox::Column::MessageId.eq(message_id.clone()))
-            .one(&txn)
-            .await?;
-        if exists.is_some() {
-            continue;
-        }
+        ]);
         let mail = OutboxMail::ExpiryWatch(WatchMail {
             start_command: start_command(&to),
             recipient: to.clone(),
@@ -365,28 +345,17 @@ async fn notify(
             latest_start: latest,
             not_opened_because: not_opened_because.clone(),
         });
-        outbox::ActiveModel {
-            id: Set(Uuid::new_v4()),
-            tenant_id: Set(e.tenant.as_uuid()),
-            renewal_id: Set(None),
-            message_id: Set(message_id),
-            recipients: Set(to),
-            subject: Set(subject.clone()),
-            state: Set(mail.to_json()),
-            status: Set("queued".into()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            last_error: Set(None),
-            version: Set(0),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            sent_at: Set(None),
+        let message = OutboxMessage {
+            tenant: e.tenant,
+            renewal: None,
+            message_id,
+            recipient: to,
+            subject: subject.clone(),
+            mail,
+        };
+        if outbox::enqueue(&txn, message, now).await? {
+            queued += 1;
         }
-        .insert(&txn)
-        .await?;
-        queued += 1;
     }
     if queued == 0 {
         return Ok(WatchAction::AlreadyNotified);

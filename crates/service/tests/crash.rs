@@ -20,10 +20,8 @@ use chrono::Duration;
 use rekey_crypto::{ReceiverProfile as Profile, receiver_verdict};
 use rekey_engine::{ProcedureId, RenewalStatus};
 use rekey_service::{failpoint, scheduler};
-use rekey_store::entity::{keystore_entry, pending_key, timer};
 use rekey_store::{Kek, ReceiverId, Store, TenantId};
 use scheduler_common::*;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 const DIR_ENV: &str = "REKEY_CRASH_DIR";
 const PROC_ENV: &str = "REKEY_CRASH_PROCEDURE";
@@ -218,16 +216,7 @@ async fn outcome(run: &Run) -> Result<Outcome, BoxError> {
     let tenant = r.tenant;
     store.verify_audit().await?;
     let db = store.db();
-    let keystore_current = keystore_entry::Entity::find()
-        .filter(keystore_entry::Column::IsCurrent.eq(true))
-        .count(db)
-        .await?;
-    let keystore_total = keystore_entry::Entity::find().count(db).await?;
-    let pending_keys = pending_key::Entity::find().count(db).await?;
-    let pending_timers = timer::Entity::find()
-        .filter(timer::Column::Status.eq("pending"))
-        .count(db)
-        .await?;
+    let counts = rekey_store::testing::counts(db).await?;
     let usage = store.alias_usage(tenant, &r.alias).await?;
     let usage = match usage.first() {
         Some(u) => u.clone(),
@@ -282,10 +271,10 @@ async fn outcome(run: &Run) -> Result<Outcome, BoxError> {
     let out = Outcome {
         status: r.status,
         steps_done,
-        keystore_current,
-        keystore_total,
-        pending_keys,
-        pending_timers,
+        keystore_current: counts.keystore_current,
+        keystore_total: counts.keystore_total,
+        pending_keys: counts.pending_keys,
+        pending_timers: counts.pending_timers,
         signer_rows: step.rows.len(),
         trusted: trusted.len(),
         probe,

@@ -19,13 +19,8 @@ use rekey_engine::{
 };
 use rekey_service::demo::{self, DEVELOPER, Setup, TENANT_ADMIN};
 use rekey_service::{Outcome, Service, ServiceError};
-use rekey_store::entity::{
-    audit_head, audit_log, keystore_entry, outbox, pending_key, receiver_trusted_cert,
-    renewal as renewal_row, signer_row, timer,
-};
 use rekey_store::{Email, Grant, ReceiverName, ReceiverProfile, TenantId, TenantName};
 use rekey_testdb::{TestDb, TestResult, on_both};
-use sea_orm::{EntityTrait, PaginatorTrait};
 use uuid::Uuid;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -306,79 +301,8 @@ fn bind(
 }
 
 /// Everything a refused event must leave as it was.
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    audit: u64,
-    /// The audit chain's head: sequence and hash.
-    audit_head: Vec<(i64, String)>,
-    /// alias, fingerprint, current, archived reason — current and history.
-    keystore: BTreeSet<(String, String, bool, Option<String>)>,
-    /// step, position, alias, digest, certs, signing time.
-    signer_rows: BTreeSet<(Uuid, i32, String, String, bool, bool)>,
-    /// receiver, fingerprint.
-    trust: BTreeSet<(Uuid, String)>,
-    outbox: u64,
-    timers: BTreeSet<(Uuid, String, String)>,
-    pending: BTreeSet<(Uuid, String, Option<String>)>,
-    /// state, status, version.
-    renewal: Option<(String, String, i64)>,
-}
-
-async fn snapshot(db: &TestDb, id: Uuid) -> Res<Snapshot> {
-    let conn = db.store.db();
-    Ok(Snapshot {
-        audit: audit_log::Entity::find().count(conn).await?,
-        audit_head: audit_head::Entity::find()
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|m| (m.seq, m.hash))
-            .collect(),
-        keystore: keystore_entry::Entity::find()
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|m| (m.alias, m.fingerprint, m.is_current, m.archived_reason))
-            .collect(),
-        signer_rows: signer_row::Entity::find()
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|m| {
-                (
-                    m.step_id,
-                    m.position,
-                    m.alias,
-                    m.digest,
-                    m.include_certs,
-                    m.include_signing_time,
-                )
-            })
-            .collect(),
-        trust: receiver_trusted_cert::Entity::find()
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|m| (m.receiver_id, m.fingerprint))
-            .collect(),
-        outbox: outbox::Entity::find().count(conn).await?,
-        timers: timer::Entity::find()
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|m| (m.id, m.status, m.state))
-            .collect(),
-        pending: pending_key::Entity::find()
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|m| (m.renewal_id, m.alias, m.fingerprint))
-            .collect(),
-        renewal: renewal_row::Entity::find_by_id(id)
-            .one(conn)
-            .await?
-            .map(|m| (m.state, m.status, m.version)),
-    })
+async fn snapshot(db: &TestDb, id: Uuid) -> Res<rekey_store::testing::Snapshot> {
+    Ok(rekey_store::testing::snapshot(db.store.db(), id).await?)
 }
 
 /// Signs a probe with every signer step listing the renewal's aliases and asks the reference

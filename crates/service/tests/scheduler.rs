@@ -8,10 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use rekey_engine::{ProcedureId, RenewalStatus, Role, StepStatus};
 use rekey_service::{Service, scheduler};
 use rekey_store::Kek;
-use rekey_store::entity::timer;
 use rekey_testdb::{TestDb, TestResult, on_both};
 use scheduler_common::*;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use uuid::Uuid;
 
 const MINUTE: Duration = Duration::minutes(1);
@@ -269,19 +267,13 @@ async fn timers_of_finished_renewals_are_marked_stale() {
             .into_iter()
             .next()
             .ok_or("timer")?;
-        timer::Entity::update_many()
-            .col_expr(
-                timer::Column::Status,
-                sea_orm::sea_query::Expr::value("pending"),
-            )
-            .filter(timer::Column::Id.eq(t.id))
-            .exec(db.store.db())
-            .await?;
+        rekey_store::testing::set_timer_pending(db.store.db(), t.id).await?;
         let report = tick(&s, t0() + Duration::days(10)).await?;
         assert_eq!((report.claimed, report.stale, report.fired), (1, 1, 0));
-        let t = timer::Entity::find_by_id(t.id)
-            .one(db.store.db())
+        let t = timers(&db.store, id)
             .await?
+            .into_iter()
+            .find(|x| x.id == t.id)
             .ok_or("timer")?;
         assert_eq!(t.status, "stale");
         assert_eq!(t.lease_owner, None);
@@ -328,21 +320,18 @@ async fn two_schedulers_on_one_database_fire_each_timer_once() {
             }
             at += Duration::hours(1);
         }
-        let rows = timer::Entity::find()
-            .filter(timer::Column::Status.eq("fired"))
-            .all(db.store.db())
-            .await?;
+        let all = rekey_store::timers::all(db.store.db()).await?;
+        let rows: Vec<_> = all.iter().filter(|t| t.status == "fired").collect();
         assert_eq!(rows.len(), fired, "each fired timer counted once");
         assert_eq!(claimed, fired, "no timer claimed twice");
         assert!(
             rows.iter()
                 .all(|t| t.attempts == 1 && t.lease_owner.is_none())
         );
-        let left = timer::Entity::find()
-            .filter(timer::Column::Status.eq("pending"))
-            .filter(timer::Column::DueAt.lte(t0() + Duration::days(8)))
-            .count(db.store.db())
-            .await?;
+        let left = all
+            .iter()
+            .filter(|t| t.status == "pending" && t.due_at <= t0() + Duration::days(8))
+            .count();
         assert_eq!(left, 0);
         // Each renewal got exactly its reminders and its escalation, once each.
         let mut expected_mail = 0;
@@ -414,18 +403,13 @@ async fn a_timer_leased_by_a_crashed_process_fires_when_the_lease_runs_out() {
             .into_iter()
             .find(|t| t.kind == "reminder")
             .ok_or("reminder")?;
-        timer::Entity::update_many()
-            .col_expr(
-                timer::Column::LeaseOwner,
-                sea_orm::sea_query::Expr::value("dead:1#x"),
-            )
-            .col_expr(
-                timer::Column::LeaseUntil,
-                sea_orm::sea_query::Expr::value(at + scheduler::LEASE),
-            )
-            .filter(timer::Column::Id.eq(reminder.id))
-            .exec(db.store.db())
-            .await?;
+        rekey_store::testing::set_timer_lease(
+            db.store.db(),
+            reminder.id,
+            "dead:1#x",
+            at + scheduler::LEASE,
+        )
+        .await?;
         let r = tick(&s, at).await?;
         assert_eq!(r.claimed, 0);
         assert!(
@@ -451,14 +435,7 @@ async fn a_timer_that_keeps_failing_is_retried_with_back_off_then_marked_failed(
         let setup = setup(&db.store, ProcedureId::DualTrust, t0()).await?;
         let id = start(&s, &setup, false, t0()).await?.renewal.id;
         // The renewal's stored state becomes unreadable: every firing fails.
-        rekey_store::entity::renewal::Entity::update_many()
-            .col_expr(
-                rekey_store::entity::renewal::Column::State,
-                sea_orm::sea_query::Expr::value("{"),
-            )
-            .filter(rekey_store::entity::renewal::Column::Id.eq(id))
-            .exec(db.store.db())
-            .await?;
+        rekey_store::testing::overwrite_renewal_state(db.store.db(), id, "{").await?;
         let mut at = t0() + Duration::days(1);
         for attempt in 1..=scheduler::MAX_ATTEMPTS {
             let r = scheduler::run_once(&s, at, "test").await?;

@@ -10,7 +10,6 @@ use rekey_service::watch::{self, Policy, WatchAction, WatchOptions};
 use rekey_store::Alias;
 use rekey_testdb::{TestDb, TestResult, on_both};
 use scheduler_common::*;
-use sea_orm::EntityTrait;
 
 const MINUTE: Duration = Duration::minutes(1);
 
@@ -98,9 +97,7 @@ async fn by_default_the_tenant_administrators_are_told_once() {
         let second = watch::run_once(&s, latest + Duration::days(1), &opts).await?;
         assert_eq!(second.aliases[0].action, WatchAction::AlreadyNotified);
         assert!(s.renewals(None).await?.is_empty(), "notify opens nothing");
-        let rows = rekey_store::entity::outbox::Entity::find()
-            .all(db.store.db())
-            .await?;
+        let rows = rekey_store::outbox::list(db.store.db(), None, None).await?;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].recipients, TENANT_ADMIN);
         assert!(

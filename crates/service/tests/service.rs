@@ -5,9 +5,7 @@ use chrono::{TimeZone, Utc};
 use rekey_engine::{Catalog, Event, ProcedureId, Refusal, RenewalStatus};
 use rekey_service::demo::{self, DemoOptions, TENANT_ADMIN, receiver_admin};
 use rekey_service::{Service, ServiceError};
-use rekey_store::entity::outbox;
 use rekey_testdb::{TestDb, TestResult, on_both};
-use sea_orm::{EntityTrait, PaginatorTrait};
 
 fn service(db: &TestDb) -> Service {
     Service::new(
@@ -70,7 +68,9 @@ async fn every_procedure_runs_through_the_store_and_no_probe_is_rejected_unexpec
             "dual-signature sends two signatures during the switch"
         );
         assert!(db.store.verify_audit().await.is_ok());
-        let mails = outbox::Entity::find().count(db.store.db()).await?;
+        let mails = rekey_store::outbox::list(db.store.db(), None, None)
+            .await?
+            .len();
         assert!(mails > 20, "{mails} emails queued");
         Ok(())
     })
@@ -291,7 +291,7 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
             "the step waits for the CA-signed certificate"
         );
         // The tenant administrator got the CSR by email.
-        let rows = outbox::Entity::find().all(db.store.db()).await?;
+        let rows = rekey_store::outbox::list(db.store.db(), None, None).await?;
         let csr = rows
             .iter()
             .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.state).ok())

@@ -160,11 +160,16 @@ pub fn entry_hash(
     hex::encode(h.finalize())
 }
 
-/// Locks the chain head for the rest of the transaction and returns it.
+/// Locks the chain head for the rest of the transaction.
 ///
 /// Mutating store functions call this first, so that all writers are serialised on
 /// PostgreSQL as they are on SQLite: their check-then-write sequences cannot interleave.
-pub async fn lock_head(txn: &DatabaseTransaction) -> Result<audit_head::Model> {
+pub async fn lock_head(txn: &DatabaseTransaction) -> Result<()> {
+    locked_head(txn).await.map(|_| ())
+}
+
+/// Locks the chain head and returns it.
+async fn locked_head(txn: &DatabaseTransaction) -> Result<audit_head::Model> {
     audit_head::Entity::find_by_id(1)
         .lock_exclusive()
         .one(txn)
@@ -174,7 +179,7 @@ pub async fn lock_head(txn: &DatabaseTransaction) -> Result<audit_head::Model> {
 
 /// Appends one entry in `txn`; returns its sequence number.
 pub async fn append(txn: &DatabaseTransaction, rec: AuditRecord<'_>) -> Result<i64> {
-    let head = lock_head(txn).await?;
+    let head = locked_head(txn).await?;
     let seq = head.seq + 1;
     let at = now();
     let before = cut(rec.before);

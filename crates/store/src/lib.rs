@@ -1,13 +1,16 @@
 //! Tenant state of rekey on SQLite and PostgreSQL: tenants, the outbound keystore (private keys
 //! encrypted under a KEK that never enters the database), integration flows with CMS signer
 //! steps, receivers, users and roles, API tokens, and the hash-chained audit log; plus the
-//! schema for the engine's renewals, steps, timers and outbox, and ([`mail`]) the typed content
-//! of an outbox row that the shell queues and the notifier renders.
+//! engine's tables — [`renewals`], [`timers`], [`outbox`], [`link_tokens`] — with the one lease
+//! claim workers use on them ([`lease`]), and ([`mail`]) the typed content of an outbox row
+//! that the shell queues and the notifier renders.
 //!
-//! Layout: [`Store`] wraps a connection pool with one method per operation, each in its own
-//! transaction. The modules ([`tenants`], [`keystore`], [`flows`], [`receivers`], [`users`],
-//! [`audit`]) hold the same operations as functions over a `DatabaseTransaction` (writes) or
-//! any `ConnectionTrait` (reads), so a caller can make several changes commit together:
+//! Layout: every table has one owner module ([`tenants`], [`keystore`], [`pending`],
+//! [`flows`], [`receivers`], [`users`], [`audit`], [`renewals`], [`timers`], [`outbox`],
+//! [`link_tokens`]) with typed functions over a `DatabaseTransaction` or any
+//! `ConnectionTrait`, so a caller can make several changes commit together; the sea-orm
+//! entities are private to this crate. [`Store`] wraps a connection pool with one method per
+//! common operation, each in its own transaction. [`testing`] holds writes only tests make.
 //!
 //! ```no_run
 //! # async fn demo(store: &rekey_store::Store, tenant: rekey_store::TenantId,
@@ -23,23 +26,30 @@
 //!
 //! Invariants, stated as absences: no plaintext private key and no KEK is ever written to the
 //! database; no API token is stored, only its SHA-256; no mutating function commits on its
-//! own; nothing here knows workflows, HTTP or mail delivery.
+//! own; nothing outside this crate names a table's entity; nothing here knows workflows, HTTP or
+//! mail delivery.
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod db;
-pub mod entity;
+mod entity;
 mod error;
 pub mod flows;
 pub mod kek;
 pub mod keystore;
+pub mod lease;
+pub mod link_tokens;
 pub mod mail;
 pub mod migrate;
+pub mod outbox;
 pub mod pending;
 pub mod receivers;
+pub mod renewals;
 mod store;
 pub mod tenants;
+pub mod testing;
+pub mod timers;
 mod types;
 pub mod users;
 

@@ -168,6 +168,16 @@ pub async fn by_email(conn: &impl ConnectionTrait, email: &Email) -> Result<User
     load(conn, m).await
 }
 
+/// The id of the user registered under `address` exactly as written (a mail recipient), if
+/// any: `None` for an address that is not a user's, including one that is not a valid email.
+pub async fn id_of_address(conn: &impl ConnectionTrait, address: &str) -> Result<Option<UserId>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(address))
+        .one(conn)
+        .await?
+        .map(|u| UserId::from_uuid(u.id)))
+}
+
 /// Every user, by email.
 pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<User>> {
     let models = user::Entity::find()

@@ -10,8 +10,7 @@ use rekey_engine::{Catalog, Event, ProcedureId, Renewal, Role, StepKind};
 use rekey_service::{Outcome, Service, ServiceError, StartRequest, demo};
 use rekey_store::Email;
 use rekey_store::Store;
-use rekey_store::entity::{outbox, timer};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use rekey_store::timers::Timer;
 use uuid::Uuid;
 
 pub use rekey_service::demo::{DEVELOPER, Setup, TENANT_ADMIN, receiver_admin};
@@ -103,10 +102,7 @@ pub struct Mail {
 
 /// Every outbox row of a renewal, sorted.
 pub async fn mails(store: &Store, renewal: Uuid) -> Result<Vec<Mail>, BoxError> {
-    let rows = outbox::Entity::find()
-        .filter(outbox::Column::RenewalId.eq(renewal))
-        .all(store.db())
-        .await?;
+    let rows = rekey_store::outbox::of_renewal(store.db(), renewal).await?;
     let mut out = Vec::new();
     for r in rows {
         let v: serde_json::Value = serde_json::from_str(&r.state)?;
@@ -136,11 +132,8 @@ pub async fn mailed(
 }
 
 /// Every timer row of a renewal.
-pub async fn timers(store: &Store, renewal: Uuid) -> Result<Vec<timer::Model>, BoxError> {
-    Ok(timer::Entity::find()
-        .filter(timer::Column::RenewalId.eq(renewal))
-        .all(store.db())
-        .await?)
+pub async fn timers(store: &Store, renewal: Uuid) -> Result<Vec<Timer>, BoxError> {
+    Ok(rekey_store::timers::of_renewal(store.db(), renewal).await?)
 }
 
 /// Does the next due step of `r` as its owner would (agreeing on a window one hour ahead);

@@ -11,8 +11,6 @@ pub struct Model {
     pub token_sha256: String,
     /// Column `tenant_id`.
     pub tenant_id: Uuid,
-    /// Column `renewal_step_id`.
-    pub renewal_step_id: Option<Uuid>,
     /// Column `user_id`.
     pub user_id: Option<Uuid>,
     /// Column `purpose`.

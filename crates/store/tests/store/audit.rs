@@ -3,12 +3,11 @@
 //! the chain; several operations commit together or not at all.
 
 use rekey_store::audit::{self, AuditProblem};
-use rekey_store::entity::audit_log;
+use rekey_store::testing;
 use rekey_store::{
     FlowName, ReceiverName, ReceiverProfile, StepName, StepOptions, StoreError, TenantId,
     TenantName,
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
 use crate::common::{TestDb, alias, material, on_both, tenant};
 
@@ -111,11 +110,7 @@ async fn every_change_appends_one_chained_entry() {
 async fn a_modified_entry_is_named() {
     on_both(async |db| {
         five_changes(db).await?;
-        audit_log::Entity::update_many()
-            .col_expr(audit_log::Column::Actor, Expr::value("mallory@example.com"))
-            .filter(audit_log::Column::Seq.eq(2))
-            .exec(db.store.db())
-            .await?;
+        testing::tamper_audit_actor(db.store.db(), 2, "mallory@example.com", None).await?;
         expect_tampered(db.store.verify_audit().await, 2, AuditProblem::Modified)?;
         let msg = db
             .store
@@ -135,9 +130,10 @@ async fn a_modified_and_rehashed_entry_breaks_the_next_link() {
     on_both(async |db| {
         five_changes(db).await?;
         let conn = db.store.db();
-        let e = audit_log::Entity::find_by_id(2i64)
-            .one(conn)
+        let e = audit::entries(conn, 1, 1)
             .await?
+            .into_iter()
+            .next()
             .ok_or("entry 2")?;
         let forged = audit::entry_hash(
             &e.prev_hash,
@@ -145,17 +141,12 @@ async fn a_modified_and_rehashed_entry_breaks_the_next_link() {
             e.at,
             "mallory@example.com",
             &e.action,
-            e.tenant_id.map(TenantId::from_uuid),
+            e.tenant,
             &e.subject,
-            &e.before_text,
-            &e.after_text,
+            &e.before,
+            &e.after,
         );
-        audit_log::Entity::update_many()
-            .col_expr(audit_log::Column::Actor, Expr::value("mallory@example.com"))
-            .col_expr(audit_log::Column::Hash, Expr::value(forged))
-            .filter(audit_log::Column::Seq.eq(2))
-            .exec(conn)
-            .await?;
+        testing::tamper_audit_actor(conn, 2, "mallory@example.com", Some(forged)).await?;
         expect_tampered(db.store.verify_audit().await, 3, AuditProblem::OutOfOrder)?;
         Ok(())
     })
@@ -166,10 +157,7 @@ async fn a_modified_and_rehashed_entry_breaks_the_next_link() {
 async fn a_deleted_entry_is_named() {
     on_both(async |db| {
         five_changes(db).await?;
-        audit_log::Entity::delete_many()
-            .filter(audit_log::Column::Seq.eq(3))
-            .exec(db.store.db())
-            .await?;
+        testing::delete_audit(db.store.db(), 3, 3).await?;
         expect_tampered(db.store.verify_audit().await, 3, AuditProblem::Missing)?;
         Ok(())
     })
@@ -180,10 +168,7 @@ async fn a_deleted_entry_is_named() {
 async fn deleting_the_last_entries_is_detected() {
     on_both(async |db| {
         five_changes(db).await?;
-        audit_log::Entity::delete_many()
-            .filter(audit_log::Column::Seq.gte(4))
-            .exec(db.store.db())
-            .await?;
+        testing::delete_audit(db.store.db(), 4, i64::MAX).await?;
         expect_tampered(db.store.verify_audit().await, 4, AuditProblem::Missing)?;
         Ok(())
     })
@@ -197,11 +182,7 @@ async fn reordered_entries_are_named() {
         let conn = db.store.db();
         // Swap entries 2 and 3 (via a free sequence number).
         for (from, to) in [(2i64, -1i64), (3, 2), (-1, 3)] {
-            audit_log::Entity::update_many()
-                .col_expr(audit_log::Column::Seq, Expr::value(to))
-                .filter(audit_log::Column::Seq.eq(from))
-                .exec(conn)
-                .await?;
+            testing::renumber_audit(conn, from, to).await?;
         }
         expect_tampered(db.store.verify_audit().await, 2, AuditProblem::OutOfOrder)?;
         Ok(())

@@ -2,12 +2,11 @@
 //! every refusal leaving the store unchanged.
 
 use rekey_crypto::{CryptoError, DigestAlg, KeyPair};
-use rekey_store::entity::keystore_entry;
+use rekey_store::testing;
 use rekey_store::{
     ArchiveReason, FlowName, Kek, KeyMaterial, SignerParams, StepName, StepOptions, StoreError,
     TenantId,
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
 use crate::common::{alias, cert, fixture, fixture_bytes, key, material, on_both, tenant};
 
@@ -496,22 +495,7 @@ async fn ciphertexts_are_bound_to_their_row_and_kek() {
 
         // Copy a's ciphertext and nonce into b's row: b's key does not decrypt to a's.
         let conn = db.store.db();
-        let row_a = keystore_entry::Entity::find_by_id(ea.id.as_uuid())
-            .one(conn)
-            .await?
-            .ok_or("row a")?;
-        keystore_entry::Entity::update_many()
-            .col_expr(
-                keystore_entry::Column::KeyNonce,
-                Expr::value(row_a.key_nonce.clone()),
-            )
-            .col_expr(
-                keystore_entry::Column::KeyCiphertext,
-                Expr::value(row_a.key_ciphertext.clone()),
-            )
-            .filter(keystore_entry::Column::Id.eq(eb.id.as_uuid()))
-            .exec(conn)
-            .await?;
+        testing::copy_key_ciphertext(conn, ea.id, eb.id).await?;
         let err = db.store.private_key(t, &b).await.err();
         assert!(matches!(err, Some(StoreError::Decrypt { .. })), "{err:?}");
         // a itself still decrypts.

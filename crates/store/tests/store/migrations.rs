@@ -1,10 +1,11 @@
 //! Schema migrations, connection settings, and the engine's tables.
 
 use rekey_store::db::Backend;
-use rekey_store::entity::{outbox, renewal, renewal_step, timer};
 use rekey_store::migrate::{self, MIGRATIONS, Migration};
+use rekey_store::testing::{self, RawOutbox, RawRenewal};
 use rekey_store::{ConnectionTrait, StoreError};
-use sea_orm::{ActiveValue::Set, DbBackend, EntityTrait, Statement};
+use rekey_store::{outbox, timers};
+use sea_orm::{DbBackend, Statement};
 
 use crate::common::{on_both, tenant};
 
@@ -152,23 +153,22 @@ async fn sqlite_gets_wal_full_sync_busy_timeout_and_foreign_keys() {
 #[tokio::test]
 async fn foreign_keys_are_enforced() {
     on_both(async |db| {
-        let tenant_id = uuid::Uuid::new_v4(); // no such tenant
         let now = rekey_store::db::now();
-        let res = renewal::Entity::insert(renewal::ActiveModel {
-            id: Set(uuid::Uuid::new_v4()),
-            tenant_id: Set(tenant_id),
-            receiver_id: Set(None),
-            alias: Set("a".into()),
-            procedure: Set("dual-trust".into()),
-            status: Set("running".into()),
-            state: Set("{}".into()),
-            version: Set(0),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .exec_without_returning(db.store.db())
+        let res = testing::insert_raw_renewal(
+            db.store.db(),
+            &RawRenewal {
+                id: uuid::Uuid::new_v4(),
+                tenant: uuid::Uuid::new_v4(), // no such tenant
+                alias: "a".into(),
+                procedure: "dual-trust".into(),
+                status: "running".into(),
+                state: "{}".into(),
+                version: 0,
+                lease_owner: None,
+                lease_until: None,
+                at: now,
+            },
+        )
         .await;
         assert!(res.is_err(), "row with unknown tenant accepted");
         Ok(())
@@ -183,104 +183,57 @@ async fn engine_tables_round_trip() {
         let now = rekey_store::db::now();
         let rid = uuid::Uuid::new_v4();
         let conn = db.store.db();
-        renewal::Entity::insert(renewal::ActiveModel {
-            id: Set(rid),
-            tenant_id: Set(t.as_uuid()),
-            receiver_id: Set(None),
-            alias: Set("signer".into()),
-            procedure: Set("dual-trust".into()),
-            status: Set("running".into()),
-            state: Set(r#"{"step":1}"#.into()),
-            version: Set(0),
-            lease_owner: Set(Some("server-1".into())),
-            lease_until: Set(Some(now)),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .exec_without_returning(conn)
-        .await?;
-        renewal_step::Entity::insert(renewal_step::ActiveModel {
-            id: Set(uuid::Uuid::new_v4()),
-            renewal_id: Set(rid),
-            tenant_id: Set(t.as_uuid()),
-            step_key: Set("generate".into()),
-            seed_step: Set("1".into()),
-            kind: Set("action".into()),
-            status: Set("pending".into()),
-            state: Set("{}".into()),
-            due_at: Set(Some(now)),
-            done_by: Set(None),
-            done_at: Set(None),
-            version: Set(0),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .exec_without_returning(conn)
-        .await?;
-        timer::Entity::insert(timer::ActiveModel {
-            id: Set(uuid::Uuid::new_v4()),
-            tenant_id: Set(t.as_uuid()),
-            renewal_id: Set(Some(rid)),
-            kind: Set("reminder".into()),
-            due_at: Set(now),
-            status: Set("pending".into()),
-            state: Set("{}".into()),
-            attempts: Set(0),
-            version: Set(0),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .exec_without_returning(conn)
+        let written = RawRenewal {
+            id: rid,
+            tenant: t.as_uuid(),
+            alias: "signer".into(),
+            procedure: "dual-trust".into(),
+            status: "running".into(),
+            state: r#"{"step":1}"#.into(),
+            version: 0,
+            lease_owner: Some("server-1".into()),
+            lease_until: Some(now),
+            at: now,
+        };
+        testing::insert_raw_renewal(conn, &written).await?;
+        timers::schedule(
+            conn,
+            t,
+            rid,
+            Some("generate".into()),
+            rekey_engine::TimerKind::Reminder,
+            now,
+            now,
+        )
         .await?;
         let oid = uuid::Uuid::new_v4();
-        outbox::Entity::insert(outbox::ActiveModel {
-            id: Set(oid),
-            tenant_id: Set(t.as_uuid()),
-            renewal_id: Set(Some(rid)),
-            message_id: Set(format!("<{oid}@rekey>")),
-            recipients: Set(r#"["a@example.com"]"#.into()),
-            subject: Set("due".into()),
-            state: Set("{}".into()),
-            status: Set("pending".into()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            last_error: Set(None),
-            version: Set(0),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            sent_at: Set(None),
-        })
-        .exec_without_returning(conn)
-        .await?;
-        let r = renewal::Entity::find_by_id(rid)
-            .one(conn)
-            .await?
-            .ok_or("renewal")?;
-        assert_eq!(r.state, r#"{"step":1}"#);
-        assert_eq!(
-            r.lease_until,
-            Some(now),
-            "timestamps must round-trip exactly"
-        );
-        assert_eq!(r.created_at, now);
-        let o = outbox::Entity::find_by_id(oid)
-            .one(conn)
-            .await?
-            .ok_or("outbox")?;
+        let raw = RawOutbox {
+            id: oid,
+            tenant: t.as_uuid(),
+            renewal: Some(rid),
+            message_id: format!("<{oid}@rekey>"),
+            recipients: "a@example.com".into(),
+            subject: "due".into(),
+            state: "{}".into(),
+            at: now,
+        };
+        testing::queue_raw(conn, raw.clone()).await?;
+        let r = testing::raw_renewal(conn, rid).await?.ok_or("renewal")?;
+        assert_eq!(r, written, "state and timestamps must round-trip exactly");
+        let timer = timers::of_renewal(conn, rid).await?;
+        assert_eq!(timer.len(), 1);
+        assert_eq!((timer[0].due_at, timer[0].kind.as_str()), (now, "reminder"));
+        let o = outbox::get(conn, oid).await?.ok_or("outbox")?;
         assert_eq!(o.message_id, format!("<{oid}@rekey>"));
+        assert_eq!(o.next_attempt_at, now);
         // message_id is unique: the same mail cannot be queued twice.
-        let dup = outbox::Entity::insert(outbox::ActiveModel {
-            id: Set(uuid::Uuid::new_v4()),
-            message_id: Set(o.message_id.clone()),
-            ..outbox::ActiveModel::from(o.clone())
-        })
-        .exec_without_returning(conn)
+        let dup = testing::queue_raw(
+            conn,
+            RawOutbox {
+                id: uuid::Uuid::new_v4(),
+                ..raw
+            },
+        )
         .await;
         assert!(dup.is_err());
         Ok(())

@@ -4,27 +4,25 @@
 //! is refused by name when read back.
 
 use rekey_model::{OutboxStatus, RenewalStatus, TimerStatus};
-use rekey_store::entity::{outbox, renewal, timer};
-use sea_orm::{ActiveValue::Set, EntityTrait};
+use rekey_store::testing::{self, RawOutbox, RawRenewal};
+use rekey_store::{TenantId, outbox, timers};
 use uuid::Uuid;
 
 use crate::common::{on_both, tenant};
 
-fn renewal_row(id: Uuid, tenant: Uuid, alias: &str, status: &str) -> renewal::ActiveModel {
+fn renewal_row(id: Uuid, tenant: Uuid, alias: &str, status: &str) -> RawRenewal {
     let now = rekey_store::db::now();
-    renewal::ActiveModel {
-        id: Set(id),
-        tenant_id: Set(tenant),
-        receiver_id: Set(None),
-        alias: Set(alias.into()),
-        procedure: Set("dual-trust".into()),
-        status: Set(status.into()),
-        state: Set("{}".into()),
-        version: Set(0),
-        lease_owner: Set(None),
-        lease_until: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
+    RawRenewal {
+        id,
+        tenant,
+        alias: alias.into(),
+        procedure: "dual-trust".into(),
+        status: status.into(),
+        state: "{}".into(),
+        version: 0,
+        lease_owner: None,
+        lease_until: None,
+        at: now,
     }
 }
 
@@ -38,97 +36,80 @@ async fn every_status_round_trips_through_its_column_and_unknown_values_are_refu
         // renewals.status
         for (i, s) in RenewalStatus::ALL.iter().enumerate() {
             let id = Uuid::new_v4();
-            renewal::Entity::insert(renewal_row(id, t, &format!("alias-{i}"), s.as_str()))
-                .exec_without_returning(conn)
+            testing::insert_raw_renewal(conn, &renewal_row(id, t, &format!("alias-{i}"), s.as_str()))
                 .await?;
-            let back = renewal::Entity::find_by_id(id)
-                .one(conn)
-                .await?
-                .ok_or("renewal")?;
+            let back = testing::raw_renewal(conn, id).await?.ok_or("renewal")?;
             assert_eq!(back.status.parse::<RenewalStatus>()?, *s);
         }
         // The schema's partial index names `running` as the enum spells it: a second running
         // renewal of one alias is refused, a finished one is not.
         let running = RenewalStatus::Running.as_str();
-        renewal::Entity::insert(renewal_row(Uuid::new_v4(), t, "twice", running))
-            .exec_without_returning(conn)
-            .await?;
-        let again = renewal::Entity::insert(renewal_row(Uuid::new_v4(), t, "twice", running))
-            .exec_without_returning(conn)
-            .await;
+        testing::insert_raw_renewal(conn, &renewal_row(Uuid::new_v4(), t, "twice", running)).await?;
+        let again =
+            testing::insert_raw_renewal(conn, &renewal_row(Uuid::new_v4(), t, "twice", running))
+                .await;
         assert!(again.is_err(), "the one-running-renewal index spells `running` otherwise");
-        renewal::Entity::insert(renewal_row(Uuid::new_v4(), t, "twice", RenewalStatus::Completed.as_str()))
-            .exec_without_returning(conn)
-            .await?;
+        let owner = Uuid::new_v4();
+        testing::insert_raw_renewal(
+            conn,
+            &renewal_row(owner, t, "twice", RenewalStatus::Completed.as_str()),
+        )
+        .await?;
 
         // timers.status
         for s in TimerStatus::ALL {
-            let id = Uuid::new_v4();
-            timer::Entity::insert(timer::ActiveModel {
-                id: Set(id),
-                tenant_id: Set(t),
-                renewal_id: Set(None),
-                kind: Set("reminder".into()),
-                due_at: Set(now),
-                status: Set(s.as_str().into()),
-                state: Set("{}".into()),
-                attempts: Set(0),
-                version: Set(0),
-                lease_owner: Set(None),
-                lease_until: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-            })
-            .exec_without_returning(conn)
+            timers::schedule(
+                conn,
+                TenantId::from_uuid(t),
+                owner,
+                None,
+                rekey_engine::TimerKind::Reminder,
+                now,
+                now,
+            )
             .await?;
-            let back = timer::Entity::find_by_id(id)
-                .one(conn)
+            let id = timers::of_renewal(conn, owner)
                 .await?
+                .into_iter()
+                .find(|x| x.status == "pending")
+                .ok_or("timer")?
+                .id;
+            testing::set_timer_status(conn, id, s.as_str()).await?;
+            let back = timers::of_renewal(conn, owner)
+                .await?
+                .into_iter()
+                .find(|x| x.id == id)
                 .ok_or("timer")?;
             assert_eq!(back.status.parse::<TimerStatus>()?, *s);
+            if *s == TimerStatus::Pending {
+                testing::set_timer_status(conn, id, TimerStatus::Fired.as_str()).await?;
+            }
         }
 
         // outbox.status
         for s in OutboxStatus::ALL {
             let id = Uuid::new_v4();
-            outbox::Entity::insert(outbox::ActiveModel {
-                id: Set(id),
-                tenant_id: Set(t),
-                renewal_id: Set(None),
-                message_id: Set(format!("<{id}@rekey>")),
-                recipients: Set("a@example.com".into()),
-                subject: Set("s".into()),
-                state: Set("{}".into()),
-                status: Set(s.as_str().into()),
-                attempts: Set(0),
-                next_attempt_at: Set(now),
-                last_error: Set(None),
-                version: Set(0),
-                lease_owner: Set(None),
-                lease_until: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-                sent_at: Set(None),
-            })
-            .exec_without_returning(conn)
-            .await?;
-            let back = outbox::Entity::find_by_id(id)
-                .one(conn)
-                .await?
-                .ok_or("outbox")?;
+            let raw = RawOutbox {
+                id,
+                tenant: t,
+                renewal: None,
+                message_id: format!("<{id}@rekey>"),
+                recipients: "a@example.com".into(),
+                subject: "s".into(),
+                state: "{}".into(),
+                at: now,
+            };
+            testing::queue_raw(conn, raw).await?;
+            testing::set_outbox_status(conn, id, s.as_str()).await?;
+            let back = outbox::get(conn, id).await?.ok_or("outbox")?;
             assert_eq!(back.status.parse::<OutboxStatus>()?, *s);
         }
 
         // A value written by something else (an older or newer binary, a hand edit) is refused
         // when read, naming the column's vocabulary.
         let id = Uuid::new_v4();
-        renewal::Entity::insert(renewal_row(id, t, "odd", "paused"))
-            .exec_without_returning(conn)
-            .await?;
-        let back = renewal::Entity::find_by_id(id)
-            .one(conn)
-            .await?
-            .ok_or("renewal")?;
+        testing::insert_raw_renewal(conn, &renewal_row(id, t, "odd", "paused")).await?;
+        let back = testing::raw_renewal(conn, id).await?.ok_or("renewal")?;
         let err = back
             .status
             .parse::<RenewalStatus>()

@@ -1,0 +1,127 @@
+//! The one lease claim every worker uses: the scheduler on `timers`, the mail dispatcher on
+//! `outbox`.
+//!
+//! A claim is one conditional `UPDATE` that sets `lease_owner` (a token unique to the claim)
+//! and `lease_until` on rows that are waiting, due, and not leased — or whose lease has run
+//! out. On PostgreSQL the candidate rows are picked `FOR UPDATE SKIP LOCKED`, so concurrent
+//! claimers skip each other's rows instead of waiting; SQLite's single writer serialises
+//! claims. The outer `WHERE` repeats the conditions, so a row is never claimed twice while its
+//! lease holds. The claimer then reads back the rows its token holds
+//! ([`crate::timers::leased`], [`crate::outbox::leased`]).
+//!
+//! **A lease that ends exactly at `now` has run out** ([`expired`]: `lease_until <= now`): the
+//! holder was given the time up to `lease_until`, not the instant itself, so at that instant
+//! another worker may take the row. Every claim uses this one comparison.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
+use uuid::Uuid;
+
+use crate::error::Result;
+
+/// A table workers claim rows of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// `timers`: `pending` rows whose `due_at` has come, earliest first.
+    Timers,
+    /// `outbox`: `queued` rows whose `next_attempt_at` has come, earliest first (then oldest).
+    Outbox,
+}
+
+impl Queue {
+    /// (table, waiting status, due column, order)
+    fn shape(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Queue::Timers => ("timers", "pending", "due_at", "due_at"),
+            Queue::Outbox => (
+                "outbox",
+                "queued",
+                "next_attempt_at",
+                "next_attempt_at, created_at",
+            ),
+        }
+    }
+}
+
+/// A claim: the token written into `lease_owner` of every row it took, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// `{owner}#{unique}`: names the process and this claim.
+    pub token: String,
+    /// When the lease runs out.
+    pub until: DateTime<Utc>,
+    /// Rows taken.
+    pub rows: u64,
+}
+
+/// Whether a lease ending at `lease_until` has run out at `now` (no lease: yes). A lease
+/// that ends exactly at `now` has.
+pub fn expired(lease_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    lease_until.is_none_or(|until| until <= now)
+}
+
+/// Leases up to `limit` due rows of `queue` to `owner` for `length` from `now`.
+pub async fn claim(
+    conn: &impl ConnectionTrait,
+    queue: Queue,
+    owner: &str,
+    now: DateTime<Utc>,
+    length: Duration,
+    limit: u64,
+) -> Result<Lease> {
+    let (table, waiting, due, order) = queue.shape();
+    let backend = conn.get_database_backend();
+    let token = format!("{owner}#{}", Uuid::new_v4().simple());
+    let until = now + length;
+    let mut values: Vec<Value> = Vec::new();
+    let mut p = |v: Value| {
+        values.push(v);
+        match backend {
+            DatabaseBackend::Postgres => format!("${}", values.len()),
+            _ => "?".to_string(),
+        }
+    };
+    let set_owner = p(token.clone().into());
+    let set_until = p(until.into());
+    let set_updated = p(now.into());
+    let inner_due = p(now.into());
+    let inner_lease = p(now.into());
+    let outer_due = p(now.into());
+    let outer_lease = p(now.into());
+    let lock = match backend {
+        DatabaseBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+        _ => "",
+    };
+    // The lease comparison is `expired` written in SQL: `lease_until <= now`.
+    let sql = format!(
+        "UPDATE {table} SET lease_owner = {set_owner}, lease_until = {set_until}, \
+         version = version + 1, updated_at = {set_updated} \
+         WHERE id IN (SELECT id FROM {table} WHERE status = '{waiting}' AND {due} <= {inner_due} \
+         AND (lease_until IS NULL OR lease_until <= {inner_lease}) \
+         ORDER BY {order} LIMIT {limit}{lock}) \
+         AND status = '{waiting}' AND {due} <= {outer_due} \
+         AND (lease_until IS NULL OR lease_until <= {outer_lease})"
+    );
+    let res = conn
+        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    Ok(Lease {
+        token,
+        until,
+        rows: res.rows_affected(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_ending_now_has_run_out() {
+        let now = chrono::DateTime::<Utc>::UNIX_EPOCH + Duration::days(1);
+        assert!(expired(None, now));
+        assert!(expired(Some(now), now));
+        assert!(expired(Some(now - Duration::seconds(1)), now));
+        assert!(!expired(Some(now + Duration::microseconds(1)), now));
+    }
+}
