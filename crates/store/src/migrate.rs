@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "signer_step_receivers",
         sql: include_str!("../../../migrations/0004_signer_step_receivers.sql"),
     },
+    Migration {
+        version: 5,
+        name: "drop_renewal_steps",
+        sql: include_str!("../../../migrations/0005_drop_renewal_steps.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

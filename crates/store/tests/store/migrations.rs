@@ -241,6 +241,59 @@ async fn engine_tables_round_trip() {
     .await;
 }
 
+/// Migration 5 drops the never-written `renewal_steps` and rebuilds `link_tokens` without
+/// its `renewal_step_id`: the links issued before keep working.
+#[tokio::test]
+async fn dropping_renewal_steps_keeps_the_issued_links() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let conn = rekey_store::db::connect(&url).await.expect("connect");
+    let before: Vec<Migration> = MIGRATIONS
+        .iter()
+        .copied()
+        .filter(|m| m.version < 5)
+        .collect();
+    migrate::migrate_to(&conn, &before)
+        .await
+        .expect("migrations 1-4");
+    let now = rekey_store::db::now();
+    let tenant = uuid::Uuid::new_v4();
+    for (sql, values) in [
+        (
+            "INSERT INTO tenants (id, name, created_at, updated_at) VALUES (?, 'acme', ?, ?)",
+            vec![tenant.into(), now.into(), now.into()],
+        ),
+        (
+            "INSERT INTO link_tokens (token_sha256, tenant_id, renewal_step_id, user_id, purpose, \
+             expires_at, used_at, created_at) VALUES ('abc', ?, NULL, NULL, '{}', ?, NULL, ?)",
+            vec![tenant.into(), now.into(), now.into()],
+        ),
+    ] {
+        conn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            sql,
+            values,
+        ))
+        .await
+        .expect("old rows");
+    }
+    let report = migrate::migrate_to(&conn, MIGRATIONS)
+        .await
+        .expect("migration 5");
+    assert_eq!(report.applied, vec![5]);
+    let link = rekey_store::link_tokens::find(&conn, "abc")
+        .await
+        .expect("read")
+        .expect("the link survived");
+    assert_eq!((link.tenant_id, link.expires_at), (tenant, now));
+    for gone in [
+        "SELECT COUNT(*) FROM renewal_steps",
+        "SELECT renewal_step_id FROM link_tokens",
+    ] {
+        assert!(conn.execute_unprepared(gone).await.is_err(), "{gone}");
+    }
+}
+
 #[tokio::test]
 async fn unsupported_url_is_refused() {
     let err = rekey_store::Store::open("mysql://root:pw@localhost/x")
