@@ -123,7 +123,7 @@ pub fn message_id(parts: &[&str]) -> String {
 }
 
 /// Whether a row with this Message-ID was ever queued.
-pub async fn exists(conn: &impl ConnectionTrait, message_id: &str) -> Result<bool> {
+async fn exists(conn: &impl ConnectionTrait, message_id: &str) -> Result<bool> {
     Ok(outbox::Entity::find()
         .filter(outbox::Column::MessageId.eq(message_id))
         .one(conn)
