@@ -4,7 +4,8 @@
 //! Checked here: the engine and the model depend on no I/O crate; the clock is read only where
 //! ARCHITECTURE.md says; every library and binary module says what it owns in a `//!` header;
 //! nothing outside `crates/store` names the store's sea-orm entities (each table has one owner
-//! module there).
+//! module there); ARCHITECTURE.md's table of crate dependencies matches the manifests, and
+//! every path it names exists.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -238,6 +239,109 @@ fn only_the_store_names_its_entities() {
          functions, e.g. rekey_store::outbox, rekey_store::timers; test-only writes are in \
          rekey_store::testing):\n{}",
         wrong.join("\n")
+    );
+}
+
+/// The rekey crates a manifest's `[dependencies]` names, sorted.
+fn rekey_dependencies(manifest_path: &str) -> Vec<String> {
+    let manifest =
+        fs::read_to_string(root().join(manifest_path)).expect("the manifest is readable");
+    let mut deps: Vec<String> = dependencies(&manifest)
+        .into_iter()
+        .filter(|d| d.starts_with("rekey-"))
+        .collect();
+    deps.sort();
+    deps
+}
+
+#[test]
+fn architecture_md_lists_each_crates_dependencies() {
+    // The table under the diagram is the map a reader follows from a request to the store;
+    // an edge that exists in a manifest but not there (or the reverse) fails here.
+    let doc = fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let mut rows = 0;
+    let mut wrong = Vec::new();
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [_, name, deps, _] = cells.as_slice() else {
+            continue;
+        };
+        let Some(name) = name.strip_prefix('`').and_then(|n| n.split('`').next()) else {
+            continue;
+        };
+        let manifest = match name {
+            "rekey" => "Cargo.toml".to_string(),
+            n => match n.strip_prefix("rekey-") {
+                Some(dir) => format!("crates/{dir}/Cargo.toml"),
+                None => continue,
+            },
+        };
+        rows += 1;
+        let mut listed: Vec<String> = deps
+            .split(',')
+            .map(str::trim)
+            .filter(|d| d.starts_with("rekey-"))
+            .map(str::to_string)
+            .collect();
+        listed.sort();
+        let actual = rekey_dependencies(&manifest);
+        if listed != actual {
+            wrong.push(format!(
+                "{name}: ARCHITECTURE.md says {listed:?}, {manifest} has {actual:?}"
+            ));
+        }
+    }
+    let crates = fs::read_dir(root().join("crates"))
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    assert_eq!(
+        rows,
+        crates + 1,
+        "ARCHITECTURE.md's dependency table should have a row per crate and one for `rekey`"
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_path_architecture_md_names_exists() {
+    // A map that names a file which moved sends the newcomer nowhere.
+    let doc = fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let prefixes = [
+        "crates/",
+        "src/",
+        "xtask/",
+        "tests/",
+        "migrations/",
+        "workflows/",
+        "docs/",
+    ];
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for (i, part) in doc.split('`').enumerate() {
+        if i % 2 == 0 || part.contains(' ') || !prefixes.iter().any(|p| part.starts_with(p)) {
+            continue;
+        }
+        let path = part.split(':').next().unwrap_or(part);
+        named += 1;
+        let exists = if let Some((dir, pattern)) = path.rsplit_once("/*") {
+            // `src/cmd/*.rs`: the directory holds at least one such file.
+            fs::read_dir(root().join(dir))
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().ends_with(pattern))
+                })
+                .unwrap_or(false)
+        } else {
+            root().join(path).exists()
+        };
+        if !exists {
+            missing.push(path.to_string());
+        }
+    }
+    assert!(named > 10, "found only {named} paths in ARCHITECTURE.md");
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:?}"
     );
 }
 
