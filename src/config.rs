@@ -20,9 +20,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
+use rekey_model::{Email, TenantName};
 use rekey_store::db::Backend;
 use rekey_store::kek::KEK_ENV_VAR;
-use rekey_store::{Email, Kek, Store, Tenant, TenantName};
+use rekey_store::{Kek, Store, Tenant};
 use serde::Deserialize;
 
 /// The embedded defaults (layer 1).

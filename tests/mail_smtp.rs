@@ -879,7 +879,8 @@ async fn retryable_failures_give_up_after_five_days_and_retry_requeues() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receiver_administrator_gets_a_test_message_per_affected_signer_step() {
     use rekey_crypto::{KeyBits, KeyPair, self_signed};
-    use rekey_store::{Alias, KeyMaterial, SignerParams, StepName, StepOptions};
+    use rekey_model::{Alias, StepName};
+    use rekey_store::{KeyMaterial, SignerParams, StepOptions};
     on_both(async |db: &TestDb| -> TestResult {
         let s = service(db);
         let p = ProcedureId::DualSignature;

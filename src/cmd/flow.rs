@@ -8,9 +8,8 @@ use anyhow::{Context as _, Result};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use rekey_crypto::DigestAlg;
-use rekey_store::{
-    Alias, FlowName, ReceiverName, SignerParams, StepName, StepOptions, StoreError, flows, keystore,
-};
+use rekey_model::{Alias, FlowName, ReceiverName, StepName};
+use rekey_store::{SignerParams, StepOptions, StoreError, flows, keystore};
 use serde::Serialize;
 
 use super::files::SignArgs;

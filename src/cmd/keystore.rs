@@ -11,7 +11,8 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rekey_crypto::{Certificate, KeyBits, KeyPair, parse_subject, self_signed_at};
-use rekey_store::{Alias, EntryId, KeyMaterial, KeystoreEntry, StepRef, flows, keystore};
+use rekey_model::{Alias, EntryId};
+use rekey_store::{KeyMaterial, KeystoreEntry, StepRef, flows, keystore};
 use serde::Serialize;
 
 use super::state::{JsonArg, day, print_json, print_table, read_file, with_ctx, write_new};

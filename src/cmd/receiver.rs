@@ -8,9 +8,8 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rekey_crypto::{Certificate, Fingerprint};
-use rekey_store::{
-    Alias, Email, Receiver, ReceiverName, ReceiverProfile, TrustedCertificate, receivers,
-};
+use rekey_model::{Alias, Email, ReceiverName};
+use rekey_store::{Receiver, ReceiverProfile, TrustedCertificate, receivers};
 use serde::Serialize;
 
 use super::state::{JsonArg, day, print_json, print_table, read_file, with_ctx};

@@ -8,8 +8,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rekey_engine::{Catalog, Event, Fingerprint, ProcedureId, Renewal, Role, StepStatus};
+use rekey_model::{Alias, FlowName, ReceiverName, StepName};
 use rekey_service::{Outcome, Service, StartRequest};
-use rekey_store::{Alias, FlowName, ReceiverName, StepName};
 use serde::Serialize;
 use uuid::Uuid;
 

@@ -13,10 +13,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use rekey_store::{
-    Email, Grant, Kek, ReceiverId, ReceiverName, Role, StoreError, TenantName, audit, receivers,
-    users,
-};
+use rekey_model::{Email, Grant, ReceiverId, ReceiverName, Role, TenantName};
+use rekey_store::{Kek, StoreError, audit, receivers, users};
 use serde::Serialize;
 
 use crate::config::{self, CONFIG_FILE_NAME, Context, GlobalArgs, KekSource, Settings};

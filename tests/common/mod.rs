@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use chrono::{DateTime, TimeZone, Utc};
-use rekey_store::{Email, Grant, Store, TenantName};
+use rekey_model::{Email, Grant, TenantName};
+use rekey_store::Store;
 use rekey_testdb::{PgDatabase, TestDb};
 use serde_json::Value;
 use uuid::Uuid;

@@ -18,11 +18,10 @@
 //! Time comes in as an argument; nothing here reads the clock.
 
 use chrono::{DateTime, Duration, Utc};
+use rekey_model::{Alias, Grant, TenantId};
 use rekey_store::lease::{self, Queue};
 use rekey_store::outbox::{self, Delivery, OutboxMessage, OutboxRow};
-use rekey_store::{
-    Alias, ConnectionTrait, DatabaseConnection, Grant, TenantId, TransactionTrait, keystore, users,
-};
+use rekey_store::{ConnectionTrait, DatabaseConnection, TransactionTrait, keystore, users};
 use serde::Serialize;
 use uuid::Uuid;
 

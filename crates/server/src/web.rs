@@ -16,9 +16,10 @@ use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::html;
 use rekey_engine::{Event, Renewal};
+use rekey_model::Email;
 use rekey_notifier::links;
 use rekey_service::TaskView;
-use rekey_store::{Email, User};
+use rekey_store::User;
 use serde::Deserialize;
 use uuid::Uuid;
 

@@ -8,10 +8,8 @@ use rekey_crypto::{
     KeyBits, KeyPair, ReceiverProfile as Profile, receiver_verdict, self_signed, to_base64,
 };
 use rekey_engine::{Event, ProcedureId, Renewal, Role, StepKind, StepStatus, TimerKind};
-use rekey_store::{
-    Alias, Email, FlowName, Grant, KeyMaterial, ReceiverName, ReceiverProfile, SignerParams,
-    StepName, StepOptions, TenantId, TenantName,
-};
+use rekey_model::{Alias, Email, FlowName, Grant, ReceiverName, StepName, TenantId, TenantName};
+use rekey_store::{KeyMaterial, ReceiverProfile, SignerParams, StepOptions};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -131,7 +129,7 @@ pub struct Setup {
     /// The `demo` tenant.
     pub tenant: TenantId,
     /// The procedure's receiver.
-    pub receiver: rekey_store::ReceiverId,
+    pub receiver: rekey_model::ReceiverId,
     /// Its name.
     pub receiver_name: ReceiverName,
     /// The flow holding the signer step.
@@ -188,7 +186,7 @@ pub async fn prepare_with(
     setup(service, tenant, p, bits, not_before, days).await
 }
 
-fn input<T>(r: std::result::Result<T, rekey_store::InvalidInput>) -> Result<T> {
+fn input<T>(r: std::result::Result<T, rekey_model::InvalidInput>) -> Result<T> {
     r.map_err(|e| ServiceError::Input(e.to_string()))
 }
 

@@ -17,12 +17,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rekey_engine::{ProcedureId, Renewal, RenewalStatus};
+use rekey_model::{Grant, TenantId};
 use rekey_store::lease::{self, Queue};
 use rekey_store::mail::{OutboxMail, WatchMail};
 use rekey_store::outbox::{self, OutboxMessage};
-use rekey_store::{
-    Grant, KeystoreEntry, Receiver, StepRef, TenantId, audit, flows, keystore, receivers, renewals,
-};
+use rekey_store::{KeystoreEntry, Receiver, StepRef, audit, flows, keystore, receivers, renewals};
 use serde::Serialize;
 use uuid::Uuid;
 

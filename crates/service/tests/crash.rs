@@ -19,8 +19,9 @@ use std::process::Command;
 use chrono::Duration;
 use rekey_crypto::{ReceiverProfile as Profile, receiver_verdict};
 use rekey_engine::{ProcedureId, RenewalStatus};
+use rekey_model::{ReceiverId, TenantId};
 use rekey_service::{failpoint, scheduler};
-use rekey_store::{Kek, ReceiverId, Store, TenantId};
+use rekey_store::{Kek, Store};
 use scheduler_common::*;
 
 const DIR_ENV: &str = "REKEY_CRASH_DIR";
@@ -113,9 +114,9 @@ async fn crash_child() -> Result<(), BoxError> {
             let st = Setup {
                 tenant: TenantId::from_uuid(tenant),
                 receiver: ReceiverId::from_uuid(receiver),
-                receiver_name: rekey_store::ReceiverName::parse("unused")?,
-                flow: rekey_store::FlowName::parse("unused")?,
-                step: rekey_store::StepName::parse("unused")?,
+                receiver_name: rekey_model::ReceiverName::parse("unused")?,
+                flow: rekey_model::FlowName::parse("unused")?,
+                step: rekey_model::StepName::parse("unused")?,
                 alias,
                 procedure: p,
             };

@@ -17,9 +17,10 @@ use rekey_engine::{
     Catalog, Event, Fingerprint, Procedure, ProcedureId, Renewal, RenewalStatus, Role, StepKind,
     StepStatus, TimerKind,
 };
+use rekey_model::{Email, Grant, ReceiverName, TenantId, TenantName};
 use rekey_service::demo::{self, DEVELOPER, Setup, TENANT_ADMIN};
 use rekey_service::{Outcome, Service, ServiceError};
-use rekey_store::{Email, Grant, ReceiverName, ReceiverProfile, TenantId, TenantName};
+use rekey_store::ReceiverProfile;
 use rekey_testdb::{TestDb, TestResult, on_both};
 use uuid::Uuid;
 

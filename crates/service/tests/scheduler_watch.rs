@@ -6,8 +6,8 @@ mod scheduler_common;
 
 use chrono::Duration;
 use rekey_engine::{ProcedureId, RenewalStatus};
+use rekey_model::Alias;
 use rekey_service::watch::{self, Policy, WatchAction, WatchOptions};
-use rekey_store::Alias;
 use rekey_testdb::{TestDb, TestResult, on_both};
 use scheduler_common::*;
 

@@ -136,6 +136,7 @@ async fn refusals_through_the_service_change_nothing() {
 async fn ca_setup(
     db: &TestDb,
 ) -> Result<(rekey_service::StartRequest, String), Box<dyn std::error::Error + Send + Sync>> {
+    use rekey_model::*;
     use rekey_store::*;
     let store = &db.store;
     let tenant = store
@@ -368,7 +369,7 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
         let tenant = db.store.tenants().await?[0].id;
         let entry = db
             .store
-            .key_entry(tenant, &rekey_store::Alias::parse("signer")?)
+            .key_entry(tenant, &rekey_model::Alias::parse("signer")?)
             .await?;
         assert_eq!(entry.fingerprint, new_fp);
         assert_eq!(entry.chain.len(), 2, "leaf and CA");

@@ -13,9 +13,9 @@
 //! common operation, each in its own transaction. [`testing`] holds writes only tests make.
 //!
 //! ```no_run
-//! # async fn demo(store: &rekey_store::Store, tenant: rekey_store::TenantId,
-//! #     flow: &rekey_store::FlowName, step: &rekey_store::StepName,
-//! #     old: &rekey_store::Alias, new: &rekey_store::Alias,
+//! # async fn demo(store: &rekey_store::Store, tenant: rekey_model::TenantId,
+//! #     flow: &rekey_model::FlowName, step: &rekey_model::StepName,
+//! #     old: &rekey_model::Alias, new: &rekey_model::Alias,
 //! #     material: &rekey_store::KeyMaterial) -> Result<(), rekey_store::StoreError> {
 //! let txn = store.begin().await?;
 //! rekey_store::keystore::add(&txn, store.kek()?, tenant, new, material, "engine").await?;
@@ -50,7 +50,6 @@ mod store;
 pub mod tenants;
 pub mod testing;
 pub mod timers;
-mod types;
 pub mod users;
 
 pub use audit::{AuditEntry, AuditProblem, AuditSummary};
@@ -61,10 +60,6 @@ pub use keystore::{ArchiveReason, KeyMaterial, KeystoreEntry};
 pub use receivers::{Receiver, ReceiverProfile, TrustedCertificate};
 pub use store::Store;
 pub use tenants::Tenant;
-pub use types::{
-    Alias, Email, EntryId, FlowId, FlowName, Grant, InvalidInput, ReceiverId, ReceiverName, Role,
-    StepId, StepName, TenantId, TenantName, TokenId, UserId,
-};
 pub use users::{ApiTokenInfo, NewApiToken, User};
 
 /// Re-exported so callers can name transactions and connections without depending on sea-orm

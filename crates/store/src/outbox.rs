@@ -25,7 +25,7 @@ use crate::entity::outbox;
 use crate::error::Result;
 use crate::lease::Lease;
 use crate::mail::OutboxMail;
-use crate::types::TenantId;
+use rekey_model::TenantId;
 
 /// One outbox row as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::entity::renewal;
 use crate::error::{Result, StoreError};
-use crate::types::{Alias, ReceiverId, TenantId};
+use rekey_model::{Alias, ReceiverId, TenantId};
 
 /// A renewal as loaded, with the version a save must still find.
 #[derive(Debug, Clone)]

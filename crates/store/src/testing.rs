@@ -18,7 +18,7 @@ use crate::entity::{
     renewal, signer_row, timer,
 };
 use crate::error::Result;
-use crate::types::EntryId;
+use rekey_model::EntryId;
 
 /// An outbox row written as it is, whatever its content.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::entity::timer;
 use crate::error::Result;
 use crate::lease::Lease;
-use crate::types::TenantId;
+use rekey_model::TenantId;
 
 /// Where a timer stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use rekey_engine::{Event, ProcedureId, Renewal};
+use rekey_model::{ReceiverName, TenantName};
 use rekey_service::StartRequest;
-use rekey_store::{ReceiverName, TenantName};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -81,7 +81,7 @@ pub(crate) async fn start(
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("procedure: {e}")))?;
     for a in [Some(&b.alias), b.new_alias.as_ref()].into_iter().flatten() {
-        rekey_store::Alias::parse(a).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        rekey_model::Alias::parse(a).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     let req = StartRequest {
         tenant: tenant.id,

@@ -222,9 +222,9 @@ impl Service {
                     .map(|k| {
                         let (f, s) = k.split_once('/').unwrap_or((k, ""));
                         Ok(rekey_store::StepRef {
-                            flow: rekey_store::FlowName::parse(f)
+                            flow: rekey_model::FlowName::parse(f)
                                 .map_err(|e| ServiceError::Corrupt(e.to_string()))?,
-                            step: rekey_store::StepName::parse(s)
+                            step: rekey_model::StepName::parse(s)
                                 .map_err(|e| ServiceError::Corrupt(e.to_string()))?,
                         })
                     })
@@ -360,9 +360,9 @@ impl Service {
         let tenant = tenant_of(r);
         let receiver = receivers::by_id(txn, receiver_of(r)).await?;
         let grant = match n.to {
-            Role::TenantAdmin => rekey_store::Grant::TenantAdmin { tenant },
-            Role::IntegrationDeveloper => rekey_store::Grant::IntegrationDeveloper { tenant },
-            Role::ReceiverAdmin => rekey_store::Grant::ReceiverAdmin {
+            Role::TenantAdmin => rekey_model::Grant::TenantAdmin { tenant },
+            Role::IntegrationDeveloper => rekey_model::Grant::IntegrationDeveloper { tenant },
+            Role::ReceiverAdmin => rekey_model::Grant::ReceiverAdmin {
                 receiver: receiver.id,
             },
         };
@@ -615,9 +615,9 @@ impl Service {
                 .signer_step
                 .split_once('/')
                 .ok_or_else(|| ServiceError::Corrupt(format!("signer step {}", st.signer_step)))?;
-            let flow = rekey_store::FlowName::parse(f)
+            let flow = rekey_model::FlowName::parse(f)
                 .map_err(|e| ServiceError::Corrupt(e.to_string()))?;
-            let name = rekey_store::StepName::parse(s)
+            let name = rekey_model::StepName::parse(s)
                 .map_err(|e| ServiceError::Corrupt(e.to_string()))?;
             let step = flows::step(conn, tenant, &flow, &name).await?;
             let params = step

@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rekey_engine::{Catalog, Event, ProcedureId, Renewal, Role, StepKind};
+use rekey_model::Email;
 use rekey_service::{Outcome, Service, ServiceError, StartRequest, demo};
-use rekey_store::Email;
 use rekey_store::Store;
 use rekey_store::timers::Timer;
 use uuid::Uuid;

@@ -2,12 +2,10 @@
 //! (modified, deleted, reordered entries) is detected and named; concurrent writers do not fork
 //! the chain; several operations commit together or not at all.
 
+use rekey_model::{FlowName, ReceiverName, StepName, TenantId, TenantName};
 use rekey_store::audit::{self, AuditProblem};
 use rekey_store::testing;
-use rekey_store::{
-    FlowName, ReceiverName, ReceiverProfile, StepName, StepOptions, StoreError, TenantId,
-    TenantName,
-};
+use rekey_store::{ReceiverProfile, StepOptions, StoreError};
 
 use crate::common::{TestDb, alias, material, on_both, tenant};
 

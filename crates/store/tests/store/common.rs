@@ -4,7 +4,8 @@
 pub use rekey_testdb::{TestDb, on_both};
 
 use rekey_crypto::{Certificate, KeyPair};
-use rekey_store::{Alias, KeyMaterial, TenantId, TenantName};
+use rekey_model::{Alias, TenantId, TenantName};
+use rekey_store::KeyMaterial;
 
 /// A fixture file's text.
 pub fn fixture(name: &str) -> String {

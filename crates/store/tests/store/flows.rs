@@ -4,7 +4,8 @@
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use rekey_crypto::{CertSource, DigestAlg, SignerStatus};
-use rekey_store::{Alias, FlowName, SignerParams, StepName, StepOptions, StoreError, TenantId};
+use rekey_model::{Alias, FlowName, StepName, TenantId};
+use rekey_store::{SignerParams, StepOptions, StoreError};
 
 use crate::common::{TestDb, alias, cert, material, on_both, tenant};
 
@@ -22,7 +23,7 @@ struct Names {
     step: StepName,
 }
 
-fn names(flow: &str, step: &str) -> Result<Names, rekey_store::InvalidInput> {
+fn names(flow: &str, step: &str) -> Result<Names, rekey_model::InvalidInput> {
     Ok(Names {
         flow: FlowName::parse(flow)?,
         step: StepName::parse(step)?,

@@ -2,11 +2,9 @@
 //! every refusal leaving the store unchanged.
 
 use rekey_crypto::{CryptoError, DigestAlg, KeyPair};
+use rekey_model::{FlowName, StepName, TenantId};
 use rekey_store::testing;
-use rekey_store::{
-    ArchiveReason, FlowName, Kek, KeyMaterial, SignerParams, StepName, StepOptions, StoreError,
-    TenantId,
-};
+use rekey_store::{ArchiveReason, Kek, KeyMaterial, SignerParams, StepOptions, StoreError};
 
 use crate::common::{alias, cert, fixture, fixture_bytes, key, material, on_both, tenant};
 

@@ -1,6 +1,7 @@
 //! Receivers: profile, administrator contacts, trusted certificates.
 
-use rekey_store::{Email, ReceiverName, ReceiverProfile, StoreError, TenantId};
+use rekey_model::{Email, ReceiverName, TenantId};
+use rekey_store::{ReceiverProfile, StoreError};
 
 use crate::common::{cert, on_both, tenant};
 

@@ -3,10 +3,11 @@
 
 use chrono::Utc;
 use rekey_crypto::{Certificate, Fingerprint};
-use rekey_store::{
-    Alias, Email, EntryId, FlowName, Grant, KeyMaterial, ReceiverName, ReceiverProfile,
-    SignerParams, StepName, StepOptions, Store, TenantId, TenantName, TokenId, UserId,
+use rekey_model::{
+    Alias, Email, EntryId, FlowName, Grant, ReceiverName, StepName, TenantId, TenantName, TokenId,
+    UserId,
 };
+use rekey_store::{KeyMaterial, ReceiverProfile, SignerParams, StepOptions, Store};
 
 fn send<T: Send>(_: T) {}
 

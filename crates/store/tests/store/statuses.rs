@@ -3,9 +3,10 @@
 //! status (the one-running-renewal index) spells it the same, and a value the enum does not know
 //! is refused by name when read back.
 
+use rekey_model::TenantId;
 use rekey_model::{OutboxStatus, RenewalStatus, TimerStatus};
 use rekey_store::testing::{self, RawOutbox, RawRenewal};
-use rekey_store::{TenantId, outbox, timers};
+use rekey_store::{outbox, timers};
 use uuid::Uuid;
 
 use crate::common::{on_both, tenant};

@@ -1,10 +1,9 @@
 //! Users, roles and API tokens.
 
 use base64::Engine as _;
+use rekey_model::{Email, Grant, ReceiverId, ReceiverName, TenantId, UserId};
 use rekey_store::testing;
-use rekey_store::{
-    Email, Grant, ReceiverId, ReceiverName, ReceiverProfile, StoreError, TenantId, UserId,
-};
+use rekey_store::{ReceiverProfile, StoreError};
 use sha2::{Digest, Sha256};
 
 use crate::common::{on_both, tenant};
