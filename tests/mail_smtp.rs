@@ -16,6 +16,7 @@ use chrono::Duration;
 use common::smtp::{Received, Sink, start_server};
 use common::{t0, tenant_with_admin};
 use rekey_engine::{Catalog, ProcedureId};
+use rekey_model::OutboxStatus;
 use rekey_notifier::dispatch::{self, Dispatcher, RetryPolicy};
 use rekey_notifier::render;
 use rekey_notifier::{SmtpSettings, TlsMode, Transport, links};
@@ -324,7 +325,7 @@ async fn every_email_of_every_procedure_arrives_once_with_its_attachments_and_li
         let mut with_certificate: BTreeMap<String, usize> = BTreeMap::new();
         let mut with_test_message: BTreeMap<String, usize> = BTreeMap::new();
         for row in rows(db).await? {
-            assert_eq!(row.status, "sent", "{}", row.message_id);
+            assert_eq!(row.status, OutboxStatus::Sent, "{}", row.message_id);
             assert!(row.sent_at.is_some());
             let msgs = got.get(&row.message_id).cloned().unwrap_or_default();
             assert_eq!(msgs.len(), 1, "exactly once: {}", row.message_id);
@@ -505,7 +506,11 @@ async fn an_outage_delays_mail_and_every_email_is_delivered_exactly_once() {
         assert_eq!(first.sent(), 3, "{first:?}");
         assert_eq!(first.retried(), total - 3, "{first:?}");
         assert_eq!(first.failed(), 0);
-        for r in rows(db).await?.iter().filter(|r| r.status == "queued") {
+        for r in rows(db)
+            .await?
+            .iter()
+            .filter(|r| r.status == OutboxStatus::Queued)
+        {
             assert_eq!(r.attempts, 1);
             let wait = r.next_attempt_at - now;
             assert!(
@@ -525,7 +530,11 @@ async fn an_outage_delays_mail_and_every_email_is_delivered_exactly_once() {
         );
         let second = d.run_once(now + Duration::minutes(2)).await?;
         assert_eq!(second.retried(), total - 3, "{second:?}");
-        for r in rows(db).await?.iter().filter(|r| r.status == "queued") {
+        for r in rows(db)
+            .await?
+            .iter()
+            .filter(|r| r.status == OutboxStatus::Queued)
+        {
             assert_eq!(r.attempts, 2);
             let wait = r.next_attempt_at - (now + Duration::minutes(2));
             assert!(
@@ -553,7 +562,7 @@ async fn an_outage_delays_mail_and_every_email_is_delivered_exactly_once() {
         let tokens = rekey_store::link_tokens::all(db.store.db()).await?;
         assert_eq!(tokens.len(), asking, "{asking} action mails");
         for r in &all {
-            assert_eq!(r.status, "sent");
+            assert_eq!(r.status, OutboxStatus::Sent);
             assert_eq!(
                 got.get(&r.message_id).map(Vec::len),
                 Some(1),
@@ -670,20 +679,20 @@ async fn cr_lf_and_lone_lf_dots_cannot_change_the_smtp_conversation() {
         let (sink, addr) = start_server("mx.rekey.test");
         let d = dispatcher(db, smtp(addr)).with_batch(1);
         let report = d.run_once(t0() + Duration::minutes(1)).await?;
-        let status: BTreeMap<String, String> = rows(db)
+        let status: BTreeMap<String, OutboxStatus> = rows(db)
             .await?
             .into_iter()
             .map(|r| (r.message_id, r.status))
             .collect();
-        assert_eq!(status[&body_row], "sent");
-        assert_eq!(status[&after_row], "sent");
+        assert_eq!(status[&body_row], OutboxStatus::Sent);
+        assert_eq!(status[&after_row], OutboxStatus::Sent);
         for id in [&subject_row, &to_row, &lf_to_row, &rejected_row] {
-            assert_eq!(status[id], "failed", "{id}: {report:?}");
+            assert_eq!(status[id], OutboxStatus::Failed, "{id}: {report:?}");
         }
         let errors: Vec<String> = rows(db)
             .await?
             .into_iter()
-            .filter(|r| r.status == "failed")
+            .filter(|r| r.status == OutboxStatus::Failed)
             .filter_map(|r| r.last_error)
             .collect();
         assert_eq!(
@@ -824,7 +833,7 @@ async fn retryable_failures_give_up_after_five_days_and_retry_requeues() {
                 .into_iter()
                 .find(|r| r.message_id == id)
                 .ok_or("row")?;
-            if row.status == "failed" {
+            if row.status == OutboxStatus::Failed {
                 assert!(
                     row.last_error.as_deref().unwrap_or("").contains("gave up"),
                     "{r:?}"
@@ -855,7 +864,7 @@ async fn retryable_failures_give_up_after_five_days_and_retry_requeues() {
             .find(|r| r.message_id == id)
             .ok_or("row")?;
         let again = dispatch::retry(db.store.db(), row.id, now).await?;
-        assert_eq!(again.status, "queued");
+        assert_eq!(again.status, OutboxStatus::Queued);
         assert_eq!(again.attempts, 0);
         let (sink, addr) = start_server("mx.rekey.test");
         // The report itself was tried in the failing pass and waits for its own retry.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use chrono::Utc;
 use clap::{Args, Subcommand, ValueEnum};
+use rekey_model::OutboxStatus;
 use rekey_notifier::dispatch::{self, Dispatcher, Outcome};
 use rekey_notifier::{SmtpSettings, TlsMode, Transport};
 use rekey_store::outbox::OutboxRow;
@@ -38,12 +39,12 @@ pub enum MailStatus {
     Failed,
 }
 
-impl MailStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            MailStatus::Queued => "queued",
-            MailStatus::Sent => "sent",
-            MailStatus::Failed => "failed",
+impl From<MailStatus> for OutboxStatus {
+    fn from(s: MailStatus) -> Self {
+        match s {
+            MailStatus::Queued => OutboxStatus::Queued,
+            MailStatus::Sent => OutboxStatus::Sent,
+            MailStatus::Failed => OutboxStatus::Failed,
         }
     }
 }
@@ -93,7 +94,7 @@ pub struct SendArgs {
 #[derive(Debug, Serialize)]
 struct MailView {
     id: Uuid,
-    status: String,
+    status: OutboxStatus,
     to: String,
     subject: String,
     message_id: String,
@@ -168,7 +169,7 @@ pub fn run(global: &GlobalArgs, cmd: MailCmd) -> Result<ExitCode> {
                 Some(_) => Some(ctx.tenant().await?.id.as_uuid()),
                 None => None,
             };
-            let rows = dispatch::list(ctx.store.db(), args.state.map(MailStatus::as_str), tenant)
+            let rows = dispatch::list(ctx.store.db(), args.state.map(OutboxStatus::from), tenant)
                 .await
                 .context("cannot read the outbox")?;
             let views: Vec<MailView> = rows.into_iter().map(MailView::from).collect();
@@ -182,14 +183,14 @@ pub fn run(global: &GlobalArgs, cmd: MailCmd) -> Result<ExitCode> {
             let table: Vec<Vec<String>> = views
                 .iter()
                 .map(|v| {
-                    let when_col = match (&v.sent_at, v.status.as_str()) {
+                    let when_col = match (&v.sent_at, v.status) {
                         (Some(t), _) => format!("sent {}", when(*t)),
-                        (None, "queued") => format!("next {}", when(v.next_attempt_at)),
+                        (None, OutboxStatus::Queued) => format!("next {}", when(v.next_attempt_at)),
                         _ => String::new(),
                     };
                     vec![
                         v.id.to_string(),
-                        v.status.clone(),
+                        v.status.to_string(),
                         shown(&v.to),
                         v.attempts.to_string(),
                         when_col,

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rekey_engine::{Catalog, Event, Fingerprint, ProcedureId, Renewal, Role, StepStatus};
-use rekey_model::{Alias, FlowName, ReceiverName, StepName};
+use rekey_model::{Alias, FlowName, OutboxStatus, ReceiverName, StepName};
 use rekey_service::{Outcome, Service, StartRequest};
 use serde::Serialize;
 use uuid::Uuid;
@@ -347,7 +347,7 @@ struct ReportMail {
     message_id: String,
     to: String,
     subject: String,
-    status: String,
+    status: OutboxStatus,
     created_at: DateTime<Utc>,
 }
 

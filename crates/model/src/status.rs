@@ -79,6 +79,8 @@ column_enum!(
         Fired => "fired",
         /// Dropped because its renewal ended or moved on.
         Cancelled => "cancelled",
+        /// Refused by the engine when fired (renewal finished, step gone), or unreadable.
+        Stale => "stale",
         /// Given up after repeated failures.
         Failed => "failed",
     }

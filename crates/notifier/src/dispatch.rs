@@ -18,7 +18,7 @@
 //! Time comes in as an argument; nothing here reads the clock.
 
 use chrono::{DateTime, Duration, Utc};
-use rekey_model::{Alias, Grant, TenantId};
+use rekey_model::{Alias, Grant, OutboxStatus, TenantId};
 use rekey_store::lease::{self, Queue};
 use rekey_store::outbox::{self, Delivery, OutboxMessage, OutboxRow};
 use rekey_store::{ConnectionTrait, DatabaseConnection, TransactionTrait, keystore, users};
@@ -482,11 +482,10 @@ async fn report_failure(
     Ok(())
 }
 
-/// Outbox rows, newest first, optionally only those with `status` (`queued`, `sent`,
-/// `failed`), optionally of one tenant.
+/// Outbox rows, newest first, optionally only those with `status`, optionally of one tenant.
 pub async fn list(
     conn: &impl ConnectionTrait,
-    status: Option<&str>,
+    status: Option<OutboxStatus>,
     tenant: Option<Uuid>,
 ) -> Result<Vec<OutboxRow>> {
     Ok(outbox::list(conn, status, tenant).await?)
@@ -498,7 +497,7 @@ pub async fn retry(conn: &impl ConnectionTrait, id: Uuid, now: DateTime<Utc>) ->
     let row = outbox::get(conn, id)
         .await?
         .ok_or(NotifierError::UnknownMail(id))?;
-    if row.status == "sent" {
+    if row.status == OutboxStatus::Sent {
         return Err(NotifierError::BadRow {
             id,
             reason: format!(

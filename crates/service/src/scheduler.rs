@@ -18,8 +18,9 @@
 //! Time comes in as an argument; only [`run_loop`] reads the clock.
 
 use chrono::{DateTime, Duration, Utc};
+use rekey_model::TimerStatus;
 use rekey_store::lease::{self, Queue};
-use rekey_store::timers::{self, Timer, TimerStatus};
+use rekey_store::timers::{self, Timer};
 use serde::Serialize;
 
 use crate::shell::commit;

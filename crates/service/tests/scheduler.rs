@@ -6,6 +6,7 @@ mod scheduler_common;
 
 use chrono::{DateTime, Duration, Utc};
 use rekey_engine::{ProcedureId, RenewalStatus, Role, StepStatus};
+use rekey_model::TimerStatus;
 use rekey_service::{Service, scheduler};
 use rekey_store::Kek;
 use rekey_testdb::{TestDb, TestResult, on_both};
@@ -140,7 +141,7 @@ async fn every_step_of_every_procedure_reminds_then_escalates_on_time() {
             let pending = timers(&db.store, id)
                 .await?
                 .into_iter()
-                .filter(|t| t.status == "pending")
+                .filter(|t| t.status == TimerStatus::Pending)
                 .count();
             assert_eq!(pending, 0, "{p}");
         }
@@ -275,7 +276,7 @@ async fn timers_of_finished_renewals_are_marked_stale() {
             .into_iter()
             .find(|x| x.id == t.id)
             .ok_or("timer")?;
-        assert_eq!(t.status, "stale");
+        assert_eq!(t.status, TimerStatus::Stale);
         assert_eq!(t.lease_owner, None);
         Ok(())
     })
@@ -321,7 +322,10 @@ async fn two_schedulers_on_one_database_fire_each_timer_once() {
             at += Duration::hours(1);
         }
         let all = rekey_store::timers::all(db.store.db()).await?;
-        let rows: Vec<_> = all.iter().filter(|t| t.status == "fired").collect();
+        let rows: Vec<_> = all
+            .iter()
+            .filter(|t| t.status == TimerStatus::Fired)
+            .collect();
         assert_eq!(rows.len(), fired, "each fired timer counted once");
         assert_eq!(claimed, fired, "no timer claimed twice");
         assert!(
@@ -330,7 +334,7 @@ async fn two_schedulers_on_one_database_fire_each_timer_once() {
         );
         let left = all
             .iter()
-            .filter(|t| t.status == "pending" && t.due_at <= t0() + Duration::days(8))
+            .filter(|t| t.status == TimerStatus::Pending && t.due_at <= t0() + Duration::days(8))
             .count();
         assert_eq!(left, 0);
         // Each renewal got exactly its reminders and its escalation, once each.
@@ -450,14 +454,14 @@ async fn a_timer_that_keeps_failing_is_retried_with_back_off_then_marked_failed(
             assert_eq!(t.lease_owner, None);
             if attempt < scheduler::MAX_ATTEMPTS {
                 assert_eq!(r.released, 1);
-                assert_eq!(t.status, "pending");
+                assert_eq!(t.status, TimerStatus::Pending);
                 assert_eq!(t.lease_until, Some(at + scheduler::RETRY_AFTER));
                 // Not retried before the back-off has passed.
                 let again = scheduler::run_once(&s, at, "test").await?;
                 assert_eq!(again.claimed, 0);
             } else {
                 assert_eq!(r.failed, 1);
-                assert_eq!(t.status, "failed");
+                assert_eq!(t.status, TimerStatus::Failed);
             }
             at += scheduler::RETRY_AFTER;
         }

@@ -19,6 +19,7 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
 use uuid::Uuid;
 
 use crate::error::Result;
+use rekey_model::{OutboxStatus, TimerStatus};
 
 /// A table workers claim rows of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +40,10 @@ impl Queue {
     /// (table, waiting status, due column, order)
     fn shape(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
-            Queue::Timers => ("timers", "pending", "due_at", "due_at"),
+            Queue::Timers => ("timers", TimerStatus::Pending.as_str(), "due_at", "due_at"),
             Queue::Outbox => (
                 "outbox",
-                "queued",
+                OutboxStatus::Queued.as_str(),
                 "next_attempt_at",
                 "next_attempt_at, created_at",
             ),

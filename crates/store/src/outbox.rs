@@ -22,10 +22,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::entity::outbox;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::lease::Lease;
 use crate::mail::OutboxMail;
-use rekey_model::TenantId;
+use rekey_model::{OutboxStatus, TenantId};
 
 /// One outbox row as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +44,8 @@ pub struct OutboxRow {
     pub subject: String,
     /// The [`OutboxMail`], JSON.
     pub state: String,
-    /// `queued`, `sent` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: OutboxStatus,
     /// Delivery attempts so far.
     pub attempts: i32,
     /// Not sent before this.
@@ -66,9 +66,14 @@ pub struct OutboxRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-impl From<outbox::Model> for OutboxRow {
-    fn from(m: outbox::Model) -> Self {
-        OutboxRow {
+impl TryFrom<outbox::Model> for OutboxRow {
+    type Error = StoreError;
+    fn try_from(m: outbox::Model) -> Result<Self> {
+        let status = m
+            .status
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("outbox row {}: {e}", m.id)))?;
+        Ok(OutboxRow {
             id: m.id,
             tenant_id: m.tenant_id,
             renewal_id: m.renewal_id,
@@ -76,7 +81,7 @@ impl From<outbox::Model> for OutboxRow {
             recipients: m.recipients,
             subject: m.subject,
             state: m.state,
-            status: m.status,
+            status,
             attempts: m.attempts,
             next_attempt_at: m.next_attempt_at,
             last_error: m.last_error,
@@ -86,12 +91,12 @@ impl From<outbox::Model> for OutboxRow {
             created_at: m.created_at,
             updated_at: m.updated_at,
             sent_at: m.sent_at,
-        }
+        })
     }
 }
 
-fn rows(models: Vec<outbox::Model>) -> Vec<OutboxRow> {
-    models.into_iter().map(OutboxRow::from).collect()
+fn rows(models: Vec<outbox::Model>) -> Result<Vec<OutboxRow>> {
+    models.into_iter().map(OutboxRow::try_from).collect()
 }
 
 /// One mail to queue.
@@ -149,7 +154,7 @@ pub async fn enqueue(
         recipients: Set(msg.recipient),
         subject: Set(msg.subject),
         state: Set(msg.mail.to_json()),
-        status: Set("queued".into()),
+        status: Set(OutboxStatus::Queued.as_str().into()),
         attempts: Set(0),
         next_attempt_at: Set(now),
         last_error: Set(None),
@@ -167,15 +172,15 @@ pub async fn enqueue(
 
 /// The queued rows `lease` holds, in sending order.
 pub async fn leased(conn: &impl ConnectionTrait, lease: &Lease) -> Result<Vec<OutboxRow>> {
-    Ok(rows(
+    rows(
         outbox::Entity::find()
             .filter(outbox::Column::LeaseOwner.eq(lease.token.clone()))
-            .filter(outbox::Column::Status.eq("queued"))
+            .filter(outbox::Column::Status.eq(OutboxStatus::Queued.as_str()))
             .order_by_asc(outbox::Column::NextAttemptAt)
             .order_by_asc(outbox::Column::CreatedAt)
             .all(conn)
             .await?,
-    ))
+    )
 }
 
 /// Confirms (and marks, in `updated_at`) that `row` is still queued and leased as it was
@@ -188,7 +193,7 @@ pub async fn still_leased(
     let res = outbox::Entity::update_many()
         .col_expr(outbox::Column::UpdatedAt, Expr::value(now))
         .filter(outbox::Column::Id.eq(row.id))
-        .filter(outbox::Column::Status.eq("queued"))
+        .filter(outbox::Column::Status.eq(OutboxStatus::Queued.as_str()))
         .filter(outbox::Column::LeaseOwner.eq(row.lease_owner.clone()))
         .exec(conn)
         .await?;
@@ -238,19 +243,25 @@ pub async fn record(
         .col_expr(outbox::Column::UpdatedAt, Expr::value(now));
     q = match outcome {
         Delivery::Sent => q
-            .col_expr(outbox::Column::Status, Expr::value("sent"))
+            .col_expr(
+                outbox::Column::Status,
+                Expr::value(OutboxStatus::Sent.as_str()),
+            )
             .col_expr(outbox::Column::SentAt, Expr::value(now))
             .col_expr(outbox::Column::LastError, Expr::value(None::<String>)),
         Delivery::Retry { at, error } => q
             .col_expr(outbox::Column::NextAttemptAt, Expr::value(*at))
             .col_expr(outbox::Column::LastError, Expr::value(error.clone())),
         Delivery::Failed { error } => q
-            .col_expr(outbox::Column::Status, Expr::value("failed"))
+            .col_expr(
+                outbox::Column::Status,
+                Expr::value(OutboxStatus::Failed.as_str()),
+            )
             .col_expr(outbox::Column::LastError, Expr::value(error.clone())),
     };
     let res = q
         .filter(outbox::Column::Id.eq(row.id))
-        .filter(outbox::Column::Status.eq("queued"))
+        .filter(outbox::Column::Status.eq(OutboxStatus::Queued.as_str()))
         .filter(outbox::Column::LeaseOwner.eq(row.lease_owner.clone()))
         .exec(conn)
         .await?;
@@ -259,10 +270,11 @@ pub async fn record(
 
 /// One row by id.
 pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<OutboxRow>> {
-    Ok(outbox::Entity::find_by_id(id)
+    outbox::Entity::find_by_id(id)
         .one(conn)
         .await?
-        .map(OutboxRow::from))
+        .map(OutboxRow::try_from)
+        .transpose()
 }
 
 /// Queues `row` again to be sent from `now` with a fresh retry period (attempts reset, lease
@@ -274,7 +286,7 @@ pub async fn requeue(
 ) -> Result<OutboxRow> {
     let m = outbox::ActiveModel {
         id: sea_orm::ActiveValue::Unchanged(row.id),
-        status: Set("queued".into()),
+        status: Set(OutboxStatus::Queued.as_str().into()),
         attempts: Set(0),
         next_attempt_at: Set(now),
         lease_owner: Set(None),
@@ -283,40 +295,39 @@ pub async fn requeue(
         updated_at: Set(now),
         ..Default::default()
     };
-    Ok(m.update(conn).await?.into())
+    m.update(conn).await?.try_into()
 }
 
-/// Rows, newest first, optionally only those with `status` (`queued`, `sent`, `failed`),
-/// optionally of one tenant.
+/// Rows, newest first, optionally only those with `status`, optionally of one tenant.
 pub async fn list(
     conn: &impl ConnectionTrait,
-    status: Option<&str>,
+    status: Option<OutboxStatus>,
     tenant: Option<Uuid>,
 ) -> Result<Vec<OutboxRow>> {
     let mut q = outbox::Entity::find()
         .order_by_desc(outbox::Column::CreatedAt)
         .order_by_asc(outbox::Column::MessageId);
     if let Some(s) = status {
-        q = q.filter(outbox::Column::Status.eq(s));
+        q = q.filter(outbox::Column::Status.eq(s.as_str()));
     }
     if let Some(t) = tenant {
         q = q.filter(outbox::Column::TenantId.eq(t));
     }
-    Ok(rows(q.all(conn).await?))
+    rows(q.all(conn).await?)
 }
 
 /// The rows about `renewal`, oldest first.
 pub async fn of_renewal(conn: &impl ConnectionTrait, renewal: Uuid) -> Result<Vec<OutboxRow>> {
-    Ok(rows(
+    rows(
         outbox::Entity::find()
             .filter(outbox::Column::RenewalId.eq(renewal))
             .order_by_asc(outbox::Column::CreatedAt)
             .all(conn)
             .await?,
-    ))
+    )
 }
 
-/// How many rows there are in each status (`queued`, `sent` and `failed` always listed).
+/// How many rows there are in each status (every [`OutboxStatus`] always listed).
 pub async fn count_by_status(conn: &impl ConnectionTrait) -> Result<BTreeMap<String, u64>> {
     let statuses: Vec<String> = outbox::Entity::find()
         .select_only()
@@ -324,9 +335,9 @@ pub async fn count_by_status(conn: &impl ConnectionTrait) -> Result<BTreeMap<Str
         .into_tuple()
         .all(conn)
         .await?;
-    let mut depth: BTreeMap<String, u64> = ["queued", "sent", "failed"]
+    let mut depth: BTreeMap<String, u64> = OutboxStatus::ALL
         .iter()
-        .map(|s| (s.to_string(), 0))
+        .map(|s| (s.as_str().to_string(), 0))
         .collect();
     for s in statuses {
         *depth.entry(s).or_default() += 1;

@@ -18,7 +18,7 @@ use crate::entity::{
     renewal, signer_row, timer,
 };
 use crate::error::Result;
-use rekey_model::EntryId;
+use rekey_model::{EntryId, OutboxStatus, TimerStatus};
 
 /// An outbox row written as it is, whatever its content.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub async fn queue_raw(conn: &impl ConnectionTrait, row: RawOutbox) -> Result<Uu
         recipients: Set(row.recipients),
         subject: Set(row.subject),
         state: Set(row.state),
-        status: Set("queued".into()),
+        status: Set(OutboxStatus::Queued.as_str().into()),
         attempts: Set(0),
         next_attempt_at: Set(row.at),
         last_error: Set(None),
@@ -71,7 +71,10 @@ pub async fn queue_raw(conn: &impl ConnectionTrait, row: RawOutbox) -> Result<Uu
 /// Marks outbox row `id` failed with `error`, as the dispatcher would have.
 pub async fn set_outbox_failed(conn: &impl ConnectionTrait, id: Uuid, error: &str) -> Result<()> {
     outbox::Entity::update_many()
-        .col_expr(outbox::Column::Status, Expr::value("failed"))
+        .col_expr(
+            outbox::Column::Status,
+            Expr::value(OutboxStatus::Failed.as_str()),
+        )
         .col_expr(outbox::Column::LastError, Expr::value(error))
         .filter(outbox::Column::Id.eq(id))
         .exec(conn)
@@ -81,7 +84,7 @@ pub async fn set_outbox_failed(conn: &impl ConnectionTrait, id: Uuid, error: &st
 
 /// Sets timer `id` back to `pending`, as if a crash had left it.
 pub async fn set_timer_pending(conn: &impl ConnectionTrait, id: Uuid) -> Result<()> {
-    set_timer_status(conn, id, "pending").await
+    set_timer_status(conn, id, TimerStatus::Pending.as_str()).await
 }
 
 /// Writes `status` into timer `id`'s status column as it is.
@@ -297,7 +300,7 @@ pub async fn counts(conn: &impl ConnectionTrait) -> Result<Counts> {
         keystore_total: keystore_entry::Entity::find().count(conn).await?,
         pending_keys: pending_key::Entity::find().count(conn).await?,
         pending_timers: timer::Entity::find()
-            .filter(timer::Column::Status.eq("pending"))
+            .filter(timer::Column::Status.eq(TimerStatus::Pending.as_str()))
             .count(conn)
             .await?,
         outbox: outbox::Entity::find().count(conn).await?,

@@ -16,37 +16,9 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::entity::timer;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::lease::Lease;
-use rekey_model::TenantId;
-
-/// Where a timer stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimerStatus {
-    /// Waiting for its time (or for a retry after a transient failure).
-    Pending,
-    /// Fired, with its step's effects.
-    Fired,
-    /// Cancelled by its renewal (the renewal ended or moved on).
-    Cancelled,
-    /// Refused by the engine when fired (renewal finished, step gone), or unreadable.
-    Stale,
-    /// Failed too often.
-    Failed,
-}
-
-impl TimerStatus {
-    /// The value in the `status` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TimerStatus::Pending => "pending",
-            TimerStatus::Fired => "fired",
-            TimerStatus::Cancelled => "cancelled",
-            TimerStatus::Stale => "stale",
-            TimerStatus::Failed => "failed",
-        }
-    }
-}
+use rekey_model::{TenantId, TimerStatus};
 
 /// One timer row as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +33,8 @@ pub struct Timer {
     pub kind: String,
     /// When it is due.
     pub due_at: DateTime<Utc>,
-    /// `pending`, `fired`, `cancelled`, `stale`, `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: TimerStatus,
     /// JSON `{"step": …, "kind": …}`.
     pub state: String,
     /// Times firing was attempted.
@@ -79,15 +51,20 @@ pub struct Timer {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<timer::Model> for Timer {
-    fn from(m: timer::Model) -> Self {
-        Timer {
+impl TryFrom<timer::Model> for Timer {
+    type Error = StoreError;
+    fn try_from(m: timer::Model) -> Result<Self> {
+        let status = m
+            .status
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("timer {}: {e}", m.id)))?;
+        Ok(Timer {
             id: m.id,
             tenant_id: m.tenant_id,
             renewal_id: m.renewal_id,
             kind: m.kind,
             due_at: m.due_at,
-            status: m.status,
+            status,
             state: m.state,
             attempts: m.attempts,
             version: m.version,
@@ -95,7 +72,7 @@ impl From<timer::Model> for Timer {
             lease_until: m.lease_until,
             created_at: m.created_at,
             updated_at: m.updated_at,
-        }
+        })
     }
 }
 
@@ -173,15 +150,15 @@ pub async fn cancel_pending(
 
 /// The pending rows `lease` holds, earliest due first.
 pub async fn leased(conn: &impl ConnectionTrait, lease: &Lease) -> Result<Vec<Timer>> {
-    Ok(timer::Entity::find()
+    timer::Entity::find()
         .filter(timer::Column::LeaseOwner.eq(lease.token.clone()))
         .filter(timer::Column::Status.eq(TimerStatus::Pending.as_str()))
         .order_by_asc(timer::Column::DueAt)
         .all(conn)
         .await?
         .into_iter()
-        .map(Timer::from)
-        .collect())
+        .map(Timer::try_from)
+        .collect()
 }
 
 /// Marks timer `id` fired and gives its lease back, only while `token` still holds it;
@@ -243,24 +220,24 @@ async fn release(
 
 /// Every timer of `renewal`, earliest due first.
 pub async fn of_renewal(conn: &impl ConnectionTrait, renewal: Uuid) -> Result<Vec<Timer>> {
-    Ok(timer::Entity::find()
+    timer::Entity::find()
         .filter(timer::Column::RenewalId.eq(renewal))
         .order_by_asc(timer::Column::DueAt)
         .all(conn)
         .await?
         .into_iter()
-        .map(Timer::from)
-        .collect())
+        .map(Timer::try_from)
+        .collect()
 }
 
 /// Every timer, earliest due first (for inspection: `rekey` has no user path that lists them
 /// all, the tests and crash checks do).
 pub async fn all(conn: &impl ConnectionTrait) -> Result<Vec<Timer>> {
-    Ok(timer::Entity::find()
+    timer::Entity::find()
         .order_by_asc(timer::Column::DueAt)
         .all(conn)
         .await?
         .into_iter()
-        .map(Timer::from)
-        .collect())
+        .map(Timer::try_from)
+        .collect()
 }

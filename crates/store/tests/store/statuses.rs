@@ -72,7 +72,7 @@ async fn every_status_round_trips_through_its_column_and_unknown_values_are_refu
             let id = timers::of_renewal(conn, owner)
                 .await?
                 .into_iter()
-                .find(|x| x.status == "pending")
+                .find(|x| x.status == TimerStatus::Pending)
                 .ok_or("timer")?
                 .id;
             testing::set_timer_status(conn, id, s.as_str()).await?;
@@ -81,7 +81,7 @@ async fn every_status_round_trips_through_its_column_and_unknown_values_are_refu
                 .into_iter()
                 .find(|x| x.id == id)
                 .ok_or("timer")?;
-            assert_eq!(back.status.parse::<TimerStatus>()?, *s);
+            assert_eq!(back.status, *s);
             if *s == TimerStatus::Pending {
                 testing::set_timer_status(conn, id, TimerStatus::Fired.as_str()).await?;
             }
@@ -103,11 +103,29 @@ async fn every_status_round_trips_through_its_column_and_unknown_values_are_refu
             testing::queue_raw(conn, raw).await?;
             testing::set_outbox_status(conn, id, s.as_str()).await?;
             let back = outbox::get(conn, id).await?.ok_or("outbox")?;
-            assert_eq!(back.status.parse::<OutboxStatus>()?, *s);
+            assert_eq!(back.status, *s);
         }
 
         // A value written by something else (an older or newer binary, a hand edit) is refused
-        // when read, naming the column's vocabulary.
+        // when read, naming the row and the column's vocabulary.
+        let last = outbox::list(conn, None, None).await?[0].id;
+        testing::set_outbox_status(conn, last, "bounced").await?;
+        let err = outbox::get(conn, last).await.map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err(format!(
+                "corrupt stored data: outbox row {last}: invalid outbox status \"bounced\": expected one of queued, sent, failed"
+            ))
+        );
+        let timer = timers::of_renewal(conn, owner).await?[0].id;
+        testing::set_timer_status(conn, timer, "snoozed").await?;
+        let err = timers::of_renewal(conn, owner).await.map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err(format!(
+                "corrupt stored data: timer {timer}: invalid timer status \"snoozed\": expected one of pending, fired, cancelled, stale, failed"
+            ))
+        );
         let id = Uuid::new_v4();
         testing::insert_raw_renewal(conn, &renewal_row(id, t, "odd", "paused")).await?;
         let back = testing::raw_renewal(conn, id).await?.ok_or("renewal")?;
