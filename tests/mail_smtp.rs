@@ -922,7 +922,7 @@ async fn the_receiver_administrator_gets_a_test_message_per_affected_signer_step
                 "test",
             )
             .await?;
-        for alias in [Alias::parse(&setup.alias)?, other.clone()] {
+        for alias in [setup.alias.clone(), other.clone()] {
             let params = SignerParams {
                 alias,
                 digest: rekey_crypto::DigestAlg::Sha256,

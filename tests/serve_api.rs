@@ -54,7 +54,7 @@ async fn fixture(db: &TestDb) -> Result<Fixture, Err> {
         receiver: token(db, &receiver_admin(ProcedureId::DualTrust)).await?,
         developer: token(db, DEVELOPER).await?,
         receiver_name: setup.receiver_name.to_string(),
-        alias: setup.alias.clone(),
+        alias: setup.alias.to_string(),
         app: app(AppState::new(svc, "http://rekey.test")?),
     })
 }
@@ -517,6 +517,21 @@ async fn unknown_and_bad_input_are_named_and_renewals_are_scoped() {
         )
         .await?;
         assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        // An alias is parsed where the request enters: a bad one (renewed or new) is a 400
+        // naming it.
+        for body in [
+            json!({"tenant": "demo", "receiver": f.receiver_name, "alias": "bad alias!"}),
+            json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias, "new_alias": "bad alias!"}),
+        ] {
+            let (s, _, v) = call(&f.app, "POST", "/api/renewals", Some(&f.admin), Some(body)).await?;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+            assert!(
+                v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("alias") && e.contains("bad alias!")),
+                "{v}"
+            );
+        }
         let (s, _, v) = call(&f.app, "GET", "/api/nothing", Some(&f.admin), None).await?;
         assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
         let (s, _, v) = call(&f.app, "DELETE", "/api/tasks", Some(&f.admin), None).await?;

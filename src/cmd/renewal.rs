@@ -232,14 +232,17 @@ pub fn renewal(global: &GlobalArgs, cmd: RenewalCmd) -> Result<ExitCode> {
                     .transpose()
                     .map_err(anyhow::Error::msg)
                     .context("--procedure")?;
-                if let Some(n) = &a.new_alias {
-                    Alias::parse(n).context("--new-alias")?;
-                }
+                let new_alias = a
+                    .new_alias
+                    .as_deref()
+                    .map(Alias::parse)
+                    .transpose()
+                    .context("--new-alias")?;
                 let req = StartRequest {
                     tenant: tenant.id,
                     receiver: receiver.id,
-                    alias: a.alias,
-                    new_alias: a.new_alias,
+                    alias,
+                    new_alias,
                     procedure,
                     bits: a.bits,
                     ca_signed: a.ca_signed,

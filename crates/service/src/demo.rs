@@ -137,7 +137,7 @@ pub struct Setup {
     /// The signer step listing the alias.
     pub step: StepName,
     /// The alias to renew.
-    pub alias: String,
+    pub alias: Alias,
     /// The procedure the receiver's profile was chosen for.
     pub procedure: ProcedureId,
 }
@@ -316,7 +316,7 @@ async fn setup(
         receiver_name,
         flow,
         step,
-        alias,
+        alias: a,
         procedure: p,
     })
 }

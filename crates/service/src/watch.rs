@@ -284,7 +284,7 @@ async fn act(
                 let req = StartRequest {
                     tenant: e.tenant,
                     receiver: rec.id,
-                    alias: e.alias.to_string(),
+                    alias: e.alias.clone(),
                     new_alias: None,
                     procedure,
                     bits: e.key_bits.max(2048),

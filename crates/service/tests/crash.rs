@@ -96,7 +96,7 @@ async fn crash_child() -> Result<(), BoxError> {
         (
             v["tenant"].as_str().ok_or("tenant")?.parse()?,
             v["receiver"].as_str().ok_or("receiver")?.parse()?,
-            v["alias"].as_str().ok_or("alias")?.to_string(),
+            rekey_model::Alias::parse(v["alias"].as_str().ok_or("alias")?)?,
         )
     } else {
         let st = setup(&store, p, t0()).await?;

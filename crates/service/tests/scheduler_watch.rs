@@ -6,7 +6,6 @@ mod scheduler_common;
 
 use chrono::Duration;
 use rekey_engine::{ProcedureId, RenewalStatus};
-use rekey_model::Alias;
 use rekey_service::watch::{self, Policy, WatchAction, WatchOptions};
 use rekey_testdb::{TestDb, TestResult, on_both};
 use scheduler_common::*;
@@ -18,10 +17,7 @@ async fn an_expiring_certificate_opens_a_renewal_at_the_planned_time_and_only_on
     on_both(async |db: &TestDb| -> TestResult {
         let s = service(db.store.clone());
         let setup = setup_with(&db.store, ProcedureId::DualTrust, t0(), 120).await?;
-        let entry = db
-            .store
-            .key_entry(setup.tenant, &Alias::parse(&setup.alias)?)
-            .await?;
+        let entry = db.store.key_entry(setup.tenant, &setup.alias).await?;
         // dual-trust: create 2d + trust old and new 5d + exchange 2d + remove old trust 5d.
         assert_eq!(watch::lead(&s, ProcedureId::DualTrust), Duration::days(14));
         let latest = entry.not_after - Duration::days(14) - Duration::days(30);
@@ -36,7 +32,7 @@ async fn an_expiring_certificate_opens_a_renewal_at_the_planned_time_and_only_on
         let at = watch::run_once(&s, latest, &opts).await?;
         assert_eq!(at.aliases.len(), 1, "{at:?}");
         let due = &at.aliases[0];
-        assert_eq!(due.alias, setup.alias);
+        assert_eq!(due.alias, setup.alias.as_str());
         assert_eq!(due.procedure, Some(ProcedureId::DualTrust));
         assert_eq!(due.latest_start, latest);
         let WatchAction::Opened { renewal } = due.action else {
@@ -45,7 +41,7 @@ async fn an_expiring_certificate_opens_a_renewal_at_the_planned_time_and_only_on
         let r = s.renewal(renewal).await?;
         assert_eq!(r.status, RenewalStatus::Running);
         assert!(r.auto_approve);
-        assert_eq!(r.alias.as_str(), setup.alias);
+        assert_eq!(r.alias, setup.alias);
         assert!(r.new_cert.is_some(), "the auto-approved first step ran");
 
         // Later passes see the running renewal and open nothing more.
@@ -70,10 +66,7 @@ async fn by_default_the_tenant_administrators_are_told_once() {
     on_both(async |db: &TestDb| -> TestResult {
         let s = service(db.store.clone());
         let setup = setup_with(&db.store, ProcedureId::DowntimeWindow, t0(), 90).await?;
-        let entry = db
-            .store
-            .key_entry(setup.tenant, &Alias::parse(&setup.alias)?)
-            .await?;
+        let entry = db.store.key_entry(setup.tenant, &setup.alias).await?;
         let lead = watch::lead(&s, ProcedureId::DowntimeWindow);
         assert_eq!(lead, Duration::days(7), "create 2d + agree 5d");
         let latest = entry.not_after - lead - Duration::days(30);
@@ -101,7 +94,7 @@ async fn by_default_the_tenant_administrators_are_told_once() {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].recipients, TENANT_ADMIN);
         assert!(
-            rows[0].subject.contains(&setup.alias),
+            rows[0].subject.contains(setup.alias.as_str()),
             "{}",
             rows[0].subject
         );
@@ -125,10 +118,7 @@ async fn a_pass_does_nothing_while_another_instance_holds_the_watch_lease() {
     on_both(async |db: &TestDb| -> TestResult {
         let s = service(db.store.clone());
         let setup = setup_with(&db.store, ProcedureId::DualTrust, t0(), 120).await?;
-        let entry = db
-            .store
-            .key_entry(setup.tenant, &Alias::parse(&setup.alias)?)
-            .await?;
+        let entry = db.store.key_entry(setup.tenant, &setup.alias).await?;
         let latest = entry.not_after - watch::lead(&s, ProcedureId::DualTrust) - Duration::days(30);
         let opts = WatchOptions {
             policy: Policy::Open,

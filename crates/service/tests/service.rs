@@ -210,7 +210,7 @@ async fn ca_setup(
     let req = rekey_service::StartRequest {
         tenant,
         receiver: receiver.id,
-        alias: "signer".into(),
+        alias: Alias::parse("signer")?,
         new_alias: None,
         procedure: None,
         bits: 2048,

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use rekey_engine::{Event, ProcedureId, Renewal};
-use rekey_model::{ReceiverName, TenantName};
+use rekey_model::{Alias, ReceiverName, TenantName};
 use rekey_service::StartRequest;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -80,14 +80,12 @@ pub(crate) async fn start(
         .map(str::parse::<ProcedureId>)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("procedure: {e}")))?;
-    for a in [Some(&b.alias), b.new_alias.as_ref()].into_iter().flatten() {
-        rekey_model::Alias::parse(a).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
+    let alias = |a: &str| Alias::parse(a).map_err(|e| ApiError::bad_request(e.to_string()));
     let req = StartRequest {
         tenant: tenant.id,
         receiver: receiver.id,
-        alias: b.alias,
-        new_alias: b.new_alias,
+        alias: alias(&b.alias)?,
+        new_alias: b.new_alias.as_deref().map(alias).transpose()?,
         procedure,
         bits: b.bits.unwrap_or(3072),
         ca_signed: b.ca_signed,

@@ -29,9 +29,8 @@ impl Service {
     ) -> Result<Outcome> {
         let txn = self.store.begin().await?;
         let actor = self.actor(&txn, actor_email).await?;
-        let parse = |a: &str| Alias::parse(a).map_err(|e| ServiceError::Input(e.to_string()));
-        let alias = parse(&req.alias)?;
-        let new_alias = req.new_alias.as_deref().map(parse).transpose()?;
+        let alias = req.alias;
+        let new_alias = req.new_alias;
         let world = load_world(
             &txn,
             req.tenant,
@@ -59,7 +58,7 @@ impl Service {
         // across processes.
         if let Some(running) = self.running(&txn, req.tenant, &alias).await? {
             return Err(ServiceError::AlreadyRunning {
-                alias: req.alias,
+                alias: alias.to_string(),
                 renewal: running,
             });
         }
@@ -70,7 +69,7 @@ impl Service {
             drop(txn);
             return match self.running(self.store.db(), req.tenant, &alias).await? {
                 Some(running) => Err(ServiceError::AlreadyRunning {
-                    alias: req.alias,
+                    alias: alias.to_string(),
                     renewal: running,
                 }),
                 // That renewal ended meanwhile: starting again may succeed.

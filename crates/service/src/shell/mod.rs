@@ -41,10 +41,10 @@ pub struct StartRequest {
     pub tenant: TenantId,
     /// Receiver whose trust must hold throughout.
     pub receiver: ReceiverId,
-    /// Alias to renew.
-    pub alias: String,
+    /// Alias to renew, parsed where the request entered (CLI, API, web form).
+    pub alias: Alias,
     /// Alias for the new key, where the procedure uses one.
-    pub new_alias: Option<String>,
+    pub new_alias: Option<Alias>,
     /// Procedure, or `None` to let the profile choose.
     pub procedure: Option<ProcedureId>,
     /// RSA size of the new key.
