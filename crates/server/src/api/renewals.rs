@@ -165,14 +165,8 @@ pub(crate) struct WindowBody {
     request_body = WindowBody,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Done; what rekey did", body = schema::Outcome),
-        (status = 400, description = "Bad body, not a renewal id, or input the engine refuses", body = schema::Error),
-        (status = 401, description = "No or unknown bearer token", body = schema::Error),
-        (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
-        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
-        (status = 409, description = "Refused in the renewal's current state, or changed concurrently", body = schema::Error),
+        schema::RenewalEventResponses,
         (status = 413, description = "Body over the size limit", body = schema::Error),
-        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
     )
 )]
 pub(crate) async fn propose_window(
@@ -201,15 +195,7 @@ pub(crate) async fn propose_window(
     summary = "Accept the window the other party proposed",
     params(("id" = String, Path, description = "Renewal id (a UUID)")),
     security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Done; what rekey did", body = schema::Outcome),
-        (status = 400, description = "Bad body, not a renewal id, or input the engine refuses", body = schema::Error),
-        (status = 401, description = "No or unknown bearer token", body = schema::Error),
-        (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
-        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
-        (status = 409, description = "Refused in the renewal's current state, or changed concurrently", body = schema::Error),
-        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
-    )
+    responses(schema::RenewalEventResponses)
 )]
 pub(crate) async fn accept_window(
     State(st): State<AppState>,
@@ -226,15 +212,7 @@ pub(crate) async fn accept_window(
     summary = "Cancel before the point of no return; rekey's changes are undone",
     params(("id" = String, Path, description = "Renewal id (a UUID)")),
     security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Done; what rekey did", body = schema::Outcome),
-        (status = 400, description = "Bad body, not a renewal id, or input the engine refuses", body = schema::Error),
-        (status = 401, description = "No or unknown bearer token", body = schema::Error),
-        (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
-        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
-        (status = 409, description = "Refused in the renewal's current state, or changed concurrently", body = schema::Error),
-        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
-    )
+    responses(schema::RenewalEventResponses)
 )]
 pub(crate) async fn cancel(
     State(st): State<AppState>,
@@ -251,15 +229,7 @@ pub(crate) async fn cancel(
     summary = "After the exchange: restore the previous keystore entries",
     params(("id" = String, Path, description = "Renewal id (a UUID)")),
     security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Done; what rekey did", body = schema::Outcome),
-        (status = 400, description = "Bad body, not a renewal id, or input the engine refuses", body = schema::Error),
-        (status = 401, description = "No or unknown bearer token", body = schema::Error),
-        (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
-        (status = 404, description = "Unknown renewal, or one the user holds no role in", body = schema::Error),
-        (status = 409, description = "Refused in the renewal's current state, or changed concurrently", body = schema::Error),
-        (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
-    )
+    responses(schema::RenewalEventResponses)
 )]
 pub(crate) async fn rollback(
     State(st): State<AppState>,

@@ -22,6 +22,46 @@ pub struct Error {
     pub error: String,
 }
 
+/// What an event on a renewal (window, cancel, rollback) answers: one list, documented once
+/// for every such route.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, clippy::large_enum_variant)] // describes responses; never built
+pub enum RenewalEventResponses {
+    /// Done; what rekey did.
+    #[response(status = 200, description = "Done; what rekey did")]
+    Done(Outcome),
+    /// Refused input.
+    #[response(
+        status = 400,
+        description = "Bad body, not a renewal id, or input the engine refuses"
+    )]
+    BadInput(Error),
+    /// No or unknown bearer token.
+    #[response(status = 401, description = "No or unknown bearer token")]
+    Unauthorized(Error),
+    /// Missing role.
+    #[response(
+        status = 403,
+        description = "The user does not hold the role this takes"
+    )]
+    Forbidden(Error),
+    /// Unknown, or not the user's.
+    #[response(
+        status = 404,
+        description = "Unknown renewal, or one the user holds no role in"
+    )]
+    NotFound(Error),
+    /// Refused in this state.
+    #[response(
+        status = 409,
+        description = "Refused in the renewal's current state, or changed concurrently"
+    )]
+    Conflict(Error),
+    /// Internal error.
+    #[response(status = 500, description = "Internal error (logged, not described)")]
+    Internal(Error),
+}
+
 /// A procedure's name (the values of `rekey_engine::ProcedureId`).
 #[derive(Serialize)]
 pub struct Procedure;
