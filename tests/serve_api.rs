@@ -202,6 +202,22 @@ async fn every_api_route_requires_a_valid_bearer_token() {
                 assert!(h.contains_key(header::WWW_AUTHENTICATE));
             }
         }
+        // The scheme is matched case-insensitively (RFC 7235); the token is not.
+        let good = &f.admin;
+        for scheme in ["bearer", "BEARER", "Bearer"] {
+            let req = Request::builder()
+                .uri("/api/tasks")
+                .header(header::AUTHORIZATION, format!("{scheme} {good}"))
+                .body(Body::empty())?;
+            let res = f.app.clone().oneshot(req).await?;
+            assert_eq!(res.status(), StatusCode::OK, "scheme {scheme:?}");
+        }
+        let req = Request::builder()
+            .uri("/api/tasks")
+            .header(header::AUTHORIZATION, format!("Basic {good}"))
+            .body(Body::empty())?;
+        let res = f.app.clone().oneshot(req).await?;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "another scheme");
         // Unauthenticated routes stay open.
         let (s, _, v) = call(&f.app, "GET", "/healthz", None, None).await?;
         assert_eq!((s, v), (StatusCode::OK, json!("ok\n")));
