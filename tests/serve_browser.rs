@@ -146,7 +146,7 @@ fn receiver_admin_confirms_from_the_emailed_link_and_the_tenant_admin_sees_it() 
     let before = rt.block_on(svc.renewal(id))?;
     b.find("#fingerprint-input")?.type_text(&"ab".repeat(32))?;
     b.find("#confirm")?.click()?;
-    let err = b.find("#error")?.text()?;
+    let err = b.wait_for("#error")?.text()?;
     assert!(err.contains("does not match the new certificate"), "{err}");
     b.screenshot(&shots().join("2-wrong-fingerprint-refused.png"))?;
     assert_eq!(rt.block_on(svc.renewal(id))?, before, "renewal unchanged");

@@ -199,6 +199,21 @@ impl Session {
             .to_string())
     }
 
+    /// Waits until an element matching `css` is on the page: a click on a submit button
+    /// returns before the browser has loaded the answer. On time-out, says where the browser is.
+    pub fn wait_for(&self, css: &str) -> Res<Element<'_>> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            match self.find(css) {
+                Ok(e) => return Ok(e),
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(format!("no {css} at {}: {e}", self.url()?).into());
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
+    }
+
     /// Waits until the page's URL ends with `suffix`: a click on a submit button returns
     /// before the browser has followed the server's redirect. On time-out, says where the
     /// browser is and what error the page shows.
