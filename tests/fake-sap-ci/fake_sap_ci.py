@@ -753,7 +753,10 @@ def entity_json(e: Entity, root: str, query: dict) -> dict:
     out = {"__metadata": {"id": uri, "uri": uri, "type": e.type_name}}
     for k, (edm, v) in select(e.props, query).items():
         out[k] = json_value(edm, v)
+    sel = query.get("$select")
     for nav in e.deferred:
+        if sel and nav not in {x.strip() for x in sel.split(",")}:
+            continue
         if nav in e.expanded:
             out[nav] = {"results": [entity_json(x, root, {}) for x in e.expanded[nav]]}
         else:
@@ -1120,7 +1123,7 @@ class Handler(BaseHTTPRequestHandler):
         if session not in st.sessions:
             session = secrets.token_hex(16)
             st.sessions[session] = secrets.token_urlsafe(24)
-            self.out_headers["Set-Cookie"] = f"JSESSIONID={session}; Path=/; Secure; HttpOnly"
+            self.out_headers["Set-Cookie"] = f"JSESSIONID={session}; Path=/; HttpOnly"
         if (self.headers.get("X-CSRF-Token") or "").lower() == "fetch":
             self.out_headers["X-CSRF-Token"] = st.sessions[session]
         body = {"d": {"EntitySets": [
