@@ -395,6 +395,8 @@ class IFlow:
 class Task:
     id: str
     iflow: str
+    t0: float  # monotonic start
+    fails: bool  # an injected build failure
     status: str = "DEPLOYING"
 
 
@@ -627,12 +629,15 @@ class State:
         """Moves deploy tasks and runtime states on; called before every answer."""
         s = self.settings
         now = time.monotonic()
+        for task in self.tasks.values():
+            # Each task ends on its own, even when a later deploy superseded its flow's start.
+            if task.status == "DEPLOYING" and now >= task.t0 + float(s["deploy_seconds"]):
+                task.status = "FAIL" if task.fails else "SUCCESS"
         for flow in self.iflows.values():
             p = flow.pending
             if p is None:
                 continue
             if p["kind"] == "deploy":
-                task = self.tasks[p["task"]]
                 done_build = p["t0"] + float(s["deploy_seconds"])
                 done_start = done_build + float(s["start_seconds"])
                 if now >= p["t0"] + float(s["stale_runtime_seconds"]) or now >= done_start:
@@ -647,8 +652,6 @@ class State:
                             flow.deployed = None
                         else:
                             flow.deployed = previous
-                if task.status == "DEPLOYING" and now >= done_build:
-                    task.status = "FAIL" if p["failure"] and p["failure"]["stage"] == "build" else "SUCCESS"
                 if now >= done_start:
                     if p["failure"]:
                         flow.runtime["status"] = "ERROR"
@@ -665,9 +668,10 @@ class State:
                     flow.pending = None
 
     def deploy(self, flow: IFlow, who: str) -> Task:
-        task = Task(id=secrets.token_hex(16), iflow=flow.id)
-        self.tasks[task.id] = task
         failure = self.deploy_failures.pop(0) if self.deploy_failures else None
+        task = Task(id=secrets.token_hex(16), iflow=flow.id, t0=time.monotonic(),
+                    fails=bool(failure and failure["stage"] == "build"))
+        self.tasks[task.id] = task
         snapshot = self.designtime_snapshot(flow)
         if failure is None:
             problem = signer_problem(snapshot, self.settings)

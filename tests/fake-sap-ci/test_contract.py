@@ -625,11 +625,31 @@ class FakeContract(unittest.TestCase):
         self.assertEqual(r.status, 202)
         task = r.json()["d"]["TaskId"]
         self.assertEqual(self.c.call("GET", f"/BuildAndDeployStatus(TaskId='{task}')").json()["d"]["Status"], "Success")
+        # A build failure: the task FAILs and the runtime is in ERROR; a clean deploy restores it.
+        http("POST", self.control + "/deploy-failure", {"message": "Build failed", "stage": "build"})
+        task = self.c.call("POST", f"/DeployIntegrationDesigntimeArtifact?Id='{FLOW}'&Version='active'").json()["d"]["TaskId"]
+        self.assertEqual(self.c.call("GET", f"/BuildAndDeployStatus(TaskId='{task}')").json()["d"]["Status"], "Fail")
+        self.assertEqual(self.c.call("GET", f"/IntegrationRuntimeArtifacts('{FLOW}')").json()["d"]["Status"], "ERROR")
+        self.c.call("POST", f"/DeployIntegrationDesigntimeArtifact?Id='{FLOW}'&Version='active'")
+        self.assertEqual(self.c.call("GET", f"/IntegrationRuntimeArtifacts('{FLOW}')").json()["d"]["Status"], "STARTED")
         # Quotes must not be percent-encoded (A8, S-CONTIVA).
         r = self.c.call("GET", f"/IntegrationDesigntimeArtifacts(Id=%27{FLOW}%27,Version=%27active%27)")
         self.assertEqual(r.status, 400)
         self.assertEqual(self.c.call("GET", "/IntegrationRuntimeArtifacts('Never_Deployed')").status, 404)
         self.assertEqual(self.c.call("POST", "/DeployIntegrationDesigntimeArtifact?Id='Nope'&Version='active'").status, 404)
+        # Undeploy: 202, STOPPING, then 404 (polled, as S-SAPCICD does); the runtime signs nothing.
+        self.assertEqual(self.c.call("DELETE", f"/IntegrationRuntimeArtifacts('{FLOW}')").status, 202)
+        seen = []
+        for _ in range(100):
+            r = self.c.call("GET", f"/IntegrationRuntimeArtifacts('{FLOW}')")
+            seen.append(r.json()["d"]["Status"] if r.status == 200 else r.status)
+            if r.status == 404:
+                break
+            time.sleep(0.05)
+        self.assertEqual((seen[0], seen[-1]), ("STOPPING", 404))
+        self.assertEqual(self.sign().status, 404)
+        self.c.call("POST", f"/DeployIntegrationDesigntimeArtifact?Id='{FLOW}'&Version='active'")
+        self.assertEqual(self.sign().status, 200)
 
     def test_a9_runtime_signs_with_the_current_keystore(self):
         # A PKCS#12 update keeps the alias: the deployed flow signs with the new key at once.
