@@ -214,8 +214,10 @@ class FakeContract(unittest.TestCase):
         r = self.c.call("POST", f"/DeployIntegrationDesigntimeArtifact?Id='{FLOW}'&Version='active'", accept=None)
         self.assertEqual(r.status, 202, r.body)
         task = r.text()
+        self.task_statuses = [self.c.call("GET", f"/BuildAndDeployStatus(TaskId='{task}')").json()["d"]["Status"]]
         statuses = []
-        for _ in range(100):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             s = self.c.call("GET", f"/IntegrationRuntimeArtifacts('{FLOW}')?$select=Status")
             status = s.json()["d"]["Status"] if s.status == 200 else str(s.status)
             if not statuses or statuses[-1] != status:
@@ -586,7 +588,9 @@ class FakeContract(unittest.TestCase):
                                      {"ParameterValue": "x"}).status, 404)
 
         # Deploy is asynchronous: a task, DEPLOYING then SUCCESS; the runtime STARTING then STARTED.
+        self.set(deploy_seconds=1.0, start_seconds=1.0)
         task, statuses = self.deploy_and_wait()
+        self.assertEqual(self.task_statuses[0], "DEPLOYING")
         self.assertEqual(statuses[-1], "STARTED", statuses)
         self.assertIn("STARTING", statuses)
         st = self.c.call("GET", f"/BuildAndDeployStatus(TaskId='{task}')").json()["d"]
@@ -638,9 +642,11 @@ class FakeContract(unittest.TestCase):
         self.assertEqual(self.c.call("GET", "/IntegrationRuntimeArtifacts('Never_Deployed')").status, 404)
         self.assertEqual(self.c.call("POST", "/DeployIntegrationDesigntimeArtifact?Id='Nope'&Version='active'").status, 404)
         # Undeploy: 202, STOPPING, then 404 (polled, as S-SAPCICD does); the runtime signs nothing.
+        self.set(stop_seconds=1.0)
         self.assertEqual(self.c.call("DELETE", f"/IntegrationRuntimeArtifacts('{FLOW}')").status, 202)
         seen = []
-        for _ in range(100):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             r = self.c.call("GET", f"/IntegrationRuntimeArtifacts('{FLOW}')")
             seen.append(r.json()["d"]["Status"] if r.status == 200 else r.status)
             if r.status == 404:
@@ -669,12 +675,12 @@ class FakeContract(unittest.TestCase):
         self.assertEqual(openssl_verify(signed.body, [cert]).returncode, 0)
         self.assertNotEqual(openssl_verify(signed.body, [old]).returncode, 0)
         # D6: with a sync delay the runtime keeps the previous key for a while.
-        self.set(keystore_sync_seconds=0.5)
-        time.sleep(0.6)  # the runtime has seen `cert` by now
+        self.set(keystore_sync_seconds=2.0)
+        time.sleep(2.1)  # the runtime has seen `cert` by now
         self.c.call("POST", "/KeyPairResources?update=true",
                     {"Hexalias": "00", "Alias": "signer", "Password": "pw", "Resource": self.pkcs12_of_new_key()[1]})
         self.assertEqual(openssl_verify(self.sign().body, [cert]).returncode, 0)
-        time.sleep(0.6)
+        time.sleep(2.1)
         self.assertNotEqual(openssl_verify(self.sign().body, [cert]).returncode, 0)
 
     def pkcs12_of_new_key(self):
