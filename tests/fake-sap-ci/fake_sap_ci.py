@@ -526,7 +526,7 @@ class State:
     def put_entry(self, e: Entry, who: str):
         """Writes one entry, undoing it when the keystore would grow over its limit (413)."""
         before = self.system().get(e.alias)
-        self.system()[e.alias] = e
+        self.system()[e.alias] = replace(e, status="unchanged")
         try:
             self.changed(who)
         except ODataError:
@@ -586,7 +586,7 @@ class State:
             raise ODataError(400, f'Keystore entry with alias "{new_alias}" already exists')
         del self.system()[alias]
         renamed = replace(e, alias=new_alias, modified_by=who, modified=now_wall(), status="changed")
-        self.system()[new_alias] = renamed
+        self.system()[new_alias] = replace(renamed, status="unchanged")
         self.changed(who)
         return renamed
 
@@ -1007,12 +1007,16 @@ class Handler(BaseHTTPRequestHandler):
             return status, "application/json;charset=utf-8", json.dumps(body).encode()
         return status, "application/atom+xml;type=feed;charset=utf-8", feed_xml(set_name, items, root, self.query).encode()
 
-    def written(self, entries: list[Entry], default_return: bool = False):
-        """A7: 204, or 200 with the entries when `returnKeystoreEntries=true`."""
+    def written(self, touched: list[Entry], default_return: bool = False):
+        """A7: 204, or with `returnKeystoreEntries=true` 200 and "the current keystore entries"
+        (S-SPEC-SC), the ones this call touched marked `new`, `changed` or `removed`."""
         flag = self.query.get("returnKeystoreEntries", "true" if default_return else "false")
-        if flag.lower() == "true":
-            return self.many("KeystoreEntries", [entry_entity(e) for e in entries])
-        return 204, None, b""
+        if flag.lower() != "true":
+            return 204, None, b""
+        marked = {e.alias: e for e in touched}
+        current = [marked.get(a, e) for a, e in self.state.system().items()]
+        removed = [e for e in touched if e.status == "removed"]
+        return self.many("KeystoreEntries", [entry_entity(e) for e in current + removed])
 
     # -- authentication, CSRF, faults (A1, A3, A7) --------------------------------------------
 
@@ -1365,9 +1369,9 @@ class Handler(BaseHTTPRequestHandler):
                     for a in [a for a, e in st.system().items() if e.owner != "SAP"]:
                         del st.system()[a]
                 for a, e in backup.items():
-                    st.system()[a] = replace(e, status="changed", modified=now_wall(), modified_by="api")
+                    st.system()[a] = replace(e, status="unchanged", modified=now_wall(), modified_by="api")
                 st.changed("api")
-                return self.written([st.system()[a] for a in backup], default_return=True)
+                return self.written([replace(st.system()[a], status="changed") for a in backup], default_return=True)
         if method == "GET" and name in ("system", "backup_admin_system"):
             raise ODataError(501, "The fake does not export JCEKS keystores")
         raise ODataError(405, f"{method} not supported on KeystoreResources by the fake")
