@@ -31,10 +31,12 @@ const PACKAGES: &[&str] = &[
 /// Python packages the tests run as independent checkers, installed into one virtual
 /// environment (see [`python_venv`]): `openapi-spec-validator` validates `/openapi.json` as
 /// OpenAPI 3.1, and `openapi-schema-validator` (which it is built on) checks real responses
-/// against the document's schemas.
+/// against the document's schemas; `cryptography` gives the fake SAP Cloud Integration tenant
+/// (`tests/fake-sap-ci/`) its keys, certificates, PKCS#12 and CMS signing.
 const PYTHON_PACKAGES: &[&str] = &[
     "openapi-spec-validator==0.9.0",
     "openapi-schema-validator==0.9.0",
+    "cryptography==50.0.2",
 ];
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
