@@ -334,6 +334,20 @@ class FakeContract(unittest.TestCase):
         self.assertEqual(self.generate("my alias").status, 204)
         self.assertEqual(self.entry("my alias")["Hexalias"], "6D7920616C696173")
         self.c.call("DELETE", "/KeystoreEntries('6d7920616c696173')")
+        # UTF-8 bytes, not code points.
+        self.assertEqual(self.generate("schlüssel").status, 204)
+        self.assertEqual(self.entry("schlüssel")["Hexalias"], "7363686CC3BC7373656C")
+        self.c.call("DELETE", "/KeystoreEntries('7363686cc3bc7373656c')")
+
+    def test_a7_keystore_size_limit_gives_413_and_writes_nothing(self):
+        size = len(self.c.call("GET", "/KeystoreEntries").json()["d"]["results"])
+        self.set(keystore_limit_bytes=1000)
+        r = self.generate("too_big")
+        self.assertEqual(r.status, 413, r.body)
+        self.assertEqual(r.json()["error"]["code"], "Request Entity Too Large")
+        self.set(keystore_limit_bytes=self.defaults["keystore_limit_bytes"])
+        self.assertEqual(self.c.call("GET", f"/KeystoreEntries('{hexa('too_big')}')").status, 404)
+        self.assertEqual(len(self.c.call("GET", "/KeystoreEntries").json()["d"]["results"]), size)
 
     def test_a4_reserved_and_bad_aliases(self):
         r = self.generate("sap_mine")
