@@ -1591,7 +1591,19 @@ class Handler(BaseHTTPRequestHandler):
         if action == "rename":
             e = st.rename(body.get("alias", ""), body.get("new_alias", ""), who)
             return entity_json(entry_entity(e), "", {})
-        raise ODataError(404, f"no change by hand named '{action}' (generate, delete, rename)")
+        if action == "replace":
+            # A new key pair under the same alias (as a PKCS#12 upload with update=true in the UI).
+            old = st.entry(body.get("alias", ""))
+            if old.owner == "SAP":
+                raise ODataError(403, None)
+            key = new_key("RSA", int(body.get("key_size", 2048)))
+            cert = self_signed(key, old.cert.subject, now_wall() - dt.timedelta(minutes=1),
+                               now_wall() + dt.timedelta(days=int(body.get("valid_days", 365))), hashes.SHA256)
+            e = replace(old, type="Key Pair", cert=cert, chain=(), key=key, modified_by=who,
+                        modified=now_wall(), status="changed")
+            st.put_entry(e, who)
+            return entity_json(entry_entity(e), "", {})
+        raise ODataError(404, f"no change by hand named '{action}' (generate, replace, delete, rename)")
 
 
 def split_aliases(text: str) -> list[str]:

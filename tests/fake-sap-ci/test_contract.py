@@ -737,8 +737,17 @@ class FakeContract(unittest.TestCase):
             self.assertEqual(v.returncode, 0, v.stderr)
             self.assertEqual(len(v.signers), 2)
             self.assertNotEqual(openssl_verify(r.body, [self.cert("signer")]).returncode, 0)
+            # Someone replaces the key under `second` by hand: same alias, another key, signing at once.
+            before = self.cert("second")
+            r = http("POST", self.control + "/keystore/replace", {"alias": "second"})
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(self.entry("second")["LastModifiedBy"], "tenant UI (by hand)")
+            after = self.cert("second")
+            self.assertNotEqual(after, before)
+            v = openssl_verify(self.sign().body, [self.cert("signer"), after])
+            self.assertEqual(v.returncode, 0, v.stderr)
             audit = http("GET", self.control + "/audit").json()["calls"]
-            self.assertIn("generate", [a.get("by_hand") for a in audit])
+            self.assertLessEqual({"generate", "replace"}, {a.get("by_hand") for a in audit})
         finally:
             http("POST", f"{self.control}/iflows/{FLOW}/signer",
                  {"rows": [{"alias": "${property.signerAlias}", "algorithm": "SHA256/RSA"}]})
