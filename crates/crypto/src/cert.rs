@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use der::{Decode, DecodePem, Encode, EncodePem};
 use sha2::{Digest, Sha256};
-use spki::{EncodePublicKey, SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
+use spki::{SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
 use x509_cert::TbsCertificate;
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder, RequestBuilder};
@@ -22,7 +22,8 @@ use x509_cert::time::{Time, Validity};
 
 use rekey_model::Fingerprint;
 
-use crate::{CryptoError, KeyPair, Result};
+use crate::backend::Sha256Signer;
+use crate::{CryptoError, Result, RsaSigner};
 
 /// The SHA-256 fingerprint of DER bytes (a certificate's encoding): the name the engine, the
 /// store and every interface give that certificate.
@@ -268,7 +269,7 @@ impl BuilderProfile for SelfSignedSigner {
 /// keyUsage is digitalSignature + nonRepudiation, basicConstraints CA:false, with subject and
 /// authority key identifiers; the serial is random and positive; signed with SHA-256.
 pub fn self_signed(
-    key: &KeyPair,
+    key: &dyn RsaSigner,
     subject: &str,
     not_before: DateTime<Utc>,
     days: u32,
@@ -295,7 +296,7 @@ pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::days(1);
 /// that a receiver whose clock is a little behind does not reject the first messages signed
 /// with it (strict receivers check the certificate at signingTime and at receipt).
 pub fn self_signed_at(
-    key: &KeyPair,
+    key: &dyn RsaSigner,
     subject: &str,
     now: DateTime<Utc>,
     skew: chrono::Duration,
@@ -322,7 +323,7 @@ pub fn self_signed_at(
 }
 
 fn issue(
-    key: &KeyPair,
+    key: &dyn RsaSigner,
     subject: &str,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
@@ -331,7 +332,7 @@ fn issue(
     let validity = Validity::new(to_time(not_before)?, to_time(not_after)?);
     let serial = SerialNumber::generate(&mut rand::rng());
     let spki = spki_of(key)?;
-    let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.rsa().clone());
+    let signer = Sha256Signer::new(key)?;
     let builder =
         CertificateBuilder::new(SelfSignedSigner { subject: name }, serial, validity, spki)
             .map_err(|e| CryptoError::Encoding(e.to_string()))?;
@@ -342,20 +343,15 @@ fn issue(
     Certificate::from_der(&der)
 }
 
-fn spki_of(key: &KeyPair) -> Result<SubjectPublicKeyInfoOwned> {
-    let der = key
-        .rsa()
-        .to_public_key()
-        .to_public_key_der()
-        .map_err(|e| CryptoError::Encoding(e.to_string()))?;
-    SubjectPublicKeyInfoOwned::from_der(der.as_bytes()).map_err(CryptoError::from)
+fn spki_of(key: &dyn RsaSigner) -> Result<SubjectPublicKeyInfoOwned> {
+    SubjectPublicKeyInfoOwned::from_der(&key.public_key_der()?).map_err(CryptoError::from)
 }
 
 /// A PKCS#10 certificate signing request for `key`, DER; the tenant administrator has a CA sign
 /// it and imports the result with [`check_chain`].
-pub fn certificate_request(key: &KeyPair, subject: &str) -> Result<Vec<u8>> {
+pub fn certificate_request(key: &dyn RsaSigner, subject: &str) -> Result<Vec<u8>> {
     let name = parse_subject(subject)?;
-    let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(key.rsa().clone());
+    let signer = Sha256Signer::new(key)?;
     let builder = RequestBuilder::new(name).map_err(|e| CryptoError::Encoding(e.to_string()))?;
     let req = builder
         .build::<_, rsa::pkcs1v15::Signature>(&signer)
@@ -370,7 +366,7 @@ pub fn certificate_request_pem(der: &[u8]) -> String {
 
 /// Checks that `chain[0]` belongs to `key` and that each further certificate issued the one
 /// before it (by name and signature).
-pub fn check_chain(key: &KeyPair, chain: &[Certificate]) -> Result<()> {
+pub fn check_chain(key: &dyn RsaSigner, chain: &[Certificate]) -> Result<()> {
     let Some(leaf) = chain.first() else {
         return Err(CryptoError::Chain {
             index: 0,

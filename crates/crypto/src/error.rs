@@ -73,6 +73,9 @@ pub enum CryptoError {
     /// PKCS#12 input could not be read or written.
     #[error("PKCS#12: {0}")]
     Pkcs12(String),
+    /// A keystore backend (a PKCS#11 token, or a handle the backend cannot use) failed.
+    #[error("keystore: {0}")]
+    Backend(String),
     /// Encoding failed (internal; should not happen for valid input).
     #[error("encoding failed: {0}")]
     Encoding(String),

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod backend;
 mod cert;
 mod digest;
 mod error;
@@ -18,6 +19,7 @@ mod receiver;
 mod sign;
 mod verify;
 
+pub use backend::{Embedded, KeyBackend, KeyHandle, RsaSigner, TokenKeyId, TokenObject};
 pub use cert::{
     Certificate, MAX_CLOCK_SKEW, certificate_request, certificate_request_pem, check_chain,
     fingerprint_of, parse_subject, self_signed, self_signed_at,

@@ -19,13 +19,13 @@ use signature::{SignatureEncoding, Signer};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::{Attribute, AttributeValue};
 
-use crate::{Certificate, CryptoError, DigestAlg, KeyPair, Result};
+use crate::{Certificate, CryptoError, DigestAlg, KeyPair, Result, RsaSigner};
 
 /// One signer of a SignedData: one row of a signer step's Signer Parameters table, resolved.
 #[derive(Debug, Clone, Copy)]
 pub struct SignerSpec<'a> {
-    /// The private key.
-    pub key: &'a KeyPair,
+    /// The private key, wherever it is kept.
+    pub key: &'a dyn RsaSigner,
     /// Its certificate first, then any issuers.
     pub chain: &'a [Certificate],
     /// Digest algorithm.
@@ -117,7 +117,7 @@ pub fn sign(content: &[u8], signers: &[SignerSpec<'_>], opts: &SignOptions) -> R
         // The signature covers the attributes encoded as a SET OF (tag 0x31), not as the
         // [0] IMPLICIT field they travel in.
         let to_sign = attrs.to_der()?;
-        let signature = rsa_sign(spec.key, spec.digest, &to_sign)?;
+        let signature = spec.key.sign_pkcs1v15(spec.digest, &to_sign)?;
 
         let tbs = leaf.parsed().tbs_certificate();
         signer_infos.insert(SignerInfo {
@@ -175,7 +175,7 @@ fn signing_time(t: DateTime<Utc>) -> Result<Any> {
     }
 }
 
-fn rsa_sign(key: &KeyPair, digest: DigestAlg, msg: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn rsa_sign(key: &KeyPair, digest: DigestAlg, msg: &[u8]) -> Result<Vec<u8>> {
     let k = key.rsa().clone();
     let sig = match digest {
         DigestAlg::Sha256 => rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(k).try_sign(msg),
