@@ -1,8 +1,9 @@
 //! `rekey keystore ...`: the tenant's outbound keystore (list with alias usage, generate,
 //! import from PEM/DER or PKCS#12, export the certificate, remove, history, restore).
 //!
-//! Private keys never leave the store from here: import hands them to `rekey_store`, which
-//! encrypts them under the KEK; only certificates are exported.
+//! Private keys never leave the store from here: generate and import go through the tenant's
+//! keystore backend (the embedded one encrypts keys under the KEK; a PKCS#11 tenant's keys are
+//! made on, or imported into, its token); only certificates are exported.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rekey_crypto::{Certificate, KeyBits, KeyPair, parse_subject, self_signed_at};
 use rekey_model::{Alias, EntryId};
+use rekey_service::tokens::NewKey;
 use rekey_store::{KeyMaterial, KeystoreEntry, StepRef, flows, keystore};
 use serde::Serialize;
 
@@ -329,13 +331,21 @@ async fn generate(ctx: &Context, a: GenerateArgs) -> Result<()> {
     parse_subject(&subject).context("--subject")?;
     // Checked before spending seconds on key generation; the store checks again.
     refuse_taken(ctx, &t, &alias).await?;
-    let key = KeyPair::generate(bits)?;
     let skew = ctx.settings.renewal.clock_skew;
-    let cert = self_signed_at(&key, &subject, Utc::now(), skew, a.days).context("--days")?;
-    let material = KeyMaterial::new(&alias, key, vec![cert])?;
-    let e = ctx
-        .store
-        .add_key(t.id, &alias, &material, &ctx.actor)
+    let (now, days) = (Utc::now(), a.days);
+    if days == 0 {
+        bail!("--days: validity must be at least one day");
+    }
+    let e = crate::cmd::renewal::service(ctx)?
+        .add_key(
+            t.id,
+            &alias,
+            NewKey::Generate {
+                bits,
+                certify: Box::new(move |key| self_signed_at(key, &subject, now, skew, days)),
+            },
+            &ctx.actor,
+        )
         .await?;
     print_added("generated", &e);
     Ok(())
@@ -367,21 +377,32 @@ async fn import(ctx: &Context, a: ImportArgs) -> Result<()> {
                 }
                 None => zeroize::Zeroizing::new(String::new()),
             };
-            KeyMaterial::from_pkcs12(&alias, &der, &password)
-                .with_context(|| format!("PKCS#12 file {}", p12.display()))?
+            let (key, chain) = rekey_crypto::pkcs12::import(&der, &password)
+                .with_context(|| format!("PKCS#12 file {}", p12.display()))?;
+            KeyMaterial::new(&alias, key.clone(), chain.clone())
+                .with_context(|| format!("PKCS#12 file {}", p12.display()))?;
+            (key, chain)
         }
         (None, Some(key_path), Some(cert_path)) => {
             let key = KeyPair::from_pem_or_der(&read_file(key_path, "key file")?)
                 .with_context(|| format!("key file {}", key_path.display()))?;
             let chain = Certificate::parse_any(&read_file(cert_path, "certificate file")?)
                 .with_context(|| format!("certificate file {}", cert_path.display()))?;
-            KeyMaterial::new(&alias, key, chain)?
+            KeyMaterial::new(&alias, key.clone(), chain.clone())?;
+            (key, chain)
         }
         _ => bail!("give --pkcs12 FILE, or --key FILE and --cert FILE"),
     };
-    let e = ctx
-        .store
-        .add_key(t.id, &alias, &material, &ctx.actor)
+    let (key, chain) = material;
+    if ctx.store.backend(t.id).kind() != "embedded" {
+        eprintln!(
+            "warning: the key of alias {alias} existed outside the token before this import; \
+             it is now on the token, but every copy of the file remains a copy of the key. \
+             Keys that must never leave the token are made there: `rekey keystore generate`."
+        );
+    }
+    let e = crate::cmd::renewal::service(ctx)?
+        .add_key(t.id, &alias, NewKey::Import { key, chain }, &ctx.actor)
         .await?;
     print_added("imported", &e);
     Ok(())

@@ -150,7 +150,7 @@ pub enum WindowCmd {
     },
 }
 
-fn service(ctx: &Context) -> Result<Service> {
+pub(crate) fn service(ctx: &Context) -> Result<Service> {
     Ok(Service::new(ctx.store.clone(), Catalog::builtin()?)
         .with_clock_skew(ctx.settings.renewal.clock_skew))
 }

@@ -97,6 +97,14 @@ pub enum KeyHandle {
 }
 
 impl KeyHandle {
+    /// The key itself, for an embedded key.
+    pub fn as_embedded(&self) -> Option<&KeyPair> {
+        match self {
+            KeyHandle::Embedded(k) => Some(k),
+            KeyHandle::Token(_) => None,
+        }
+    }
+
     /// The token object's id, for a token key.
     pub fn token_id(&self) -> Option<&TokenKeyId> {
         match self {

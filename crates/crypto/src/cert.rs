@@ -143,6 +143,16 @@ impl Certificate {
         to_chrono(self.parsed.tbs_certificate().validity().not_after)
     }
 
+    /// The modulus size of the certificate's RSA key, if it is one.
+    pub fn rsa_bits(&self) -> Option<usize> {
+        use rsa::pkcs8::DecodePublicKey;
+        use rsa::traits::PublicKeyParts;
+        let der = self.public_key_der().ok()?;
+        rsa::PublicKey::from_public_key_der(&der)
+            .ok()
+            .map(|k| k.size() * 8)
+    }
+
     /// The subject public key, DER `SubjectPublicKeyInfo`.
     pub fn public_key_der(&self) -> Result<Vec<u8>> {
         self.parsed

@@ -4,12 +4,10 @@
 //! message signed by the signer step after every step.
 
 use chrono::{DateTime, Duration, Utc};
-use rekey_crypto::{
-    KeyBits, KeyPair, ReceiverProfile as Profile, receiver_verdict, self_signed, to_base64,
-};
+use rekey_crypto::{KeyBits, ReceiverProfile as Profile, receiver_verdict, self_signed, to_base64};
 use rekey_engine::{Event, ProcedureId, Renewal, Role, StepKind, StepStatus, TimerKind};
 use rekey_model::{Alias, Email, FlowName, Grant, ReceiverName, StepName, TenantId, TenantName};
-use rekey_store::{KeyMaterial, ReceiverProfile, SignerParams, StepOptions};
+use rekey_store::{ReceiverProfile, SignerParams, StepOptions};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -238,21 +236,22 @@ async fn setup(
     let run = &Uuid::new_v4().simple().to_string()[..8];
     let alias = format!("{p}-{run}");
     let a = input(Alias::parse(&alias))?;
-    let key = KeyPair::generate(KeyBits::try_from(bits)?)?;
-    let cert = self_signed(
-        &key,
-        &format!("CN={p} signer,O=rekey demo"),
-        not_before,
-        days,
-    )?;
-    store
+    let subject = format!("CN={p} signer,O=rekey demo");
+    let entry = service
         .add_key(
             tenant,
             &a,
-            &KeyMaterial::new(&a, key, vec![cert.clone()])?,
+            crate::tokens::NewKey::Generate {
+                bits: KeyBits::try_from(bits)?,
+                certify: Box::new(move |key| self_signed(key, &subject, not_before, days)),
+            },
             "demo",
         )
         .await?;
+    let cert = entry
+        .certificate()
+        .cloned()
+        .ok_or_else(|| ServiceError::Corrupt(format!("entry {} has no certificate", entry.id)))?;
     let flow = input(FlowName::parse(&format!("{p}-orders-{run}")))?;
     let step = input(StepName::parse("sign"))?;
     store.add_flow(tenant, &flow, "demo").await?;

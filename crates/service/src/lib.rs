@@ -16,6 +16,7 @@ pub mod demo;
 pub mod failpoint;
 pub mod scheduler;
 mod shell;
+pub mod tokens;
 pub mod watch;
 mod world;
 

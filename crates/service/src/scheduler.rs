@@ -154,6 +154,7 @@ async fn fire(service: &Service, t: &Timer, token: &str, now: DateTime<Utc>, rep
             .act_in(&txn, renewal, rekey_engine::machine::SYSTEM, event, now)
             .await?;
         commit(txn).await?;
+        service.after_commit(outcome.renewal.tenant).await;
         Ok(Fired::Done(outcome.mail.len()))
     };
     match attempt.await {

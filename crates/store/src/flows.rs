@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use rekey_crypto::{DigestAlg, SignOptions, SignerSpec};
+use rekey_crypto::{DigestAlg, KeyBackend, SignOptions, SignerSpec};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
@@ -743,6 +743,7 @@ pub struct SignedMessage {
 pub async fn sign_for_step(
     conn: &impl ConnectionTrait,
     kek: &Kek,
+    backend: &dyn KeyBackend,
     tenant: TenantId,
     flow_name: &FlowName,
     step_name: &StepName,
@@ -765,6 +766,10 @@ pub async fn sign_for_step(
             None => skipped.push(r.row.params.alias.clone()),
         }
     }
+    let signers_of = keys
+        .iter()
+        .map(|(key, _, _)| backend.signer(key))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     if keys.is_empty() {
         return Err(StoreError::NoSignerResolves {
             flow: flow_name.clone(),
@@ -774,8 +779,9 @@ pub async fn sign_for_step(
     }
     let specs: Vec<SignerSpec<'_>> = keys
         .iter()
-        .map(|(key, chain, p)| SignerSpec {
-            key,
+        .zip(&signers_of)
+        .map(|((_, chain, p), key)| SignerSpec {
+            key: &**key,
             chain,
             digest: p.digest,
             include_certs: p.include_certs,

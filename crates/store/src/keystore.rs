@@ -8,7 +8,7 @@
 //! [`entry_private_key`]; plaintext key bytes live in `Zeroizing` buffers.
 
 use chrono::{DateTime, Utc};
-use rekey_crypto::{Certificate, Fingerprint, KeyPair};
+use rekey_crypto::{Certificate, Fingerprint, KeyHandle, KeyPair, RsaSigner, TokenKeyId};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, sea_query::Expr,
@@ -22,6 +22,7 @@ use crate::flows;
 use crate::kek::{EntryAad, Kek};
 use crate::tenants;
 use rekey_model::{Alias, EntryId, TenantId};
+use uuid::Uuid;
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -29,14 +30,37 @@ pub const MIN_RSA_BITS: usize = 2048;
 /// A private key with its certificate chain (end entity first), checked to belong together.
 #[derive(Debug, Clone)]
 pub struct KeyMaterial {
-    key: KeyPair,
+    key: KeyHandle,
     chain: Vec<Certificate>,
 }
+
+/// What `kek_id` holds for a key kept on a token (nothing was sealed).
+pub(crate) const TOKEN_KEK_ID: &str = "token";
 
 impl KeyMaterial {
     /// Pairs a key with its chain, refusing an empty chain, a key below 2048 bits, a key that
     /// does not match the first certificate, or a chain not linked issuer to subject.
     pub fn new(alias: &Alias, key: KeyPair, chain: Vec<Certificate>) -> Result<KeyMaterial> {
+        Self::check(alias, &key, &chain)?;
+        Ok(KeyMaterial {
+            key: KeyHandle::Embedded(key),
+            chain,
+        })
+    }
+
+    /// Pairs a key held by a keystore backend (`signer` is the backend's signer for `key`)
+    /// with its chain, with the checks of [`KeyMaterial::new`].
+    pub fn from_handle(
+        alias: &Alias,
+        key: KeyHandle,
+        signer: &dyn RsaSigner,
+        chain: Vec<Certificate>,
+    ) -> Result<KeyMaterial> {
+        Self::check(alias, signer, &chain)?;
+        Ok(KeyMaterial { key, chain })
+    }
+
+    fn check(alias: &Alias, key: &dyn RsaSigner, chain: &[Certificate]) -> Result<()> {
         let Some(leaf) = chain.first() else {
             return Err(StoreError::EmptyChain {
                 alias: alias.clone(),
@@ -55,8 +79,8 @@ impl KeyMaterial {
                 fingerprint: leaf.fingerprint().to_string(),
             });
         }
-        rekey_crypto::check_chain(&key, &chain)?;
-        Ok(KeyMaterial { key, chain })
+        rekey_crypto::check_chain(key, chain)?;
+        Ok(())
     }
 
     /// From a PEM private key (PKCS#8 or PKCS#1) and PEM certificates (end entity first).
@@ -72,8 +96,8 @@ impl KeyMaterial {
         KeyMaterial::new(alias, key, chain)
     }
 
-    /// The private key.
-    pub fn key(&self) -> &KeyPair {
+    /// The private key, or its token reference.
+    pub fn key(&self) -> &KeyHandle {
         &self.key
     }
 
@@ -237,18 +261,9 @@ async fn insert_entry(
 ) -> Result<KeystoreEntry> {
     let id = EntryId::random();
     let leaf = material.certificate();
-    let pkcs8 = material.key.to_pkcs8_der()?;
-    let (nonce, ciphertext) = kek.seal(
-        &EntryAad {
-            tenant,
-            alias,
-            entry: id,
-        },
-        &pkcs8,
-    )?;
-    drop(pkcs8);
+    let sealed = seal(kek, &material.key, tenant, alias, id)?;
     let at = now();
-    let key_bits = u32::try_from(material.key.bits()).unwrap_or(u32::MAX);
+    let key_bits = u32::try_from(leaf_bits(leaf)).unwrap_or(u32::MAX);
     let not_before = crate::db::to_micros(leaf.not_before());
     let not_after = crate::db::to_micros(leaf.not_after());
     keystore_entry::Entity::insert(keystore_entry::ActiveModel {
@@ -256,9 +271,10 @@ async fn insert_entry(
         tenant_id: Set(tenant.as_uuid()),
         alias: Set(alias.to_string()),
         is_current: Set(true),
-        key_nonce: Set(nonce.to_vec()),
-        key_ciphertext: Set(ciphertext),
-        kek_id: Set(kek.id()),
+        key_nonce: Set(sealed.nonce),
+        key_ciphertext: Set(sealed.ciphertext),
+        token_key_id: Set(sealed.token_key_id),
+        kek_id: Set(sealed.kek_id),
         key_bits: Set(i32::try_from(key_bits).unwrap_or(i32::MAX)),
         fingerprint: Set(leaf.fingerprint().to_string()),
         subject: Set(leaf.subject()),
@@ -296,6 +312,90 @@ async fn insert_entry(
         archived_at: None,
         archived_reason: None,
     })
+}
+
+/// A key as it is written to a row: sealed under the KEK, or only its token reference.
+pub(crate) struct Sealed {
+    pub(crate) nonce: Vec<u8>,
+    pub(crate) ciphertext: Vec<u8>,
+    pub(crate) kek_id: String,
+    pub(crate) token_key_id: Option<String>,
+}
+
+/// Seals an embedded key under the KEK, bound to tenant, alias and row id; a token key leaves
+/// only its id (the database then holds no private-key bytes for it).
+pub(crate) fn seal(
+    kek: &Kek,
+    key: &KeyHandle,
+    tenant: TenantId,
+    alias: &Alias,
+    row: EntryId,
+) -> Result<Sealed> {
+    match key {
+        KeyHandle::Embedded(k) => {
+            let pkcs8 = k.to_pkcs8_der()?;
+            let (nonce, ciphertext) = kek.seal(
+                &EntryAad {
+                    tenant,
+                    alias,
+                    entry: row,
+                },
+                &pkcs8,
+            )?;
+            Ok(Sealed {
+                nonce: nonce.to_vec(),
+                ciphertext,
+                kek_id: kek.id(),
+                token_key_id: None,
+            })
+        }
+        KeyHandle::Token(id) => Ok(Sealed {
+            nonce: Vec::new(),
+            ciphertext: Vec::new(),
+            kek_id: TOKEN_KEK_ID.into(),
+            token_key_id: Some(id.to_string()),
+        }),
+    }
+}
+
+/// Opens what [`seal`] wrote.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn unseal(
+    kek: &Kek,
+    tenant: TenantId,
+    alias: &Alias,
+    row: EntryId,
+    nonce: &[u8],
+    ciphertext: &[u8],
+    kek_id: &str,
+    token_key_id: Option<&str>,
+) -> Result<KeyHandle> {
+    if let Some(id) = token_key_id {
+        let id = TokenKeyId::from_hex(id)
+            .map_err(|e| StoreError::Corrupt(format!("key of {alias} (row {row}): {e}")))?;
+        return Ok(KeyHandle::Token(id));
+    }
+    let plaintext = kek
+        .open(
+            &EntryAad {
+                tenant,
+                alias,
+                entry: row,
+            },
+            nonce,
+            ciphertext,
+        )
+        .ok_or_else(|| StoreError::Decrypt {
+            alias: alias.clone(),
+            stored_kek: kek_id.to_string(),
+            kek: kek.id(),
+        })?;
+    Ok(KeyHandle::Embedded(KeyPair::from_pkcs8_der(&plaintext)?))
+}
+
+/// The modulus size of the certificate's RSA key (the key's own size, wherever it is).
+fn leaf_bits(leaf: &Certificate) -> usize {
+    leaf.rsa_bits().unwrap_or(0)
 }
 
 /// Moves the current entry `id` to history.
@@ -601,25 +701,19 @@ async fn entry_model(
         .ok_or(StoreError::UnknownEntry { tenant, entry: id })
 }
 
-fn open_key(kek: &Kek, m: &keystore_entry::Model) -> Result<KeyPair> {
+fn open_key(kek: &Kek, m: &keystore_entry::Model) -> Result<KeyHandle> {
     let alias = Alias::parse(&m.alias)
         .map_err(|e| StoreError::Corrupt(format!("keystore entry {}: {e}", m.id)))?;
-    let plaintext = kek
-        .open(
-            &EntryAad {
-                tenant: TenantId::from_uuid(m.tenant_id),
-                alias: &alias,
-                entry: EntryId::from_uuid(m.id),
-            },
-            &m.key_nonce,
-            &m.key_ciphertext,
-        )
-        .ok_or_else(|| StoreError::Decrypt {
-            alias: alias.clone(),
-            stored_kek: m.kek_id.clone(),
-            kek: kek.id(),
-        })?;
-    Ok(KeyPair::from_pkcs8_der(&plaintext)?)
+    unseal(
+        kek,
+        TenantId::from_uuid(m.tenant_id),
+        &alias,
+        EntryId::from_uuid(m.id),
+        &m.key_nonce,
+        &m.key_ciphertext,
+        &m.kek_id,
+        m.token_key_id.as_deref(),
+    )
 }
 
 /// Decrypts the private key of the alias's current entry.
@@ -628,7 +722,7 @@ pub async fn private_key(
     kek: &Kek,
     tenant: TenantId,
     alias: &Alias,
-) -> Result<KeyPair> {
+) -> Result<KeyHandle> {
     let m = current_model(conn, tenant, alias)
         .await?
         .ok_or_else(|| StoreError::UnknownAlias {
@@ -644,7 +738,7 @@ pub async fn entry_private_key(
     kek: &Kek,
     tenant: TenantId,
     id: EntryId,
-) -> Result<KeyPair> {
+) -> Result<KeyHandle> {
     let m = entry_model(conn, tenant, id).await?;
     open_key(kek, &m)
 }
@@ -664,6 +758,87 @@ pub async fn expiring_before(
     let mut out = Vec::with_capacity(models.len());
     for m in models {
         out.push(load_entry(conn, m).await?);
+    }
+    Ok(out)
+}
+
+/// A key of the tenant kept on its token, as the database records it: what the token's
+/// objects with this id should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRef {
+    /// The token object's `CKA_ID`.
+    pub id: TokenKeyId,
+    /// The alias it belongs to.
+    pub alias: Alias,
+    /// Where it stands: current, history or pending.
+    pub state: TokenRefState,
+    /// Its certificate, once it has one.
+    pub certificate: Option<Certificate>,
+}
+
+/// Where a token key stands in the keystore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefState {
+    /// The alias's current entry.
+    Current,
+    /// A history entry (kept so that an exchange can be rolled back).
+    History,
+    /// A renewal's new key, not in the keystore yet.
+    Pending,
+}
+
+/// Every token key the tenant's keystore entries (current and history) and pending keys refer
+/// to. Reconciliation compares this with the token's objects.
+pub async fn token_refs(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<Vec<TokenRef>> {
+    let corrupt = |row: Uuid, what: String| StoreError::Corrupt(format!("key row {row}: {what}"));
+    let mut out = Vec::new();
+    let entries = keystore_entry::Entity::find()
+        .filter(keystore_entry::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(keystore_entry::Column::TokenKeyId.is_not_null())
+        .all(conn)
+        .await?;
+    for m in entries {
+        let Some(hex) = m.token_key_id.clone() else {
+            continue;
+        };
+        let id = TokenKeyId::from_hex(&hex).map_err(|e| corrupt(m.id, e.to_string()))?;
+        let current = m.is_current;
+        let e = load_entry(conn, m).await?;
+        out.push(TokenRef {
+            id,
+            alias: e.alias.clone(),
+            state: if current {
+                TokenRefState::Current
+            } else {
+                TokenRefState::History
+            },
+            certificate: e.chain.first().cloned(),
+        });
+    }
+    let pending = crate::entity::pending_key::Entity::find()
+        .filter(crate::entity::pending_key::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(crate::entity::pending_key::Column::TokenKeyId.is_not_null())
+        .all(conn)
+        .await?;
+    for m in pending {
+        let Some(hex) = m.token_key_id.clone() else {
+            continue;
+        };
+        let id = TokenKeyId::from_hex(&hex).map_err(|e| corrupt(m.id, e.to_string()))?;
+        let alias = Alias::parse(&m.alias).map_err(|e| corrupt(m.id, e.to_string()))?;
+        let certificate = if m.chain_pem.trim().is_empty() {
+            None
+        } else {
+            Certificate::parse_pem_chain(&m.chain_pem)?
+                .into_iter()
+                .next()
+        };
+        out.push(TokenRef {
+            id,
+            alias,
+            state: TokenRefState::Pending,
+            certificate,
+        });
     }
     Ok(out)
 }

@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "worker_leases",
         sql: include_str!("../../../migrations/0006_worker_leases.sql"),
     },
+    Migration {
+        version: 7,
+        name: "token_keys",
+        sql: include_str!("../../../migrations/0007_token_keys.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -1,7 +1,7 @@
 //! A renewal's new key between generation and the keystore: encrypted like keystore entries,
 //! invisible to signer steps, gone once installed or discarded.
 
-use rekey_crypto::{Certificate, Fingerprint, KeyPair, check_chain};
+use rekey_crypto::{Certificate, Fingerprint, KeyBackend, KeyHandle, check_chain};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
@@ -9,7 +9,7 @@ use crate::audit::{self, AuditRecord};
 use crate::db::now;
 use crate::entity::pending_key;
 use crate::error::{Result, StoreError};
-use crate::kek::{EntryAad, Kek};
+use crate::kek::Kek;
 use crate::keystore::KeyMaterial;
 use crate::{ConnectionTrait, DatabaseTransaction};
 use rekey_model::{Alias, EntryId, TenantId};
@@ -21,8 +21,8 @@ pub struct PendingKey {
     pub renewal: Uuid,
     /// The alias it is meant for.
     pub alias: Alias,
-    /// The private key.
-    pub key: KeyPair,
+    /// The private key, or its token reference.
+    pub key: KeyHandle,
     /// Its chain, end entity first (empty while a CSR waits for a CA).
     pub chain: Vec<Certificate>,
     /// The CSR, for CA-signed renewals.
@@ -35,9 +35,10 @@ impl PendingKey {
         self.chain.first().map(Certificate::fingerprint)
     }
 
-    /// The key with its chain, ready for the keystore.
-    pub fn material(&self) -> Result<KeyMaterial> {
-        KeyMaterial::new(&self.alias, self.key.clone(), self.chain.clone())
+    /// The key with its chain, ready for the keystore (`backend` is the tenant's).
+    pub fn material(&self, backend: &dyn KeyBackend) -> Result<KeyMaterial> {
+        let signer = backend.signer(&self.key)?;
+        KeyMaterial::from_handle(&self.alias, self.key.clone(), &*signer, self.chain.clone())
     }
 }
 
@@ -53,26 +54,18 @@ pub async fn stage(
     tenant: TenantId,
     renewal: Uuid,
     alias: &Alias,
-    key: &KeyPair,
+    key: &KeyHandle,
+    backend: &dyn KeyBackend,
     chain: &[Certificate],
     csr_pem: Option<String>,
     actor: &str,
 ) -> Result<()> {
     audit::lock_head(txn).await?;
     if !chain.is_empty() {
-        check_chain(key, chain)?;
+        check_chain(&*backend.signer(key)?, chain)?;
     }
     let id = Uuid::new_v4();
-    let pkcs8 = key.to_pkcs8_der()?;
-    let (nonce, ciphertext) = kek.seal(
-        &EntryAad {
-            tenant,
-            alias,
-            entry: EntryId::from_uuid(id),
-        },
-        &pkcs8,
-    )?;
-    drop(pkcs8);
+    let sealed = crate::keystore::seal(kek, key, tenant, alias, EntryId::from_uuid(id))?;
     let at = now();
     let fingerprint = chain.first().map(|c| c.fingerprint().to_string());
     pending_key::ActiveModel {
@@ -80,9 +73,10 @@ pub async fn stage(
         tenant_id: Set(tenant.as_uuid()),
         renewal_id: Set(renewal),
         alias: Set(alias.to_string()),
-        kek_id: Set(kek.id()),
-        key_nonce: Set(nonce.to_vec()),
-        key_ciphertext: Set(ciphertext),
+        kek_id: Set(sealed.kek_id),
+        key_nonce: Set(sealed.nonce),
+        key_ciphertext: Set(sealed.ciphertext),
+        token_key_id: Set(sealed.token_key_id),
         chain_pem: Set(pem_chain(chain)),
         csr_pem: Set(csr_pem),
         fingerprint: Set(fingerprint.clone()),
@@ -121,22 +115,16 @@ pub async fn get(
     };
     let alias = Alias::parse(&m.alias)
         .map_err(|e| StoreError::Corrupt(format!("pending key {}: {e}", m.id)))?;
-    let plaintext = kek
-        .open(
-            &EntryAad {
-                tenant: TenantId::from_uuid(m.tenant_id),
-                alias: &alias,
-                entry: EntryId::from_uuid(m.id),
-            },
-            &m.key_nonce,
-            &m.key_ciphertext,
-        )
-        .ok_or_else(|| StoreError::Decrypt {
-            alias: alias.clone(),
-            stored_kek: m.kek_id.clone(),
-            kek: kek.id(),
-        })?;
-    let key = KeyPair::from_pkcs8_der(&plaintext)?;
+    let key = crate::keystore::unseal(
+        kek,
+        TenantId::from_uuid(m.tenant_id),
+        &alias,
+        EntryId::from_uuid(m.id),
+        &m.key_nonce,
+        &m.key_ciphertext,
+        &m.kek_id,
+        m.token_key_id.as_deref(),
+    )?;
     let chain = if m.chain_pem.trim().is_empty() {
         Vec::new()
     } else {
@@ -190,6 +178,7 @@ pub async fn set_chain(
     kek: &Kek,
     tenant: TenantId,
     renewal: Uuid,
+    backend: &dyn KeyBackend,
     chain: &[Certificate],
     actor: &str,
 ) -> Result<PendingKey> {
@@ -197,7 +186,7 @@ pub async fn set_chain(
     let mut pending = get(txn, kek, renewal)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("renewal {renewal} has no pending key")))?;
-    check_chain(&pending.key, chain)?;
+    check_chain(&*backend.signer(&pending.key)?, chain)?;
     let fingerprint = chain.first().map(|c| c.fingerprint().to_string());
     pending_key::Entity::update_many()
         .col_expr(

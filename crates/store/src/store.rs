@@ -9,8 +9,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rekey_crypto::{Certificate, Fingerprint, KeyPair};
+use rekey_crypto::{Certificate, Embedded, Fingerprint, KeyBackend, KeyHandle};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DatabaseTransaction};
+use std::collections::HashMap;
 
 use crate::audit::{self, AuditEntry, AuditSummary};
 use crate::db;
@@ -32,6 +33,7 @@ use rekey_model::{
 pub struct Store {
     db: DatabaseConnection,
     kek: Option<Arc<Kek>>,
+    backends: Arc<HashMap<TenantId, Arc<dyn KeyBackend>>>,
     migration: MigrationReport,
 }
 
@@ -59,6 +61,7 @@ impl Store {
         Ok(Store {
             db: conn,
             kek: None,
+            backends: Arc::default(),
             migration,
         })
     }
@@ -67,6 +70,21 @@ impl Store {
     pub fn with_kek(mut self, kek: Kek) -> Store {
         self.kek = Some(Arc::new(kek));
         self
+    }
+
+    /// The same store, with `tenant`'s keys kept by `backend` (a PKCS#11 token) rather than
+    /// the embedded keystore.
+    pub fn with_backend(mut self, tenant: TenantId, backend: Arc<dyn KeyBackend>) -> Store {
+        Arc::make_mut(&mut self.backends).insert(tenant, backend);
+        self
+    }
+
+    /// The keystore backend of `tenant`: the configured one, else the embedded keystore.
+    pub fn backend(&self, tenant: TenantId) -> Arc<dyn KeyBackend> {
+        self.backends
+            .get(&tenant)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Embedded))
     }
 
     /// The KEK, or [`StoreError::NoKek`].
@@ -185,8 +203,8 @@ impl Store {
         keystore::history(&self.db, tenant, alias).await
     }
 
-    /// The decrypted private key of the alias's current entry.
-    pub async fn private_key(&self, tenant: TenantId, alias: &Alias) -> Result<KeyPair> {
+    /// The private key of the alias's current entry: decrypted, or its token reference.
+    pub async fn private_key(&self, tenant: TenantId, alias: &Alias) -> Result<KeyHandle> {
         keystore::private_key(&self.db, self.kek()?, tenant, alias).await
     }
 
@@ -334,6 +352,7 @@ impl Store {
         flows::sign_for_step(
             &self.db,
             self.kek()?,
+            self.backend(tenant).as_ref(),
             tenant,
             flow,
             step,

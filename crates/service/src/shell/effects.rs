@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use rekey_crypto::{
-    Certificate, KeyBits, KeyPair, SignOptions, SignerSpec, certificate_request,
+    Certificate, KeyBits, KeyHandle, SignOptions, SignerSpec, certificate_request,
     certificate_request_pem, self_signed_at, sign,
 };
 use rekey_engine::{Actor, Change, Effect, Event, Notice, NoticeKind, Renewal, Transition, World};
@@ -44,7 +44,7 @@ impl Service {
                 match effect {
                     Effect::GenerateKey { bits, ca_signed } => {
                         if let Some(cert) = self
-                            .generate(txn, &renewal, bits, ca_signed, &actor.email, now)
+                            .generate(txn, &renewal, version, bits, ca_signed, &actor.email, now)
                             .await?
                         {
                             follow_up = Some(Event::KeyReady { cert });
@@ -121,10 +121,18 @@ impl Service {
     /// the certificate id when it is ready at once. The certificate is valid from the engine's
     /// `now` less the clock-skew allowance, never from the wall clock: a probe or message
     /// signed at `now` must find its certificate already valid.
+    ///
+    /// The tenant's keystore backend makes the key. On a token its id is derived from the
+    /// renewal and the version this event started from (written before the token call), so an
+    /// event retried after a crash adopts the key the first attempt made instead of making a
+    /// second one; a key whose event never commits is found and destroyed by
+    /// [`Service::reconcile_tokens`].
+    #[allow(clippy::too_many_arguments)]
     async fn generate(
         &self,
         txn: &DatabaseTransaction,
         r: &Renewal,
+        version: i64,
         bits: u32,
         ca_signed: bool,
         actor: &str,
@@ -140,10 +148,21 @@ impl Service {
             None => (format!("CN={}", r.alias), 365),
         };
         let bits = KeyBits::try_from(bits)?;
-        let key = crate::cpu::blocking(move || KeyPair::generate(bits)).await??;
         let target = r.new_alias.as_ref().unwrap_or(&r.alias);
+        let backend = self.store.backend(tenant);
+        let id = crate::tokens::renewal_key_id(tenant, r.id, version)?;
+        // Every writer's lock, before the token call: reconciliation waits for this event.
+        rekey_store::audit::lock_head(txn).await?;
+        let label = crate::tokens::pending_label(target);
+        crate::failpoint::hit("before-token-generate");
+        let key = {
+            let backend = backend.clone();
+            crate::cpu::blocking(move || backend.generate(bits, &id, &label)).await??
+        };
+        crate::failpoint::hit("after-token-generate");
+        let signer = backend.signer(&key)?;
         if ca_signed {
-            let csr = certificate_request_pem(&certificate_request(&key, &subject)?);
+            let csr = certificate_request_pem(&certificate_request(&*signer, &subject)?);
             pending::stage(
                 txn,
                 self.store.kek()?,
@@ -151,6 +170,7 @@ impl Service {
                 r.id,
                 target,
                 &key,
+                backend.as_ref(),
                 &[],
                 Some(csr),
                 actor,
@@ -158,7 +178,7 @@ impl Service {
             .await?;
             return Ok(None);
         }
-        let cert = self_signed_at(&key, &subject, now, self.clock_skew, days)?;
+        let cert = self_signed_at(&*signer, &subject, now, self.clock_skew, days)?;
         let id = cert.fingerprint();
         pending::stage(
             txn,
@@ -167,6 +187,7 @@ impl Service {
             r.id,
             target,
             &key,
+            backend.as_ref(),
             &[cert],
             None,
             actor,
@@ -192,8 +213,7 @@ impl Service {
                     .filter(|p| p.fingerprint() == Some(*cert))
                 {
                     Some(p) => {
-                        let material =
-                            rekey_store::KeyMaterial::new(a, p.key.clone(), p.chain.clone())?;
+                        let material = p.material(self.store.backend(tenant).as_ref())?;
                         if exchange {
                             keystore::exchange(txn, kek, tenant, a, &material, actor).await?;
                         } else {
@@ -305,7 +325,7 @@ impl Service {
         conn: &impl ConnectionTrait,
         r: &Renewal,
         cert: &Fingerprint,
-    ) -> Result<(KeyPair, Certificate)> {
+    ) -> Result<(KeyHandle, Certificate)> {
         let tenant = tenant_of(r);
         let kek = self.store.kek()?;
         if let Some(p) = pending::get(conn, kek, r.id).await?
@@ -682,11 +702,17 @@ impl Service {
             let (k, cert) = self.key_and_cert(conn, r, c).await?;
             material.push((k, [cert]));
         }
+        let backend = self.store.backend(tenant);
         let der = crate::cpu::blocking(move || {
+            let signers = material
+                .iter()
+                .map(|(key, _)| backend.signer(key))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let specs: Vec<SignerSpec<'_>> = material
                 .iter()
-                .map(|(key, chain)| SignerSpec {
-                    key,
+                .zip(&signers)
+                .map(|((_, chain), key)| SignerSpec {
+                    key: &**key,
                     chain,
                     digest,
                     include_certs,

@@ -78,6 +78,7 @@ impl Service {
         }
         let outcome = self.carry_out(&txn, t, &actor, 0, now).await?;
         commit(txn).await?;
+        self.after_commit(req.tenant).await;
         Ok(outcome)
     }
 
@@ -102,6 +103,7 @@ impl Service {
         let txn = self.store.begin().await?;
         let outcome = self.act_in(&txn, id, actor_email, event, now).await?;
         commit(txn).await?;
+        self.after_commit(outcome.renewal.tenant).await;
         Ok(outcome)
     }
 
@@ -149,9 +151,20 @@ impl Service {
         // Ask the engine first: it checks the role and that a certificate is awaited.
         let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
         self.check_validity(&r, leaf, now)?;
-        pending::set_chain(&txn, self.store.kek()?, tenant, id, chain, &actor.email).await?;
+        let backend = self.store.backend(tenant);
+        pending::set_chain(
+            &txn,
+            self.store.kek()?,
+            tenant,
+            id,
+            backend.as_ref(),
+            chain,
+            &actor.email,
+        )
+        .await?;
         let outcome = self.carry_out(&txn, t, &actor, version, now).await?;
         commit(txn).await?;
+        self.after_commit(tenant).await;
         Ok(outcome)
     }
 

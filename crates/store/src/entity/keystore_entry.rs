@@ -19,6 +19,8 @@ pub struct Model {
     pub key_nonce: Vec<u8>,
     /// Column `key_ciphertext`.
     pub key_ciphertext: Vec<u8>,
+    /// Column `token_key_id`: hex CKA_ID of a key kept on a PKCS#11 token.
+    pub token_key_id: Option<String>,
     /// Column `kek_id`.
     pub kek_id: String,
     /// Column `key_bits`.

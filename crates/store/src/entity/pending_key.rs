@@ -21,6 +21,8 @@ pub struct Model {
     pub key_nonce: Vec<u8>,
     /// Column `key_ciphertext`.
     pub key_ciphertext: Vec<u8>,
+    /// Column `token_key_id`: hex CKA_ID of a key kept on a PKCS#11 token.
+    pub token_key_id: Option<String>,
     /// Column `chain_pem`.
     pub chain_pem: String,
     /// Column `csr_pem`.

@@ -39,7 +39,11 @@ async fn add_then_read_back_and_decrypt() {
 
         let decrypted = db.store.private_key(t, &a).await?;
         assert_eq!(
-            decrypted.to_pkcs8_der()?.as_slice(),
+            decrypted
+                .as_embedded()
+                .expect("embedded key")
+                .to_pkcs8_der()?
+                .as_slice(),
             key("alpha")?.to_pkcs8_der()?.as_slice()
         );
         // The expiry watch sees it before its notAfter, not after.
@@ -90,6 +94,8 @@ async fn chain_pkcs1_and_pkcs12_inputs() {
             db.store
                 .private_key(t, &b)
                 .await?
+                .as_embedded()
+                .expect("embedded key")
                 .to_pkcs8_der()?
                 .as_slice(),
             key("beta")?.to_pkcs8_der()?.as_slice()
@@ -134,6 +140,8 @@ async fn exchange_remove_restore_keep_history() {
             db.store
                 .private_key(t, &a)
                 .await?
+                .as_embedded()
+                .expect("embedded key")
                 .to_pkcs8_der()?
                 .as_slice(),
             key("beta")?.to_pkcs8_der()?.as_slice()
@@ -149,6 +157,8 @@ async fn exchange_remove_restore_keep_history() {
             db.store
                 .private_key(t, &a)
                 .await?
+                .as_embedded()
+                .expect("embedded key")
                 .to_pkcs8_der()?
                 .as_slice(),
             key("alpha")?.to_pkcs8_der()?.as_slice()
