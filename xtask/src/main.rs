@@ -14,7 +14,8 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 /// Debian packages the tests drive as peers: OpenSSL, GnuTLS and Bouncy Castle verify rekey's
-/// CMS output; Chromium drives the web inbox.
+/// CMS output; Chromium drives the web inbox; SoftHSM2 is the PKCS#11 token the pkcs11 keystore
+/// is tested on, and OpenSC's `pkcs11-tool` lists that token's objects independently.
 const PACKAGES: &[&str] = &[
     "openssl",
     "gnutls-bin",
@@ -26,7 +27,12 @@ const PACKAGES: &[&str] = &[
     "chromium-driver",
     "python3-venv",
     "python3-pip",
+    "softhsm2",
+    "opensc",
 ];
+
+/// The PKCS#11 module the token tests load (from the `softhsm2` package).
+const PKCS11_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 /// Python packages the tests run as independent checkers, installed into one virtual
 /// environment (see [`python_venv`]): `openapi-spec-validator` validates `/openapi.json` as
@@ -76,6 +82,7 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(extra)
         .env("REKEY_TEST_POSTGRES_URL", &url)
         .env("REKEY_TEST_PYTHON", &python)
+        .env("REKEY_TEST_PKCS11_MODULE", PKCS11_MODULE)
         // Crash at every fail point of every procedure, not a sample.
         .env("REKEY_CRASH_FULL", "1")
         .status()
