@@ -21,6 +21,7 @@ use rekey_crypto::{
 };
 use rsa::pkcs1::{DecodeRsaPublicKey, RsaPrivateKeyRef, RsaPublicKeyRef};
 use rsa::pkcs8::{EncodePublicKey, PrivateKeyInfoRef};
+use zeroize::Zeroize;
 
 use crate::{ID_PREFIX, Pkcs11Config, Pkcs11Error, registry};
 
@@ -262,7 +263,7 @@ impl Pkcs11Keystore {
             .find(&s, Some(ObjectClass::PRIVATE_KEY), id)?
             .is_empty()
         {
-            s.create_object(&[
+            let mut template = [
                 Attribute::Class(ObjectClass::PRIVATE_KEY),
                 Attribute::KeyType(KeyType::RSA),
                 Attribute::Token(true),
@@ -280,8 +281,21 @@ impl Pkcs11Keystore {
                 Attribute::Exponent1(int(rsa.exponent1)),
                 Attribute::Exponent2(int(rsa.exponent2)),
                 Attribute::Coefficient(int(rsa.coefficient)),
-            ])
-            .map_err(self.err("creating the private key object"))?;
+            ];
+            let created = s.create_object(&template);
+            // The private parts were copied into the template; wipe them whatever happened.
+            for a in &mut template {
+                if let Attribute::PrivateExponent(v)
+                | Attribute::Prime1(v)
+                | Attribute::Prime2(v)
+                | Attribute::Exponent1(v)
+                | Attribute::Exponent2(v)
+                | Attribute::Coefficient(v) = a
+                {
+                    v.zeroize();
+                }
+            }
+            created.map_err(self.err("creating the private key object"))?;
         }
         // Also on a retry: the first attempt may have stopped between the two objects.
         if self.find(&s, Some(ObjectClass::PUBLIC_KEY), id)?.is_empty() {

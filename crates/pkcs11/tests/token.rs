@@ -48,9 +48,26 @@ fn pkcs11_tool_lists_the_keys_as_sensitive_and_never_extractable() {
             )
             .expect("cert");
             drop(signer);
+            // Projected with an earlier certificate, then twice (a retry) with a renewed one
+            // for the same key: one certificate object, the latest.
+            let signer = store.signer(&h).expect("signer");
+            let earlier = self_signed_at(
+                &*signer,
+                "CN=as2 signing,O=rekey test",
+                Utc::now() - Duration::days(40),
+                Duration::minutes(5),
+                30,
+            )
+            .expect("earlier cert");
+            drop(signer);
             store
-                .project(&id, "as2-signing-2026", Some(&cert))
+                .project(&id, "as2-signing-2025", Some(&earlier))
                 .expect("project");
+            for _ in 0..2 {
+                store
+                    .project(&id, "as2-signing-2026", Some(&cert))
+                    .expect("project");
+            }
 
             let attrs = store.attributes(&id).expect("attributes");
             assert!(attrs.sensitive, "{attrs:?}");
@@ -74,9 +91,26 @@ fn pkcs11_tool_lists_the_keys_as_sensitive_and_never_extractable() {
                 listing.contains("Public Key Object; RSA 2048 bits"),
                 "{listing}"
             );
-            assert!(
-                listing.contains("Certificate Object; type = X.509 cert"),
+            assert_eq!(
+                listing
+                    .matches("Certificate Object; type = X.509 cert")
+                    .count(),
+                1,
                 "{listing}"
+            );
+            let cert_file = hsm.dir.join("on-token.der");
+            run_ok(
+                pkcs11_tool()
+                    .arg("--module")
+                    .arg(&hsm.module)
+                    .args(["--token-label", "listed", "--read-object", "--type", "cert"])
+                    .args(["--id", &id.to_string(), "--output-file"])
+                    .arg(&cert_file),
+            );
+            assert_eq!(
+                std::fs::read(&cert_file).expect("certificate read back"),
+                cert.to_der(),
+                "the token holds the latest certificate"
             );
             assert_eq!(
                 listing.matches("label:      as2-signing-2026").count(),
