@@ -3,7 +3,7 @@
 //! finds what the first one did.
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error, RvError};
@@ -11,7 +11,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{
     Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle,
 };
-use cryptoki::session::{Session, UserType};
+use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use der::{Decode, Encode};
@@ -23,18 +23,21 @@ use rsa::pkcs1::{DecodeRsaPublicKey, RsaPrivateKeyRef, RsaPublicKeyRef};
 use rsa::pkcs8::{EncodePublicKey, PrivateKeyInfoRef};
 use zeroize::Zeroize;
 
-use crate::{ID_PREFIX, Pkcs11Config, Pkcs11Error, registry};
+use crate::{ID_PREFIX, PinSource, Pkcs11Config, Pkcs11Error, registry};
 
 /// A tenant's keystore on a PKCS#11 token, logged in as the token's user.
 ///
 /// One read-write session per keystore, used under a lock: a cryptoki `Session` may move
-/// between threads but not be shared, and token calls are short.
+/// between threads but not be shared, and token calls are short. Before each operation the
+/// session is checked to be open and logged in, and reopened or logged in again (reading the PIN
+/// anew) if not: logged out, a private key is invisible, and a destroy or an adoption check
+/// would wrongly find nothing.
 pub struct Pkcs11Keystore {
     module: std::path::PathBuf,
     token: String,
     slot: Slot,
-    // Keeps the module loaded for as long as the session lives.
-    _p11: Pkcs11,
+    pin: PinSource,
+    p11: Pkcs11,
     session: Mutex<Session>,
 }
 
@@ -98,26 +101,16 @@ impl Pkcs11Keystore {
                 found,
             });
         };
-        let pin = AuthPin::new(config.pin.read()?.into());
         let session = p11
             .open_rw_session(slot)
             .map_err(call("opening a session"))?;
-        match session.login(UserType::User, Some(&pin)) {
-            // Login is per application and token: another keystore on this token logged in.
-            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(Error::Pkcs11(RvError::PinIncorrect | RvError::PinLenRange, _)) => {
-                return Err(Pkcs11Error::WrongPin { token });
-            }
-            Err(Error::Pkcs11(RvError::PinLocked, _)) => {
-                return Err(Pkcs11Error::PinLocked { token });
-            }
-            Err(e) => return Err(call("C_Login")(e)),
-        }
+        login(&session, &config.pin, &token)?;
         Ok(Pkcs11Keystore {
             module: config.module.clone(),
             token,
             slot,
-            _p11: p11,
+            pin: config.pin.clone(),
+            p11,
             session: Mutex::new(session),
         })
     }
@@ -129,7 +122,7 @@ impl Pkcs11Keystore {
 
     /// The flags that show whether private key `id` can leave the token, and its label.
     pub fn attributes(&self, id: &TokenKeyId) -> Result<KeyAttributes, Pkcs11Error> {
-        let s = self.session();
+        let s = self.session()?;
         let key = self.private_key(&s, id)?;
         let attrs = s
             .get_attributes(
@@ -163,8 +156,30 @@ impl Pkcs11Keystore {
         Ok(out)
     }
 
-    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
-        self.session.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The keystore's session, open and logged in as the user.
+    fn session(&self) -> Result<MutexGuard<'_, Session>, Pkcs11Error> {
+        let mut s = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        match s.get_session_info() {
+            Ok(info) if info.session_state() == SessionState::RwUser => {}
+            // Logged out (by another session of this process, or the token's policy).
+            Ok(_) => login(&s, &self.pin, &self.token)?,
+            // Closed (the token was removed, the HSM restarted): open a new one.
+            Err(Error::Pkcs11(
+                RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent,
+                _,
+            )) => {
+                *s = self
+                    .p11
+                    .open_rw_session(self.slot)
+                    .map_err(self.err("reopening the session"))?;
+                login(&s, &self.pin, &self.token)?;
+            }
+            Err(e) => return Err(self.err("C_GetSessionInfo")(e)),
+        }
+        Ok(s)
     }
 
     fn err(&self, op: &'static str) -> impl Fn(Error) -> Pkcs11Error + '_ {
@@ -205,7 +220,7 @@ impl Pkcs11Keystore {
         id: &TokenKeyId,
         label: &str,
     ) -> Result<KeyHandle, Pkcs11Error> {
-        let s = self.session();
+        let s = self.session()?;
         if !self
             .find(&s, Some(ObjectClass::PRIVATE_KEY), id)?
             .is_empty()
@@ -258,7 +273,7 @@ impl Pkcs11Keystore {
         let int = |u: der::asn1::UintRef<'_>| u.as_bytes().to_vec();
         let id_bytes = id.as_bytes().to_vec();
         let label_bytes = label.as_bytes().to_vec();
-        let s = self.session();
+        let s = self.session()?;
         if self
             .find(&s, Some(ObjectClass::PRIVATE_KEY), id)?
             .is_empty()
@@ -315,7 +330,7 @@ impl Pkcs11Keystore {
     }
 
     fn signer_for(&self, id: &TokenKeyId) -> Result<TokenSigner<'_>, Pkcs11Error> {
-        let s = self.session();
+        let s = self.session()?;
         let key = self.private_key(&s, id)?;
         let attrs = s
             .get_attributes(
@@ -353,7 +368,7 @@ impl Pkcs11Keystore {
         label: &str,
         cert: Option<&Certificate>,
     ) -> Result<(), Pkcs11Error> {
-        let s = self.session();
+        let s = self.session()?;
         let keys: Vec<ObjectHandle> = [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY]
             .into_iter()
             .map(|c| self.find(&s, Some(c), id))
@@ -415,7 +430,7 @@ impl Pkcs11Keystore {
     }
 
     fn destroy_in(&self, id: &TokenKeyId) -> Result<(), Pkcs11Error> {
-        let s = self.session();
+        let s = self.session()?;
         for o in self.find(&s, None, id)? {
             s.destroy_object(o).map_err(self.err("C_DestroyObject"))?;
         }
@@ -423,7 +438,7 @@ impl Pkcs11Keystore {
     }
 
     fn objects_in(&self) -> Result<Vec<TokenObject>, Pkcs11Error> {
-        let s = self.session();
+        let s = self.session()?;
         let keys = s
             .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
             .map_err(self.err("listing private keys"))?;
@@ -512,6 +527,29 @@ impl KeyBackend for Pkcs11Keystore {
     }
 }
 
+/// Logs `session` in as the user with the PIN read from `pin` now; a login this process already
+/// holds on the token is fine.
+fn login(session: &Session, pin: &PinSource, token: &str) -> Result<(), Pkcs11Error> {
+    let secret = AuthPin::new(pin.read()?.into());
+    match session.login(UserType::User, Some(&secret)) {
+        // Login is per application and token: another keystore on this token logged in.
+        Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Err(Error::Pkcs11(RvError::PinIncorrect | RvError::PinLenRange, _)) => {
+            Err(Pkcs11Error::WrongPin {
+                token: token.into(),
+            })
+        }
+        Err(Error::Pkcs11(RvError::PinLocked, _)) => Err(Pkcs11Error::PinLocked {
+            token: token.into(),
+        }),
+        Err(e) => Err(Pkcs11Error::Token {
+            token: token.into(),
+            op: "C_Login",
+            reason: e.to_string(),
+        }),
+    }
+}
+
 /// Signs with one private key object; the token hashes and pads.
 struct TokenSigner<'a> {
     store: &'a Pkcs11Keystore,
@@ -544,7 +582,7 @@ impl RsaSigner for TokenSigner<'_> {
             DigestAlg::Sha384 => Mechanism::Sha384RsaPkcs,
             DigestAlg::Sha512 => Mechanism::Sha512RsaPkcs,
         };
-        let s = self.store.session();
+        let s = self.store.session()?;
         Ok(s.sign(&mechanism, self.key, message)
             .map_err(self.store.err("C_Sign"))?)
     }

@@ -327,3 +327,55 @@ fn keystores_share_one_module_across_threads() {
         assert_eq!(b.objects().expect("objects").len(), 1);
     });
 }
+
+#[test]
+fn a_keystore_logs_in_again_after_the_token_logged_it_out() {
+    on_softhsm(
+        "a_keystore_logs_in_again_after_the_token_logged_it_out",
+        |hsm| {
+            let store = hsm.token("relogin");
+            let id = fresh_key_id(SystemTime::now());
+            let h = store
+                .generate(KeyBits::B2048, &id, "kept")
+                .expect("generate");
+
+            // Log this process out of the token from another session (login is per process
+            // and token, so the keystore's session is logged out too).
+            let p11 = rekey_pkcs11::registry::module(&hsm.module).expect("module");
+            let slot = p11
+                .get_slots_with_initialized_token()
+                .expect("slots")
+                .into_iter()
+                .find(|s| {
+                    p11.get_token_info(*s)
+                        .is_ok_and(|i| i.label().trim_end() == "relogin")
+                })
+                .expect("token slot");
+            let other = p11.open_ro_session(slot).expect("session");
+            other.logout().expect("logout");
+            let private = [
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Id(id.as_bytes().to_vec()),
+            ];
+            assert!(
+                other.find_objects(&private).expect("find").is_empty(),
+                "logged out, the private key is invisible"
+            );
+
+            // The keystore notices and logs in again: the key is found, signs, and a destroy
+            // really removes it rather than missing it.
+            assert!(store.objects().expect("objects").iter().any(|o| o.id == id));
+            let signer = store.signer(&h).expect("signer");
+            signer
+                .sign_pkcs1v15(rekey_crypto::DigestAlg::Sha256, b"after the logout")
+                .expect("sign");
+            drop(signer);
+            store.destroy(&id).expect("destroy");
+            assert!(
+                other.find_objects(&private).expect("find").is_empty()
+                    && store.objects().expect("objects").is_empty(),
+                "the private key is gone"
+            );
+        },
+    );
+}
