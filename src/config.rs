@@ -256,6 +256,14 @@ pub struct LogSettings {
     pub level: String,
 }
 
+/// One tenant's keystore, from `[keystores.<tenant>]`. Tenants not named there use the
+/// embedded keystore (keys encrypted under the KEK in the database).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeystoreSettings {
+    /// Keys on a PKCS#11 token.
+    Pkcs11(rekey_pkcs11::Pkcs11Config),
+}
+
 /// The resolved, typed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -275,6 +283,8 @@ pub struct Settings {
     pub renewal: RenewalSettings,
     /// `[log]`.
     pub log: LogSettings,
+    /// `[keystores.<tenant>]`: the tenants whose keys are not in the embedded keystore.
+    pub keystores: std::collections::BTreeMap<TenantName, KeystoreSettings>,
 }
 
 /// One layer of settings as written in TOML: every key optional, unknown keys refused.
@@ -292,6 +302,70 @@ struct Layer {
     renewal: RenewalLayer,
     #[serde(default)]
     log: LogLayer,
+    #[serde(default)]
+    keystores: std::collections::BTreeMap<String, KeystoreLayer>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeystoreLayer {
+    backend: Option<String>,
+    module: Option<PathBuf>,
+    token: Option<String>,
+    pin_file: Option<PathBuf>,
+    pin_env: Option<String>,
+}
+
+impl KeystoreLayer {
+    /// The typed keystore of tenant `name`, or `None` for the embedded one; errors name the
+    /// tenant's section and the key that is wrong.
+    fn resolve(self, name: &str) -> Result<Option<(TenantName, KeystoreSettings)>> {
+        let section = format!("[keystores.{name}]");
+        let tenant = TenantName::parse(name).with_context(|| format!("{section}: tenant name"))?;
+        match self.backend.as_deref().map(str::trim) {
+            None | Some("embedded") => {
+                if self.module.is_some()
+                    || self.token.is_some()
+                    || self.pin_file.is_some()
+                    || self.pin_env.is_some()
+                {
+                    bail!(
+                        "{section}: module, token, pin_file and pin_env are for backend = \"pkcs11\""
+                    );
+                }
+                Ok(None)
+            }
+            Some("pkcs11") => {
+                let module = self.module.with_context(|| {
+                    format!("{section}: backend \"pkcs11\" needs module (the PKCS#11 library's path)")
+                })?;
+                let token_label = non_empty(self.token).with_context(|| {
+                    format!("{section}: backend \"pkcs11\" needs token (the token's label)")
+                })?;
+                let pin = match (self.pin_file, non_empty(self.pin_env)) {
+                    (Some(f), None) => rekey_pkcs11::PinSource::File(f),
+                    (None, Some(v)) => rekey_pkcs11::PinSource::Env(v.trim().to_string()),
+                    (Some(_), Some(_)) => {
+                        bail!("{section}: give pin_file or pin_env, not both")
+                    }
+                    (None, None) => bail!(
+                        "{section}: backend \"pkcs11\" needs pin_file or pin_env (the user PIN is never written into the configuration)"
+                    ),
+                };
+                Ok(Some((
+                    tenant,
+                    KeystoreSettings::Pkcs11(rekey_pkcs11::Pkcs11Config {
+                        module,
+                        token_label,
+                        pin,
+                    }),
+                )))
+            }
+            Some(other) => bail!(
+                "{section}: unknown backend {other:?}; use \"embedded\" or \"pkcs11\""
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -375,6 +449,12 @@ impl Layer {
                 format: over.log.format.or(self.log.format),
                 level: over.log.level.or(self.log.level),
             },
+            // A tenant's section in a later layer replaces the whole section.
+            keystores: {
+                let mut k = self.keystores;
+                k.extend(over.keystores);
+                k
+            },
         }
     }
 
@@ -433,6 +513,7 @@ impl Layer {
                 format: parsed(env, "REKEY_LOG_FORMAT")?,
                 level: env("REKEY_LOG_LEVEL"),
             },
+            keystores: Default::default(),
         })
     }
 }
@@ -546,7 +627,14 @@ impl Settings {
                 "[renewal] clock_skew_minutes = {skew_minutes} (or REKEY_RENEWAL_CLOCK_SKEW_MINUTES): at most {max_skew} minutes (a day)"
             );
         }
+        let mut keystores = std::collections::BTreeMap::new();
+        for (name, layer) in merged.keystores {
+            if let Some((tenant, k)) = layer.resolve(&name)? {
+                keystores.insert(tenant, k);
+            }
+        }
         Ok(Settings {
+            keystores,
             mail: MailSettings {
                 transport,
                 outbox_dir: merged
@@ -657,7 +745,7 @@ pub async fn open_context(global: &GlobalArgs) -> Result<Context> {
         );
     }
     let kek = settings.load_kek()?;
-    let store = open_store(&settings).await?.with_kek(kek);
+    let store = attach_keystores(open_store(&settings).await?.with_kek(kek), &settings).await?;
     Ok(Context {
         settings,
         store,
@@ -665,6 +753,28 @@ pub async fn open_context(global: &GlobalArgs) -> Result<Context> {
         global: global.clone(),
         seen: std::sync::Mutex::default(),
     })
+}
+
+/// `store` with each configured tenant's keystore opened and attached (see
+/// [`KeystoreSettings`]). A section naming a tenant that does not exist yet is skipped: the
+/// tenant gets its keystore from the first command after `rekey tenant add`.
+pub async fn attach_keystores(mut store: Store, settings: &Settings) -> Result<Store> {
+    for (name, k) in &settings.keystores {
+        let tenant = match store.tenant_by_name(name).await {
+            Ok(t) => t,
+            Err(rekey_store::StoreError::UnknownTenant { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match k {
+            KeystoreSettings::Pkcs11(config) => {
+                let keystore = rekey_pkcs11::Pkcs11Keystore::open(config).with_context(|| {
+                    format!("[keystores.{name}]: cannot open the tenant's PKCS#11 token")
+                })?;
+                store = store.with_backend(tenant.id, std::sync::Arc::new(keystore));
+            }
+        }
+    }
+    Ok(store)
 }
 
 /// Opens (creating a SQLite file if needed) and migrates the database, without a KEK.
