@@ -26,6 +26,14 @@ pub enum Pkcs11Error {
         /// The labels of the initialised tokens the module offers.
         found: Vec<String>,
     },
+    /// Two initialised tokens carry the configured label.
+    #[error("two tokens are labelled {label:?} in PKCS#11 module {module}: relabel one")]
+    AmbiguousToken {
+        /// The label.
+        label: String,
+        /// The module.
+        module: PathBuf,
+    },
     /// The PIN file is missing, unreadable or empty.
     #[error("PIN file {path} {reason}")]
     PinFile {

@@ -89,7 +89,14 @@ impl Pkcs11Keystore {
         {
             let info = p11.get_token_info(s).map_err(call("reading token info"))?;
             let label = info.label().trim_end().to_owned();
-            if label == config.token_label && slot.is_none() {
+            if label == config.token_label {
+                if slot.is_some() {
+                    // Keys must not land on whichever of two tokens the module lists first.
+                    return Err(Pkcs11Error::AmbiguousToken {
+                        label,
+                        module: config.module.clone(),
+                    });
+                }
                 slot = Some(s);
             }
             found.push(label);

@@ -325,6 +325,18 @@ fn keystores_share_one_module_across_threads() {
         assert_eq!(a.objects().expect("objects").len(), 2);
         assert_eq!(a2.objects().expect("objects").len(), 2);
         assert_eq!(b.objects().expect("objects").len(), 1);
+
+        // A second token labelled "beta", made with SoftHSM's own tool: which one is meant?
+        run_ok(
+            Command::new("softhsm2-util")
+                .args(["--init-token", "--free", "--label", "beta"])
+                .args(["--so-pin", common::SO_PIN, "--pin", USER_PIN]),
+        );
+        let e = Pkcs11Keystore::open(&hsm.config("beta")).expect_err("two tokens");
+        assert!(
+            e.to_string().contains("two tokens are labelled \"beta\""),
+            "{e}"
+        );
     });
 }
 
