@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use chrono::{Duration, Utc};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+use cryptoki::types::AuthPin;
 use rekey_crypto::{KeyBackend, KeyBits, KeyHandle, KeyPair, self_signed_at};
 use rekey_pkcs11::{
     KeyIdKind, PinSource, Pkcs11Config, Pkcs11Keystore, fresh_key_id, parse_key_id, renewal_key_id,
@@ -291,6 +292,23 @@ fn misconfigured_tokens_are_refused_with_what_was_wrong() {
                 .signer(&KeyHandle::Token(id.clone()))
                 .expect_err("no key");
             assert!(e.to_string().contains(&id.to_string()), "{e}");
+
+            // A second token labelled "beta" (`init_token` refuses a label in use, so straight
+            // through cryptoki): which one is meant?
+            let p11 = rekey_pkcs11::registry::module(&hsm.module).expect("module");
+            let free = p11
+                .get_slots_with_token()
+                .expect("slots")
+                .into_iter()
+                .find(|s| p11.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
+                .expect("a free slot");
+            p11.init_token(free, &AuthPin::new(common::SO_PIN.into()), "beta")
+                .expect("second beta");
+            let e = Pkcs11Keystore::open(&hsm.config("beta")).expect_err("two tokens");
+            assert!(
+                e.to_string().contains("two tokens are labelled \"beta\""),
+                "{e}"
+            );
         },
     );
 }
@@ -325,18 +343,6 @@ fn keystores_share_one_module_across_threads() {
         assert_eq!(a.objects().expect("objects").len(), 2);
         assert_eq!(a2.objects().expect("objects").len(), 2);
         assert_eq!(b.objects().expect("objects").len(), 1);
-
-        // A second token labelled "beta", made with SoftHSM's own tool: which one is meant?
-        run_ok(
-            Command::new("softhsm2-util")
-                .args(["--init-token", "--free", "--label", "beta"])
-                .args(["--so-pin", common::SO_PIN, "--pin", USER_PIN]),
-        );
-        let e = Pkcs11Keystore::open(&hsm.config("beta")).expect_err("two tokens");
-        assert!(
-            e.to_string().contains("two tokens are labelled \"beta\""),
-            "{e}"
-        );
     });
 }
 
