@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, DurationRound as _, Utc};
 use clap::Args;
 use rekey_engine::{Catalog, ProcedureId};
@@ -38,7 +38,36 @@ pub struct DemoArgs {
     /// tools that verify at the current time (GnuTLS, OpenSSL by default) accept the evidence.
     #[arg(long, value_name = "TIME")]
     start: Option<DateTime<Utc>>,
+    /// Where the demo tenant's private keys live: `embedded` (encrypted in the demo's
+    /// database) or `pkcs11` (generated on a PKCS#11 token and never leaving it).
+    #[arg(long, value_enum, default_value = "embedded")]
+    keystore: DemoKeystore,
+    /// The PKCS#11 module for `--keystore pkcs11`, e.g. /usr/lib/softhsm/libsofthsm2.so.
+    /// Without `--pkcs11-token` the demo initialises a fresh token in the module's first free
+    /// slot (SoftHSM2 always has one), keeping SoftHSM2's tokens in the demo's data directory.
+    #[arg(long, value_name = "PATH")]
+    pkcs11_module: Option<PathBuf>,
+    /// Label of an initialised token to use instead of a fresh one.
+    #[arg(long, value_name = "LABEL", requires = "pkcs11_pin_env")]
+    pkcs11_token: Option<String>,
+    /// Environment variable holding the user PIN of `--pkcs11-token`.
+    #[arg(long, value_name = "VAR", requires = "pkcs11_token")]
+    pkcs11_pin_env: Option<String>,
 }
+
+/// `rekey demo --keystore`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DemoKeystore {
+    /// Keys encrypted under the KEK in the demo's database.
+    Embedded,
+    /// Keys on a PKCS#11 token.
+    Pkcs11,
+}
+
+/// Set on the demo process that `rekey demo` re-runs with `SOFTHSM2_CONF` pointing into its
+/// data directory (SoftHSM2 reads the variable when it is loaded; rekey sets no variable in
+/// its own process).
+const DEMO_SOFTHSM_ENV: &str = "REKEY_DEMO_SOFTHSM_CONF";
 
 /// Exit code when a claim of the demo does not hold.
 const EXIT_CLAIM_FAILED: u8 = 4;
@@ -60,11 +89,53 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("rekey-demo-{}", uuid::Uuid::new_v4().simple())),
     };
+    let token = match args.keystore {
+        DemoKeystore::Embedded => {
+            if args.pkcs11_module.is_some() {
+                bail!("--pkcs11-module is for --keystore pkcs11");
+            }
+            None
+        }
+        DemoKeystore::Pkcs11 => {
+            let module = args
+                .pkcs11_module
+                .clone()
+                .context("--keystore pkcs11 needs --pkcs11-module PATH (the token's PKCS#11 library)")?;
+            if !module.exists() {
+                bail!(
+                    "--pkcs11-module {}: no such file (SoftHSM2 for trying it: apt-get install softhsm2, then /usr/lib/softhsm/libsofthsm2.so)",
+                    module.display()
+                );
+            }
+            match (&args.pkcs11_token, &args.pkcs11_pin_env) {
+                (Some(label), Some(var)) => Some(rekey_pkcs11::Pkcs11Config {
+                    module,
+                    token_label: label.clone(),
+                    pin: rekey_pkcs11::PinSource::Env(var.clone()),
+                }),
+                _ => {
+                    if is_softhsm(&module)
+                        && std::env::var_os("SOFTHSM2_CONF").is_none()
+                        && std::env::var_os(DEMO_SOFTHSM_ENV).is_none()
+                    {
+                        return rerun_with_softhsm_conf(&dir);
+                    }
+                    Some(fresh_token(&dir, module)?)
+                }
+            }
+        }
+    };
     // Only the clock-skew allowance is taken from the configuration: the demo keeps its own
     // database and sends no mail.
     let skew = crate::config::Settings::load(global)?.renewal.clock_skew;
     let runs = block_on(async {
-        let store = open(&dir).await?;
+        let mut store = open(&dir).await?;
+        if let Some(config) = &token {
+            let keystore = rekey_pkcs11::Pkcs11Keystore::open(config)
+                .context("cannot open the demo's PKCS#11 token")?;
+            let tenant = demo::tenant(&Service::new(store.clone(), Catalog::builtin()?)).await?;
+            store = store.with_backend(tenant, std::sync::Arc::new(keystore));
+        }
         let service = Service::new(store.clone(), Catalog::builtin()?).with_clock_skew(skew);
         // The wall clock is read once, here; from then on the demo runs on its simulated clock,
         // which is the engine's clock for every step, key and probe.
@@ -74,7 +145,7 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
                 .duration_trunc(chrono::Duration::minutes(1))
                 .context("start time")?,
         };
-        let runs = demo::run(
+        let mut runs = demo::run(
             &service,
             &DemoOptions {
                 procedures,
@@ -83,6 +154,15 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
             },
         )
         .await?;
+        if let Some(config) = &token {
+            let claims = token_claims(&service, config).await?;
+            if let Some(last) = runs.last_mut() {
+                last.failures.extend(claims.failures);
+            }
+            if !args.json {
+                println!("{}", claims.summary);
+            }
+        }
         store
             .verify_audit()
             .await
@@ -118,6 +198,132 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::from(EXIT_CLAIM_FAILED))
     }
+}
+
+fn is_softhsm(module: &Path) -> bool {
+    module
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("softhsm"))
+}
+
+/// Runs this demo again as a child whose `SOFTHSM2_CONF` keeps SoftHSM2's tokens in the demo's
+/// data directory, so the demo leaves nothing in the system's token directory.
+fn rerun_with_softhsm_conf(dir: &Path) -> Result<ExitCode> {
+    let conf_dir = dir.join("softhsm");
+    let conf = rekey_pkcs11::softhsm_conf(&conf_dir)
+        .with_context(|| format!("cannot write a SoftHSM2 configuration in {}", conf_dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find rekey's own executable")?;
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if !args.iter().any(|a| a == "--data-dir") {
+        args.push("--data-dir".into());
+        args.push(dir.into());
+    }
+    let status = std::process::Command::new(exe)
+        .args(args)
+        .env("SOFTHSM2_CONF", &conf)
+        .env(DEMO_SOFTHSM_ENV, "1")
+        .status()
+        .context("cannot run the demo with its SoftHSM2 configuration")?;
+    Ok(ExitCode::from(
+        status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1),
+    ))
+}
+
+/// Initialises a fresh token for the demo (random PINs; the user PIN in a 0600 file of the
+/// data directory) and returns how to reach it. A data directory whose demo already made a
+/// token keeps using it (its keys are there).
+fn fresh_token(dir: &Path, module: PathBuf) -> Result<rekey_pkcs11::Pkcs11Config> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let remembered = dir.join("demo-token.label");
+    if let Ok(label) = std::fs::read_to_string(&remembered) {
+        let label = label.trim().to_string();
+        return Ok(rekey_pkcs11::Pkcs11Config {
+            module,
+            pin: rekey_pkcs11::PinSource::File(dir.join(format!("{label}.pin"))),
+            token_label: label,
+        });
+    }
+    let label = format!("rekey-demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let user_pin = uuid::Uuid::new_v4().simple().to_string();
+    let so_pin = uuid::Uuid::new_v4().simple().to_string();
+    rekey_pkcs11::init_token(&module, &so_pin, &user_pin, &label)
+        .with_context(|| format!("cannot initialise a demo token in {}", module.display()))?;
+    let pin_file = dir.join(format!("{label}.pin"));
+    write_secret(&pin_file, user_pin.as_bytes())?;
+    std::fs::write(&remembered, &label)
+        .with_context(|| format!("cannot write {}", remembered.display()))?;
+    Ok(rekey_pkcs11::Pkcs11Config {
+        module,
+        token_label: label,
+        pin: rekey_pkcs11::PinSource::File(pin_file),
+    })
+}
+
+/// Writes a new file readable by its owner only.
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// What the demo shows about a token tenant's keys.
+struct TokenClaims {
+    summary: String,
+    failures: Vec<String>,
+}
+
+/// Checks that every key of the demo tenant is on the token, sensitive and never extractable,
+/// that the database holds no private-key bytes for it, and that the token holds nothing the
+/// database does not know.
+async fn token_claims(
+    service: &Service,
+    config: &rekey_pkcs11::Pkcs11Config,
+) -> Result<TokenClaims> {
+    let store = service.store();
+    let tenant = demo::tenant(service).await?;
+    let rec = service.reconcile_tokens(tenant).await?;
+    let keystore = rekey_pkcs11::Pkcs11Keystore::open(config)?;
+    let refs = rekey_store::keystore::token_refs(store.db(), tenant).await?;
+    let mut failures = Vec::new();
+    for r in &refs {
+        let a = keystore
+            .attributes(&r.id)
+            .with_context(|| format!("key object {} of alias {}", r.id, r.alias))?;
+        if !a.sensitive || a.extractable || !a.never_extractable {
+            failures.push(format!(
+                "the key of alias {} on the token is not sensitive and never extractable",
+                r.alias
+            ));
+        }
+    }
+    let in_database = rekey_store::keystore::sealed_key_count(store.db(), tenant).await?;
+    if in_database > 0 {
+        failures.push(format!(
+            "the database holds {in_database} encrypted private key(s) of the token tenant"
+        ));
+    }
+    if !rec.destroyed.is_empty() || !rec.missing.is_empty() {
+        failures.push(format!(
+            "token and database disagreed: destroyed {:?}, missing {:?}",
+            rec.destroyed, rec.missing
+        ));
+    }
+    Ok(TokenClaims {
+        summary: format!(
+            "keystore: PKCS#11 token {:?} in {}: {} key objects, each sensitive and never extractable; no private-key bytes in the database",
+            config.token_label,
+            config.module.display(),
+            refs.len()
+        ),
+        failures,
+    })
 }
 
 /// Opens (creating) the demo's SQLite database and key-encryption key in `dir`.

@@ -46,6 +46,10 @@ impl RsaSigner for KeyPair {
     }
 }
 
+/// The first bytes of every `CKA_ID` rekey writes, so that it lists and touches only its own
+/// objects on a token shared with other applications.
+pub const TOKEN_ID_PREFIX: &[u8] = b"rekey";
+
 /// The `CKA_ID` of a key object on a token: how rekey finds the private key, its public key
 /// and its certificate object again (labels are for people and need not be unique).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,6 +92,8 @@ impl fmt::Debug for TokenKeyId {
 }
 
 /// What rekey holds of a private key.
+// An embedded key is large, but handles are few and short-lived: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum KeyHandle {
     /// The key itself (the embedded keystore seals it under the KEK before storing it).

@@ -19,7 +19,9 @@ mod receiver;
 mod sign;
 mod verify;
 
-pub use backend::{Embedded, KeyBackend, KeyHandle, RsaSigner, TokenKeyId, TokenObject};
+pub use backend::{
+    Embedded, KeyBackend, KeyHandle, RsaSigner, TOKEN_ID_PREFIX, TokenKeyId, TokenObject,
+};
 pub use cert::{
     Certificate, MAX_CLOCK_SKEW, certificate_request, certificate_request_pem, check_chain,
     fingerprint_of, parse_subject, self_signed, self_signed_at,

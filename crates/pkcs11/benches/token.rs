@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rekey_crypto::{DigestAlg, KeyBackend, KeyBits, KeyPair, RsaSigner};
 use rekey_pkcs11::{PinSource, Pkcs11Config, Pkcs11Keystore, fresh_key_id, init_token};
@@ -111,7 +111,7 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (bits, n) in [(KeyBits::B2048, 400), (KeyBits::B3072, 150)] {
-        let id = fresh_key_id(SystemTime::now());
+        let id = fresh_key_id();
         let handle = store
             .generate(bits, &id, "bench")
             .expect("generate on token");

@@ -22,6 +22,6 @@ mod setup;
 
 pub use config::{PinSource, Pkcs11Config};
 pub use error::Pkcs11Error;
-pub use ids::{ID_PREFIX, KeyIdKind, fresh_key_id, parse_key_id, renewal_key_id};
+pub use ids::{ID_PREFIX, fresh_key_id};
 pub use keystore::{KeyAttributes, Pkcs11Keystore};
 pub use setup::{init_token, softhsm_conf};

@@ -5,14 +5,13 @@
 mod common;
 
 use std::process::Command;
-use std::time::SystemTime;
 
 use chrono::{Duration, Utc};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::types::AuthPin;
 use rekey_crypto::{KeyBackend, KeyBits, KeyHandle, KeyPair, self_signed_at};
 use rekey_pkcs11::{
-    KeyIdKind, PinSource, Pkcs11Config, Pkcs11Keystore, fresh_key_id, parse_key_id, renewal_key_id,
+    PinSource, Pkcs11Config, Pkcs11Keystore, fresh_key_id,
 };
 
 use common::{USER_PIN, on_softhsm, run_ok};
@@ -35,7 +34,7 @@ fn pkcs11_tool_lists_the_keys_as_sensitive_and_never_extractable() {
         "pkcs11_tool_lists_the_keys_as_sensitive_and_never_extractable",
         |hsm| {
             let store = hsm.token("listed");
-            let id = renewal_key_id(uuid::Uuid::new_v4(), 3);
+            let id = fresh_key_id();
             let h = store
                 .generate(KeyBits::B2048, &id, "as2-signing")
                 .expect("generate");
@@ -175,10 +174,6 @@ fn pkcs11_tool_lists_the_keys_as_sensitive_and_never_extractable() {
                 .expect("modulus");
             assert_eq!(public.len(), 1, "the public modulus is readable");
 
-            assert_eq!(
-                parse_key_id(&id).map(|k| matches!(k, KeyIdKind::Renewal { version: 3, .. })),
-                Some(true)
-            );
         },
     );
 }
@@ -190,7 +185,7 @@ fn an_imported_key_is_sensitive_but_not_always_sensitive() {
         |hsm| {
             let store = hsm.token("imported");
             let key = KeyPair::generate(KeyBits::B2048).expect("key");
-            let id = fresh_key_id(SystemTime::now());
+            let id = fresh_key_id();
             store.import(&key, &id, "from-p12").expect("import");
             let attrs = store.attributes(&id).expect("attributes");
             assert!(attrs.sensitive && !attrs.extractable, "{attrs:?}");
@@ -287,7 +282,7 @@ fn misconfigured_tokens_are_refused_with_what_was_wrong() {
             let e = store.signer(&embedded).expect_err("embedded handle");
             assert!(e.to_string().contains("token"), "{e}");
             // An id with no key is named.
-            let id = fresh_key_id(SystemTime::now());
+            let id = fresh_key_id();
             let e = store
                 .signer(&KeyHandle::Token(id.clone()))
                 .expect_err("no key");
@@ -324,7 +319,7 @@ fn keystores_share_one_module_across_threads() {
         std::thread::scope(|scope| {
             for (n, store) in stores.into_iter().enumerate() {
                 scope.spawn(move || {
-                    let id = fresh_key_id(SystemTime::now());
+                    let id = fresh_key_id();
                     let h = store
                         .generate(KeyBits::B2048, &id, &format!("k{n}"))
                         .expect("generate");
@@ -352,7 +347,7 @@ fn a_keystore_logs_in_again_after_the_token_logged_it_out() {
         "a_keystore_logs_in_again_after_the_token_logged_it_out",
         |hsm| {
             let store = hsm.token("relogin");
-            let id = fresh_key_id(SystemTime::now());
+            let id = fresh_key_id();
             let h = store
                 .generate(KeyBits::B2048, &id, "kept")
                 .expect("generate");

@@ -202,7 +202,9 @@ async fn user(service: &Service, email: &str, grant: Grant) -> Result<()> {
     Ok(())
 }
 
-async fn tenant(service: &Service) -> Result<TenantId> {
+/// The demo's tenant (`demo`), created with [`TENANT_ADMIN`] and [`DEVELOPER`] if it does not
+/// exist yet.
+pub async fn tenant(service: &Service) -> Result<TenantId> {
     let store = service.store();
     let name = input(TenantName::parse("demo"))?;
     let t = match store.tenant_by_name(&name).await {

@@ -24,8 +24,7 @@ use uuid::Uuid;
 
 use crate::{Result, Service};
 
-/// The first bytes of every `CKA_ID` rekey writes, so that it never touches other objects.
-pub const ID_PREFIX: &[u8] = b"rekey";
+use rekey_crypto::TOKEN_ID_PREFIX as ID_PREFIX;
 
 /// The id of the key that event `version` of `renewal` generates.
 pub fn renewal_key_id(tenant: TenantId, renewal: Uuid, version: i64) -> Result<TokenKeyId> {

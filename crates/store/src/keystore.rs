@@ -842,3 +842,20 @@ pub async fn token_refs(conn: &impl ConnectionTrait, tenant: TenantId) -> Result
     }
     Ok(out)
 }
+
+/// How many keystore entries and pending keys of the tenant hold a sealed private key (for a
+/// token tenant: none, the database holds no private-key bytes).
+pub async fn sealed_key_count(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<u64> {
+    use sea_orm::PaginatorTrait as _;
+    let entries = keystore_entry::Entity::find()
+        .filter(keystore_entry::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(keystore_entry::Column::TokenKeyId.is_null())
+        .count(conn)
+        .await?;
+    let pending = crate::entity::pending_key::Entity::find()
+        .filter(crate::entity::pending_key::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(crate::entity::pending_key::Column::TokenKeyId.is_null())
+        .count(conn)
+        .await?;
+    Ok(entries + pending)
+}

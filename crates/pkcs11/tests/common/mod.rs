@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
+
 
 use chrono::{Duration, Utc};
 use rekey_crypto::{
@@ -140,7 +140,7 @@ fn self_signed(key: &dyn rekey_crypto::RsaSigner, cn: &str) -> Certificate {
 /// A generated key signs CMS SignedData (every digest) that rekey's verifier and
 /// `openssl cms -verify` both accept.
 pub fn signs_cms_that_openssl_verifies(b: &dyn KeyBackend, dir: &Path) {
-    let id = fresh_key_id(SystemTime::now());
+    let id = fresh_key_id();
     let handle = b
         .generate(KeyBits::B2048, &id, "cms-signer")
         .expect("generate");
@@ -189,7 +189,7 @@ pub fn signs_cms_that_openssl_verifies(b: &dyn KeyBackend, dir: &Path) {
 
 /// A self-signed certificate and a CSR made through the backend's signer verify.
 pub fn issues_certificates_and_csrs(b: &dyn KeyBackend, dir: &Path) {
-    let id = fresh_key_id(SystemTime::now());
+    let id = fresh_key_id();
     let handle = b
         .generate(KeyBits::B3072, &id, "csr-key")
         .expect("generate");
@@ -219,7 +219,7 @@ pub fn issues_certificates_and_csrs(b: &dyn KeyBackend, dir: &Path) {
 /// A generate repeated with the same id (a retry after a crash) leaves one key: a token
 /// backend adopts the first, so the public key is the same.
 pub fn generate_again_adopts(b: &dyn KeyBackend) {
-    let id = fresh_key_id(SystemTime::now());
+    let id = fresh_key_id();
     let first = b
         .generate(KeyBits::B2048, &id, "retried")
         .expect("generate");
@@ -241,7 +241,7 @@ pub fn generate_again_adopts(b: &dyn KeyBackend) {
 /// An existing key brought in signs with the same public key.
 pub fn imports_existing_keys(b: &dyn KeyBackend) {
     let key = KeyPair::generate(KeyBits::B2048).expect("key");
-    let id = fresh_key_id(SystemTime::now());
+    let id = fresh_key_id();
     let handle = b.import(&key, &id, "imported").expect("import");
     let again = b
         .import(&key, &id, "imported")
@@ -268,7 +268,7 @@ pub fn imports_existing_keys(b: &dyn KeyBackend) {
 
 /// Labels and certificates are projected idempotently.
 pub fn projects_labels_and_certificates(b: &dyn KeyBackend) {
-    let id = fresh_key_id(SystemTime::now());
+    let id = fresh_key_id();
     let handle = b.generate(KeyBits::B2048, &id, "before").expect("generate");
     let signer = b.signer(&handle).expect("signer");
     let cert = self_signed(&*signer, "projected");
@@ -285,7 +285,7 @@ pub fn projects_labels_and_certificates(b: &dyn KeyBackend) {
 
 /// Destroy removes the key and is idempotent; the id is gone from `objects`.
 pub fn destroys_idempotently(b: &dyn KeyBackend) {
-    let id = fresh_key_id(SystemTime::now());
+    let id = fresh_key_id();
     b.generate(KeyBits::B2048, &id, "doomed").expect("generate");
     b.destroy(&id).expect("destroy");
     b.destroy(&id).expect("destroy again");
@@ -295,7 +295,7 @@ pub fn destroys_idempotently(b: &dyn KeyBackend) {
 /// `objects` lists only keys under rekey's id prefix.
 pub fn lists_only_rekey_objects(b: &dyn KeyBackend) {
     let foreign = TokenKeyId::new(b"someone else's key".to_vec()).expect("id");
-    let ours = fresh_key_id(SystemTime::now());
+    let ours = fresh_key_id();
     b.generate(KeyBits::B2048, &foreign, "foreign")
         .expect("generate foreign");
     b.generate(KeyBits::B2048, &ours, "ours")
