@@ -337,7 +337,9 @@ impl KeystoreLayer {
             }
             Some("pkcs11") => {
                 let module = self.module.with_context(|| {
-                    format!("{section}: backend \"pkcs11\" needs module (the PKCS#11 library's path)")
+                    format!(
+                        "{section}: backend \"pkcs11\" needs module (the PKCS#11 library's path)"
+                    )
                 })?;
                 let token_label = non_empty(self.token).with_context(|| {
                     format!("{section}: backend \"pkcs11\" needs token (the token's label)")
@@ -361,9 +363,9 @@ impl KeystoreLayer {
                     }),
                 )))
             }
-            Some(other) => bail!(
-                "{section}: unknown backend {other:?}; use \"embedded\" or \"pkcs11\""
-            ),
+            Some(other) => {
+                bail!("{section}: unknown backend {other:?}; use \"embedded\" or \"pkcs11\"")
+            }
         }
     }
 }

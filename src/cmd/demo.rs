@@ -97,10 +97,9 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
             None
         }
         DemoKeystore::Pkcs11 => {
-            let module = args
-                .pkcs11_module
-                .clone()
-                .context("--keystore pkcs11 needs --pkcs11-module PATH (the token's PKCS#11 library)")?;
+            let module = args.pkcs11_module.clone().context(
+                "--keystore pkcs11 needs --pkcs11-module PATH (the token's PKCS#11 library)",
+            )?;
             if !module.exists() {
                 bail!(
                     "--pkcs11-module {}: no such file (SoftHSM2 for trying it: apt-get install softhsm2, then /usr/lib/softhsm/libsofthsm2.so)",
@@ -210,8 +209,12 @@ fn is_softhsm(module: &Path) -> bool {
 /// data directory, so the demo leaves nothing in the system's token directory.
 fn rerun_with_softhsm_conf(dir: &Path) -> Result<ExitCode> {
     let conf_dir = dir.join("softhsm");
-    let conf = rekey_pkcs11::softhsm_conf(&conf_dir)
-        .with_context(|| format!("cannot write a SoftHSM2 configuration in {}", conf_dir.display()))?;
+    let conf = rekey_pkcs11::softhsm_conf(&conf_dir).with_context(|| {
+        format!(
+            "cannot write a SoftHSM2 configuration in {}",
+            conf_dir.display()
+        )
+    })?;
     let exe = std::env::current_exe().context("cannot find rekey's own executable")?;
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if !args.iter().any(|a| a == "--data-dir") {
@@ -225,7 +228,10 @@ fn rerun_with_softhsm_conf(dir: &Path) -> Result<ExitCode> {
         .status()
         .context("cannot run the demo with its SoftHSM2 configuration")?;
     Ok(ExitCode::from(
-        status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1),
+        status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(1),
     ))
 }
 
@@ -243,7 +249,10 @@ fn fresh_token(dir: &Path, module: PathBuf) -> Result<rekey_pkcs11::Pkcs11Config
             token_label: label,
         });
     }
-    let label = format!("rekey-demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let label = format!(
+        "rekey-demo-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let user_pin = uuid::Uuid::new_v4().simple().to_string();
     let so_pin = uuid::Uuid::new_v4().simple().to_string();
     rekey_pkcs11::init_token(&module, &so_pin, &user_pin, &label)

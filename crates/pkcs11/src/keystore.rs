@@ -245,6 +245,8 @@ impl Pkcs11Keystore {
         let public = [
             Attribute::Token(true),
             Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
             Attribute::ModulusBits(bits),
             Attribute::PublicExponent(vec![1, 0, 1]),
             Attribute::Id(id.as_bytes().to_vec()),
@@ -256,6 +258,9 @@ impl Pkcs11Keystore {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
+            // A signing key signs only (SoftHSM2 defaults decrypt and unwrap to true).
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
             Attribute::Id(id.as_bytes().to_vec()),
             Attribute::Label(label.as_bytes().to_vec()),
         ];
@@ -293,6 +298,8 @@ impl Pkcs11Keystore {
                 Attribute::Sensitive(true),
                 Attribute::Extractable(false),
                 Attribute::Sign(true),
+                Attribute::Decrypt(false),
+                Attribute::Unwrap(false),
                 Attribute::Id(id_bytes.clone()),
                 Attribute::Label(label_bytes.clone()),
                 Attribute::Modulus(int(rsa.modulus)),

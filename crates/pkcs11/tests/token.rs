@@ -10,9 +10,7 @@ use chrono::{Duration, Utc};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::types::AuthPin;
 use rekey_crypto::{KeyBackend, KeyBits, KeyHandle, KeyPair, self_signed_at};
-use rekey_pkcs11::{
-    PinSource, Pkcs11Config, Pkcs11Keystore, fresh_key_id,
-};
+use rekey_pkcs11::{PinSource, Pkcs11Config, Pkcs11Keystore, fresh_key_id};
 
 use common::{USER_PIN, on_softhsm, run_ok};
 
@@ -173,7 +171,6 @@ fn pkcs11_tool_lists_the_keys_as_sensitive_and_never_extractable() {
                 .get_attributes(key, &[AttributeType::Modulus])
                 .expect("modulus");
             assert_eq!(public.len(), 1, "the public modulus is readable");
-
         },
     );
 }

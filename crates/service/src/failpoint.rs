@@ -6,7 +6,11 @@
 //! - `after-effect` — after the shell carried out one effect, before the next one (inside the
 //!   transaction);
 //! - `before-commit` — after every effect and the renewal's save, just before `COMMIT`;
-//! - `after-commit` — just after `COMMIT`, before the caller hears of it.
+//! - `after-commit` — just after `COMMIT`, before the caller hears of it;
+//! - `before-token-generate` / `after-token-generate` — around a key generated on a tenant's
+//!   PKCS#11 token, inside the event's transaction (never reached for the embedded keystore);
+//! - `before-token-project` / `before-token-destroy` — in the reconciliation after a commit,
+//!   before a key object's label and certificate are set, and before an orphan is destroyed.
 //!
 //! Without the variable every call is one atomic increment. This module must not do
 //! anything else: no I/O besides reading the variable once and one line on stderr when it
@@ -19,7 +23,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const ENV: &str = "REKEY_FAILPOINT";
 
 /// The points the shell reaches.
-pub const POINTS: &[&str] = &["after-effect", "before-commit", "after-commit"];
+pub const POINTS: &[&str] = &[
+    "after-effect",
+    "before-commit",
+    "after-commit",
+    "before-token-generate",
+    "after-token-generate",
+    "before-token-project",
+    "before-token-destroy",
+];
 
 struct Armed {
     point: String,
@@ -27,7 +39,7 @@ struct Armed {
 }
 
 /// Times each of [`POINTS`] was reached in this process.
-static SEEN: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+static SEEN: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
 
 fn armed() -> Option<&'static Armed> {
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();

@@ -81,6 +81,17 @@ impl Service {
     /// Makes the tenant's token match the database (see the module documentation). Nothing
     /// to do for the embedded keystore.
     pub async fn reconcile_tokens(&self, tenant: TenantId) -> Result<Reconciliation> {
+        self.reconcile(tenant, false).await
+    }
+
+    /// [`Service::reconcile_tokens`]; `after_event` arms the token fail points (the crash
+    /// tests count events, not the keys a set-up adds).
+    async fn reconcile(&self, tenant: TenantId, after_event: bool) -> Result<Reconciliation> {
+        let hit = |point| {
+            if after_event {
+                crate::failpoint::hit(point);
+            }
+        };
         let backend = self.store().backend(tenant);
         let mut report = Reconciliation::default();
         if backend.kind() == "embedded" {
@@ -96,6 +107,7 @@ impl Service {
         for o in objects.iter().filter(|o| belongs_to(&o.id, tenant)) {
             match refs.iter().find(|r| r.id == o.id) {
                 Some(r) => {
+                    hit("before-token-project");
                     let want = label(&r.alias, r.state);
                     let (backend, id, cert) =
                         (backend.clone(), r.id.clone(), r.certificate.clone());
@@ -104,7 +116,7 @@ impl Service {
                     report.projected += 1;
                 }
                 None => {
-                    crate::failpoint::hit("before-token-destroy");
+                    hit("before-token-destroy");
                     let (backend, id) = (backend.clone(), o.id.clone());
                     crate::cpu::blocking(move || backend.destroy(&id)).await??;
                     report.destroyed.push(o.id.to_string());
@@ -134,7 +146,7 @@ impl Service {
         if self.store().backend(tenant).kind() == "embedded" {
             return;
         }
-        if let Err(e) = self.reconcile_tokens(tenant).await {
+        if let Err(e) = self.reconcile(tenant, true).await {
             tracing::warn!(tenant = %tenant, error = %e, "token reconciliation failed; it is retried after the next event");
         }
     }
@@ -177,7 +189,11 @@ impl Service {
         actor: &str,
     ) -> Result<KeystoreEntry> {
         let out = self.add_key_in(tenant, alias, new, actor).await;
-        self.after_commit(tenant).await;
+        if self.store().backend(tenant).kind() != "embedded"
+            && let Err(e) = self.reconcile(tenant, false).await
+        {
+            tracing::warn!(tenant = %tenant, error = %e, "token reconciliation failed; it is retried after the next event");
+        }
         out
     }
 

@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 use chrono::{Duration, Utc};
 use rekey_crypto::{
     CertSource, Certificate, DigestAlg, KeyBackend, KeyBits, KeyHandle, KeyPair, SignOptions,

@@ -154,12 +154,17 @@ impl Service {
         // Every writer's lock, before the token call: reconciliation waits for this event.
         rekey_store::audit::lock_head(txn).await?;
         let label = crate::tokens::pending_label(target);
-        crate::failpoint::hit("before-token-generate");
+        let on_token = backend.kind() != "embedded";
+        if on_token {
+            crate::failpoint::hit("before-token-generate");
+        }
         let key = {
             let backend = backend.clone();
             crate::cpu::blocking(move || backend.generate(bits, &id, &label)).await??
         };
-        crate::failpoint::hit("after-token-generate");
+        if on_token {
+            crate::failpoint::hit("after-token-generate");
+        }
         let signer = backend.signer(&key)?;
         if ca_signed {
             let csr = certificate_request_pem(&certificate_request(&*signer, &subject)?);

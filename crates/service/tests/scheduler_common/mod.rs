@@ -93,7 +93,7 @@ pub fn who(p: ProcedureId, role: Role) -> String {
 }
 
 /// One outbox row: (kind, step, recipient).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Mail {
     pub kind: String,
     pub step: Option<String>,
