@@ -37,6 +37,11 @@ pub enum KeystoreCmd {
     History(HistoryArgs),
     /// Make an earlier entry of an alias current again.
     Restore(RestoreArgs),
+    /// Make the tenant's PKCS#11 token match the keystore: destroy key objects rekey made
+    /// that no entry refers to, set labels and certificate objects, report entries whose key
+    /// object is missing (exit 1). Runs by itself after every step; this is for after a crash
+    /// or a change made on the token by hand.
+    Reconcile(JsonArg),
 }
 
 /// `--alias A`.
@@ -176,6 +181,7 @@ pub fn run(global: &GlobalArgs, cmd: KeystoreCmd) -> Result<ExitCode> {
         match cmd {
             KeystoreCmd::List(j) => list(ctx, j.json).await?,
             KeystoreCmd::Generate(a) => generate(ctx, a).await?,
+            KeystoreCmd::Reconcile(j) => reconcile(ctx, j.json).await?,
             KeystoreCmd::Import(a) => import(ctx, a).await?,
             KeystoreCmd::ExportCert(a) => export_cert(ctx, a).await?,
             KeystoreCmd::Remove(a) => {
@@ -348,6 +354,40 @@ async fn generate(ctx: &Context, a: GenerateArgs) -> Result<()> {
         )
         .await?;
     print_added("generated", &e);
+    Ok(())
+}
+
+async fn reconcile(ctx: &Context, json: bool) -> Result<()> {
+    let t = ctx.tenant().await?;
+    let kind = ctx.store.backend(t.id).kind();
+    let report = crate::cmd::renewal::service(ctx)?
+        .reconcile_tokens(t.id)
+        .await?;
+    if json {
+        print_json(&report)?;
+    } else if kind == "embedded" {
+        println!(
+            "tenant {:?} keeps its keys in the embedded keystore: nothing to reconcile",
+            t.name.as_str()
+        );
+    } else {
+        println!(
+            "tenant {:?}: {} key object(s) match the keystore; {} orphan(s) destroyed",
+            t.name.as_str(),
+            report.projected,
+            report.destroyed.len()
+        );
+        for d in &report.destroyed {
+            println!("  destroyed {d}");
+        }
+    }
+    if !report.missing.is_empty() {
+        bail!(
+            "the token lacks the key object of {} keystore row(s): {}",
+            report.missing.len(),
+            report.missing.join("; ")
+        );
+    }
     Ok(())
 }
 

@@ -740,6 +740,7 @@ pub struct SignedMessage {
 /// Signs `payload` with every row of the step whose alias has a current key (one SignedData,
 /// one SignerInfo per such row); rows without a key are skipped. Fails with
 /// [`StoreError::NoSignerResolves`] naming the flow and step if no row has a key.
+#[allow(clippy::too_many_arguments)]
 pub async fn sign_for_step(
     conn: &impl ConnectionTrait,
     kek: &Kek,
