@@ -149,10 +149,13 @@ fn the_demo_runs_every_procedure_with_its_keys_on_a_token() -> Result<(), BoxErr
     }
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("demo");
+    let evidence = dir.path().join("evidence");
     let out = ok(rekey()
         .env_remove("SOFTHSM2_CONF")
         .arg("demo")
         .args(["--keystore", "pkcs11", "--bits", "2048"])
+        .arg("--evidence")
+        .arg(&evidence)
         .arg("--pkcs11-module")
         .arg(module())
         .arg("--data-dir")
@@ -171,6 +174,44 @@ fn the_demo_runs_every_procedure_with_its_keys_on_a_token() -> Result<(), BoxErr
         "{out}"
     );
     assert!(!out.contains("FAILED"), "{out}");
+
+    // Every probe the token signed that the demo's receiver accepted, OpenSSL verifies too.
+    let mut verified = 0;
+    for p in [
+        "dual-trust",
+        "dual-signature",
+        "prepared-second-alias",
+        "downtime-window",
+    ] {
+        let lines = std::fs::read_to_string(evidence.join(p).join("probes.jsonl"))?;
+        for line in lines.lines() {
+            let probe: serde_json::Value = serde_json::from_str(line)?;
+            if probe["receiver_verdict"] != "accepted" {
+                continue;
+            }
+            let der = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                probe["signed_data_der_base64"]
+                    .as_str()
+                    .ok_or("no message")?,
+            )?;
+            let msg = dir.path().join("probe.der");
+            std::fs::write(&msg, der)?;
+            let o = Command::new("openssl")
+                .args(["cms", "-verify", "-noverify", "-inform", "DER", "-in"])
+                .arg(&msg)
+                .arg("-out")
+                .arg(dir.path().join("probe.out"))
+                .output()?;
+            assert!(
+                o.status.success(),
+                "{p}: openssl refused a probe: {}",
+                text(&o)
+            );
+            verified += 1;
+        }
+    }
+    assert!(verified >= 30, "only {verified} probes verified");
 
     // The token, as OpenSC sees it: every key the demo made, none extractable.
     let conf = data.join("softhsm/softhsm2.conf");
