@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod as2;
 mod backend;
 mod cert;
 mod digest;

@@ -23,7 +23,7 @@ mod status;
 pub use fingerprint::{Fingerprint, FingerprintError};
 pub use ids::{EntryId, FlowId, ReceiverId, StepId, TenantId, TokenId, UserId};
 pub use input::InvalidInput;
-pub use names::{Alias, Email, FlowName, ReceiverName, StepName, TenantName};
+pub use names::{Alias, As2Id, Email, FlowName, ReceiverName, StepName, TenantName};
 pub use procedure::{ProcedureId, UnknownProcedure};
 pub use role::{Grant, Role};
 pub use status::{OutboxStatus, RenewalStatus, TimerStatus};

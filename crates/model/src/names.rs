@@ -233,3 +233,92 @@ impl From<Email> for String {
         e.0
     }
 }
+
+/// An AS2 identifier (`AS2-From` / `AS2-To`, RFC 4130 §6.2): 1–128 printable ASCII
+/// characters. Spaces, quotes and backslashes are refused, so the identifier never needs
+/// quoting in a header and is compared exactly as the receiver's system writes it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct As2Id(String);
+
+impl As2Id {
+    /// Parses and validates an AS2 identifier.
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        let n = s.chars().count();
+        if n == 0 || n > 128 {
+            return Err(InvalidInput::new(
+                "AS2 identifier",
+                s,
+                "must be 1 to 128 characters long",
+            ));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\\'))
+        {
+            return Err(InvalidInput::new(
+                "AS2 identifier",
+                s,
+                format!(
+                    "character {c:?} is not allowed: use printable ASCII without spaces, quotes or backslashes"
+                ),
+            ));
+        }
+        Ok(As2Id(s.to_string()))
+    }
+
+    /// The identifier as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for As2Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for As2Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for As2Id {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, InvalidInput> {
+        As2Id::parse(s)
+    }
+}
+
+impl TryFrom<String> for As2Id {
+    type Error = InvalidInput;
+    fn try_from(s: String) -> Result<Self, InvalidInput> {
+        As2Id::parse(&s)
+    }
+}
+
+impl From<As2Id> for String {
+    fn from(a: As2Id) -> String {
+        a.0
+    }
+}
+
+#[cfg(test)]
+mod as2_id_tests {
+    use super::As2Id;
+
+    #[test]
+    fn as2_ids_are_printable_ascii_without_quoting() {
+        assert_eq!(
+            As2Id::parse("ERP_PROD-01").expect("valid").as_str(),
+            "ERP_PROD-01"
+        );
+        for bad in ["", "two words", "quo\"te", "back\\slash", "tab\t", "ümlaut"] {
+            let e = As2Id::parse(bad).expect_err(bad);
+            assert!(e.to_string().contains("AS2 identifier"), "{e}");
+        }
+        assert!(As2Id::parse(&"x".repeat(129)).is_err());
+    }
+}
