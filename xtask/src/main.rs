@@ -38,10 +38,16 @@ const PKCS11_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// environment (see [`python_venv`]): `openapi-spec-validator` validates `/openapi.json` as
 /// OpenAPI 3.1, and `openapi-schema-validator` (which it is built on) checks real responses
 /// against the document's schemas; `cryptography` gives the fake SAP Cloud Integration tenant
-/// (`tests/fake-sap-ci/`) its keys, certificates, PKCS#12 and CMS signing.
+/// (`tests/fake-sap-ci/`) its keys, certificates, PKCS#12 and CMS signing; `pyas2lib` is the
+/// AS2 receiver `tests/as2/receiver.py` wraps (its dependencies pinned too, so the oscrypto
+/// version the harness works around is the one installed).
 const PYTHON_PACKAGES: &[&str] = &[
     "openapi-spec-validator==0.9.0",
     "openapi-schema-validator==0.9.0",
+    "pyas2lib==1.4.4",
+    "oscrypto==1.3.0",
+    "asn1crypto==1.5.1",
+    "pyOpenSSL==26.4.0",
     "cryptography==50.0.2",
 ];
 

@@ -11,9 +11,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod as2;
 mod cpu;
 pub mod demo;
 pub mod failpoint;
+pub mod http;
 pub mod scheduler;
 mod shell;
 pub mod tokens;

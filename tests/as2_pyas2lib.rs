@@ -1,0 +1,300 @@
+//! AS2 test messages against an AS2 implementation not written here: pyas2lib (PyPI), wrapped
+//! in the loopback receiver `tests/as2/receiver.py`, which keeps its own partner trust store
+//! and answers with signed synchronous MDNs.
+//!
+//! The receiver is started once for this test binary (127.0.0.1, a port the system picks) and
+//! shared; each test configures its own AS2 organization in it, so tests do not interfere.
+//! It needs `REKEY_TEST_PYTHON`: a Python with pyas2lib 1.4.4 (`cargo xtask test` creates it).
+//!
+//! pyas2lib verifies every SignerInfo against its one partner certificate: it accepts one
+//! signature by one trusted key at a time, like the receivers of the `downtime-window`
+//! procedure. These tests show that rekey reads its answers right — accepted, refused with its
+//! words, and every answer that must confirm nothing.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::Utc;
+use rekey_crypto::as2::{Disposition, MdnError, build_message};
+use rekey_crypto::{Certificate, DigestAlg, KeyBits, KeyPair, SignOptions, SignerSpec};
+use rekey_model::As2Id;
+use rekey_service::as2::{As2Answer, As2Endpoint, As2Problem, send_test};
+use rekey_service::http;
+
+/// The shared receiver: its port, and the process (whose stdin we hold: it exits when this
+/// test binary does).
+struct Receiver {
+    port: u16,
+    _child: Child,
+}
+
+fn receiver() -> &'static Receiver {
+    static RECEIVER: OnceLock<Receiver> = OnceLock::new();
+    RECEIVER.get_or_init(|| {
+        let python = std::env::var("REKEY_TEST_PYTHON").unwrap_or_else(|_| {
+            panic!(
+                "REKEY_TEST_PYTHON is not set: run the tests with `cargo xtask test` (it creates \
+                 target/xtask-venv with pyas2lib==1.4.4 and exports its python), or point it at \
+                 a python with pyas2lib==1.4.4 installed"
+            )
+        });
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/as2/receiver.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the pyas2lib receiver");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the receiver's port");
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the receiver did not start: {line:?}"));
+        Receiver {
+            port,
+            _child: child,
+        }
+    })
+}
+
+struct Party {
+    key: KeyPair,
+    cert: Certificate,
+}
+
+fn party(cn: &str) -> Party {
+    let key = KeyPair::generate(KeyBits::B2048).expect("key");
+    // pyas2lib checks validity against the real clock.
+    let cert = rekey_crypto::self_signed(
+        &key,
+        &format!("CN={cn}"),
+        Utc::now() - chrono::Duration::hours(1),
+        30,
+    )
+    .expect("certificate");
+    Party { key, cert }
+}
+
+/// One receiver organization in the shared process, and what rekey knows of it.
+struct Setup {
+    org: String,
+    partner: String,
+    mdn: Party,
+}
+
+impl Setup {
+    async fn new(trusted: &Certificate, mode: &str) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let s = Setup {
+            org: format!("RECEIVER-{id}"),
+            partner: format!("REKEY-{id}"),
+            mdn: party("receiver AS2 MDN signing"),
+        };
+        s.configure(trusted, mode).await;
+        s
+    }
+
+    /// What the receiver administrator does in their AS2 system: install the certificate they
+    /// trust for the partner (and, here, how the test wants the system to behave).
+    async fn configure(&self, trusted: &Certificate, mode: &str) {
+        let body = serde_json::json!({
+            "key_pem": *self.mdn.key.to_pkcs8_pem().expect("pem"),
+            "cert_pem": self.mdn.cert.to_pem(),
+            "partner": self.partner,
+            "partner_cert_pem": trusted.to_pem(),
+            "mode": mode,
+        });
+        let answer = http::post(
+            &format!("http://127.0.0.1:{}/admin/{}", receiver().port, self.org),
+            &[("content-type", "application/json".into())],
+            body.to_string().into_bytes(),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("configure the receiver");
+        assert_eq!(
+            answer.status,
+            204,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+
+    fn endpoint(&self) -> As2Endpoint {
+        As2Endpoint {
+            url: format!("http://127.0.0.1:{}/as2", receiver().port),
+            as2_from: As2Id::parse(&self.partner).expect("id"),
+            as2_to: As2Id::parse(&self.org).expect("id"),
+            mdn_certificate: self.mdn.cert.clone(),
+            mic: DigestAlg::Sha256,
+        }
+    }
+}
+
+/// Sends a test message signed by `signers` (each signs as a signer step would).
+async fn send(
+    endpoint: &As2Endpoint,
+    signers: &[&Party],
+    timeout: Duration,
+) -> Result<As2Answer, As2Problem> {
+    let chains: Vec<[Certificate; 1]> = signers.iter().map(|p| [p.cert.clone()]).collect();
+    let specs: Vec<SignerSpec<'_>> = signers
+        .iter()
+        .zip(&chains)
+        .map(|(p, chain)| SignerSpec {
+            key: &p.key,
+            chain,
+            digest: DigestAlg::Sha256,
+            include_certs: true,
+            include_signing_time: true,
+        })
+        .collect();
+    let now = Utc::now();
+    let message = build_message(
+        b"rekey test message\r\n",
+        "rekey-test.txt",
+        &specs,
+        &SignOptions {
+            detached: true,
+            signing_time: now,
+        },
+    )
+    .expect("message");
+    let id = format!("{}@rekey.test", uuid::Uuid::new_v4().simple());
+    send_test(endpoint, &message, &id, now, timeout).await
+}
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn a_message_signed_by_the_trusted_key_is_processed_and_its_signed_mdn_verifies() {
+    let old = party("signer old");
+    let s = Setup::new(&old.cert, "normal").await;
+    let answer = send(&s.endpoint(), &[&old], TIMEOUT)
+        .await
+        .expect("a verified MDN");
+    assert!(answer.accepted(), "{:?}", answer.mdn);
+    assert_eq!(answer.mdn.disposition, Disposition::Processed);
+    assert!(answer.mdn.received_mic.is_some());
+    let raw = String::from_utf8_lossy(&answer.raw);
+    assert!(raw.contains("message/disposition-notification"), "{raw}");
+    assert!(raw.contains("application/pkcs7-signature"), "{raw}");
+}
+
+#[tokio::test]
+async fn the_new_key_is_refused_until_the_receiver_trusts_it_then_accepted() {
+    let old = party("signer old");
+    let new = party("signer new");
+    let s = Setup::new(&old.cert, "normal").await;
+    let refused = send(&s.endpoint(), &[&new], TIMEOUT)
+        .await
+        .expect("a verified MDN");
+    assert!(!refused.accepted());
+    let Disposition::Refused(words) = &refused.mdn.disposition else {
+        panic!("expected a refusal: {:?}", refused.mdn);
+    };
+    // pyas2lib's words for a signature its partner certificate does not verify.
+    assert_eq!(words, "processed/Error: authentication-failed");
+    assert_eq!(&refused.summary(), words);
+
+    // The receiver administrator installs the new certificate.
+    s.configure(&new.cert, "normal").await;
+    let accepted = send(&s.endpoint(), &[&new], TIMEOUT)
+        .await
+        .expect("a verified MDN");
+    assert!(accepted.accepted(), "{:?}", accepted.mdn);
+    // ... and the old key is now refused: one key at a time.
+    let old_now = send(&s.endpoint(), &[&old], TIMEOUT).await.expect("MDN");
+    assert!(!old_now.accepted());
+}
+
+#[tokio::test]
+async fn two_signatures_are_refused_even_when_one_key_is_trusted() {
+    let old = party("signer old");
+    let new = party("signer new");
+    let s = Setup::new(&old.cert, "normal").await;
+    let answer = send(&s.endpoint(), &[&old, &new], TIMEOUT)
+        .await
+        .expect("a verified MDN");
+    assert!(!answer.accepted(), "{:?}", answer.mdn);
+}
+
+#[tokio::test]
+async fn an_mdn_signed_by_another_key_confirms_nothing() {
+    let old = party("signer old");
+    let s = Setup::new(&old.cert, "normal").await;
+    let mut endpoint = s.endpoint();
+    endpoint.mdn_certificate = party("receiver AS2 MDN signing").cert;
+    let problem = send(&endpoint, &[&old], TIMEOUT)
+        .await
+        .expect_err("confirms nothing");
+    assert!(
+        matches!(problem, As2Problem::Mdn(MdnError::Signature { .. })),
+        "{problem}"
+    );
+    assert!(!problem.transient());
+}
+
+#[tokio::test]
+async fn an_mdn_reporting_another_mic_confirms_nothing() {
+    let old = party("signer old");
+    let s = Setup::new(&old.cert, "wrong-mic").await;
+    let problem = send(&s.endpoint(), &[&old], TIMEOUT)
+        .await
+        .expect_err("confirms nothing");
+    assert!(
+        matches!(problem, As2Problem::Mdn(MdnError::MicMismatch { .. })),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_answering_an_error_page_is_retried_later() {
+    let old = party("signer old");
+    let s = Setup::new(&old.cert, "http-500").await;
+    let problem = send(&s.endpoint(), &[&old], TIMEOUT)
+        .await
+        .expect_err("no MDN");
+    assert!(
+        matches!(problem, As2Problem::HttpStatus { status: 500, .. }),
+        "{problem}"
+    );
+    assert!(problem.transient());
+    assert!(
+        problem.to_string().contains("AS2 server error"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_down_or_silent_is_retried_later() {
+    let old = party("signer old");
+    let s = Setup::new(&old.cert, "hang").await;
+    let problem = send(&s.endpoint(), &[&old], Duration::from_secs(1))
+        .await
+        .expect_err("timeout");
+    assert!(
+        matches!(problem, As2Problem::Unreachable { .. }) && problem.transient(),
+        "{problem}"
+    );
+    assert!(problem.to_string().contains("within 1 s"), "{problem}");
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let mut endpoint = s.endpoint();
+    endpoint.url = format!("http://127.0.0.1:{port}/as2");
+    let problem = send(&endpoint, &[&old], TIMEOUT).await.expect_err("down");
+    assert!(
+        matches!(problem, As2Problem::Unreachable { .. }) && problem.transient(),
+        "{problem}"
+    );
+}
