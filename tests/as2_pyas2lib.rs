@@ -298,3 +298,168 @@ async fn a_receiver_that_is_down_or_silent_is_retried_later() {
         "{problem}"
     );
 }
+
+/// `downtime-window` end to end against the pyas2lib receiver: the receiver step's test message
+/// (signed by the new key alone, as the signer signs after the exchange) is refused while the
+/// receiver trusts the old certificate, the step stays due with the receiver's words recorded;
+/// once the receiver administrator installs the new certificate in their AS2 system, the next
+/// check is accepted and the step is completed by the receiver's system — no person confirms —
+/// with the MDN kept and its SHA-256 in the audit log.
+#[tokio::test]
+async fn downtime_window_receiver_step_is_confirmed_by_the_receivers_mdn() {
+    use rekey_engine::{Catalog, Event, ProcedureId, RenewalStatus, StepStatus, TimerKind};
+    use rekey_service::Service;
+    use rekey_service::demo::{self, TENANT_ADMIN, receiver_admin};
+    use rekey_store::as2::{As2Config, CheckOutcome};
+
+    rekey_testdb::on_both(async |db| {
+        let p = ProcedureId::DowntimeWindow;
+        let service = Service::new(db.store.clone(), Catalog::builtin()?);
+        // pyas2lib checks certificates against the real clock, so the engine's clock is it.
+        let mut clock = Utc::now();
+        let s =
+            demo::prepare_with(&service, p, 2048, clock - chrono::Duration::days(1), 30).await?;
+        let old_cert = db.store.key_entry(s.tenant, &s.alias).await?.chain[0].clone();
+
+        // The receiver's AS2 system trusts the old certificate; its endpoint is in the profile.
+        let org = Setup::new(&old_cert, "normal").await;
+        let endpoint = org.endpoint();
+        let txn = db.store.begin().await?;
+        rekey_store::as2::set(
+            &txn,
+            s.tenant,
+            &s.receiver_name,
+            &As2Config {
+                url: endpoint.url.clone(),
+                as2_from: endpoint.as2_from.clone(),
+                as2_to: endpoint.as2_to.clone(),
+                mdn_certificate: endpoint.mdn_certificate.clone(),
+                mic: DigestAlg::Sha256,
+            },
+            TENANT_ADMIN,
+        )
+        .await?;
+        txn.commit().await?;
+
+        let id = service
+            .start(s.start_request(2048), TENANT_ADMIN, clock)
+            .await?
+            .renewal
+            .id;
+        let approve = |step: &str| Event::Approve {
+            step: step.to_string(),
+        };
+        service
+            .act(id, TENANT_ADMIN, approve("create-key-pair"), clock)
+            .await?;
+        let start = clock + chrono::Duration::seconds(30);
+        service
+            .act(
+                id,
+                TENANT_ADMIN,
+                Event::ProposeWindow {
+                    start,
+                    end: start + chrono::Duration::hours(2),
+                },
+                clock,
+            )
+            .await?;
+        service
+            .act(id, &receiver_admin(p), Event::AcceptWindow, clock)
+            .await?;
+        clock = start;
+        let r = service
+            .act(
+                id,
+                rekey_engine::machine::SYSTEM,
+                Event::Timer {
+                    step: None,
+                    kind: TimerKind::WindowOpen,
+                },
+                clock,
+            )
+            .await?
+            .renewal;
+        let new_cert = r.new_cert.expect("new certificate");
+        assert!(
+            r.due_steps().any(|st| st.id == "switch-receiver"),
+            "{:?}",
+            r.steps
+        );
+
+        // Before the receiver's trust is updated: refused, in pyas2lib's words; still due.
+        let checks = service.as2_pass(clock, TIMEOUT).await?;
+        let [check] = checks.as_slice() else {
+            panic!("one check expected: {checks:?}");
+        };
+        assert_eq!(check.step, "switch-receiver");
+        assert_eq!(check.outcome, CheckOutcome::Refused, "{}", check.detail);
+        assert!(
+            check
+                .detail
+                .contains("processed/Error: authentication-failed"),
+            "{}",
+            check.detail
+        );
+        assert!(!check.completed);
+        let next_at = check.next_at.expect("retried later");
+        assert!(next_at > clock);
+        // Within the back-off, nothing is sent again.
+        assert!(service.as2_pass(clock, TIMEOUT).await?.is_empty());
+        let r = service.renewal(id).await?;
+        assert!(r.due_steps().any(|st| st.id == "switch-receiver"));
+
+        // The tenant administrator exchanges the key; the receiver administrator installs the
+        // new certificate in their AS2 system (not in rekey).
+        service
+            .act(id, TENANT_ADMIN, approve("exchange-key-pair"), clock)
+            .await?;
+        let new = db.store.key_entry(s.tenant, &s.alias).await?.chain[0].clone();
+        assert_eq!(new.fingerprint(), new_cert);
+        org.configure(&new, "normal").await;
+
+        clock = next_at;
+        let checks = service.as2_pass(clock, TIMEOUT).await?;
+        let [check] = checks.as_slice() else {
+            panic!("one check expected: {checks:?}");
+        };
+        assert_eq!(check.outcome, CheckOutcome::Accepted, "{}", check.detail);
+        assert!(check.completed);
+
+        let r = service.renewal(id).await?;
+        assert_eq!(r.status, RenewalStatus::Completed, "{:?}", r.steps);
+        let who = rekey_service::as2::system_actor(s.receiver_name.as_str(), &endpoint);
+        match &r.step("switch-receiver").expect("step").status {
+            StepStatus::Done { by, .. } => assert_eq!(by, &who),
+            other => panic!("switch-receiver is {other:?}"),
+        }
+        // The MDN is kept; the audit log names the receiver's system and the MDN's digest.
+        let kept = rekey_store::as2::check(db.store.db(), id, "switch-receiver")
+            .await?
+            .expect("check recorded");
+        let mdn = kept.mdn.expect("MDN kept");
+        let text = String::from_utf8_lossy(&mdn);
+        assert!(text.contains("message/disposition-notification"), "{text}");
+        let audit = rekey_store::audit::tenant_entries(db.store.db(), s.tenant).await?;
+        let evidence = audit
+            .iter()
+            .find(|e| e.action == "receiver.as2.mdn")
+            .expect("MDN audited");
+        assert_eq!(evidence.actor, who);
+        let digest: String = DigestAlg::Sha256
+            .digest(&mdn)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(evidence.after.contains(&digest), "{}", evidence.after);
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.action == "step.done" && e.actor == who),
+            "the step is audited as done by the receiver's system"
+        );
+        rekey_store::audit::verify(db.store.db()).await?;
+        Ok(())
+    })
+    .await;
+}

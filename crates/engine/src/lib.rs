@@ -24,7 +24,7 @@ pub mod world;
 pub use definition::{Catalog, DefinitionError, Procedure, ProcedureId, Role, StepDef, StepKind};
 pub use machine::{
     Actor, Effect, Event, Grant, Notice, NoticeKind, Renewal, RenewalStatus, StartParams,
-    StepSigners, StepStatus, TimerKind, Transition, apply, start,
+    StepSigners, StepStatus, TimerKind, Transition, apply, start, task_test_signers,
 };
 pub use rekey_model::{Alias, Fingerprint, ReceiverId, TenantId};
 pub use world::{Change, OtherReceiver, Profile, SignerStepModel, World};

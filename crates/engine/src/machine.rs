@@ -642,6 +642,37 @@ fn receivers_reached(world: &World, alias: &Alias) -> Result<(), Refusal> {
     })
 }
 
+/// How every signer step reaching a receiver will sign once receiver task `step` is done: the
+/// signers of its test message (the steps up to its `test_message_after` carried out, or none
+/// but itself). `None` when the renewal is not running, `step` is not a receiver task that is
+/// due, or no signer step reaches a receiver. A receiver's own system is asked about exactly
+/// this (AS2 test messages) before the step is confirmed by it.
+pub fn task_test_signers(
+    catalog: &crate::Catalog,
+    renewal: &Renewal,
+    world: &World,
+    step: &str,
+    now: DateTime<Utc>,
+) -> Option<Vec<StepSigners>> {
+    let def = catalog.get(renewal.procedure);
+    let s = def.step(step)?;
+    s.task.as_ref()?;
+    if renewal.status != RenewalStatus::Running
+        || !matches!(renewal.step(step)?.status, StepStatus::Due { .. })
+    {
+        return None;
+    }
+    let cx = Ctx {
+        def,
+        r: renewal.clone(),
+        world: world.clone(),
+        effects: Vec::new(),
+        completed: Vec::new(),
+        now,
+    };
+    cx.test_signers(s.test_message_after.as_deref().unwrap_or(step))
+}
+
 /// Applies one event to a running renewal.
 pub fn apply(
     catalog: &crate::Catalog,

@@ -21,6 +21,23 @@ use crate::http::{self, HttpError};
 /// How long a test message may take, connect to last byte of the MDN, unless configured.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// First wait after an unsuccessful check of a step; doubled per attempt up to
+/// [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: chrono::Duration = chrono::Duration::minutes(1);
+/// The longest wait between two checks of one step.
+pub const MAX_BACKOFF: chrono::Duration = chrono::Duration::hours(1);
+
+/// The wait after the `attempts`-th unsuccessful check.
+pub fn backoff(attempts: i64) -> chrono::Duration {
+    let shift = u32::try_from(attempts.clamp(1, 16) - 1).unwrap_or(0);
+    (FIRST_BACKOFF * 2_i32.pow(shift)).min(MAX_BACKOFF)
+}
+
+/// The audit log's name for the receiver's system: who completed a step it confirmed.
+pub fn system_actor(receiver: &str, endpoint: &As2Endpoint) -> String {
+    format!("AS2 system of receiver {receiver} ({})", endpoint.as2_to)
+}
+
 /// A receiver's AS2 endpoint, as its profile holds it.
 #[derive(Debug, Clone)]
 pub struct As2Endpoint {

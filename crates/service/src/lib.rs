@@ -22,7 +22,9 @@ pub mod tokens;
 pub mod watch;
 mod world;
 
-pub use shell::{DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Service, StartRequest, TaskView};
+pub use shell::{
+    As2CheckReport, DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Service, StartRequest, TaskView,
+};
 pub use world::load_world;
 
 use rekey_engine::{Event, Refusal};

@@ -6,6 +6,7 @@
 //! Entities carry no relations: joins are written out where they are needed.
 
 pub(crate) mod api_token;
+pub(crate) mod as2_check;
 pub(crate) mod audit_head;
 pub(crate) mod audit_log;
 pub(crate) mod flow;
@@ -16,6 +17,7 @@ pub(crate) mod outbox;
 pub(crate) mod pending_key;
 pub(crate) mod receiver;
 pub(crate) mod receiver_admin_email;
+pub(crate) mod receiver_as2_endpoint;
 pub(crate) mod receiver_trusted_cert;
 pub(crate) mod renewal;
 pub(crate) mod signer_row;

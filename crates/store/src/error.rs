@@ -253,6 +253,12 @@ pub enum StoreError {
         /// The receiver.
         receiver: ReceiverName,
     },
+    /// The receiver has no AS2 endpoint.
+    #[error("receiver {receiver:?} has no AS2 endpoint")]
+    NoAs2Endpoint {
+        /// The receiver.
+        receiver: ReceiverName,
+    },
     /// A receiver with this name exists.
     #[error("tenant {tenant}: receiver {receiver:?} already exists")]
     DuplicateReceiver {

@@ -36,6 +36,9 @@ pub enum Queue {
 /// The expiry watch's job: one pass at a time over all instances.
 pub const WATCH: &str = "watch";
 
+/// The AS2 check pass's job (test messages to receivers' AS2 endpoints): one at a time.
+pub const AS2: &str = "as2";
+
 impl Queue {
     /// (table, waiting status, due column, order)
     fn shape(self) -> (&'static str, &'static str, &'static str, &'static str) {

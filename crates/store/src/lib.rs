@@ -31,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod as2;
 pub mod audit;
 pub mod db;
 mod entity;

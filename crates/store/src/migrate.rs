@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "token_keys",
         sql: include_str!("../../../migrations/0007_token_keys.sql"),
     },
+    Migration {
+        version: 8,
+        name: "receiver_as2",
+        sql: include_str!("../../../migrations/0008_receiver_as2.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -75,7 +75,7 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-async fn model(
+pub(crate) async fn model(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
     name: &ReceiverName,

@@ -325,7 +325,7 @@ impl Service {
         )))
     }
 
-    async fn key_and_cert(
+    pub(super) async fn key_and_cert(
         &self,
         conn: &impl ConnectionTrait,
         r: &Renewal,

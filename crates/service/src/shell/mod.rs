@@ -4,6 +4,7 @@
 //! (keystore, signer steps, trust, timers, mail, audit), [`queries`] reads (renewals, tasks,
 //! the world, the actor). This module holds the types they share and the commit.
 
+mod as2;
 mod effects;
 mod events;
 mod queries;
@@ -14,6 +15,8 @@ use rekey_model::{Alias, ReceiverId, Role, TenantId};
 use rekey_store::{DatabaseTransaction, Store};
 use serde::Serialize;
 use uuid::Uuid;
+
+pub use as2::As2CheckReport;
 
 use crate::Result;
 
