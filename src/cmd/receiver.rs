@@ -8,8 +8,8 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rekey_crypto::{Certificate, Fingerprint};
-use rekey_model::{Alias, Email, ReceiverName};
-use rekey_store::{Receiver, ReceiverProfile, TrustedCertificate, receivers};
+use rekey_model::{Alias, As2Id, Email, ReceiverName};
+use rekey_store::{Receiver, ReceiverProfile, TrustedCertificate, as2, receivers};
 use serde::Serialize;
 
 use super::state::{JsonArg, day, print_json, print_table, read_file, with_ctx};
@@ -28,6 +28,50 @@ pub enum ReceiverCmd {
     Trust(TrustArgs),
     /// Record that the receiver no longer trusts a certificate.
     Untrust(UntrustArgs),
+    /// The receiver's AS2 endpoint, where rekey sends test messages its system answers with
+    /// signed MDNs.
+    #[command(subcommand)]
+    As2(As2Cmd),
+}
+
+/// `rekey receiver as2 ...`.
+#[derive(Debug, Subcommand)]
+pub enum As2Cmd {
+    /// Set (or replace) the receiver's AS2 endpoint.
+    Set(As2SetArgs),
+    /// Remove the receiver's AS2 endpoint: its steps are confirmed by hand again.
+    Remove(As2RemoveArgs),
+}
+
+/// `rekey receiver as2 set`.
+#[derive(Debug, Args)]
+pub struct As2SetArgs {
+    /// The receiver's name.
+    #[arg(long)]
+    pub name: String,
+    /// The receiver's AS2 URL (`http://` or `https://`).
+    #[arg(long)]
+    pub url: String,
+    /// The identifier the receiver knows this sender by (`AS2-From`).
+    #[arg(long, value_name = "ID")]
+    pub as2_from: String,
+    /// The receiver's identifier (`AS2-To`).
+    #[arg(long, value_name = "ID")]
+    pub as2_to: String,
+    /// The certificate the receiver's system signs its MDNs with (PEM or DER).
+    #[arg(long, value_name = "FILE")]
+    pub mdn_cert: PathBuf,
+    /// The MIC algorithm to ask for: sha256, sha384 or sha512.
+    #[arg(long, default_value = "sha256")]
+    pub mic: String,
+}
+
+/// `rekey receiver as2 remove`.
+#[derive(Debug, Args)]
+pub struct As2RemoveArgs {
+    /// The receiver's name.
+    #[arg(long)]
+    pub name: String,
 }
 
 /// `rekey receiver add`.
@@ -100,6 +144,31 @@ struct ReceiverView {
     admin_emails: Vec<String>,
     trusted: Vec<TrustedView>,
     created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    as2: Option<As2View>,
+}
+
+#[derive(Serialize)]
+struct As2View {
+    url: String,
+    as2_from: String,
+    as2_to: String,
+    mdn_certificate: String,
+    mdn_certificate_subject: String,
+    mic: &'static str,
+    updated_at: DateTime<Utc>,
+}
+
+fn as2_view(e: &as2::As2Endpoint) -> As2View {
+    As2View {
+        url: e.config.url.clone(),
+        as2_from: e.config.as2_from.to_string(),
+        as2_to: e.config.as2_to.to_string(),
+        mdn_certificate: e.config.mdn_certificate.fingerprint().to_colon_hex(),
+        mdn_certificate_subject: e.config.mdn_certificate.subject(),
+        mic: e.config.mic.name(),
+        updated_at: e.updated_at,
+    }
 }
 
 fn trusted_view(t: &TrustedCertificate) -> TrustedView {
@@ -119,6 +188,7 @@ fn view(r: &Receiver) -> ReceiverView {
         admin_emails: r.admin_emails.iter().map(ToString::to_string).collect(),
         trusted: r.trusted.iter().map(trusted_view).collect(),
         created_at: r.created_at,
+        as2: None,
     }
 }
 
@@ -160,8 +230,13 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
                 );
             }
             ReceiverCmd::Show(a) => {
-                let r = ctx.store.receiver(t.id, &name(&a.name)?).await?;
-                let v = view(&r);
+                let n = name(&a.name)?;
+                let r = ctx.store.receiver(t.id, &n).await?;
+                let mut v = view(&r);
+                v.as2 = as2::get(ctx.store.db(), t.id, &n)
+                    .await?
+                    .as_ref()
+                    .map(as2_view);
                 if a.json.json {
                     print_json(&v)?;
                 } else {
@@ -178,6 +253,18 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
                             day(c.not_after),
                             c.fingerprint
                         );
+                    }
+                    match &v.as2 {
+                        None => println!("AS2: none (steps are confirmed by hand)"),
+                        Some(e) => println!(
+                            "AS2: {} as {} to {}, MDNs signed by \"{}\" SHA-256 {}, MIC {}",
+                            e.url,
+                            e.as2_from,
+                            e.as2_to,
+                            e.mdn_certificate_subject,
+                            e.mdn_certificate,
+                            e.mic
+                        ),
                     }
                 }
             }
@@ -242,6 +329,46 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
                     day(tc.not_after),
                     tc.fingerprint.to_colon_hex()
                 );
+            }
+            ReceiverCmd::As2(As2Cmd::Set(a)) => {
+                let name = name(&a.name)?;
+                rekey_service::http::parse_url(&a.url).context("--url")?;
+                let config = as2::As2Config {
+                    url: a.url.clone(),
+                    as2_from: As2Id::parse(&a.as2_from).context("--as2-from")?,
+                    as2_to: As2Id::parse(&a.as2_to).context("--as2-to")?,
+                    mdn_certificate: {
+                        let path = &a.mdn_cert;
+                        let certs = Certificate::parse_any(&read_file(path, "certificate file")?)
+                            .with_context(|| format!("--mdn-cert {}", path.display()))?;
+                        match certs.into_iter().next() {
+                            Some(c) => c,
+                            None => bail!("--mdn-cert {} holds no certificate", path.display()),
+                        }
+                    },
+                    mic: a.mic.parse().context("--mic")?,
+                };
+                let txn = ctx.store.begin().await?;
+                let e = as2::set(&txn, t.id, &name, &config, &ctx.actor).await?;
+                txn.commit().await?;
+                let v = as2_view(&e);
+                println!(
+                    "receiver {:?}: AS2 endpoint {} as {} to {}, MDNs signed by \"{}\" SHA-256 {}, MIC {}",
+                    name.as_str(),
+                    v.url,
+                    v.as2_from,
+                    v.as2_to,
+                    v.mdn_certificate_subject,
+                    v.mdn_certificate,
+                    v.mic
+                );
+            }
+            ReceiverCmd::As2(As2Cmd::Remove(a)) => {
+                let name = name(&a.name)?;
+                let txn = ctx.store.begin().await?;
+                as2::remove(&txn, t.id, &name, &ctx.actor).await?;
+                txn.commit().await?;
+                println!("receiver {:?}: AS2 endpoint removed", name.as_str());
             }
             ReceiverCmd::Untrust(a) => {
                 let name = name(&a.name)?;

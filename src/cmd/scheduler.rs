@@ -1,5 +1,6 @@
 //! `rekey scheduler run`: fires due timers (reminders, escalations, window openings and
-//! closings) once or in a loop; `rekey watch`: one pass of the expiry watch.
+//! closings) and sends receivers' AS2 systems their test messages, once or in a loop;
+//! `rekey watch`: one pass of the expiry watch.
 
 use std::process::ExitCode;
 
@@ -94,6 +95,24 @@ pub fn scheduler(global: &GlobalArgs, cmd: SchedulerCmd) -> Result<ExitCode> {
             let now = args.at.unwrap_or_else(rekey_store::db::now);
             let r = scheduler::run_once(&service, now, &owner).await;
             print_report(&r, args.json);
+            let checks = service
+                .as2_pass(now, rekey_service::as2::DEFAULT_TIMEOUT)
+                .await?;
+            for c in &checks {
+                if args.json {
+                    println!("{}", serde_json::to_string(c)?);
+                } else {
+                    println!(
+                        "as2: renewal {} step {} (receiver {}): {}{}: {}",
+                        c.renewal,
+                        c.step,
+                        c.receiver,
+                        c.outcome,
+                        if c.completed { ", step completed" } else { "" },
+                        c.detail
+                    );
+                }
+            }
             let r = r?;
             if !r.errors.is_empty() {
                 bail!("{} timer(s) could not be fired", r.errors.len());

@@ -98,6 +98,7 @@ impl From<StoreError> for ApiError {
             | S::UnknownTrustedCertificate { .. }
             | S::UnknownReceiverAdmin { .. }
             | S::UnknownReceiverId(_)
+            | S::NoAs2Endpoint { .. }
             | S::UnknownStepReceiver { .. }
             | S::UnknownUser(_)
             | S::UnknownGrant { .. } => StatusCode::NOT_FOUND,

@@ -96,8 +96,14 @@ pub async fn run_loop(
         if *stop.borrow() {
             return;
         }
-        let r = run_once(service, rekey_store::db::now(), owner).await;
+        let now = rekey_store::db::now();
+        let r = run_once(service, now, owner).await;
         on_pass(&r);
+        // Then the receivers' AS2 systems confirm what they can (`Service::as2_pass`); its
+        // outcomes are recorded and logged there, a failed pass is tried again next time.
+        if let Err(e) = service.as2_pass(now, crate::as2::DEFAULT_TIMEOUT).await {
+            tracing::warn!(error = %e, "AS2 pass failed");
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             changed = stop.changed() => {
