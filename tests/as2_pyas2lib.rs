@@ -11,6 +11,8 @@
 //! procedure. These tests show that rekey reads its answers right — accepted, refused with its
 //! words, and every answer that must confirm nothing.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -462,4 +464,144 @@ async fn downtime_window_receiver_step_is_confirmed_by_the_receivers_mdn() {
         Ok(())
     })
     .await;
+}
+
+/// The probe classifies pyas2lib as it is: it accepts one signature by its one trusted key,
+/// refuses a key it does not trust, and refuses two signatures even when one is by the trusted
+/// key (it verifies every SignerInfo against its one partner certificate) — so neither
+/// capability is proposed.
+#[tokio::test]
+async fn the_probe_classifies_pyas2lib_as_one_signature_one_key() {
+    let old = party("signer old");
+    let stranger = party("never trusted");
+    let s = Setup::new(&old.cert, "normal").await;
+    let report = rekey_service::as2::probe(
+        &s.endpoint(),
+        &[(old.key, old.cert)],
+        &(stranger.key, stranger.cert),
+        Utc::now(),
+        TIMEOUT,
+    )
+    .await;
+    let results: Vec<&str> = report.messages.iter().map(|m| m.result.as_str()).collect();
+    assert_eq!(results, ["accepted", "refused", "refused"], "{report:?}");
+    assert_eq!(report.problem, None);
+    assert_eq!(
+        report.proposed,
+        Some(rekey_service::as2::ProposedProfile {
+            accepts_multiple_signatures: false,
+            verifies_multiple_keys: false,
+        })
+    );
+}
+
+/// A probe that cannot conclude says why and proposes nothing: here the receiver's system
+/// does not trust the key rekey records it trusts.
+#[tokio::test]
+async fn a_probe_refused_for_the_trusted_key_proposes_nothing() {
+    let old = party("signer old");
+    let other = party("signer other");
+    let stranger = party("never trusted");
+    let s = Setup::new(&other.cert, "normal").await;
+    let report = rekey_service::as2::probe(
+        &s.endpoint(),
+        &[(old.key, old.cert)],
+        &(stranger.key, stranger.cert),
+        Utc::now(),
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(report.proposed, None);
+    let problem = report.problem.expect("a reason");
+    assert!(
+        problem.contains("refused a message signed by the key it is recorded to trust"),
+        "{problem}"
+    );
+}
+
+/// `rekey receiver probe` through the binary: it proposes the profile from the MDNs, and with
+/// `--accept` sets it (the receiver had been registered as accepting several signatures).
+#[test]
+fn rekey_receiver_probe_proposes_and_accepts_the_profile() {
+    common::on_both(|env| {
+        env.ok(&["init"]);
+        env.ok(&["tenant", "add", "acme"]);
+        env.ok(&[
+            "keystore",
+            "generate",
+            "--alias",
+            "signer",
+            "--bits",
+            "2048",
+            "--subject",
+            "CN=acme signer",
+        ]);
+        env.ok(&[
+            "receiver",
+            "add",
+            "--name",
+            "ERP",
+            "--admin",
+            "bob@example.com",
+            "--accepts-multiple-signatures",
+        ]);
+        env.ok(&["receiver", "trust", "--name", "ERP", "--alias", "signer"]);
+        let pem = env.ok(&["keystore", "export-cert", "--alias", "signer"]);
+        let signer = Certificate::from_pem(&pem).expect("certificate");
+        let s = common::runtime().block_on(Setup::new(&signer, "normal"));
+        let endpoint = s.endpoint();
+        std::fs::write(env.path("mdn.pem"), endpoint.mdn_certificate.to_pem()).expect("write");
+        let mdn = env.p("mdn.pem");
+        env.ok(&[
+            "receiver",
+            "as2",
+            "set",
+            "--name",
+            "ERP",
+            "--url",
+            &endpoint.url,
+            "--as2-from",
+            endpoint.as2_from.as_str(),
+            "--as2-to",
+            endpoint.as2_to.as_str(),
+            "--mdn-cert",
+            &mdn,
+        ]);
+
+        let out = env.ok(&["receiver", "probe", "--name", "ERP"]);
+        assert!(
+            out.contains("proposed profile: verifies_multiple_keys=false accepts_multiple_signatures=false (rerun with --accept"),
+            "{out}"
+        );
+        assert!(
+            out.contains("processed/Error: authentication-failed"),
+            "{out}"
+        );
+        let r = env.json(&["receiver", "show", "--name", "ERP", "--json"]);
+        assert_eq!(
+            r["profile"]["accepts_multiple_signatures"], true,
+            "not changed without --accept"
+        );
+
+        let report = env.json(&["receiver", "probe", "--name", "ERP", "--accept", "--json"]);
+        assert_eq!(report["proposed"]["accepts_multiple_signatures"], false);
+        let r = env.json(&["receiver", "show", "--name", "ERP", "--json"]);
+        assert_eq!(r["profile"]["accepts_multiple_signatures"], false);
+        assert_eq!(r["profile"]["verifies_multiple_keys"], false);
+
+        // A receiver without an endpoint is refused in one line.
+        env.ok(&[
+            "receiver",
+            "add",
+            "--name",
+            "CRM",
+            "--admin",
+            "eve@example.com",
+        ]);
+        env.fails(
+            &["receiver", "probe", "--name", "CRM"],
+            1,
+            &["has no AS2 endpoint"],
+        );
+    });
 }

@@ -1,5 +1,6 @@
 //! `rekey receiver ...`: receiving systems, their administrators' contacts, their capability
-//! profile, and the certificates their administrators confirmed they trust.
+//! profile (and `probe`, which asks the receiver's AS2 system for it), their AS2 endpoint, and
+//! the certificates their administrators confirmed they trust.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use rekey_crypto::{Certificate, Fingerprint};
+use rekey_crypto::{Certificate, Fingerprint, KeyBits, KeyPair};
 use rekey_model::{Alias, As2Id, Email, ReceiverName};
 use rekey_store::{Receiver, ReceiverProfile, TrustedCertificate, as2, receivers};
 use serde::Serialize;
@@ -32,6 +33,26 @@ pub enum ReceiverCmd {
     /// signed MDNs.
     #[command(subcommand)]
     As2(As2Cmd),
+    /// Ask the receiver's AS2 system what it accepts (test messages: one signature by a trusted
+    /// key, one by a key it cannot trust, both together, each other trusted key alone) and
+    /// propose its capability profile from the signed MDNs.
+    Probe(ProbeArgs),
+}
+
+/// `rekey receiver probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The receiver's name.
+    #[arg(long)]
+    pub name: String,
+    /// Set the receiver's profile to the proposal (the tenant administrator accepts it).
+    #[arg(long)]
+    pub accept: bool,
+    /// Seconds each test message may take.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub timeout: u64,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// `rekey receiver as2 ...`.
@@ -362,6 +383,96 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
                     v.mdn_certificate,
                     v.mic
                 );
+            }
+            ReceiverCmd::Probe(a) => {
+                let name = name(&a.name)?;
+                if a.timeout == 0 {
+                    bail!("--timeout must be at least 1 second");
+                }
+                let r = ctx.store.receiver(t.id, &name).await?;
+                let Some(e) = as2::get(ctx.store.db(), t.id, &name).await? else {
+                    bail!(
+                        "receiver {:?} has no AS2 endpoint: set one with `rekey receiver as2 set`",
+                        name.as_str()
+                    );
+                };
+                // Keys of the keystore whose certificates the receiver is recorded to trust.
+                let mut trusted = Vec::new();
+                for entry in ctx.store.key_entries(t.id).await? {
+                    if !r.trusted.iter().any(|c| c.fingerprint == entry.fingerprint) {
+                        continue;
+                    }
+                    let key = ctx.store.private_key(t.id, &entry.alias).await?;
+                    if let Some(cert) = entry.chain.first() {
+                        trusted.push((key, cert.clone()));
+                    }
+                }
+                let now = rekey_store::db::now();
+                let stranger = tokio::task::spawn_blocking(move || {
+                    let key = KeyPair::generate(KeyBits::B2048)?;
+                    let cert = rekey_crypto::self_signed(
+                        &key,
+                        "CN=rekey capability probe (never trusted)",
+                        now - chrono::Duration::hours(1),
+                        1,
+                    )?;
+                    Ok::<_, rekey_crypto::CryptoError>((key, cert))
+                })
+                .await??;
+                let endpoint = rekey_service::as2::As2Endpoint {
+                    url: e.config.url.clone(),
+                    as2_from: e.config.as2_from.clone(),
+                    as2_to: e.config.as2_to.clone(),
+                    mdn_certificate: e.config.mdn_certificate.clone(),
+                    mic: e.config.mic,
+                };
+                let report = rekey_service::as2::probe(
+                    &endpoint,
+                    &trusted,
+                    &stranger,
+                    now,
+                    std::time::Duration::from_secs(a.timeout),
+                )
+                .await;
+                if a.accept
+                    && let Some(p) = report.proposed
+                {
+                    let profile = ReceiverProfile {
+                        verifies_multiple_keys: p.verifies_multiple_keys,
+                        accepts_multiple_signatures: p.accepts_multiple_signatures,
+                    };
+                    let txn = ctx.store.begin().await?;
+                    receivers::set_profile(&txn, t.id, &name, profile, &ctx.actor).await?;
+                    txn.commit().await?;
+                }
+                if a.json.json {
+                    print_json(&report)?;
+                } else {
+                    for m in &report.messages {
+                        println!("{}: {} ({})", m.purpose, m.result, m.detail);
+                    }
+                    match (&report.proposed, &report.problem) {
+                        (Some(p), _) => println!(
+                            "proposed profile: verifies_multiple_keys={} accepts_multiple_signatures={}{}",
+                            p.verifies_multiple_keys,
+                            p.accepts_multiple_signatures,
+                            if a.accept {
+                                " (accepted: the receiver's profile is set)"
+                            } else {
+                                " (rerun with --accept to set it)"
+                            }
+                        ),
+                        (None, Some(problem)) => println!("no profile proposed: {problem}"),
+                        (None, None) => {}
+                    }
+                }
+                if report.proposed.is_none() {
+                    bail!(
+                        "receiver {:?}: no profile proposed: {}",
+                        name.as_str(),
+                        report.problem.unwrap_or_default()
+                    );
+                }
             }
             ReceiverCmd::As2(As2Cmd::Remove(a)) => {
                 let name = name(&a.name)?;

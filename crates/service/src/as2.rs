@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use rekey_crypto::as2::{As2Message, Disposition, Mdn, MdnError, micalg_name};
 use rekey_crypto::{Certificate, DigestAlg};
 use rekey_model::As2Id;
+use serde::Serialize;
 use thiserror::Error;
 
 use crate::http::{self, HttpError};
@@ -195,4 +196,157 @@ pub async fn send_test(
     let mut raw = format!("Content-Type: {content_type}\r\n\r\n").into_bytes();
     raw.extend_from_slice(&answer.body);
     Ok(As2Answer { mdn, raw })
+}
+
+/// One test message of a probe and what the receiver's system made of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeMessage {
+    /// What the message tests.
+    pub purpose: String,
+    /// The certificates whose keys signed it (SHA-256).
+    pub signed_by: Vec<String>,
+    /// `accepted`, `refused` or `no answer`.
+    pub result: String,
+    /// The receiver's words, or what went wrong.
+    pub detail: String,
+}
+
+/// What a probe found: a proposed profile, and the evidence for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    /// The profile the answers support; `None` when they do not allow a conclusion (see
+    /// `problem`).
+    pub proposed: Option<ProposedProfile>,
+    /// Why no profile is proposed.
+    pub problem: Option<String>,
+    /// Every message sent, in order.
+    pub messages: Vec<ProbeMessage>,
+}
+
+/// The capability profile a probe proposes (`rekey_store::ReceiverProfile`'s two flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProposedProfile {
+    /// A SignedData with several signatures, one by a trusted key, was accepted.
+    pub accepts_multiple_signatures: bool,
+    /// Single signatures by two different trusted keys were each accepted.
+    pub verifies_multiple_keys: bool,
+}
+
+/// A key and its certificate, to sign probe messages with.
+pub type ProbeKey = (rekey_crypto::KeyPair, Certificate);
+
+/// Probes what the receiver's AS2 system accepts, with test messages signed by:
+/// each key in `trusted` alone (keys the receiver is recorded to trust; the first must be
+/// accepted or nothing can be concluded); `untrusted` alone (a key it cannot trust; it must
+/// be refused, or the system does not verify signatures at all); and the first trusted key
+/// together with `untrusted` in one SignedData. A receiver that accepts the last checks the
+/// signature it trusts among several (`accepts_multiple_signatures`); one that accepts two
+/// different trusted keys alone can trust several at once (`verifies_multiple_keys`).
+/// Anything not shown by an answer is proposed as `false`: a capability assumed wrongly
+/// would let a procedure break the receiver.
+pub async fn probe(
+    endpoint: &As2Endpoint,
+    trusted: &[ProbeKey],
+    untrusted: &ProbeKey,
+    now: DateTime<Utc>,
+    timeout: Duration,
+) -> ProbeReport {
+    let mut messages = Vec::new();
+    let mut send = async |purpose: &str, keys: &[&ProbeKey], n: usize| -> Option<bool> {
+        let chains: Vec<[Certificate; 1]> = keys.iter().map(|(_, c)| [c.clone()]).collect();
+        let specs: Vec<rekey_crypto::SignerSpec<'_>> = keys
+            .iter()
+            .zip(&chains)
+            .map(|((k, _), chain)| rekey_crypto::SignerSpec {
+                key: k,
+                chain,
+                digest: endpoint.mic,
+                include_certs: true,
+                include_signing_time: true,
+            })
+            .collect();
+        let signed_by = keys
+            .iter()
+            .map(|(_, c)| c.fingerprint().to_string())
+            .collect();
+        let built = rekey_crypto::as2::build_message(
+            b"rekey capability probe\r\n",
+            "rekey-probe.txt",
+            &specs,
+            &rekey_crypto::SignOptions {
+                detached: true,
+                signing_time: now,
+            },
+        );
+        let (result, detail, verdict) = match built {
+            Err(e) => ("no answer".to_string(), e.to_string(), None),
+            Ok(message) => {
+                let id = format!(
+                    "probe.{n}.{}@rekey",
+                    now.timestamp_nanos_opt().unwrap_or_default()
+                );
+                match send_test(endpoint, &message, &id, now, timeout).await {
+                    Ok(a) if a.accepted() => ("accepted".into(), a.summary(), Some(true)),
+                    Ok(a) => ("refused".into(), a.summary(), Some(false)),
+                    Err(p) => ("no answer".into(), p.to_string(), None),
+                }
+            }
+        };
+        messages.push(ProbeMessage {
+            purpose: purpose.to_string(),
+            signed_by,
+            result,
+            detail,
+        });
+        verdict
+    };
+    let Some(first) = trusted.first() else {
+        return ProbeReport {
+            proposed: None,
+            problem: Some("no key the receiver is recorded to trust: record one with `rekey receiver trust` first".into()),
+            messages: Vec::new(),
+        };
+    };
+    let baseline = send("one signature by a trusted key", &[first], 1).await;
+    let stranger = send(
+        "one signature by a key the receiver does not trust",
+        &[untrusted],
+        2,
+    )
+    .await;
+    let both = send(
+        "two signatures: a trusted key and one it does not trust",
+        &[first, untrusted],
+        3,
+    )
+    .await;
+    let mut others = Vec::new();
+    for (i, k) in trusted.iter().enumerate().skip(1) {
+        others.push(send("one signature by another trusted key", &[k], 3 + i).await);
+    }
+    let problem = match (baseline, stranger, both) {
+        (None, _, _) | (_, None, _) | (_, _, None) => Some(
+            "the receiver's AS2 system did not answer every message with an MDN that verifies"
+                .to_string(),
+        ),
+        (Some(false), _, _) => Some(
+            "the receiver's AS2 system refused a message signed by the key it is recorded to \
+             trust: check its partner configuration, or what rekey records it trusts"
+                .to_string(),
+        ),
+        (_, Some(true), _) => Some(
+            "the receiver's AS2 system accepted a key it cannot trust: it does not verify \
+             signatures, so its answers say nothing about them"
+                .to_string(),
+        ),
+        _ => None,
+    };
+    ProbeReport {
+        proposed: problem.is_none().then(|| ProposedProfile {
+            accepts_multiple_signatures: both == Some(true),
+            verifies_multiple_keys: others.contains(&Some(true)),
+        }),
+        problem,
+        messages,
+    }
 }
