@@ -280,6 +280,18 @@ pub fn renewal(global: &GlobalArgs, cmd: RenewalCmd) -> Result<ExitCode> {
                     print_json(&r)?;
                 } else {
                     show(&svc, &r);
+                    // What the receiver's AS2 system last answered each receiver step's test
+                    // message (`Service::as2_pass`), in its own words.
+                    for c in rekey_store::as2::checks(ctx.store.db(), r.id).await? {
+                        println!(
+                            "AS2 check of {}: {} after {} test message(s), {}: {}",
+                            c.step,
+                            c.outcome,
+                            c.attempts,
+                            c.updated_at.format("%Y-%m-%d %H:%M UTC"),
+                            c.detail
+                        );
+                    }
                 }
             }
             RenewalCmd::Report { id } => print_json(&report(ctx, &svc, id).await?)?,
