@@ -406,6 +406,27 @@ async fn downtime_window_receiver_step_is_confirmed_by_the_receivers_mdn() {
         assert!(!check.completed);
         let next_at = check.next_at.expect("retried later");
         assert!(next_at > clock);
+        // The receiver's administrators are told, in their system's words.
+        let told: Vec<rekey_store::mail::As2Mail> =
+            rekey_store::outbox::of_renewal(db.store.db(), id)
+                .await?
+                .iter()
+                .filter_map(|row| match rekey_store::mail::parse(&row.state) {
+                    Ok(rekey_store::mail::OutboxMail::As2Refused(m)) => Some(m),
+                    _ => None,
+                })
+                .collect();
+        let mine = told
+            .iter()
+            .find(|m| m.recipient == receiver_admin(p))
+            .expect("the receiver administrator is told");
+        assert!(
+            mine.answer
+                .contains("processed/Error: authentication-failed"),
+            "{}",
+            mine.answer
+        );
+        assert_eq!(mine.step, "switch-receiver");
         // Within the back-off, nothing is sent again.
         assert!(service.as2_pass(clock, TIMEOUT).await?.is_empty());
         let r = service.renewal(id).await?;

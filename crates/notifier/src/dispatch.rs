@@ -366,7 +366,9 @@ impl Dispatcher {
         let (a, new) = match mail {
             OutboxMail::Notice(m) => (m.alias.as_str(), m.new_certificate_fingerprint.as_deref()),
             // The watch's mail carries its own notAfter; a failure report has no certificate.
-            OutboxMail::ExpiryWatch(_) | OutboxMail::DeliveryFailed(_) => return Ok(None),
+            OutboxMail::ExpiryWatch(_)
+            | OutboxMail::DeliveryFailed(_)
+            | OutboxMail::As2Refused(_) => return Ok(None),
         };
         let Ok(alias) = Alias::parse(a) else {
             return Ok(None);
@@ -452,6 +454,7 @@ async fn report_failure(
         Some(OutboxMail::DeliveryFailed(_)) => return Ok(()),
         Some(OutboxMail::Notice(m)) => (Some(m.renewal), Some(m.alias.clone())),
         Some(OutboxMail::ExpiryWatch(w)) => (None, Some(w.alias.clone())),
+        Some(OutboxMail::As2Refused(a)) => (Some(a.renewal), Some(a.alias.clone())),
         None => (row.renewal_id, None),
     };
     let tenant = TenantId::from_uuid(row.tenant_id);

@@ -18,7 +18,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MailAttachment, Body, Mailbox, MultiPart, SinglePart};
 use rekey_engine::{Notice, NoticeKind, Role};
 use rekey_store::mail::{
-    Access, Attachments, FailedMail, NoticeMail, OutboxMail, TestMessage, WatchMail,
+    Access, As2Mail, Attachments, FailedMail, NoticeMail, OutboxMail, TestMessage, WatchMail,
 };
 use uuid::Uuid;
 
@@ -51,7 +51,9 @@ pub fn link_target(mail: &OutboxMail) -> Option<(Uuid, &str)> {
             }
             _ => None,
         },
-        OutboxMail::ExpiryWatch(_) | OutboxMail::DeliveryFailed(_) => None,
+        OutboxMail::ExpiryWatch(_) | OutboxMail::DeliveryFailed(_) | OutboxMail::As2Refused(_) => {
+            None
+        }
     }
 }
 
@@ -206,6 +208,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
         OutboxMail::Notice(m) => notice_body(m, input)?,
         OutboxMail::ExpiryWatch(w) => watch_body(w, input),
         OutboxMail::DeliveryFailed(f) => failed_body(f),
+        OutboxMail::As2Refused(a) => as2_body(a),
     };
     Ok(lay_out(input, body))
 }
@@ -639,6 +642,51 @@ fn watch_body(w: &WatchMail, input: &RenderInput<'_>) -> MailText {
     }
 }
 
+fn as2_body(a: &As2Mail) -> MailText {
+    let As2Mail {
+        recipient,
+        renewal,
+        alias,
+        receiver,
+        step,
+        step_title,
+        answer,
+        signed_by,
+        endpoint,
+        next_check,
+        new_certificate_fingerprint,
+    } = a;
+    MailText {
+        headline: format!(
+            "Your AS2 system refused rekey's test message for the renewal of {alias}: {step_title}."
+        ),
+        facts: vec![
+            ("Your system answered", answer.clone()),
+            ("Test message signed by", signed_by.clone()),
+            ("Sent to", endpoint.clone()),
+            ("Receiver", receiver.clone()),
+            ("Renewal", renewal.to_string()),
+            ("New certificate", new_certificate_fingerprint.clone()),
+            ("Next test message", when(*next_check)),
+        ],
+        why: Some(format!(
+            "The test message is signed exactly as {alias} will sign once this step is done. \
+             Until your system accepts it, the step stays open: messages signed that way would \
+             be refused too."
+        )),
+        todo: format!(
+            "Install the new certificate (SHA-256 above) for this sender in your AS2 system. \
+             rekey sends the test message again by itself and completes the step when your \
+             system answers `processed`. You can also confirm the step yourself:\n  rekey task \
+             complete {renewal}:{step} --fingerprint {new_certificate_fingerprint} --as {recipient}"
+        ),
+        notes: Vec::new(),
+        attachments: Vec::new(),
+        fingerprint: None,
+        as_who: role_name(Role::ReceiverAdmin).to_string(),
+    }
+}
+
 fn failed_body(f: &FailedMail) -> MailText {
     let FailedMail {
         recipient: _,
@@ -946,6 +994,43 @@ mod tests {
             r.html
         );
         assert!(!r.html.contains("orders <&>"));
+        Ok(())
+    }
+
+    #[test]
+    fn an_as2_refusal_tells_the_receivers_words_and_how_to_go_on() -> Result<()> {
+        let now = Utc::now();
+        let m = OutboxMail::As2Refused(As2Mail {
+            recipient: "ops@erp.example".into(),
+            renewal: Uuid::nil(),
+            alias: "signer-2026".into(),
+            receiver: "ERP".into(),
+            step: "switch-receiver".into(),
+            step_title: "Exchange the certificate in the receiver system".into(),
+            answer: "processed/Error: authentication-failed <b>".into(),
+            signed_by: "SHA-256 ab".into(),
+            endpoint: "https://as2.erp.example/as2".into(),
+            next_check: now,
+            new_certificate_fingerprint: "ab:cd".into(),
+        });
+        assert_eq!(link_target(&m), None);
+        let r = render(&input(&m, now))?;
+        assert!(
+            r.text
+                .contains("processed/Error: authentication-failed <b>"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.html.contains("authentication-failed &lt;b&gt;"),
+            "{}",
+            r.html
+        );
+        assert!(
+            r.text.contains("rekey task complete 00000000-0000-0000-0000-000000000000:switch-receiver --fingerprint ab:cd"),
+            "{}",
+            r.text
+        );
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! The content of an outbox row (its `state` column): the one contract between the code that
-//! queues mail (the service's shell and the expiry watch, the notifier's failure reports) and
-//! the notifier that renders it.
+//! queues mail (the service's shell and its AS2 pass, the expiry watch, the notifier's failure
+//! reports) and the notifier that renders it.
 //!
 //! A renewal's mail carries the engine's own [`Notice`] unchanged, so a notice kind the engine
 //! produces is a kind the renderer must match; the renderer matches [`OutboxMail`] and
@@ -27,6 +27,9 @@ pub enum OutboxMail {
     ExpiryWatch(WatchMail),
     /// An email could not be delivered; told to the tenant's administrators.
     DeliveryFailed(FailedMail),
+    /// A receiver's AS2 system refused a step's test message; told to the receiver's
+    /// administrators in its own words.
+    As2Refused(As2Mail),
 }
 
 /// A renewal's notice to one person, with everything the mail shows or attaches.
@@ -154,6 +157,33 @@ pub struct WatchMail {
     pub not_opened_because: String,
 }
 
+/// What a receiver's AS2 system answered the test message of a step it must do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct As2Mail {
+    /// The recipient's address (an administrator or contact of the receiver).
+    pub recipient: String,
+    /// The renewal.
+    pub renewal: Uuid,
+    /// The alias renewed.
+    pub alias: String,
+    /// The receiver's name.
+    pub receiver: String,
+    /// The step's id.
+    pub step: String,
+    /// The step's title.
+    pub step_title: String,
+    /// The receiver's system's answer, verbatim (the MDN's disposition and text).
+    pub answer: String,
+    /// The certificates the test message was signed with (SHA-256).
+    pub signed_by: String,
+    /// The AS2 endpoint it went to.
+    pub endpoint: String,
+    /// When rekey sends the next test message.
+    pub next_check: DateTime<Utc>,
+    /// The new certificate's SHA-256.
+    pub new_certificate_fingerprint: String,
+}
+
 /// A mail that could not be delivered, as reported to a tenant administrator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedMail {
@@ -180,6 +210,7 @@ impl OutboxMail {
             OutboxMail::Notice(m) => &m.recipient,
             OutboxMail::ExpiryWatch(m) => &m.recipient,
             OutboxMail::DeliveryFailed(m) => &m.recipient,
+            OutboxMail::As2Refused(m) => &m.recipient,
         }
     }
 

@@ -23,7 +23,9 @@ use rekey_engine::{Actor, Event, Renewal, RenewalStatus, StepStatus};
 use rekey_model::{Fingerprint, Grant, Role};
 use rekey_store::as2::{self as store_as2, CheckOutcome};
 use rekey_store::lease::{self, Queue};
-use rekey_store::{ConnectionTrait, audit, flows, receivers, renewals};
+use rekey_store::mail::{As2Mail, OutboxMail};
+use rekey_store::outbox::{self, OutboxMessage};
+use rekey_store::{ConnectionTrait, audit, flows, receivers, renewals, users};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -279,11 +281,26 @@ impl Service {
         let previous = store_as2::check(&txn, r.id, step).await?;
         let attempts = previous.as_ref().map_or(0, |c| c.attempts) + 1;
         let next_at = now + backoff(attempts);
-        // Audited when what the receiver's system says changes, not on every retry.
+        // Audited (and a refusal told to the receiver's administrators) when what the
+        // receiver's system says changes, not on every retry.
         if previous
             .as_ref()
             .is_none_or(|c| c.outcome != outcome || c.detail != detail)
         {
+            if outcome == CheckOutcome::Refused
+                && let Ok(a) = &answer
+            {
+                let mail = RefusalMail {
+                    receiver: &receiver,
+                    step,
+                    answer: a,
+                    signed_by: &signed_by,
+                    endpoint: &endpoint.url,
+                    next_at,
+                    new_cert,
+                };
+                self.tell_receiver_admins(&txn, r, &mail, now).await?;
+            }
             audit::append(
                 &txn,
                 audit::AuditRecord {
@@ -312,6 +329,71 @@ impl Service {
             completed: false,
             next_at: Some(next_at),
         })
+    }
+
+    /// Queues the receiver's system's refusal, verbatim, to every administrator and contact of
+    /// the receiver (one row each, a stable Message-ID per answer).
+    async fn tell_receiver_admins(
+        &self,
+        txn: &rekey_store::DatabaseTransaction,
+        r: &Renewal,
+        m: &RefusalMail<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let def = self.catalog.get(r.procedure);
+        let title = def
+            .step(m.step)
+            .map_or_else(|| m.step.to_string(), |d| d.title.clone());
+        let grant = Grant::ReceiverAdmin {
+            receiver: m.receiver.id,
+        };
+        let mut to: Vec<String> = users::holders(txn, &grant)
+            .await?
+            .into_iter()
+            .map(|u| u.email.to_string())
+            .chain(m.receiver.admin_emails.iter().map(ToString::to_string))
+            .collect();
+        to.sort();
+        to.dedup();
+        let answer = if m.answer.mdn.text.is_empty() {
+            m.answer.summary()
+        } else {
+            format!("{} (\"{}\")", m.answer.summary(), m.answer.mdn.text)
+        };
+        for recipient in to {
+            let id = r.id.to_string();
+            let message_id = outbox::message_id(&[&id, m.step, "as2", &answer, &recipient]);
+            let mail = OutboxMail::As2Refused(As2Mail {
+                recipient: recipient.clone(),
+                renewal: r.id,
+                alias: r.alias.to_string(),
+                receiver: m.receiver.name.to_string(),
+                step: m.step.to_string(),
+                step_title: title.clone(),
+                answer: answer.clone(),
+                signed_by: m.signed_by.to_string(),
+                endpoint: m.endpoint.to_string(),
+                next_check: m.next_at,
+                new_certificate_fingerprint: m.new_cert.to_string(),
+            });
+            outbox::enqueue(
+                txn,
+                OutboxMessage {
+                    tenant: tenant_of(r),
+                    renewal: Some(r.id),
+                    message_id,
+                    recipient,
+                    subject: format!(
+                        "[rekey] Your AS2 system refused the test message: {title} ({})",
+                        r.alias
+                    ),
+                    mail,
+                },
+                now,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Applies `event` as `actor` (not looked up among users: the receiver's system) inside the
@@ -359,6 +441,17 @@ impl Service {
                 )
             }))
     }
+}
+
+/// What [`Service::tell_receiver_admins`] tells.
+struct RefusalMail<'a> {
+    receiver: &'a rekey_store::Receiver,
+    step: &'a str,
+    answer: &'a crate::as2::As2Answer,
+    signed_by: &'a str,
+    endpoint: &'a str,
+    next_at: DateTime<Utc>,
+    new_cert: Fingerprint,
 }
 
 fn describe(certs: &[Fingerprint]) -> String {
