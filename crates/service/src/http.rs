@@ -160,7 +160,9 @@ where
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(transport)?;
-    let driver = tokio::spawn(conn);
+    // The connection is driven by its own task, ended when this exchange ends however it
+    // ends (answered, failed, or dropped at its deadline).
+    let _driver = AbortOnDrop(tokio::spawn(conn));
     let default_port = if target.tls { 443 } else { 80 };
     let host = if target.port == default_port {
         target.host.clone()
@@ -192,12 +194,20 @@ where
         .map_err(|e| HttpError::Transport(format!("reading the answer: {e}")))?
         .to_bytes()
         .to_vec();
-    driver.abort();
     Ok(HttpAnswer {
         status,
         headers,
         body,
     })
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Client TLS: the Web PKI roots, ring as the provider (the one the tree already builds).
