@@ -626,3 +626,95 @@ fn rekey_receiver_probe_proposes_and_accepts_the_profile() {
         );
     });
 }
+
+/// While the receiver's AS2 endpoint is down, its step stays due and is retried with back-off;
+/// the receiver administrator can still confirm it by hand, after which no test message goes.
+#[tokio::test]
+async fn with_the_endpoint_down_a_person_still_confirms_by_hand() {
+    use rekey_engine::{Catalog, Event, ProcedureId, StepStatus};
+    use rekey_service::Service;
+    use rekey_service::demo::{self, TENANT_ADMIN, receiver_admin};
+    use rekey_store::as2::{As2Config, CheckOutcome};
+
+    rekey_testdb::on_both(async |db| {
+        let p = ProcedureId::DualTrust;
+        let service = Service::new(db.store.clone(), Catalog::builtin()?);
+        let clock = Utc::now();
+        let s =
+            demo::prepare_with(&service, p, 2048, clock - chrono::Duration::days(1), 30).await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        drop(listener);
+        let mdn = party("receiver AS2 MDN signing");
+        let txn = db.store.begin().await?;
+        rekey_store::as2::set(
+            &txn,
+            s.tenant,
+            &s.receiver_name,
+            &As2Config {
+                url: format!("http://127.0.0.1:{port}/as2"),
+                as2_from: As2Id::parse("REKEY")?,
+                as2_to: As2Id::parse("DOWN")?,
+                mdn_certificate: mdn.cert,
+                mic: DigestAlg::Sha256,
+            },
+            TENANT_ADMIN,
+        )
+        .await?;
+        txn.commit().await?;
+        let id = service
+            .start(s.start_request(2048), TENANT_ADMIN, clock)
+            .await?
+            .renewal
+            .id;
+        let r = service
+            .act(
+                id,
+                TENANT_ADMIN,
+                Event::Approve {
+                    step: "create-key-pair".into(),
+                },
+                clock,
+            )
+            .await?
+            .renewal;
+        let new_cert = r.new_cert.expect("new certificate");
+
+        let first = service.as2_pass(clock, TIMEOUT).await?;
+        let [check] = first.as_slice() else {
+            panic!("one check expected: {first:?}");
+        };
+        assert_eq!(check.step, "trust-old-and-new");
+        assert_eq!(check.outcome, CheckOutcome::Unreachable, "{}", check.detail);
+        let next = check.next_at.expect("retried");
+        assert_eq!(next - clock, rekey_service::as2::FIRST_BACKOFF);
+        let second = service.as2_pass(next, TIMEOUT).await?;
+        assert_eq!(
+            second[0].next_at.map(|t| t - next),
+            Some(rekey_service::as2::FIRST_BACKOFF * 2),
+            "the wait doubles"
+        );
+
+        let event =
+            rekey_service::complete_event("trust-old-and-new".into(), Some(&new_cert.to_string()))?;
+        let r = service
+            .act(id, &receiver_admin(p), event, next)
+            .await?
+            .renewal;
+        assert!(matches!(
+            r.step("trust-old-and-new").map(|st| &st.status),
+            Some(StepStatus::Done { by, .. }) if by == &receiver_admin(p)
+        ));
+        let later = next + chrono::Duration::hours(2);
+        assert!(
+            service
+                .as2_pass(later, TIMEOUT)
+                .await?
+                .iter()
+                .all(|c| c.step != "trust-old-and-new"),
+            "a step done by hand is not tested again"
+        );
+        Ok(())
+    })
+    .await;
+}
