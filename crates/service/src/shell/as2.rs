@@ -121,7 +121,14 @@ impl Service {
                     mdn_certificate: endpoint.config.mdn_certificate.clone(),
                     mic: endpoint.config.mic,
                 };
-                out.push(self.as2_check(&r, &step, &endpoint, now, timeout).await?);
+                // One step's failure (a conflict with a person acting at the same moment, the
+                // database) does not keep the others from being checked; it is tried next pass.
+                match self.as2_check(&r, &step, &endpoint, now, timeout).await {
+                    Ok(report) => out.push(report),
+                    Err(e) => {
+                        tracing::warn!(renewal = %r.id, step, error = %e, "AS2 check failed");
+                    }
+                }
             }
         }
         Ok(out)
