@@ -248,6 +248,53 @@ mod tests {
         }
     }
 
+    /// HTTPS goes through rustls with the Web PKI roots: a server whose certificate no public
+    /// authority issued is refused during the handshake, before anything is sent.
+    #[tokio::test]
+    async fn https_refuses_a_certificate_from_an_unknown_issuer() {
+        use rekey_crypto::{KeyBits, KeyPair, self_signed};
+        let key = KeyPair::generate(KeyBits::B2048).expect("key");
+        let cert = self_signed(&key, "CN=127.0.0.1", chrono::Utc::now(), 1).expect("cert");
+        let der = key.to_pkcs8_der().expect("pkcs8");
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(
+                cert.to_der().to_vec(),
+            )],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(der.to_vec().into()),
+        )
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            if let Ok((tcp, _)) = listener.accept().await {
+                let _ = acceptor.accept(tcp).await;
+            }
+        });
+        let e = post(
+            &format!("https://127.0.0.1:{port}/as2"),
+            &[],
+            b"never sent".to_vec(),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect_err("refused");
+        let text = e.to_string();
+        assert!(matches!(e, HttpError::Transport(_)), "{text}");
+        assert!(
+            text.contains("TLS with 127.0.0.1") && text.contains("UnknownIssuer"),
+            "{text}"
+        );
+    }
+
     #[tokio::test]
     async fn an_endpoint_that_is_down_is_a_transport_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
