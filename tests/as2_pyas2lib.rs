@@ -498,8 +498,8 @@ async fn the_probe_classifies_pyas2lib_as_one_signature_one_key() {
     let s = Setup::new(&old.cert, "normal").await;
     let report = rekey_service::as2::probe(
         &s.endpoint(),
-        &[(old.key, old.cert)],
-        &(stranger.key, stranger.cert),
+        &[(&old.key, old.cert)],
+        &(&stranger.key, stranger.cert),
         Utc::now(),
         TIMEOUT,
     )
@@ -526,8 +526,8 @@ async fn a_probe_refused_for_the_trusted_key_proposes_nothing() {
     let s = Setup::new(&other.cert, "normal").await;
     let report = rekey_service::as2::probe(
         &s.endpoint(),
-        &[(old.key, old.cert)],
-        &(stranger.key, stranger.cert),
+        &[(&old.key, old.cert)],
+        &(&stranger.key, stranger.cert),
         Utc::now(),
         TIMEOUT,
     )

@@ -397,16 +397,27 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
                     );
                 };
                 // Keys of the keystore whose certificates the receiver is recorded to trust.
-                let mut trusted = Vec::new();
+                // They sign through the tenant's keystore (on its token, for a token tenant).
+                let mut held = Vec::new();
                 for entry in ctx.store.key_entries(t.id).await? {
                     if !r.trusted.iter().any(|c| c.fingerprint == entry.fingerprint) {
                         continue;
                     }
                     let key = ctx.store.private_key(t.id, &entry.alias).await?;
                     if let Some(cert) = entry.chain.first() {
-                        trusted.push((key, cert.clone()));
+                        held.push((key, cert.clone()));
                     }
                 }
+                let backend = ctx.store.backend(t.id);
+                let signers = held
+                    .iter()
+                    .map(|(key, _)| backend.signer(key))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let trusted: Vec<rekey_service::as2::ProbeKey<'_>> = signers
+                    .iter()
+                    .zip(&held)
+                    .map(|(s, (_, cert))| (&**s as &dyn rekey_crypto::RsaSigner, cert.clone()))
+                    .collect();
                 let now = rekey_store::db::now();
                 let stranger = tokio::task::spawn_blocking(move || {
                     let key = KeyPair::generate(KeyBits::B2048)?;
@@ -426,6 +437,7 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
                     mdn_certificate: e.config.mdn_certificate.clone(),
                     mic: e.config.mic,
                 };
+                let stranger = (&stranger.0 as &dyn rekey_crypto::RsaSigner, stranger.1);
                 let report = rekey_service::as2::probe(
                     &endpoint,
                     &trusted,

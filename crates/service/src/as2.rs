@@ -232,8 +232,8 @@ pub struct ProposedProfile {
     pub verifies_multiple_keys: bool,
 }
 
-/// A key and its certificate, to sign probe messages with.
-pub type ProbeKey = (rekey_crypto::KeyPair, Certificate);
+/// A key (wherever the tenant keeps it) and its certificate, to sign probe messages with.
+pub type ProbeKey<'a> = (&'a dyn rekey_crypto::RsaSigner, Certificate);
 
 /// Probes what the receiver's AS2 system accepts, with test messages signed by:
 /// each key in `trusted` alone (keys the receiver is recorded to trust; the first must be
@@ -246,19 +246,19 @@ pub type ProbeKey = (rekey_crypto::KeyPair, Certificate);
 /// would let a procedure break the receiver.
 pub async fn probe(
     endpoint: &As2Endpoint,
-    trusted: &[ProbeKey],
-    untrusted: &ProbeKey,
+    trusted: &[ProbeKey<'_>],
+    untrusted: &ProbeKey<'_>,
     now: DateTime<Utc>,
     timeout: Duration,
 ) -> ProbeReport {
     let mut messages = Vec::new();
-    let mut send = async |purpose: &str, keys: &[&ProbeKey], n: usize| -> Option<bool> {
+    let mut send = async |purpose: &str, keys: &[&ProbeKey<'_>], n: usize| -> Option<bool> {
         let chains: Vec<[Certificate; 1]> = keys.iter().map(|(_, c)| [c.clone()]).collect();
         let specs: Vec<rekey_crypto::SignerSpec<'_>> = keys
             .iter()
             .zip(&chains)
             .map(|((k, _), chain)| rekey_crypto::SignerSpec {
-                key: k,
+                key: *k,
                 chain,
                 digest: endpoint.mic,
                 include_certs: true,

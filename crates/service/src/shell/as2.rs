@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rekey_crypto::as2::build_message;
-use rekey_crypto::{Certificate, DigestAlg, KeyPair, SignOptions, SignerSpec};
+use rekey_crypto::{Certificate, DigestAlg, KeyHandle, SignOptions, SignerSpec};
 use rekey_engine::{Actor, Event, Renewal, RenewalStatus, StepStatus};
 use rekey_model::{Fingerprint, Grant, Role};
 use rekey_store::as2::{self as store_as2, CheckOutcome};
@@ -162,16 +162,23 @@ impl Service {
             })?;
         let (digest, include_certs, include_signing_time) =
             self.signer_params(db, r, &signers.signer_step).await?;
-        let mut material: Vec<(KeyPair, [Certificate; 1])> = Vec::new();
+        let mut material: Vec<(KeyHandle, [Certificate; 1])> = Vec::new();
         for c in &signers.signers {
             let (k, cert) = self.key_and_cert(db, r, c).await?;
             material.push((k, [cert]));
         }
+        // Signed by the tenant's keystore: on its token, for a token tenant.
+        let backend = self.store.backend(tenant_of(r));
         let message = crate::cpu::blocking(move || {
+            let keys = material
+                .iter()
+                .map(|(key, _)| backend.signer(key))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let specs: Vec<SignerSpec<'_>> = material
                 .iter()
-                .map(|(key, chain)| SignerSpec {
-                    key,
+                .zip(&keys)
+                .map(|((_, chain), key)| SignerSpec {
+                    key: &**key,
                     chain,
                     digest,
                     include_certs,
