@@ -964,7 +964,8 @@ fn refusals_are_one_line_exit_1_and_change_nothing() {
             .as_str()
             .expect("new certificate")
             .to_string();
-        // Wrong scope: the administrator of another receiver, with the right fingerprint.
+        // Wrong scope: the administrator of another receiver, with the right fingerprint, is
+        // told no such renewal exists.
         assert_eq!(
             env.json(&["task", "list", "--as", OTHER_OPS, "--json"]),
             Value::Array(vec![])
@@ -979,12 +980,8 @@ fn refusals_are_one_line_exit_1_and_change_nothing() {
                 "--fingerprint",
                 &new_fp,
             ],
-            &[
-                "trust-old-and-new",
-                "receiver_admin",
-                "of this renewal",
-                OTHER_OPS,
-            ],
+            // It is not theirs to see: answered as unknown, naming no step or role.
+            &["no renewal", &id],
         );
         // Wrong role for a task.
         g.refused(

@@ -45,6 +45,18 @@ pub fn may_see(actor: &Actor, renewal: &Renewal) -> bool {
         .any(|role| holds(actor, role, renewal))
 }
 
+/// Whether `actor` may know of the tenant `tenant` and its receiver `receiver` at all: any
+/// tenant role in the tenant, or the receiver's administrator. Anyone else is told they do
+/// not exist, as they are told of renewals they may not see.
+pub fn may_see_scope(actor: &Actor, tenant: TenantId, receiver: Option<ReceiverId>) -> bool {
+    actor.grants.iter().any(|g| match g {
+        Grant::TenantAdmin { tenant: t } | Grant::IntegrationDeveloper { tenant: t } => {
+            *t == tenant
+        }
+        Grant::ReceiverAdmin { receiver: r } => Some(*r) == receiver,
+    })
+}
+
 /// The roles that act on `step`: its owner's, then the other party's of an agreement.
 pub fn step_roles(step: &StepDef) -> impl Iterator<Item = Role> {
     [Some(step.role), step.with_role].into_iter().flatten()

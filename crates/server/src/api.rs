@@ -157,14 +157,30 @@ impl FromRequest<AppState> for ApiBytes {
     }
 }
 
-/// The body as `T`; an empty (or all-whitespace) body is read as `{}`.
+/// The body as `T`; an empty (or all-whitespace) body is read as `{}`. A refusal names the
+/// field that is wrong (`field` in the answer): the one of the wrong type, the one missing,
+/// the one not known.
 pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         bytes
     };
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // serde names a missing or unknown field in backquotes; any other error sits at a path.
+        if path != "." {
+            return ApiError::bad_request(format!("request body: {path}: {inner}"))
+                .with_field(&path);
+        }
+        let err = ApiError::bad_request(format!("request body: {inner}"));
+        match inner.to_string().split('`').nth(1) {
+            Some(f) => err.with_field(f),
+            None => err,
+        }
+    })
 }
 
 /// A renewal as JSON, with its procedure's title.

@@ -10,13 +10,16 @@ use rekey_notifier::NotifierError;
 use rekey_service::ServiceError;
 use rekey_store::StoreError;
 
-/// An error answered as `{"error": "..."}` with a status code.
+/// An error answered as `{"error": "..."}` with a status code, and `"field": "..."` when
+/// one field of the request is what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// The status.
     pub status: StatusCode,
     /// What the client is told.
     pub message: String,
+    /// The request's field that is wrong, if one is.
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -25,7 +28,19 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            field: None,
         }
+    }
+
+    /// A 400 about the request's `field`; the message names it too.
+    pub fn field(field: &str, message: impl std::fmt::Display) -> ApiError {
+        ApiError::bad_request(format!("{field}: {message}")).with_field(field)
+    }
+
+    /// This error, naming `field` as what is wrong.
+    pub fn with_field(mut self, field: &str) -> ApiError {
+        self.field = Some(field.to_string());
+        self
     }
 
     /// 400.
@@ -52,11 +67,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut res = (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response();
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some(field) = self.field {
+            body["field"] = serde_json::Value::String(field);
+        }
+        let mut res = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -137,6 +152,10 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
             ServiceError::Input(_) => ApiError::bad_request(e.to_string()),
+            ServiceError::Field { field, .. } => {
+                ApiError::bad_request(e.to_string()).with_field(field)
+            }
+            ServiceError::UnknownScope(_) => ApiError::not_found(e.to_string()),
             ServiceError::NotApplicable(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ServiceError::Crypto(_)
             | ServiceError::Database(_)

@@ -126,6 +126,7 @@ pub fn app(state: AppState) -> Router {
         .merge(web::routes())
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
@@ -155,6 +156,31 @@ async fn trace_request(req: Request, next: Next) -> Response {
         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     );
     res
+}
+
+/// Answers every plain-text error (an extractor's or a layer's own: a form that does not
+/// parse, a body over the limit) as JSON like the handlers' errors, naming the field serde
+/// names; the status is kept.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let plain = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/plain"));
+    if !(plain && (res.status().is_client_error() || res.status().is_server_error())) {
+        return res;
+    }
+    let status = res.status();
+    let text = match axum::body::to_bytes(res.into_body(), 64 << 10).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let mut e = ApiError::new(status, text.clone());
+    if let Some(field) = text.split('`').nth(1) {
+        e = e.with_field(field);
+    }
+    axum::response::IntoResponse::into_response(e)
 }
 
 /// Headers every response carries: no framing, no referrer, no inline script or style.

@@ -36,10 +36,14 @@ use uuid::Uuid;
 /// accept the same forms and refuse the same input — empty, padded with invisible characters
 /// or markup, the wrong length — with the same words, before anything is loaded or changed.
 pub fn complete_event(step: String, fingerprint: Option<&str>) -> Result<Event> {
-    let fingerprint: rekey_model::Fingerprint = fingerprint
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| ServiceError::Input(format!("fingerprint: {e}")))?;
+    let fingerprint: rekey_model::Fingerprint =
+        fingerprint
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: rekey_model::FingerprintError| ServiceError::Field {
+                field: "fingerprint",
+                reason: e.to_string(),
+            })?;
     Ok(Event::Complete { step, fingerprint })
 }
 
@@ -81,6 +85,19 @@ pub enum ServiceError {
     /// Input that could not be used.
     #[error("{0}")]
     Input(String),
+    /// One field of a request that could not be used, named so that an interface can point
+    /// at it.
+    #[error("{field}: {reason}")]
+    Field {
+        /// The field, as the request names it (`bits`).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The tenant or receiver a request names is unknown, or the actor holds no role in it:
+    /// both are answered alike, so nobody learns what another tenant holds.
+    #[error("unknown tenant {0}")]
+    UnknownScope(String),
     /// A well-formed request that does not apply to the renewal as it stands; says why.
     #[error("{0}")]
     NotApplicable(String),

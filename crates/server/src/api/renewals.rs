@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use rekey_engine::{Event, ProcedureId, Renewal};
 use rekey_model::{Alias, ReceiverName, TenantName};
 use rekey_service::StartRequest;
+use rekey_store::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -69,23 +70,45 @@ pub(crate) async fn start(
 ) -> Result<Response, ApiError> {
     let b: StartBody = body(&bytes)?;
     let store = st.service().store();
-    let tname = TenantName::parse(&b.tenant).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let tenant = store.tenant_by_name(&tname).await?;
-    let rname =
-        ReceiverName::parse(&b.receiver).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let receiver = store.receiver(tenant.id, &rname).await?;
+    let tname = TenantName::parse(&b.tenant).map_err(|e| ApiError::field("tenant", e))?;
+    let rname = ReceiverName::parse(&b.receiver).map_err(|e| ApiError::field("receiver", e))?;
     let procedure = b
         .procedure
         .as_deref()
         .map(str::parse::<ProcedureId>)
         .transpose()
-        .map_err(|e| ApiError::bad_request(format!("procedure: {e}")))?;
-    let alias = |a: &str| Alias::parse(a).map_err(|e| ApiError::bad_request(e.to_string()));
+        .map_err(|e| ApiError::field("procedure", e))?;
+    let alias = |field: &str, a: &str| Alias::parse(a).map_err(|e| ApiError::field(field, e));
+    let (old, new_alias) = (
+        alias("alias", &b.alias)?,
+        b.new_alias
+            .as_deref()
+            .map(|a| alias("new_alias", a))
+            .transpose()?,
+    );
+    // A tenant the user holds no role in is answered as one that does not exist, whichever
+    // receiver the request names.
+    let unknown_tenant = || {
+        ApiError::from(StoreError::UnknownTenant(format!("{:?}", tname.as_str())))
+            .with_field("tenant")
+    };
+    let tenant = match store.tenant_by_name(&tname).await {
+        Ok(t) => t,
+        Err(StoreError::UnknownTenant(_)) => return Err(unknown_tenant()),
+        Err(e) => return Err(e.into()),
+    };
+    let receiver = store.receiver(tenant.id, &rname).await;
+    let actor = rekey_engine::Actor::new(u.email.to_string(), u.grants.clone());
+    let receiver_id = receiver.as_ref().ok().map(|r| r.id);
+    if !rekey_engine::access::may_see_scope(&actor, tenant.id, receiver_id) {
+        return Err(unknown_tenant());
+    }
+    let receiver = receiver.map_err(|e| ApiError::from(e).with_field("receiver"))?;
     let req = StartRequest {
         tenant: tenant.id,
         receiver: receiver.id,
-        alias: alias(&b.alias)?,
-        new_alias: b.new_alias.as_deref().map(alias).transpose()?,
+        alias: old,
+        new_alias,
         procedure,
         bits: b.bits.unwrap_or(3072),
         ca_signed: b.ca_signed,
@@ -305,15 +328,17 @@ pub(crate) async fn upload_certificate(
     Path(id): Path<String>,
     ApiBytes(bytes): ApiBytes,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
+    // Someone who may not see the renewal learns that, not what is wrong with the chain.
+    let id = visible(&st, &u, parse_id(&id)?).await?.id;
     let b: CertificateBody = body(&bytes)?;
     if !b.chain_pem.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(ApiError::bad_request(
-            "chain_pem: give PEM certificates (-----BEGIN CERTIFICATE-----), the new key's first",
+        return Err(ApiError::field(
+            "chain_pem",
+            "give PEM certificates (-----BEGIN CERTIFICATE-----), the new key's first",
         ));
     }
     let chain = rekey_crypto::Certificate::parse_any(b.chain_pem.as_bytes())
-        .map_err(|e| ApiError::bad_request(format!("chain_pem: {e}")))?;
+        .map_err(|e| ApiError::field("chain_pem", e))?;
     let (svc, email) = (st.service().clone(), u.email.to_string());
     let o =
         detached(async move { svc.upload_certificate(id, &email, &chain, now()).await }).await??;

@@ -20,6 +20,9 @@ use uuid::Uuid;
 pub struct Error {
     /// What is wrong and, where it helps, what to do.
     pub error: String,
+    /// The request's field that is wrong (`bits`, `tenant`, `fingerprint`, ...), when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// What an event on a renewal (window, cancel, rollback) answers: one list, documented once

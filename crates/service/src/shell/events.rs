@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use rekey_crypto::{Certificate, KeyBits};
-use rekey_engine::{Event, Renewal, StartParams, StepStatus};
+use rekey_engine::{Actor, Event, Refusal, Renewal, Role, StartParams, StepStatus, access};
 use rekey_model::{Alias, RenewalStatus, TenantId};
 use rekey_store::{ConnectionTrait, DatabaseTransaction, pending, renewals};
 use uuid::Uuid;
@@ -29,6 +29,25 @@ impl Service {
     ) -> Result<Outcome> {
         let txn = self.store.begin().await?;
         let actor = self.actor(&txn, actor_email).await?;
+        // Who asks comes first: someone with no role in the tenant learns nothing of it, and
+        // someone without the starting role learns nothing of what the request got wrong.
+        if !actor.is_system() {
+            if !access::may_see_scope(&actor, req.tenant, Some(req.receiver)) {
+                return Err(ServiceError::UnknownScope(req.tenant.to_string()));
+            }
+            if !access::holds_in(&actor, Role::TenantAdmin, req.tenant, req.receiver) {
+                return Err(Refusal::WrongRole {
+                    step: "start".into(),
+                    role: Role::TenantAdmin,
+                    actor: actor.email.clone(),
+                }
+                .into());
+            }
+        }
+        KeyBits::try_from(req.bits).map_err(|e| ServiceError::Field {
+            field: "bits",
+            reason: e.to_string(),
+        })?;
         let alias = req.alias;
         let new_alias = req.new_alias;
         let world = load_world(
@@ -51,7 +70,6 @@ impl Service {
             ca_signed: req.ca_signed,
             bits: req.bits,
         };
-        KeyBits::try_from(req.bits)?;
         let t = rekey_engine::start(&self.catalog, params, &world, &actor, now)?;
         // Checked once the engine accepted the request (role, alias, procedure), so only someone
         // who may start a renewal learns of the running one; the index below makes it hold
@@ -120,6 +138,7 @@ impl Service {
     ) -> Result<Outcome> {
         let actor = self.actor(txn, actor_email).await?;
         let (r, version) = self.load(txn, id).await?;
+        visible_to(&actor, &r)?;
         let world = self.world_of(txn, &r, now).await?;
         let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
         self.carry_out(txn, t, &actor, version, now).await
@@ -137,6 +156,7 @@ impl Service {
         let txn = self.store.begin().await?;
         let actor = self.actor(&txn, actor_email).await?;
         let (r, version) = self.load(&txn, id).await?;
+        visible_to(&actor, &r)?;
         let tenant = tenant_of(&r);
         let mut world = self.world_of(&txn, &r, now).await?;
         let leaf = chain
@@ -264,4 +284,14 @@ fn planned_end(def: &rekey_engine::Procedure, r: &Renewal, now: DateTime<Utc>) -
         done_by.insert(step.id.as_str(), at);
     }
     end
+}
+
+/// Refuses a renewal `actor` may not see as if it did not exist, before the engine names its
+/// steps, roles or status; rekey's own timers see every renewal.
+fn visible_to(actor: &Actor, r: &Renewal) -> Result<()> {
+    if actor.is_system() || access::may_see(actor, r) {
+        Ok(())
+    } else {
+        Err(ServiceError::UnknownRenewal(r.id))
+    }
 }

@@ -1,0 +1,246 @@
+//! Input errors and other tenants' objects through the router (`tower::ServiceExt::oneshot`
+//! against a real store, SQLite and PostgreSQL): every refused input is a 4xx JSON body that
+//! names the field, the caller's role is checked before the input, and a tenant or renewal the
+//! caller holds no role in is answered exactly like one that does not exist (404), without
+//! naming steps, roles or status. Nothing changes on any refusal.
+
+mod common;
+
+use chrono::Utc;
+use rekey_engine::{Catalog, ProcedureId};
+use rekey_model::{Email, Grant, TenantName};
+use rekey_server::axum::Router;
+use rekey_server::axum::body::{Body, to_bytes};
+use rekey_server::axum::http::{Request, StatusCode, header};
+use rekey_server::{AppState, app};
+use rekey_service::Service;
+use rekey_service::demo::{self, TENANT_ADMIN, receiver_admin};
+use rekey_testdb::{TestDb, TestResult, on_both};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+type Err = Box<dyn std::error::Error + Send + Sync>;
+
+async fn token(db: &TestDb, email: &str) -> Result<String, Err> {
+    let u = db.store.user_by_email(&Email::parse(email)?).await?;
+    Ok(db
+        .store
+        .create_token(u.id, "test", "test")
+        .await?
+        .token
+        .to_string())
+}
+
+struct Fixture {
+    app: Router,
+    admin: String,
+    receiver: String,
+    /// The administrator of another tenant, `other`.
+    stranger: String,
+    receiver_name: String,
+    alias: String,
+}
+
+async fn fixture(db: &TestDb) -> Result<Fixture, Err> {
+    let svc = Service::new(db.store.clone(), Catalog::builtin()?);
+    let setup = demo::prepare(&svc, ProcedureId::DualTrust, 2048, Utc::now()).await?;
+    let other = db
+        .store
+        .create_tenant(&TenantName::parse("other")?, "test")
+        .await?;
+    let u = db
+        .store
+        .add_user(&Email::parse("admin@other.example")?, "test")
+        .await?;
+    db.store
+        .grant(u.id, Grant::TenantAdmin { tenant: other.id }, "test")
+        .await?;
+    Ok(Fixture {
+        admin: token(db, TENANT_ADMIN).await?,
+        receiver: token(db, &receiver_admin(ProcedureId::DualTrust)).await?,
+        stranger: token(db, "admin@other.example").await?,
+        receiver_name: setup.receiver_name.to_string(),
+        alias: setup.alias.to_string(),
+        app: app(AppState::new(svc, "http://rekey.test")?),
+    })
+}
+
+/// One request with a raw body; returns status, content type and the body as JSON (or a JSON
+/// string of the text).
+async fn raw(
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, String, Value), Err> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, content_type);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let res = app.clone().oneshot(req.body(Body::from(body))?).await?;
+    let status = res.status();
+    let media = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = to_bytes(res.into_body(), 10 << 20).await?;
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, media, v))
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Result<(StatusCode, Value), Err> {
+    let bytes = match body {
+        Some(b) => serde_json::to_vec(&b)?,
+        None => Vec::new(),
+    };
+    let (s, media, v) = raw(app, method, path, Some(token), "application/json", bytes).await?;
+    assert!(
+        media.starts_with("application/json"),
+        "{method} {path}: {media} {v}"
+    );
+    Ok((s, v))
+}
+
+/// A 4xx JSON error naming `field`.
+fn names_field(s: StatusCode, v: &Value, field: &str) {
+    assert!(s.is_client_error(), "{s} {v}");
+    assert_eq!(v["field"], field, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains(field)),
+        "the message names {field}: {v}"
+    );
+}
+
+#[tokio::test]
+async fn input_errors_are_4xx_json_naming_the_field_after_the_role() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let audit = db.audit_len().await?;
+        let body = |bits: Value| {
+            json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias, "bits": bits})
+        };
+        // Out of range: the tenant administrator is told which field.
+        for bits in [json!(1024), json!(0), json!(5000)] {
+            let (s, v) = call(&f.app, "POST", "/api/renewals", &f.admin, Some(body(bits))).await?;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+            names_field(s, &v, "bits");
+        }
+        // Not a number, or a negative one: the field again.
+        for bits in [json!("big"), json!(-1)] {
+            let (s, v) = call(&f.app, "POST", "/api/renewals", &f.admin, Some(body(bits))).await?;
+            names_field(s, &v, "bits");
+        }
+        // Someone who may not start a renewal learns only that.
+        let (s, v) = call(&f.app, "POST", "/api/renewals", &f.receiver, Some(body(json!(1024)))).await?;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert!(v.get("field").is_none(), "{v}");
+        // A missing field, an unknown one, a malformed alias or tenant.
+        let (s, v) = call(&f.app, "POST", "/api/renewals", &f.admin, Some(json!({"tenant": "demo", "alias": "a"}))).await?;
+        names_field(s, &v, "receiver");
+        let mut extra = body(json!(2048));
+        extra["colour"] = json!("blue");
+        let (s, v) = call(&f.app, "POST", "/api/renewals", &f.admin, Some(extra)).await?;
+        names_field(s, &v, "colour");
+        let mut bad = body(json!(2048));
+        bad["alias"] = json!("bad alias!");
+        let (s, v) = call(&f.app, "POST", "/api/renewals", &f.admin, Some(bad)).await?;
+        names_field(s, &v, "alias");
+        let mut bad = body(json!(2048));
+        bad["tenant"] = json!("");
+        let (s, v) = call(&f.app, "POST", "/api/renewals", &f.admin, Some(bad)).await?;
+        names_field(s, &v, "tenant");
+        // A form that does not parse, and a body over the limit: JSON too, not plain text.
+        let (s, media, v) = raw(&f.app, "POST", "/signout", None, "application/x-www-form-urlencoded", b"x=1".to_vec()).await?;
+        assert!(media.starts_with("application/json"), "{media} {v}");
+        names_field(s, &v, "csrf");
+        let big = vec![b'a'; 3 << 20];
+        for path in ["/signout", "/api/renewals"] {
+            let (s, media, v) = raw(&f.app, "POST", path, Some(&f.admin), "application/x-www-form-urlencoded", big.clone()).await?;
+            assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{path} {v}");
+            assert!(media.starts_with("application/json"), "{path}: {media}");
+            assert!(v["error"].is_string(), "{v}");
+        }
+        assert_eq!(db.audit_len().await?, audit, "nothing happened");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn other_tenants_objects_answer_404_as_if_they_did_not_exist() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let (s, v) = call(
+            &f.app,
+            "POST",
+            "/api/renewals",
+            &f.admin,
+            Some(json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias, "bits": 2048})),
+        )
+        .await?;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["renewal"]["id"].as_str().ok_or("id")?.to_string();
+        let before = call(&f.app, "GET", &format!("/api/renewals/{id}"), &f.admin, None).await?;
+        let audit = db.audit_len().await?;
+        let unknown = uuid::Uuid::new_v4();
+        // Every event on the renewal, by another tenant's administrator, and the same on a
+        // renewal that does not exist: the same status and words, the id aside.
+        let events: [(&str, Option<Value>); 7] = [
+            ("tasks/{}/create-key-pair/approve", None),
+            ("tasks/{}/trust-old-and-new/complete", Some(json!({"fingerprint": "00".repeat(32)}))),
+            ("renewals/{}/cancel", None),
+            ("renewals/{}/rollback", None),
+            ("renewals/{}/window/accept", None),
+            ("renewals/{}/window/propose", Some(json!({"start": "2030-01-01T22:00:00Z", "end": "2030-01-01T23:00:00Z"}))),
+            ("renewals/{}/certificate", Some(json!({"chain_pem": "-----BEGIN CERTIFICATE-----"}))),
+        ];
+        for (path, body) in events {
+            let mine = format!("/api/{}", path.replace("{}", &id));
+            let none = format!("/api/{}", path.replace("{}", &unknown.to_string()));
+            let (s1, v1) = call(&f.app, "POST", &mine, &f.stranger, body.clone()).await?;
+            let (s2, v2) = call(&f.app, "POST", &none, &f.stranger, body).await?;
+            assert_eq!(s1, StatusCode::NOT_FOUND, "{mine}: {v1}");
+            assert_eq!((s1, v1["error"].as_str().map(|e| e.replace(&id, "ID"))),
+                       (s2, v2["error"].as_str().map(|e| e.replace(&unknown.to_string(), "ID"))),
+                       "{mine}");
+            let text = v1.to_string();
+            for word in ["create-key-pair", "tenant_admin", "receiver_admin", "running", "not due", "step"] {
+                assert!(!text.contains(word), "{mine} names {word:?}: {text}");
+            }
+        }
+        for path in [format!("/api/renewals/{id}"), format!("/api/renewals/{id}/certificate-request")] {
+            let (s, v) = call(&f.app, "GET", &path, &f.stranger, None).await?;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
+        }
+        // Starting a renewal in the tenant: as if there were no tenant `demo`.
+        let start = |tenant: &str, receiver: &str| {
+            json!({"tenant": tenant, "receiver": receiver, "alias": f.alias, "bits": 2048})
+        };
+        let (s1, v1) = call(&f.app, "POST", "/api/renewals", &f.stranger, Some(start("demo", &f.receiver_name))).await?;
+        let (s2, v2) = call(&f.app, "POST", "/api/renewals", &f.stranger, Some(start("demo", "no-such-receiver"))).await?;
+        let (s3, v3) = call(&f.app, "POST", "/api/renewals", &f.stranger, Some(start("nosuch", "x"))).await?;
+        assert_eq!(s1, StatusCode::NOT_FOUND, "{v1}");
+        assert_eq!((s1, &v1), (s2, &v2));
+        assert_eq!((s1, v1["error"].as_str().map(|e| e.replace("demo", "T"))),
+                   (s3, v3["error"].as_str().map(|e| e.replace("nosuch", "T"))));
+        assert_eq!(v1["field"], "tenant", "{v1}");
+        assert_eq!(call(&f.app, "GET", &format!("/api/renewals/{id}"), &f.admin, None).await?, before);
+        assert_eq!(db.audit_len().await?, audit, "nothing happened");
+        Ok(())
+    })
+    .await;
+}
