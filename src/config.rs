@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
-use rekey_model::{Email, TenantName};
+use rekey_model::{Email, ReceiverId, Role, TenantName};
 use rekey_store::db::Backend;
 use rekey_store::kek::KEK_ENV_VAR;
 use rekey_store::{Kek, Store, Tenant};
@@ -794,6 +794,50 @@ impl Context {
             seen.push(t.clone());
         }
         Ok(t)
+    }
+
+    /// Refuses unless `--as` names a registered user holding one of `roles` for `tenant`'s
+    /// state (`receiver_admin`: of `receiver`), with the engine's rule
+    /// ([`rekey_engine::access::holds_for`]): the keystore, signer-table and receiver commands
+    /// change what renewals guard, so they are done by someone entitled to, as renewal steps
+    /// are. `what` names the change in the refusal.
+    pub async fn require_role(
+        &self,
+        tenant: &Tenant,
+        roles: &[Role],
+        receiver: Option<ReceiverId>,
+        what: &str,
+    ) -> Result<()> {
+        let names = roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let tname = tenant.name.as_str();
+        let Some(email) = &self.global.as_user else {
+            bail!(
+                "give --as EMAIL: {what} takes a registered user holding the {names} role of tenant {tname:?}"
+            );
+        };
+        let email = Email::parse(email).context("--as")?;
+        let user = match self.store.user_by_email(&email).await {
+            Ok(u) => u,
+            Err(rekey_store::StoreError::UnknownUser(_)) => {
+                bail!("no user {email} is registered")
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let actor = rekey_engine::Actor::new(user.email.to_string(), user.grants);
+        if roles
+            .iter()
+            .any(|r| rekey_engine::access::holds_for(&actor, *r, tenant.id, receiver))
+        {
+            Ok(())
+        } else {
+            bail!(
+                "{what}: only a user holding the {names} role of tenant {tname:?} may do this, and {email} does not"
+            )
+        }
     }
 
     /// `e` as one line, with `tenant <id>` of every tenant resolved so far written as

@@ -154,6 +154,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 fn setup(env: &Env, receiver_flags: &[&str], prepared: bool) {
     env.ok(&["init"]);
     env.ok(&["tenant", "add", "acme"]);
+    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
     env.ok(&[
         "keystore",
         "generate",
@@ -163,8 +164,10 @@ fn setup(env: &Env, receiver_flags: &[&str], prepared: bool) {
         "2048",
         "--subject",
         "CN=acme signer,O=Acme",
+        "--as",
+        ADMIN,
     ]);
-    env.ok(&["flow", "add", "--flow", "F", "--step", "S"]);
+    env.ok(&["flow", "add", "--flow", "F", "--step", "S", "--as", ADMIN]);
     env.ok(&[
         "signer",
         "add-alias",
@@ -174,6 +177,8 @@ fn setup(env: &Env, receiver_flags: &[&str], prepared: bool) {
         "S",
         "--alias",
         ALIAS,
+        "--as",
+        ADMIN,
     ]);
     if prepared {
         env.ok(&[
@@ -185,13 +190,18 @@ fn setup(env: &Env, receiver_flags: &[&str], prepared: bool) {
             "S",
             "--alias",
             PREPARED,
+            "--as",
+            ADMIN,
         ]);
     }
-    let mut add = vec!["receiver", "add", "--name", "R", "--admin", OPS];
+    let mut add = vec![
+        "receiver", "add", "--name", "R", "--admin", OPS, "--as", ADMIN,
+    ];
     add.extend_from_slice(receiver_flags);
     env.ok(&add);
-    env.ok(&["receiver", "trust", "--name", "R", "--alias", ALIAS]);
-    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
+    env.ok(&[
+        "receiver", "trust", "--name", "R", "--alias", ALIAS, "--as", ADMIN,
+    ]);
     env.ok(&[
         "user",
         "add",
@@ -806,8 +816,12 @@ fn refusals_are_one_line_exit_1_and_change_nothing() {
         setup(env, &["--verifies-multiple-keys"], false);
         // A receiver that trusts one key at a time and accepts one signature, with its own
         // administrator.
-        env.ok(&["receiver", "add", "--name", "Other", "--admin", OTHER_OPS]);
-        env.ok(&["receiver", "trust", "--name", "Other", "--alias", ALIAS]);
+        env.ok(&[
+            "receiver", "add", "--name", "Other", "--admin", OTHER_OPS, "--as", ADMIN,
+        ]);
+        env.ok(&[
+            "receiver", "trust", "--name", "Other", "--alias", ALIAS, "--as", ADMIN,
+        ]);
         env.ok(&[
             "user",
             "add",
@@ -1609,6 +1623,8 @@ fn refused_automatic_action_mails_the_guards_reason() {
             "R",
             "--fingerprint",
             &old_fp,
+            "--as",
+            ADMIN,
         ]);
         let csr = env.ok(&["renewal", "csr", &id]);
         let (leaf, ca) = openssl::ca_sign(env.dir.path(), &csr);
@@ -1888,7 +1904,8 @@ fn window_half_done_at_close_escalates_to_both_sides_and_records_the_real_downti
 fn renew_in_table(env: &Env, rows: &[(&str, bool)], renew: &str, flags: &[&str]) -> Value {
     env.ok(&["init"]);
     env.ok(&["tenant", "add", "acme"]);
-    env.ok(&["flow", "add", "--flow", "F", "--step", "S"]);
+    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
+    env.ok(&["flow", "add", "--flow", "F", "--step", "S", "--as", ADMIN]);
     for (alias, keyed) in rows {
         if *keyed {
             let subject = format!("CN={alias},O=Acme");
@@ -1901,6 +1918,8 @@ fn renew_in_table(env: &Env, rows: &[(&str, bool)], renew: &str, flags: &[&str])
                 "2048",
                 "--subject",
                 &subject,
+                "--as",
+                ADMIN,
             ]);
         }
         env.ok(&[
@@ -1912,13 +1931,18 @@ fn renew_in_table(env: &Env, rows: &[(&str, bool)], renew: &str, flags: &[&str])
             "S",
             "--alias",
             alias,
+            "--as",
+            ADMIN,
         ]);
     }
-    let mut add = vec!["receiver", "add", "--name", "R", "--admin", OPS];
+    let mut add = vec![
+        "receiver", "add", "--name", "R", "--admin", OPS, "--as", ADMIN,
+    ];
     add.extend_from_slice(flags);
     env.ok(&add);
-    env.ok(&["receiver", "trust", "--name", "R", "--alias", renew]);
-    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
+    env.ok(&[
+        "receiver", "trust", "--name", "R", "--alias", renew, "--as", ADMIN,
+    ]);
     env.ok(&[
         "user",
         "add",
@@ -2073,7 +2097,7 @@ fn a_table_listing_a_second_keyed_alias_can_be_renewed() {
 fn a_free_second_alias_on_one_signer_step_is_prepared_for_that_step_only() {
     on_both(|env| {
         setup(env, &["--accepts-multiple-signatures"], true);
-        env.ok(&["flow", "add", "--flow", "F", "--step", "T"]);
+        env.ok(&["flow", "add", "--flow", "F", "--step", "T", "--as", ADMIN]);
         env.ok(&[
             "signer",
             "add-alias",
@@ -2083,6 +2107,8 @@ fn a_free_second_alias_on_one_signer_step_is_prepared_for_that_step_only() {
             "T",
             "--alias",
             ALIAS,
+            "--as",
+            ADMIN,
         ]);
         let r = env.json(&[
             "renewal",
@@ -2160,8 +2186,12 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "--admin",
             OTHER_OPS,
             "--verifies-multiple-keys",
+            "--as",
+            ADMIN,
         ]);
-        env.ok(&["receiver", "trust", "--name", "R2", "--alias", ALIAS]);
+        env.ok(&[
+            "receiver", "trust", "--name", "R2", "--alias", ALIAS, "--as", ADMIN,
+        ]);
         env.ok(&[
             "receiver",
             "add",
@@ -2170,9 +2200,13 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "--admin",
             OTHER_OPS,
             "--accepts-multiple-signatures",
+            "--as",
+            ADMIN,
         ]);
-        env.ok(&["receiver", "trust", "--name", "R3", "--alias", ALIAS]);
-        env.ok(&["flow", "add", "--flow", "F", "--step", "T"]);
+        env.ok(&[
+            "receiver", "trust", "--name", "R3", "--alias", ALIAS, "--as", ADMIN,
+        ]);
+        env.ok(&["flow", "add", "--flow", "F", "--step", "T", "--as", ADMIN]);
         env.ok(&[
             "signer",
             "add-alias",
@@ -2182,6 +2216,8 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "T",
             "--alias",
             ALIAS,
+            "--as",
+            ADMIN,
         ]);
         // Bad input names what is wrong and records nothing.
         env.refuses(
@@ -2194,6 +2230,8 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
                 "T",
                 "--receiver",
                 "nosuch",
+                "--as",
+                ADMIN,
             ],
             &["unknown receiver", "nosuch"],
         );
@@ -2206,6 +2244,8 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "T",
             "--receiver",
             "R2",
+            "--as",
+            ADMIN,
         ]);
         assert!(out.contains("R2"), "{out}");
         env.refuses(
@@ -2218,6 +2258,8 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
                 "T",
                 "--receiver",
                 "R2",
+                "--as",
+                ADMIN,
             ],
             &["already sends to receiver", "R2"],
         );
@@ -2254,6 +2296,8 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "T",
             "--receiver",
             "R2",
+            "--as",
+            ADMIN,
         ]);
         env.ok(&[
             "signer",
@@ -2264,6 +2308,8 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "T",
             "--receiver",
             "R3",
+            "--as",
+            ADMIN,
         ]);
         env.refuses(&start, &["R3 (via signer step F/T)", "does not switch"]);
         assert_eq!(
@@ -2280,6 +2326,8 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "T",
             "--receiver",
             "R3",
+            "--as",
+            ADMIN,
         ]);
         env.ok(&[
             "signer",
@@ -2290,6 +2338,8 @@ fn a_renewal_is_refused_when_its_alias_signs_for_a_receiver_it_does_not_switch()
             "T",
             "--receiver",
             "R",
+            "--as",
+            ADMIN,
         ]);
         env.ok(&start);
     });
@@ -2429,3 +2479,4 @@ fn certificate_not_yet_valid_is_accepted_but_no_receiver_depends_on_it_early() {
         );
     });
 }
+

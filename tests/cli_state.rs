@@ -13,6 +13,8 @@ use common::{Env, fx, on_both, runtime};
 use rekey_store::ConnectionTrait;
 
 const TAMPERED: i32 = 3;
+/// The tenant administrator, who changes the keystore, flows and receivers (`--as`).
+const ADMIN: &str = "alice@example.com";
 
 /// What this file asks of the shared [`Env`] beyond running commands.
 trait StateEnv {
@@ -25,9 +27,9 @@ impl StateEnv for Env {
     /// listings.
     fn snapshot(&self) -> String {
         let audit = self.ok(&["audit", "verify"]);
-        let keys = self.ok(&["keystore", "list", "--json"]);
-        let flows = self.ok(&["flow", "list", "--json"]);
-        let receivers = self.ok(&["receiver", "list", "--json"]);
+        let keys = self.ok(&["keystore", "list", "--json", "--tenant", "acme"]);
+        let flows = self.ok(&["flow", "list", "--json", "--tenant", "acme"]);
+        let receivers = self.ok(&["receiver", "list", "--json", "--tenant", "acme"]);
         let users = self.ok(&["user", "list", "--json"]);
         format!("{audit}{keys}{flows}{receivers}{users}")
     }
@@ -37,6 +39,7 @@ impl StateEnv for Env {
 fn setup(env: &Env) {
     env.ok(&["init"]);
     env.ok(&["tenant", "add", "acme"]);
+    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
     env.ok(&[
         "keystore",
         "generate",
@@ -46,8 +49,12 @@ fn setup(env: &Env) {
         "2048",
         "--subject",
         "CN=acme signer,O=Acme",
+        "--as",
+        ADMIN,
     ]);
-    env.ok(&["flow", "add", "--flow", "Orders", "--step", "sign"]);
+    env.ok(&[
+        "flow", "add", "--flow", "Orders", "--step", "sign", "--as", ADMIN,
+    ]);
     env.ok(&[
         "signer",
         "add-alias",
@@ -57,6 +64,8 @@ fn setup(env: &Env) {
         "sign",
         "--alias",
         "signer-2026",
+        "--as",
+        ADMIN,
     ]);
 }
 
@@ -72,6 +81,7 @@ fn newcomer_walk_signs_verifiably_and_audits() {
         assert!(out.contains("created key-encryption key"), "{out}");
         assert!(out.contains("created database"), "{out}");
         env.ok(&["tenant", "add", "acme"]);
+        env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
         assert!(env.ok(&["tenant", "list"]).contains("acme"));
 
         env.ok(&[
@@ -88,7 +98,9 @@ fn newcomer_walk_signs_verifiably_and_audits() {
             "--as",
             "alice@example.com",
         ]);
-        env.ok(&["flow", "add", "--flow", "Orders", "--step", "sign"]);
+        env.ok(&[
+            "flow", "add", "--flow", "Orders", "--step", "sign", "--as", ADMIN,
+        ]);
         env.ok(&[
             "signer",
             "add-alias",
@@ -100,6 +112,8 @@ fn newcomer_walk_signs_verifiably_and_audits() {
             "signer-2026",
             "--digest",
             "sha384",
+            "--as",
+            ADMIN,
         ]);
         // A prepared second alias without a key: listed, skipped when signing.
         env.ok(&[
@@ -111,6 +125,8 @@ fn newcomer_walk_signs_verifiably_and_audits() {
             "sign",
             "--alias",
             "signer-2027",
+            "--as",
+            ADMIN,
         ]);
 
         let list = json(&env.ok(&["keystore", "list", "--json"]));
@@ -147,6 +163,8 @@ fn newcomer_walk_signs_verifiably_and_audits() {
             "--admin",
             "Bob@Example.com",
             "--accepts-multiple-signatures",
+            "--as",
+            ADMIN,
         ]);
         env.ok(&[
             "receiver",
@@ -155,6 +173,8 @@ fn newcomer_walk_signs_verifiably_and_audits() {
             "ERP",
             "--alias",
             "signer-2026",
+            "--as",
+            ADMIN,
         ]);
         let r = json(&env.ok(&["receiver", "show", "--name", "ERP", "--json"]));
         assert_eq!(r["admin_emails"][0], "bob@example.com");
@@ -166,14 +186,6 @@ fn newcomer_walk_signs_verifiably_and_audits() {
             "ERP"
         );
 
-        env.ok(&[
-            "user",
-            "add",
-            "--email",
-            "alice@example.com",
-            "--role",
-            "tenant_admin",
-        ]);
         env.ok(&[
             "user",
             "add",
@@ -310,6 +322,7 @@ fn init_is_idempotent_and_never_replaces_the_key() {
     }
     assert!(env.data().join("rekey.toml").exists());
     env.ok(&["tenant", "add", "acme"]);
+    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
     let again = env.ok(&["init"]);
     for line in [
         "found data directory",
@@ -373,6 +386,7 @@ fn tenant_may_be_left_out_only_when_there_is_one() {
         &["no tenants yet", "rekey tenant add"],
     );
     env.ok(&["tenant", "add", "acme"]);
+    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
     env.ok(&["keystore", "list"]);
     env.ok(&["tenant", "add", "globex"]);
     env.fails(
@@ -407,6 +421,8 @@ fn imports_pkcs12_and_pem_and_manages_history() {
             &fx("alpha.p12"),
             "--password-file",
             &env.p("pw"),
+            "--as",
+            ADMIN,
         ]);
         assert!(out.contains("imported alias alpha"), "{out}");
         env.ok(&[
@@ -418,12 +434,14 @@ fn imports_pkcs12_and_pem_and_manages_history() {
             &fx("delta.key.pem"),
             "--cert",
             &fx("delta.chain.pem"),
+            "--as",
+            ADMIN,
         ]);
         let pem = env.ok(&["keystore", "export-cert", "--alias", "delta"]);
         assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "{pem}");
 
         // Remove (not in use) → history → restore.
-        let out = env.ok(&["keystore", "remove", "--alias", "alpha"]);
+        let out = env.ok(&["keystore", "remove", "--alias", "alpha", "--as", ADMIN]);
         assert!(out.contains("moved to history"), "{out}");
         let hist = json(&env.ok(&["keystore", "history", "--alias", "alpha", "--json"]));
         let id = hist[0]["entry"].as_str().expect("entry id").to_string();
@@ -433,7 +451,9 @@ fn imports_pkcs12_and_pem_and_manages_history() {
             1,
             &["alpha"],
         );
-        env.ok(&["keystore", "restore", "--alias", "alpha", "--entry", &id]);
+        env.ok(&[
+            "keystore", "restore", "--alias", "alpha", "--entry", &id, "--as", ADMIN,
+        ]);
         env.ok(&["keystore", "export-cert", "--alias", "alpha"]);
 
         // Trust from a file, then untrust by fingerprint.
@@ -444,6 +464,8 @@ fn imports_pkcs12_and_pem_and_manages_history() {
             "ERP",
             "--admin",
             "ops@example.com",
+            "--as",
+            ADMIN,
         ]);
         let out = env.ok(&[
             "receiver",
@@ -452,6 +474,8 @@ fn imports_pkcs12_and_pem_and_manages_history() {
             "ERP",
             "--cert",
             &fx("beta.cert.pem"),
+            "--as",
+            ADMIN,
         ]);
         let fp = out
             .rsplit("SHA-256 ")
@@ -467,13 +491,33 @@ fn imports_pkcs12_and_pem_and_manages_history() {
                 "ERP",
                 "--cert",
                 &fx("beta.cert.pem"),
+                "--as",
+                ADMIN,
             ],
             1,
             &["already trusts"],
         );
-        env.ok(&["receiver", "untrust", "--name", "ERP", "--fingerprint", &fp]);
+        env.ok(&[
+            "receiver",
+            "untrust",
+            "--name",
+            "ERP",
+            "--fingerprint",
+            &fp,
+            "--as",
+            ADMIN,
+        ]);
         env.fails(
-            &["receiver", "untrust", "--name", "ERP", "--fingerprint", &fp],
+            &[
+                "receiver",
+                "untrust",
+                "--name",
+                "ERP",
+                "--fingerprint",
+                &fp,
+                "--as",
+                ADMIN,
+            ],
             1,
             &["does not trust"],
         );
@@ -493,14 +537,8 @@ fn bad_input_is_one_line_and_changes_nothing() {
             "ERP",
             "--admin",
             "ops@example.com",
-        ]);
-        env.ok(&[
-            "user",
-            "add",
-            "--email",
-            "alice@example.com",
-            "--role",
-            "tenant_admin",
+            "--as",
+            ADMIN,
         ]);
         std::fs::write(env.path("wrong-pw"), "not the password\n").expect("pw");
         let before = env.snapshot();
@@ -515,6 +553,8 @@ fn bad_input_is_one_line_and_changes_nothing() {
                 fx(key),
                 "--cert".into(),
                 fx(cert),
+                "--as".into(),
+                ADMIN.into(),
             ]
         };
         let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
@@ -538,7 +578,9 @@ fn bad_input_is_one_line_and_changes_nothing() {
                 vec!["1024"],
             ),
             (
-                strings(&["keystore", "generate", "--alias", "x", "--bits", "1024"]),
+                strings(&[
+                    "keystore", "generate", "--alias", "x", "--bits", "1024", "--as", ADMIN,
+                ]),
                 vec!["--bits", "1024", "2048"],
             ),
             // Duplicate alias.
@@ -554,6 +596,8 @@ fn bad_input_is_one_line_and_changes_nothing() {
                     "signer-2026",
                     "--bits",
                     "2048",
+                    "--as",
+                    ADMIN,
                 ]),
                 vec!["signer-2026", "already has a keystore entry"],
             ),
@@ -566,6 +610,8 @@ fn bad_input_is_one_line_and_changes_nothing() {
                     "x",
                     "--pkcs12",
                     &fx("garbage.p12"),
+                    "--as",
+                    ADMIN,
                 ]),
                 vec!["PKCS#12 file", "garbage.p12"],
             ),
@@ -579,6 +625,8 @@ fn bad_input_is_one_line_and_changes_nothing() {
                     &fx("alpha.p12"),
                     "--password-file",
                     &env.p("wrong-pw"),
+                    "--as",
+                    ADMIN,
                 ]),
                 vec!["PKCS#12 file", "alpha.p12"],
             ),
@@ -592,7 +640,7 @@ fn bad_input_is_one_line_and_changes_nothing() {
                 vec!["tenant \"acme\": no keystore entry under alias \"nope\""],
             ),
             (
-                strings(&["keystore", "remove", "--alias", "nope"]),
+                strings(&["keystore", "remove", "--alias", "nope", "--as", ADMIN]),
                 vec!["\"nope\""],
             ),
             (
@@ -609,6 +657,8 @@ fn bad_input_is_one_line_and_changes_nothing() {
                     "sign",
                     "--alias",
                     "a",
+                    "--as",
+                    ADMIN,
                 ]),
                 vec!["unknown flow \"Nope\""],
             ),
@@ -638,6 +688,8 @@ fn bad_input_is_one_line_and_changes_nothing() {
                     "Nope",
                     "--alias",
                     "signer-2026",
+                    "--as",
+                    ADMIN,
                 ]),
                 vec!["unknown receiver \"Nope\""],
             ),
@@ -671,7 +723,9 @@ fn bad_input_is_one_line_and_changes_nothing() {
                 vec!["--email", "invalid email address"],
             ),
             (
-                strings(&["receiver", "add", "--name", "R2", "--admin", "bob@"]),
+                strings(&[
+                    "receiver", "add", "--name", "R2", "--admin", "bob@", "--as", ADMIN,
+                ]),
                 vec!["--admin", "invalid email address"],
             ),
             (
@@ -680,12 +734,21 @@ fn bad_input_is_one_line_and_changes_nothing() {
             ),
             // Removing a key a signer step still lists: refused, naming the steps.
             (
-                strings(&["keystore", "remove", "--alias", "signer-2026"]),
+                strings(&[
+                    "keystore",
+                    "remove",
+                    "--alias",
+                    "signer-2026",
+                    "--as",
+                    ADMIN,
+                ]),
                 vec!["still listed by flow \"Orders\" step \"sign\""],
             ),
             // Duplicates elsewhere.
             (
-                strings(&["flow", "add", "--flow", "Orders", "--step", "sign"]),
+                strings(&[
+                    "flow", "add", "--flow", "Orders", "--step", "sign", "--as", ADMIN,
+                ]),
                 vec!["already has a signer step \"sign\""],
             ),
             (
@@ -696,6 +759,8 @@ fn bad_input_is_one_line_and_changes_nothing() {
                     "ERP",
                     "--admin",
                     "x@example.com",
+                    "--as",
+                    ADMIN,
                 ]),
                 vec!["receiver \"ERP\" already exists"],
             ),
@@ -729,6 +794,8 @@ fn bad_input_is_one_line_and_changes_nothing() {
                     "bad alias",
                     "--bits",
                     "2048",
+                    "--as",
+                    ADMIN,
                 ]),
                 vec!["--alias", "invalid alias"],
             ),
@@ -759,6 +826,7 @@ fn keystore_generate_backdates_not_before_by_the_clock_skew() {
     on_both(|env| {
         env.ok(&["init"]);
         env.ok(&["tenant", "add", "acme"]);
+        env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
         for (alias, config, minutes) in [("a", None, 60), ("b", Some(15), 15)] {
             if let Some(m) = config {
                 std::fs::write(
@@ -768,7 +836,9 @@ fn keystore_generate_backdates_not_before_by_the_clock_skew() {
                 .expect("config");
             }
             let before = chrono::Utc::now();
-            env.ok(&["keystore", "generate", "--alias", alias, "--bits", "2048"]);
+            env.ok(&[
+                "keystore", "generate", "--alias", alias, "--bits", "2048", "--as", ADMIN,
+            ]);
             let after = chrono::Utc::now();
             let list = json(&env.ok(&["keystore", "list", "--json"]));
             let entry = list
@@ -790,4 +860,154 @@ fn keystore_generate_backdates_not_before_by_the_clock_skew() {
             );
         }
     });
+}
+
+/// The keystore, flow, signer-table and receiver commands change what renewals guard, so they
+/// check the actor's role like renewal steps do: without `--as`, as an unknown user, or as
+/// someone without the role, the change is refused (one line naming what it takes) and nothing
+/// changes; each role may do its own part.
+#[test]
+fn state_changes_take_the_actors_role() {
+    on_both(|env| {
+        const DEV: &str = "dev@example.com";
+        const OPS: &str = "ops@example.com";
+        const OTHER: &str = "admin@globex.example";
+        setup(env);
+        env.ok(&[
+            "receiver", "add", "--name", "ERP", "--admin", OPS, "--as", ADMIN,
+        ]);
+        env.ok(&["tenant", "add", "globex"]);
+        for args in [
+            &[
+                "user",
+                "add",
+                "--email",
+                DEV,
+                "--role",
+                "integration_developer",
+                "--tenant",
+                "acme",
+            ][..],
+            &[
+                "user",
+                "add",
+                "--email",
+                OPS,
+                "--role",
+                "receiver_admin",
+                "--receiver",
+                "ERP",
+                "--tenant",
+                "acme",
+            ],
+            &[
+                "user",
+                "add",
+                "--email",
+                OTHER,
+                "--role",
+                "tenant_admin",
+                "--tenant",
+                "globex",
+            ],
+        ] {
+            env.ok(args);
+        }
+        let on_acme = |args: &[&str]| {
+            let mut v: Vec<String> = strings(args);
+            v.extend(strings(&["--tenant", "acme"]));
+            v
+        };
+        let generate = ["keystore", "generate", "--alias", "x", "--bits", "2048"];
+        let remove = ["keystore", "remove", "--alias", "signer-2026"];
+        let flow = ["flow", "add", "--flow", "Invoices", "--step", "sign"];
+        let signer = [
+            "signer",
+            "add-alias",
+            "--flow",
+            "Orders",
+            "--step",
+            "sign",
+            "--alias",
+            "x",
+        ];
+        let receiver = ["receiver", "add", "--name", "CRM", "--admin", OPS];
+        let trust = [
+            "receiver",
+            "trust",
+            "--name",
+            "ERP",
+            "--alias",
+            "signer-2026",
+        ];
+        let before = env.snapshot();
+        let refused = |args: &[&str], who: Option<&str>, needles: &[&str]| {
+            let mut v = on_acme(args);
+            if let Some(w) = who {
+                v.extend(strings(&["--as", w]));
+            }
+            let v: Vec<&str> = v.iter().map(String::as_str).collect();
+            env.fails(&v, 1, needles);
+            assert_eq!(
+                env.snapshot(),
+                before,
+                "[{}] {v:?} changed state",
+                env.backend
+            );
+        };
+        for args in [&generate[..], &remove, &flow, &signer, &receiver, &trust] {
+            refused(args, None, &["give --as EMAIL", "tenant \"acme\""]);
+            refused(
+                args,
+                Some("nobody@example.com"),
+                &["no user nobody@example.com is registered"],
+            );
+            // Another tenant's administrator holds no role here.
+            refused(
+                args,
+                Some(OTHER),
+                &["tenant \"acme\"", OTHER, "may do this"],
+            );
+        }
+        // The developer owns the signer tables, not the keystore or the receivers.
+        for args in [&generate[..], &remove, &receiver, &trust] {
+            refused(args, Some(DEV), &["tenant_admin", DEV]);
+        }
+        // The receiver administrator records their own receiver's trust, nothing else.
+        for args in [&generate[..], &remove, &flow, &signer, &receiver] {
+            refused(args, Some(OPS), &["tenant_admin", OPS]);
+        }
+        // Each may do their own part.
+        let ok = |args: &[&str], who: &str| {
+            let mut v = on_acme(args);
+            v.extend(strings(&["--as", who]));
+            env.ok(&v.iter().map(String::as_str).collect::<Vec<_>>())
+        };
+        ok(&flow, DEV);
+        ok(&signer, DEV);
+        ok(&trust, OPS);
+        ok(
+            &[
+                "receiver",
+                "untrust",
+                "--name",
+                "ERP",
+                "--fingerprint",
+                &fingerprint(env),
+            ],
+            OPS,
+        );
+        ok(&generate, ADMIN);
+        ok(&receiver, ADMIN);
+    });
+}
+
+/// The SHA-256 fingerprint of `signer-2026`.
+fn fingerprint(env: &Env) -> String {
+    let list = json(&env.ok(&["keystore", "list", "--json", "--tenant", "acme"]));
+    list.as_array()
+        .and_then(|a| a.iter().find(|e| e["alias"] == "signer-2026"))
+        .and_then(|e| e["fingerprint"].as_str())
+        .expect("signer-2026 listed")
+        .to_string()
 }

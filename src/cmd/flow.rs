@@ -1,6 +1,7 @@
 //! `rekey flow ...`, `rekey signer ...` and `rekey sign --flow F --step S`: integration flows,
 //! the Signer Parameters table of each signer step, and signing a payload exactly as a step
-//! signs it (`Store::sign_for_step`).
+//! signs it (`Store::sign_for_step`). Changing a flow or a signer table is the tenant
+//! administrator's or the integration developer's (`--as EMAIL`).
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use anyhow::{Context as _, Result};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use rekey_crypto::DigestAlg;
-use rekey_model::{Alias, FlowName, ReceiverName, StepName};
+use rekey_model::{Alias, FlowName, ReceiverName, Role, StepName};
 use rekey_store::{SignerParams, StepOptions, StoreError, flows, keystore};
 use serde::Serialize;
 
@@ -140,12 +141,18 @@ fn options_text(o: StepOptions) -> String {
     )
 }
 
+/// Who changes flows and signer tables: the tenant administrator, and the integration
+/// developer who owns them.
+const SIGNER_ROLES: &[Role] = &[Role::TenantAdmin, Role::IntegrationDeveloper];
+
 /// `rekey flow ...`.
 pub fn flow(global: &GlobalArgs, cmd: FlowCmd) -> Result<ExitCode> {
     with_ctx(global, async |ctx| {
         let t = ctx.tenant().await?;
         match cmd {
             FlowCmd::Add(a) => {
+                ctx.require_role(&t, SIGNER_ROLES, None, "adding a signer step")
+                    .await?;
                 let (flow, step) = names(&a.flow, &a.step)?;
                 let options = StepOptions {
                     detached: a.detached,
@@ -255,6 +262,8 @@ pub fn signer(global: &GlobalArgs, cmd: SignerCmd) -> Result<ExitCode> {
             SignerCmd::Show(a) => show(ctx, &a.step, a.json.json).await?,
             SignerCmd::AddAlias(a) => {
                 let t = ctx.tenant().await?;
+                ctx.require_role(&t, SIGNER_ROLES, None, "changing a signer step")
+                    .await?;
                 let (flow, step) = names(&a.step.flow, &a.step.step)?;
                 let alias = Alias::parse(&a.alias).context("--alias")?;
                 let params = SignerParams {
@@ -294,6 +303,8 @@ pub fn signer(global: &GlobalArgs, cmd: SignerCmd) -> Result<ExitCode> {
             }
             SignerCmd::AddReceiver(a) => {
                 let t = ctx.tenant().await?;
+                ctx.require_role(&t, SIGNER_ROLES, None, "changing a signer step")
+                    .await?;
                 let (flow, step) = names(&a.step.flow, &a.step.step)?;
                 let receiver = ReceiverName::parse(&a.receiver).context("--receiver")?;
                 let s = ctx
@@ -309,6 +320,8 @@ pub fn signer(global: &GlobalArgs, cmd: SignerCmd) -> Result<ExitCode> {
             }
             SignerCmd::RemoveReceiver(a) => {
                 let t = ctx.tenant().await?;
+                ctx.require_role(&t, SIGNER_ROLES, None, "changing a signer step")
+                    .await?;
                 let (flow, step) = names(&a.step.flow, &a.step.step)?;
                 let receiver = ReceiverName::parse(&a.receiver).context("--receiver")?;
                 let s = ctx
@@ -324,6 +337,8 @@ pub fn signer(global: &GlobalArgs, cmd: SignerCmd) -> Result<ExitCode> {
             }
             SignerCmd::RemoveAlias(a) => {
                 let t = ctx.tenant().await?;
+                ctx.require_role(&t, SIGNER_ROLES, None, "changing a signer step")
+                    .await?;
                 let (flow, step) = names(&a.step.flow, &a.step.step)?;
                 let alias = Alias::parse(&a.alias).context("--alias")?;
                 ctx.store

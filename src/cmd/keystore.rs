@@ -3,7 +3,8 @@
 //!
 //! Private keys never leave the store from here: generate and import go through the tenant's
 //! keystore backend (the embedded one encrypts keys under the KEK; a PKCS#11 tenant's keys are
-//! made on, or imported into, its token); only certificates are exported.
+//! made on, or imported into, its token); only certificates are exported. Changes (generate,
+//! import, remove, restore) are the tenant administrator's: `--as EMAIL` names them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rekey_crypto::{Certificate, KeyBits, KeyPair, parse_subject, self_signed_at};
-use rekey_model::{Alias, EntryId};
+use rekey_model::{Alias, EntryId, Role};
 use rekey_service::tokens::NewKey;
 use rekey_store::{KeyMaterial, KeystoreEntry, StepRef, flows, keystore};
 use serde::Serialize;
@@ -186,6 +187,8 @@ pub fn run(global: &GlobalArgs, cmd: KeystoreCmd) -> Result<ExitCode> {
             KeystoreCmd::ExportCert(a) => export_cert(ctx, a).await?,
             KeystoreCmd::Remove(a) => {
                 let t = ctx.tenant().await?;
+                ctx.require_role(&t, &[Role::TenantAdmin], None, "removing a keystore entry")
+                    .await?;
                 let alias = alias(&a.alias)?;
                 let e = ctx.store.remove_key(t.id, &alias, &ctx.actor).await?;
                 println!(
@@ -250,6 +253,8 @@ pub fn run(global: &GlobalArgs, cmd: KeystoreCmd) -> Result<ExitCode> {
             }
             KeystoreCmd::Restore(a) => {
                 let t = ctx.tenant().await?;
+                ctx.require_role(&t, &[Role::TenantAdmin], None, "restoring a keystore entry")
+                    .await?;
                 let alias = alias(&a.alias)?;
                 let entry: EntryId = a.entry.parse().context("--entry")?;
                 let e = ctx
@@ -331,6 +336,13 @@ async fn refuse_taken(ctx: &Context, tenant: &rekey_store::Tenant, alias: &Alias
 
 async fn generate(ctx: &Context, a: GenerateArgs) -> Result<()> {
     let t = ctx.tenant().await?;
+    ctx.require_role(
+        &t,
+        &[Role::TenantAdmin],
+        None,
+        "adding a key to the keystore",
+    )
+    .await?;
     let alias = alias(&a.alias)?;
     let bits = KeyBits::try_from(a.bits).context("--bits")?;
     let subject = a.subject.unwrap_or_else(|| format!("CN={alias}"));
@@ -404,6 +416,13 @@ fn print_added(verb: &str, e: &KeystoreEntry) {
 
 async fn import(ctx: &Context, a: ImportArgs) -> Result<()> {
     let t = ctx.tenant().await?;
+    ctx.require_role(
+        &t,
+        &[Role::TenantAdmin],
+        None,
+        "adding a key to the keystore",
+    )
+    .await?;
     let alias = alias(&a.alias)?;
     let material = match (&a.pkcs12, &a.key, &a.cert) {
         (Some(p12), _, _) => {

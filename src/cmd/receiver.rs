@@ -1,6 +1,8 @@
 //! `rekey receiver ...`: receiving systems, their administrators' contacts, their capability
 //! profile (and `probe`, which asks the receiver's AS2 system for it), their AS2 endpoint, and
-//! the certificates their administrators confirmed they trust.
+//! the certificates their administrators confirmed they trust. Adding a receiver, its AS2
+//! endpoint and probing it are the tenant administrator's; recording its trust also its own
+//! administrator's (`--as`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,12 +11,12 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use rekey_crypto::{Certificate, Fingerprint, KeyBits, KeyPair};
-use rekey_model::{Alias, As2Id, Email, ReceiverName};
-use rekey_store::{Receiver, ReceiverProfile, TrustedCertificate, as2, receivers};
+use rekey_model::{Alias, As2Id, Email, ReceiverName, Role};
+use rekey_store::{Receiver, ReceiverProfile, Tenant, TrustedCertificate, as2, receivers};
 use serde::Serialize;
 
 use super::state::{JsonArg, day, print_json, print_table, read_file, with_ctx};
-use crate::config::GlobalArgs;
+use crate::config::{Context, GlobalArgs};
 
 /// `rekey receiver ...`.
 #[derive(Debug, Subcommand)]
@@ -217,12 +219,27 @@ fn name(s: &str) -> Result<ReceiverName> {
     ReceiverName::parse(s).context("--name")
 }
 
+/// What a receiver trusts is recorded by the tenant administrator or the receiver's own
+/// administrator (`--as EMAIL`).
+async fn may_change_trust(ctx: &Context, t: &Tenant, name: &ReceiverName) -> Result<()> {
+    let r = ctx.store.receiver(t.id, name).await?;
+    ctx.require_role(
+        t,
+        &[Role::TenantAdmin, Role::ReceiverAdmin],
+        Some(r.id),
+        "recording what a receiver trusts",
+    )
+    .await
+}
+
 /// `rekey receiver ...`.
 pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
     with_ctx(global, async |ctx| {
         let t = ctx.tenant().await?;
         match cmd {
             ReceiverCmd::Add(a) => {
+                ctx.require_role(&t, &[Role::TenantAdmin], None, "adding a receiver")
+                    .await?;
                 let name = name(&a.name)?;
                 let emails = a
                     .admins
@@ -317,6 +334,7 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
             }
             ReceiverCmd::Trust(a) => {
                 let name = name(&a.name)?;
+                may_change_trust(ctx, &t, &name).await?;
                 let cert = match (&a.cert, &a.alias) {
                     (Some(path), _) => {
                         let certs =
@@ -352,6 +370,8 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
                 );
             }
             ReceiverCmd::As2(As2Cmd::Set(a)) => {
+                ctx.require_role(&t, &[Role::TenantAdmin], None, "setting an AS2 endpoint")
+                    .await?;
                 let name = name(&a.name)?;
                 rekey_service::http::parse_url(&a.url).context("--url")?;
                 let config = as2::As2Config {
@@ -385,6 +405,8 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
                 );
             }
             ReceiverCmd::Probe(a) => {
+                ctx.require_role(&t, &[Role::TenantAdmin], None, "probing a receiver")
+                    .await?;
                 let name = name(&a.name)?;
                 if a.timeout == 0 {
                     bail!("--timeout must be at least 1 second");
@@ -487,6 +509,8 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
                 }
             }
             ReceiverCmd::As2(As2Cmd::Remove(a)) => {
+                ctx.require_role(&t, &[Role::TenantAdmin], None, "removing an AS2 endpoint")
+                    .await?;
                 let name = name(&a.name)?;
                 let txn = ctx.store.begin().await?;
                 as2::remove(&txn, t.id, &name, &ctx.actor).await?;
@@ -495,6 +519,7 @@ pub fn run(global: &GlobalArgs, cmd: ReceiverCmd) -> Result<ExitCode> {
             }
             ReceiverCmd::Untrust(a) => {
                 let name = name(&a.name)?;
+                may_change_trust(ctx, &t, &name).await?;
                 let fp: Fingerprint = a.fingerprint.parse().context("--fingerprint")?;
                 ctx.store
                     .untrust_certificate(t.id, &name, &fp, &ctx.actor)

@@ -86,12 +86,20 @@ pub async fn tenant_with_admin(db: &TestDb, admin: &str) -> Result<(Uuid, Uuid),
     Ok((t.id.as_uuid(), u.id.as_uuid()))
 }
 
-/// A data directory with tenant `acme`, its administrator, key `A` (valid `days` days) listed
+/// A data directory with tenant `acme`, its administrator (who adds the rest), key `A` (valid `days` days) listed
 /// by signer step `F`/`S`, and receiver `R` trusting it.
 pub fn tenant_with_key(data: &Path, days: &str) {
     for args in [
         &["init"][..],
         &["tenant", "add", "acme"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "admin@acme.example",
+            "--role",
+            "tenant_admin",
+        ],
         &[
             "keystore",
             "generate",
@@ -103,8 +111,19 @@ pub fn tenant_with_key(data: &Path, days: &str) {
             days,
             "--subject",
             "CN=acme signer,O=Acme",
+            "--as",
+            "admin@acme.example",
         ],
-        &["flow", "add", "--flow", "F", "--step", "S"],
+        &[
+            "flow",
+            "add",
+            "--flow",
+            "F",
+            "--step",
+            "S",
+            "--as",
+            "admin@acme.example",
+        ],
         &[
             "signer",
             "add-alias",
@@ -114,6 +133,8 @@ pub fn tenant_with_key(data: &Path, days: &str) {
             "S",
             "--alias",
             "A",
+            "--as",
+            "admin@acme.example",
         ],
         &[
             "receiver",
@@ -123,15 +144,18 @@ pub fn tenant_with_key(data: &Path, days: &str) {
             "--admin",
             "ops@r.example",
             "--accepts-multiple-signatures",
-        ],
-        &["receiver", "trust", "--name", "R", "--alias", "A"],
-        &[
-            "user",
-            "add",
-            "--email",
+            "--as",
             "admin@acme.example",
-            "--role",
-            "tenant_admin",
+        ],
+        &[
+            "receiver",
+            "trust",
+            "--name",
+            "R",
+            "--alias",
+            "A",
+            "--as",
+            "admin@acme.example",
         ],
     ] {
         let o = rekey()

@@ -57,6 +57,23 @@ pub fn may_see_scope(actor: &Actor, tenant: TenantId, receiver: Option<ReceiverI
     })
 }
 
+/// Whether `actor` holds `role` for the tenant-wide state of `tenant` — its keystore, signer
+/// steps and receivers, changed outside a renewal: a tenant role in that tenant, or
+/// `receiver_admin` of `receiver` when the change is about that receiver (of that tenant).
+pub fn holds_for(
+    actor: &Actor,
+    role: Role,
+    tenant: TenantId,
+    receiver: Option<ReceiverId>,
+) -> bool {
+    actor.grants.iter().any(|g| match (g, role) {
+        (Grant::TenantAdmin { tenant: t }, Role::TenantAdmin)
+        | (Grant::IntegrationDeveloper { tenant: t }, Role::IntegrationDeveloper) => *t == tenant,
+        (Grant::ReceiverAdmin { receiver: r }, Role::ReceiverAdmin) => Some(*r) == receiver,
+        _ => false,
+    })
+}
+
 /// The roles that act on `step`: its owner's, then the other party's of an agreement.
 pub fn step_roles(step: &StepDef) -> impl Iterator<Item = Role> {
     [Some(step.role), step.with_role].into_iter().flatten()
