@@ -2480,3 +2480,189 @@ fn certificate_not_yet_valid_is_accepted_but_no_receiver_depends_on_it_early() {
     });
 }
 
+/// The aliases `F/S` lists.
+fn listed(env: &Env) -> Vec<String> {
+    env.json(&["signer", "show", "--flow", "F", "--step", "S", "--json"])["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["alias"].as_str().expect("alias").to_string())
+        .collect()
+}
+
+/// `dual-signature` names the new key's alias after the old one with the date. Renewing again
+/// replaces the date an earlier renewal appended instead of appending another, so the name
+/// stays bounded however often the key is renewed; an alias too long to take any date is
+/// refused at the start, naming it, with nothing changed — not accepted and then failing at
+/// the first approval.
+#[test]
+fn dual_signature_aliases_do_not_grow_and_a_too_long_one_is_refused_at_start() {
+    on_both(|env| {
+        let steps = procedure("dual-signature");
+        setup(env, &["--accepts-multiple-signatures"], false);
+        let date = Utc::now().format("%Y%m%d").to_string();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let old = listed(env);
+            assert_eq!(old.len(), 1, "{old:?}");
+            let r = env.json(&[
+                "renewal",
+                "start",
+                "--flow",
+                "F",
+                "--step",
+                "S",
+                "--alias",
+                &old[0],
+                "--receiver",
+                "R",
+                "--procedure",
+                "dual-signature",
+                "--bits",
+                "2048",
+                "--as",
+                ADMIN,
+                "--json",
+            ]);
+            let id = r["id"].as_str().expect("renewal id").to_string();
+            let new = r["new_alias"].as_str().expect("new alias").to_string();
+            assert!(
+                new == format!("{ALIAS}-{date}") || new == format!("{ALIAS}-{date}-2"),
+                "[{}] renewing {:?} named the new key {new:?}",
+                env.backend,
+                old[0]
+            );
+            let show = walk(env, &id, &steps, &mut Walk::default());
+            assert_eq!(show["status"], "completed", "[{}] {show}", env.backend);
+            assert_eq!(listed(env), vec![new.clone()]);
+            seen.push(new);
+        }
+        // Renewed four times in one day: two names, taking turns.
+        assert_eq!(seen[0], seen[2]);
+        assert_eq!(seen[1], seen[3]);
+        assert_ne!(seen[0], seen[1]);
+
+        // A 56-character alias cannot take a date within 64 characters.
+        let long = "L".repeat(56);
+        env.ok(&[
+            "keystore",
+            "generate",
+            "--alias",
+            &long,
+            "--bits",
+            "2048",
+            "--subject",
+            "CN=long",
+            "--as",
+            ADMIN,
+        ]);
+        // Signed by its own step, for its own receiver (whose administrator is OPS too).
+        env.ok(&[
+            "receiver",
+            "add",
+            "--name",
+            "R2",
+            "--admin",
+            OPS,
+            "--accepts-multiple-signatures",
+            "--as",
+            ADMIN,
+        ]);
+        env.ok(&[
+            "user",
+            "add",
+            "--email",
+            OPS,
+            "--role",
+            "receiver_admin",
+            "--receiver",
+            "R2",
+        ]);
+        env.ok(&["flow", "add", "--flow", "F", "--step", "T", "--as", ADMIN]);
+        env.ok(&[
+            "signer",
+            "add-alias",
+            "--flow",
+            "F",
+            "--step",
+            "T",
+            "--alias",
+            &long,
+            "--as",
+            ADMIN,
+        ]);
+        env.ok(&[
+            "signer",
+            "add-receiver",
+            "--flow",
+            "F",
+            "--step",
+            "T",
+            "--receiver",
+            "R2",
+            "--as",
+            ADMIN,
+        ]);
+        env.ok(&[
+            "receiver", "trust", "--name", "R2", "--alias", &long, "--as", ADMIN,
+        ]);
+        let before = env.ok(&["renewal", "list", "--json"]);
+        let audit = env.ok(&["audit", "verify"]);
+        env.refuses(
+            &[
+                "renewal",
+                "start",
+                "--flow",
+                "F",
+                "--step",
+                "T",
+                "--alias",
+                &long,
+                "--receiver",
+                "R2",
+                "--procedure",
+                "dual-signature",
+                "--bits",
+                "2048",
+                "--as",
+                ADMIN,
+            ],
+            &[&format!("alias \"{long}\""), "at most 64", "--new-alias"],
+        );
+        assert_eq!(
+            env.ok(&["renewal", "list", "--json"]),
+            before,
+            "nothing started"
+        );
+        assert_eq!(env.ok(&["audit", "verify"]), audit, "nothing audited");
+        // Named, it renews.
+        let r = env.json(&[
+            "renewal",
+            "start",
+            "--flow",
+            "F",
+            "--step",
+            "T",
+            "--alias",
+            &long,
+            "--receiver",
+            "R2",
+            "--procedure",
+            "dual-signature",
+            "--bits",
+            "2048",
+            "--new-alias",
+            "L2",
+            "--as",
+            ADMIN,
+            "--json",
+        ]);
+        let show = walk(
+            env,
+            r["id"].as_str().expect("id"),
+            &steps,
+            &mut Walk::default(),
+        );
+        assert_eq!(show["status"], "completed", "[{}] {show}", env.backend);
+    });
+}

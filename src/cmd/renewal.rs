@@ -84,7 +84,8 @@ pub struct StartArgs {
     /// Procedure to run; by default the receiver's profile chooses.
     #[arg(long)]
     procedure: Option<String>,
-    /// Alias for the new key where the procedure adds one.
+    /// Alias for the new key where the procedure adds one [default: the old alias with today's
+    /// date, replacing a date an earlier renewal appended: `signer-20261102`].
     #[arg(long)]
     new_alias: Option<String>,
     /// RSA size of the new key.

@@ -482,13 +482,14 @@ pub fn start(
         _ => {
             let a = match params.new_alias.clone() {
                 Some(a) => a,
-                None => Alias::parse(&format!("{}-{}", params.alias, now.format("%Y%m%d")))
-                    .map_err(|e| Refusal::Invalid {
-                        step: "start".into(),
-                        reason: format!(
-                            "no new alias can be derived from the old one ({e}); name one"
-                        ),
-                    })?,
+                None => derived_alias(&params.alias, now, |a| {
+                    world.keystore.contains_key(a)
+                        || world.signer_steps.iter().any(|s| s.aliases.contains(a))
+                })
+                .map_err(|reason| Refusal::Invalid {
+                    step: "start".into(),
+                    reason,
+                })?,
             };
             if world.keystore.contains_key(&a)
                 || world.signer_steps.iter().any(|s| s.aliases.contains(&a))
@@ -567,6 +568,56 @@ pub fn start(
 /// it switches the receiver it names, so every other receiver a step reaches would reject
 /// messages once the old key is retired. Names the steps, the receivers and, where their
 /// profiles differ, why no one procedure fits them all.
+/// The alias a renewal's new key goes under when none is named: the old alias's stem — without
+/// the `-YYYYMMDD` (or `-YYYYMMDD-N`) an earlier renewal appended — with `now`'s date, so that
+/// renewing again replaces the date instead of growing the name; `-2`, `-3`, … when that name
+/// is `taken` (a second renewal the same day). A stem too long for any such name is refused
+/// here, at the start, naming the alias, rather than later.
+pub fn derived_alias(
+    old: &Alias,
+    now: DateTime<Utc>,
+    taken: impl Fn(&Alias) -> bool,
+) -> Result<Alias, String> {
+    let stem = alias_stem(old.as_str());
+    let date = now.format("%Y%m%d").to_string();
+    for n in 1..100u32 {
+        let name = match n {
+            1 => format!("{stem}-{date}"),
+            n => format!("{stem}-{date}-{n}"),
+        };
+        let a = Alias::parse(&name).map_err(|_| {
+            format!(
+                "alias {old:?} is too long to name its new key after it ({name:?} would be {}                  characters; an alias has at most 64): name the new alias (new_alias,                  --new-alias)",
+                name.chars().count()
+            )
+        })?;
+        if a != *old && !taken(&a) {
+            return Ok(a);
+        }
+    }
+    Err(format!(
+        "no free alias for alias {old:?}'s new key today: name the new alias (new_alias, --new-alias)"
+    ))
+}
+
+/// `alias` without a trailing `-YYYYMMDD` or `-YYYYMMDD-N` (N of one or two digits).
+fn alias_stem(alias: &str) -> &str {
+    let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    let mut stem = alias;
+    if let Some((rest, n)) = stem.rsplit_once('-')
+        && digits(n, 1..=2)
+        && rest.rsplit_once('-').is_some_and(|(_, d)| digits(d, 8..=8))
+    {
+        stem = rest;
+    }
+    match stem.rsplit_once('-') {
+        Some((rest, d)) if digits(d, 8..=8) && !rest.is_empty() => rest,
+        _ => stem,
+    }
+}
+
 fn receivers_reached(world: &World, alias: &Alias) -> Result<(), Refusal> {
     let affected: Vec<_> = world
         .signer_steps

@@ -26,7 +26,9 @@ pub(crate) struct StartBody {
     receiver: String,
     /// The alias whose key is renewed.
     alias: String,
-    /// The alias the new key goes under, for procedures that use a second alias.
+    /// The alias the new key goes under, for procedures that use a second alias; by default
+    /// the old alias with the date, replacing a date an earlier renewal appended. An alias too
+    /// long to take the date is refused (400) naming it: name one here.
     new_alias: Option<String>,
     /// The procedure; when absent, the receiver's profile chooses.
     #[schema(value_type = Option<schema::Procedure>)]
