@@ -244,3 +244,88 @@ async fn other_tenants_objects_answer_404_as_if_they_did_not_exist() {
     })
     .await;
 }
+
+/// `POST /api/renewals` with an `Idempotency-Key`.
+async fn start_with_key(
+    f: &Fixture,
+    key: &str,
+    body: &Value,
+) -> Result<(StatusCode, Option<String>, Value), Err> {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/renewals")
+        .header(header::AUTHORIZATION, format!("Bearer {}", f.admin))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", key)
+        .body(Body::from(serde_json::to_vec(body)?))?;
+    let res = f.app.clone().oneshot(req).await?;
+    let status = res.status();
+    let replayed = res
+        .headers()
+        .get("idempotency-replayed")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = to_bytes(res.into_body(), 10 << 20).await?;
+    Ok((status, replayed, serde_json::from_slice(&bytes)?))
+}
+
+/// A retry with the same `Idempotency-Key` and body (the client lost the first answer) gets the
+/// first answer again — even after the renewal moved on — and starts nothing; the same key with
+/// another body is refused (422) naming the header; a malformed key is refused (400).
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_starts_nothing() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let body =
+            json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias, "bits": 2048});
+        let (s, replayed, first) = start_with_key(&f, "retry-1", &body).await?;
+        assert_eq!((s, replayed), (StatusCode::CREATED, None), "{first}");
+        let id = first["renewal"]["id"].as_str().ok_or("id")?.to_string();
+        let audit = db.audit_len().await?;
+        for _ in 0..2 {
+            let (s, replayed, again) = start_with_key(&f, "retry-1", &body).await?;
+            assert_eq!(s, StatusCode::CREATED, "{again}");
+            assert_eq!(replayed.as_deref(), Some("true"));
+            assert_eq!(again, first, "the first answer, byte for byte");
+        }
+        assert_eq!(db.audit_len().await?, audit, "nothing done again");
+        let (s, list) = call(&f.app, "GET", "/api/renewals", &f.admin, None).await?;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+        // The same key with another body: refused, naming the key; nothing started.
+        let mut other = body.clone();
+        other["bits"] = json!(3072);
+        let (s, _, v) = start_with_key(&f, "retry-1", &other).await?;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["field"], "Idempotency-Key", "{v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("retry-1")),
+            "{v}"
+        );
+        // After the renewal was cancelled, the retry still gets the first answer, not a new
+        // renewal.
+        let (s, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/renewals/{id}/cancel"),
+            &f.admin,
+            None,
+        )
+        .await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, _, again) = start_with_key(&f, "retry-1", &body).await?;
+        assert_eq!((s, &again), (StatusCode::CREATED, &first));
+        let (_, list) = call(&f.app, "GET", "/api/renewals", &f.admin, None).await?;
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+        // A new key starts a new renewal.
+        let (s, replayed, v) = start_with_key(&f, "retry-2", &body).await?;
+        assert_eq!((s, replayed), (StatusCode::CREATED, None), "{v}");
+        assert_ne!(v["renewal"]["id"], first["renewal"]["id"]);
+        // A key that is not 1 to 255 visible characters.
+        let (s, _, v) = start_with_key(&f, &"k".repeat(256), &body).await?;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["field"], "Idempotency-Key", "{v}");
+        Ok(())
+    })
+    .await;
+}

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::{ApiError, AppState, detached, now};
 
+pub(crate) mod idempotency;
 pub(crate) mod ops;
 pub(crate) mod renewals;
 pub mod schema;

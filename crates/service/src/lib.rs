@@ -23,7 +23,8 @@ pub mod watch;
 mod world;
 
 pub use shell::{
-    As2CheckReport, DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Service, StartRequest, TaskView,
+    As2CheckReport, DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Recorded, RenderAnswer, Service,
+    StartRequest, TaskView,
 };
 pub use world::load_world;
 

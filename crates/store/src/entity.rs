@@ -10,6 +10,7 @@ pub(crate) mod as2_check;
 pub(crate) mod audit_head;
 pub(crate) mod audit_log;
 pub(crate) mod flow;
+pub(crate) mod idempotency_key;
 pub(crate) mod keystore_chain_cert;
 pub(crate) mod keystore_entry;
 pub(crate) mod link_token;

@@ -37,6 +37,7 @@ pub mod db;
 mod entity;
 mod error;
 pub mod flows;
+pub mod idempotency;
 pub mod kek;
 pub mod keystore;
 pub mod lease;

@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "receiver_as2",
         sql: include_str!("../../../migrations/0008_receiver_as2.sql"),
     },
+    Migration {
+        version: 9,
+        name: "idempotency_keys",
+        sql: include_str!("../../../migrations/0009_idempotency_keys.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

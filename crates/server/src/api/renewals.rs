@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use rekey_engine::{Event, ProcedureId, Renewal};
@@ -13,7 +13,9 @@ use rekey_store::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{ApiBytes, ApiUser, act, body, may_see, outcome_json, parse_id, schema, visible};
+use super::{
+    ApiBytes, ApiUser, act, body, idempotency, may_see, outcome_json, parse_id, schema, visible,
+};
 use crate::{ApiError, AppState, detached, now};
 
 /// What starting a renewal takes.
@@ -53,23 +55,34 @@ pub(crate) struct StartBody {
     tag = "renewals",
     summary = "Start a renewal (tenant administrator); 409 naming the running renewal when the alias already has one",
     request_body = StartBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "A key the client makes up for this request (1 to 255 visible ASCII characters, e.g. a UUID). A retry with the same key and the same body gets the first answer again and starts nothing; the same key with another body is refused (422). Keys are each user's own."),
+    ),
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Started; the renewal and what rekey did", body = schema::Outcome),
+        (status = 201, description = "Started; the renewal and what rekey did (with an Idempotency-Key already used for this request: the first answer again, nothing started)", body = schema::Outcome),
         (status = 400, description = "Bad body, or a tenant, receiver, alias or procedure that is not well-formed", body = schema::Error),
         (status = 401, description = "No or unknown bearer token", body = schema::Error),
         (status = 403, description = "The user does not hold the role this takes", body = schema::Error),
         (status = 404, description = "Unknown tenant, receiver or alias", body = schema::Error),
         (status = 409, description = "The alias already has a running renewal (named)", body = schema::Error),
         (status = 413, description = "Body over the size limit", body = schema::Error),
+        (status = 422, description = "The Idempotency-Key was used for another request (named)", body = schema::Error),
         (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
     )
 )]
 pub(crate) async fn start(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
+    headers: HeaderMap,
     ApiBytes(bytes): ApiBytes,
 ) -> Result<Response, ApiError> {
+    let idem = idempotency::Key::of(&headers, &u, "POST /api/renewals", &bytes)?;
+    if let Some(k) = &idem
+        && let Some(answer) = k.answered(&st).await?
+    {
+        return Ok(answer);
+    }
     let b: StartBody = body(&bytes)?;
     let store = st.service().store();
     let tname = TenantName::parse(&b.tenant).map_err(|e| ApiError::field("tenant", e))?;
@@ -117,8 +130,24 @@ pub(crate) async fn start(
         auto_approve: b.auto_approve,
     };
     let (svc, email) = (st.service().clone(), u.email.to_string());
-    let o = detached(async move { svc.start(req, &email, now()).await }).await??;
-    Ok((StatusCode::CREATED, Json(outcome_json(&o))).into_response())
+    let record = idem.as_ref().map(|k| {
+        k.recorded(Box::new(|o| {
+            (StatusCode::CREATED.as_u16(), outcome_json(o).to_string())
+        }))
+    });
+    let started =
+        detached(async move { svc.start_recorded(req, &email, now(), record).await }).await?;
+    match started {
+        Ok(o) => Ok((StatusCode::CREATED, Json(outcome_json(&o))).into_response()),
+        Err(e) => match &idem {
+            // A concurrent request with the same key did the work first: its answer.
+            Some(k) => match k.answered(&st).await? {
+                Some(answer) => Ok(answer),
+                None => Err(e.into()),
+            },
+            None => Err(e.into()),
+        },
+    }
 }
 
 #[utoipa::path(

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rekey_crypto::{Certificate, KeyBits};
 use rekey_engine::{Actor, Event, Refusal, Renewal, Role, StartParams, StepStatus, access};
 use rekey_model::{Alias, RenewalStatus, TenantId};
-use rekey_store::{ConnectionTrait, DatabaseTransaction, pending, renewals};
+use rekey_store::{ConnectionTrait, DatabaseTransaction, idempotency, pending, renewals};
 use uuid::Uuid;
 
 use crate::world::load_world;
@@ -26,6 +26,19 @@ impl Service {
         req: StartRequest,
         actor_email: &str,
         now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        self.start_recorded(req, actor_email, now, None).await
+    }
+
+    /// [`Service::start`], storing `record`'s answer (an API call's, under its idempotency
+    /// key) in the transaction that starts the renewal: the answer is stored exactly when the
+    /// renewal is. A second answer for the same key fails, and nothing is started.
+    pub async fn start_recorded(
+        &self,
+        req: StartRequest,
+        actor_email: &str,
+        now: DateTime<Utc>,
+        record: Option<Recorded>,
     ) -> Result<Outcome> {
         let txn = self.store.begin().await?;
         let actor = self.actor(&txn, actor_email).await?;
@@ -95,6 +108,16 @@ impl Service {
             };
         }
         let outcome = self.carry_out(&txn, t, &actor, 0, now).await?;
+        if let Some(rec) = record {
+            let (status, response) = (rec.render)(&outcome);
+            let answer = idempotency::Answer {
+                request_sha256: rec.request_sha256,
+                status,
+                response,
+                created_at: now,
+            };
+            idempotency::record(&txn, rec.user, &rec.key, &answer).await?;
+        }
         commit(txn).await?;
         self.after_commit(req.tenant).await;
         Ok(outcome)
@@ -285,6 +308,22 @@ fn planned_end(def: &rekey_engine::Procedure, r: &Renewal, now: DateTime<Utc>) -
     }
     end
 }
+
+/// An API call's answer to store with the work it did, under the caller's idempotency key
+/// (`rekey_store::idempotency`).
+pub struct Recorded {
+    /// The caller.
+    pub user: Uuid,
+    /// Their `Idempotency-Key`.
+    pub key: String,
+    /// SHA-256 (hex) of the request, to tell a retry from the key reused for another.
+    pub request_sha256: String,
+    /// The answer the call gives for the outcome.
+    pub render: RenderAnswer,
+}
+
+/// Makes an API call's answer (status, body) from the outcome.
+pub type RenderAnswer = Box<dyn FnOnce(&Outcome) -> (u16, String) + Send>;
 
 /// Refuses a renewal `actor` may not see as if it did not exist, before the engine names its
 /// steps, roles or status; rekey's own timers see every renewal.

@@ -7,6 +7,8 @@
 mod as2;
 mod effects;
 mod events;
+
+pub use events::{Recorded, RenderAnswer};
 mod queries;
 
 use chrono::{DateTime, Utc};
