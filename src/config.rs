@@ -158,8 +158,8 @@ impl std::str::FromStr for MailTls {
     }
 }
 
-/// The SMTP password. `Debug` and `Display` show `***`; [`MailPassword::expose`] gives it to
-/// the SMTP client.
+/// A secret setting: the SMTP password, the metrics token. `Debug` and `Display` show `***`;
+/// [`MailPassword::expose`] gives it to the one that uses it.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct MailPassword(String);
@@ -211,6 +211,10 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// The address people reach rekey under (links in emails), without a trailing slash.
     pub base_url: String,
+    /// When set, `/metrics` answers only `Authorization: Bearer <this>` (never printed).
+    pub metrics_token: Option<MailPassword>,
+    /// Whether `/metrics` labels certificates with tenant names and aliases.
+    pub metrics_names: bool,
 }
 
 /// The `[renewal]` section.
@@ -388,6 +392,8 @@ struct MailLayer {
 struct ServerLayer {
     listen: Option<SocketAddr>,
     base_url: Option<String>,
+    metrics_token: Option<MailPassword>,
+    metrics_names: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -436,6 +442,8 @@ impl Layer {
             server: ServerLayer {
                 listen: over.server.listen.or(self.server.listen),
                 base_url: over.server.base_url.or(self.server.base_url),
+                metrics_token: over.server.metrics_token.or(self.server.metrics_token),
+                metrics_names: over.server.metrics_names.or(self.server.metrics_names),
             },
             renewal: RenewalLayer {
                 renew_before_days: over
@@ -506,6 +514,8 @@ impl Layer {
             server: ServerLayer {
                 listen: parsed(env, "REKEY_SERVER_LISTEN")?,
                 base_url: env("REKEY_SERVER_BASE_URL"),
+                metrics_token: env("REKEY_SERVER_METRICS_TOKEN").map(MailPassword),
+                metrics_names: parsed(env, "REKEY_SERVER_METRICS_NAMES")?,
             },
             renewal: RenewalLayer {
                 renew_before_days: parsed(env, "REKEY_RENEWAL_RENEW_BEFORE_DAYS")?,
@@ -654,7 +664,15 @@ impl Settings {
                 username,
                 password: merged.mail.password,
             },
-            server: ServerSettings { listen, base_url },
+            server: ServerSettings {
+                listen,
+                base_url,
+                metrics_token: merged
+                    .server
+                    .metrics_token
+                    .filter(|t| !t.expose().trim().is_empty()),
+                metrics_names: merged.server.metrics_names.unwrap_or(false),
+            },
             renewal: RenewalSettings {
                 renew_before_days: merged.renewal.renew_before_days.unwrap_or(30),
                 clock_skew: chrono::Duration::minutes(i64::from(skew_minutes)),
@@ -968,6 +986,43 @@ mod tests {
         let env = |n: &str| (n == "REKEY_LOG_FORMAT").then(|| "xml".to_string());
         let e = Settings::load_with(&global(dir.path()), &env).expect_err("unknown format");
         assert!(e.to_string().contains("REKEY_LOG_FORMAT"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn metrics_token_and_names_from_file_and_env_never_printed() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(
+            (s.server.metrics_token.is_none(), s.server.metrics_names),
+            (true, false)
+        );
+        std::fs::write(
+            dir.path().join(CONFIG_FILE_NAME),
+            "[server]\nmetrics_token = \"file-secret\"\nmetrics_names = true\n",
+        )?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(
+            s.server.metrics_token.as_ref().map(|t| t.expose()),
+            Some("file-secret")
+        );
+        assert!(s.server.metrics_names);
+        let env = |n: &str| match n {
+            "REKEY_SERVER_METRICS_TOKEN" => Some("env-secret".to_string()),
+            "REKEY_SERVER_METRICS_NAMES" => Some("false".to_string()),
+            _ => None,
+        };
+        let s = Settings::load_with(&global(dir.path()), &env)?;
+        assert_eq!(
+            s.server.metrics_token.as_ref().map(|t| t.expose()),
+            Some("env-secret")
+        );
+        assert!(!s.server.metrics_names);
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("env-secret") && !shown.contains("file-secret"),
+            "{shown}"
+        );
         Ok(())
     }
 

@@ -963,7 +963,36 @@ async fn metrics_and_security_headers() {
     on_both(async |db: &TestDb| -> TestResult {
         let f = fixture(db).await?;
         start(&f).await?;
-        let (s, h, v) = call(&f.app, "GET", "/metrics", None, None).await?;
+        // By default no tenant name or alias is exposed: certificates are counted.
+        let (s, _, v) = call(&f.app, "GET", "/metrics", None, None).await?;
+        assert_eq!(s, StatusCode::OK);
+        let plain = v.as_str().ok_or("text")?;
+        assert!(
+            !plain.contains("demo") && !plain.contains(&f.alias),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("rekey_certificates_expiring{within_days=\"30\"} "),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("rekey_certificate_days_to_expiry_min "),
+            "{plain}"
+        );
+        // Behind a token when one is configured.
+        let svc = Service::new(db.store.clone(), Catalog::builtin()?);
+        let guarded = app(AppState::new(svc.clone(), "http://rekey.test")?
+            .with_metrics(Some("metrics-secret".into()), false));
+        for tok in [None, Some("wrong"), Some(f.admin.as_str())] {
+            let (s, h, v) = call(&guarded, "GET", "/metrics", tok, None).await?;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{tok:?}: {v}");
+            assert!(v["error"].is_string() && h.contains_key(header::WWW_AUTHENTICATE));
+        }
+        let (s, _, _) = call(&guarded, "GET", "/metrics", Some("metrics-secret"), None).await?;
+        assert_eq!(s, StatusCode::OK);
+        // Names when configured.
+        let named = app(AppState::new(svc, "http://rekey.test")?.with_metrics(None, true));
+        let (s, h, v) = call(&named, "GET", "/metrics", None, None).await?;
         assert_eq!(s, StatusCode::OK);
         let text = v.as_str().ok_or("text")?;
         assert!(

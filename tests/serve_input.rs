@@ -329,3 +329,78 @@ async fn a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_starts_
     })
     .await;
 }
+
+/// A GET of `path` with `host` (if any) on `app`: status, headers, body text.
+async fn get_with_host(
+    app: &Router,
+    path: &str,
+    host: Option<&str>,
+) -> Result<(StatusCode, rekey_server::axum::http::HeaderMap, String), Err> {
+    let mut req = Request::builder().uri(path);
+    if let Some(h) = host {
+        req = req.header(header::HOST, h);
+    }
+    let res = app.clone().oneshot(req.body(Body::empty())?).await?;
+    let (status, headers) = (res.status(), res.headers().clone());
+    let bytes = to_bytes(res.into_body(), 1 << 20).await?;
+    Ok((
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
+}
+
+/// The server answers only for its base URL's host (421 otherwise), sends HSTS under an https
+/// base URL, and refuses a form posted with `Origin: null` as one from another site.
+#[tokio::test]
+async fn host_hsts_and_origin_null() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let (s, h, _) = get_with_host(&f.app, "/healthz", Some("rekey.test")).await?;
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            h.get(header::STRICT_TRANSPORT_SECURITY).is_none(),
+            "no HSTS over http"
+        );
+        let (s, _, _) = get_with_host(&f.app, "/healthz", Some("REKEY.test")).await?;
+        assert_eq!(s, StatusCode::OK, "host names are case-insensitive");
+        for host in ["evil.example", "rekey.test:8443", "127.0.0.1"] {
+            for path in ["/healthz", "/api/tasks", "/", "/metrics"] {
+                let (s, h, body) = get_with_host(&f.app, path, Some(host)).await?;
+                assert_eq!(s, StatusCode::MISDIRECTED_REQUEST, "{host} {path}: {body}");
+                assert!(
+                    h[header::CONTENT_TYPE]
+                        .to_str()?
+                        .starts_with("application/json")
+                );
+                assert!(body.contains("rekey.test"), "{body}");
+            }
+        }
+        let svc = Service::new(db.store.clone(), Catalog::builtin()?);
+        let https = app(AppState::new(svc, "https://rekey.example.com")?);
+        for path in ["/healthz", "/", "/api/tasks", "/nothing"] {
+            let (_, h, _) = get_with_host(&https, path, Some("rekey.example.com")).await?;
+            let hsts = h
+                .get(header::STRICT_TRANSPORT_SECURITY)
+                .ok_or("HSTS under https")?
+                .to_str()?;
+            assert!(hsts.starts_with("max-age="), "{hsts}");
+        }
+        // A form posted with `Origin: null` (a sandboxed frame, a data: page) and no
+        // Sec-Fetch-Site is refused as coming from another site, before its CSRF token is read.
+        let req = Request::builder()
+            .method("POST")
+            .uri("/tasks/some-link-token")
+            .header(header::HOST, "rekey.example.com")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, "null")
+            .body(Body::from("csrf=x&action=signin"))?;
+        let res = https.clone().oneshot(req).await?;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(res.headers().get(header::SET_COOKIE).is_none());
+        let page = String::from_utf8_lossy(&to_bytes(res.into_body(), 1 << 20).await?).into_owned();
+        assert!(page.contains("another site"), "{page}");
+        Ok(())
+    })
+    .await;
+}

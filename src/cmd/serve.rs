@@ -77,7 +77,16 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         if base_url == format!("http://{}", ctx.settings.server.listen) {
             base_url = format!("http://{local}");
         }
-        let state = AppState::new(service.clone(), &base_url).map_err(|e| anyhow!(e))?;
+        let state = AppState::new(service.clone(), &base_url)
+            .map_err(|e| anyhow!(e))?
+            .with_metrics(
+                ctx.settings
+                    .server
+                    .metrics_token
+                    .as_ref()
+                    .map(|t| t.expose().to_string()),
+                ctx.settings.server.metrics_names,
+            );
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let sched = (!args.no_scheduler).then(|| {

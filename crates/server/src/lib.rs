@@ -53,6 +53,8 @@ struct Inner {
     secure_cookies: bool,
     secret: [u8; 32],
     sessions: Mutex<HashMap<String, web::Session>>,
+    metrics_token: Option<String>,
+    metrics_names: bool,
 }
 
 impl AppState {
@@ -69,8 +71,29 @@ impl AppState {
                 base_url,
                 secret,
                 sessions: Mutex::new(HashMap::new()),
+                metrics_token: None,
+                metrics_names: false,
             }),
         })
+    }
+
+    /// This state with `/metrics` answering only `Authorization: Bearer <token>` when a token
+    /// is given, and labelling certificates with tenant names and aliases when `names`
+    /// (otherwise it counts them without naming anyone's).
+    pub fn with_metrics(mut self, token: Option<String>, names: bool) -> AppState {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metrics_token = token.filter(|t| !t.is_empty());
+            inner.metrics_names = names;
+        }
+        self
+    }
+
+    pub(crate) fn metrics_token(&self) -> Option<&str> {
+        self.inner.metrics_token.as_deref()
+    }
+
+    pub(crate) fn metrics_names(&self) -> bool {
+        self.inner.metrics_names
     }
 
     /// The service.
@@ -127,7 +150,14 @@ pub fn app(state: AppState) -> Router {
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
         .layer(axum::middleware::from_fn(json_errors))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_host,
+        ))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
 }
@@ -183,9 +213,49 @@ async fn json_errors(req: Request, next: Next) -> Response {
     axum::response::IntoResponse::into_response(e)
 }
 
-/// Headers every response carries: no framing, no referrer, no inline script or style.
-async fn security_headers(mut res: Response) -> Response {
+/// Refuses (421) a request whose `Host` is not the base URL's: links, cookies and the origin
+/// check are made for that name, and a request for another one (DNS rebinding, a
+/// misconfigured proxy) is not rekey's to answer. A request without `Host` (HTTP/1.0, tests
+/// driving the router) and a base URL on an unspecified address (`0.0.0.0`, `[::]`) are not
+/// checked.
+async fn check_host(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let authority = st
+        .base_url()
+        .split_once("://")
+        .map_or(st.base_url(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let unspecified = authority.starts_with("0.0.0.0") || authority.starts_with("[::]");
+    let host = req.headers().get(header::HOST).map(|h| h.to_str());
+    match host {
+        Some(Ok(h)) if unspecified || h.eq_ignore_ascii_case(&authority) => next.run(req).await,
+        None => next.run(req).await,
+        _ => axum::response::IntoResponse::into_response(ApiError::new(
+            axum::http::StatusCode::MISDIRECTED_REQUEST,
+            format!("this server answers for {authority} only (its base_url)"),
+        )),
+    }
+}
+
+/// Headers every response carries: no framing, no referrer, no inline script or style; and
+/// under an https base URL, HSTS.
+async fn security_headers(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    mut res: Response,
+) -> Response {
     let h = res.headers_mut();
+    if st.secure_cookies() {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

@@ -1,10 +1,12 @@
-//! `GET /metrics`: Prometheus text exposition format, written by hand.
+//! `GET /metrics`: Prometheus text exposition format, written by hand. Behind a bearer token
+//! when one is configured; certificates are labelled with tenant names and aliases only when
+//! configured (`[server] metrics_names`), otherwise counted.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 
 use crate::{ApiError, AppState, now};
@@ -81,6 +83,26 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
         .into_iter()
         .map(|t| (t.id, t.name.to_string()))
         .collect();
+    if !st.metrics_names() {
+        // Without names: how many certificates expire within each horizon, and the soonest.
+        out.push_str("# HELP rekey_certificates_expiring Current certificates expiring within the given days (expired ones count in every horizon).\n# TYPE rekey_certificates_expiring gauge\n");
+        let days: Vec<f64> = entries
+            .iter()
+            .map(|e| (e.not_after - now).num_seconds() as f64 / 86_400.0)
+            .collect();
+        for within in [7u32, 30, 90] {
+            let n = days.iter().filter(|d| **d <= f64::from(within)).count();
+            let _ = writeln!(
+                out,
+                "rekey_certificates_expiring{{within_days=\"{within}\"}} {n}"
+            );
+        }
+        if let Some(min) = days.iter().copied().reduce(f64::min) {
+            out.push_str("# HELP rekey_certificate_days_to_expiry_min Days until the soonest current certificate expires.\n# TYPE rekey_certificate_days_to_expiry_min gauge\n");
+            let _ = writeln!(out, "rekey_certificate_days_to_expiry_min {min:.3}");
+        }
+        return Ok(out);
+    }
     out.push_str("# HELP rekey_certificate_days_to_expiry Days until the current certificate under each alias expires.\n# TYPE rekey_certificate_days_to_expiry gauge\n");
     for e in &entries {
         let days = (e.not_after - now).num_seconds() as f64 / 86_400.0;
@@ -95,8 +117,24 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
     Ok(out)
 }
 
-/// `GET /metrics`.
-pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+/// `GET /metrics`; with a metrics token configured, only for `Authorization: Bearer <token>`.
+pub async fn metrics(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(expected) = st.metrics_token() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        if !given.is_some_and(|g| crate::web::session::same(g, expected)) {
+            return Err(ApiError::unauthorized(
+                "give Authorization: Bearer <metrics token> ([server] metrics_token)",
+            ));
+        }
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -1,5 +1,6 @@
-//! The unauthenticated routes: `/healthz` (the database answers), `/metrics` (rendered by
-//! [`crate::metrics`]) and `/openapi.json` (built by [`crate::openapi`]).
+//! The routes without a user: `/healthz` (the database answers), `/metrics` (rendered by
+//! [`crate::metrics`], behind its own token when one is configured) and `/openapi.json`
+//! (built by [`crate::openapi`]).
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -26,14 +27,18 @@ pub(crate) async fn healthz(State(st): State<AppState>) -> Result<&'static str, 
     get,
     path = "/metrics",
     tag = "operations",
-    summary = "Prometheus text: renewals by state and procedure, tasks due and overdue, outbox depth by status, days to expiry per alias",
+    summary = "Prometheus text: renewals by state and procedure, tasks due and overdue, outbox depth by status, certificates expiring (per tenant and alias when [server] metrics_names is set); behind a bearer token when [server] metrics_token is set",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 401, description = "A metrics token is configured ([server] metrics_token) and the request does not carry it as a bearer token", body = schema::Error),
         (status = 500, description = "The database failed", body = schema::Error),
     )
 )]
-pub(crate) async fn metrics(st: State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    crate::metrics::metrics(st).await
+pub(crate) async fn metrics(
+    st: State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    crate::metrics::metrics(st, headers).await
 }
 
 #[utoipa::path(

@@ -1,7 +1,7 @@
 //! Web sessions and the checks on every posted form: the in-memory session table and its
 //! cookie (`HttpOnly`, `SameSite=Strict`, `Secure` under an https base URL), CSRF tokens (a
 //! link page's derived from the link and the server's secret, a session's own after sign-in),
-//! and the same-origin check on `Sec-Fetch-Site` / `Origin`.
+//! and the same-origin check on `Sec-Fetch-Site` / `Origin` (`Origin: null` is refused).
 //!
 //! Sessions live in memory: a restart signs everyone out (they sign in again from a link).
 
@@ -134,8 +134,9 @@ pub(crate) fn same_origin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiE
             "this form was sent from another site; open rekey's page and submit it there",
         )
     };
-    // Modern browsers: Sec-Fetch-Site says where the form came from. (Under
-    // `Referrer-Policy: no-referrer` they send `Origin: null`, so Origin alone cannot tell.)
+    // Modern browsers: Sec-Fetch-Site says where the form came from. Without it, the Origin
+    // must be rekey's: `Origin: null` (a sandboxed frame, a data: or file: page, a redirect
+    // across sites) says nothing about where the form came from, so it is refused.
     if let Some(site) = headers.get("sec-fetch-site") {
         return match site.to_str() {
             Ok("same-origin" | "none") => Ok(()),
@@ -145,7 +146,7 @@ pub(crate) fn same_origin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiE
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().map_err(|_| refused())?;
         if origin == "null" {
-            return Ok(());
+            return Err(refused());
         }
         let base = st.base_url();
         // The base URL's scheme://host[:port], without any path.
