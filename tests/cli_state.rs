@@ -1011,3 +1011,53 @@ fn fingerprint(env: &Env) -> String {
         .expect("signer-2026 listed")
         .to_string()
 }
+
+/// `rekey init` writes a configuration that names every key there is — SMTP's and the
+/// server's included — each with its default and what it means, commented out, so the file
+/// changes nothing until a line is uncommented; rekey then runs with it.
+#[test]
+fn init_writes_every_key_commented() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let text = std::fs::read_to_string(env.data().join("rekey.toml")).expect("rekey.toml");
+    for key in [
+        "data_dir",
+        "database_url",
+        "kek_file",
+        "transport",
+        "outbox_dir",
+        "from",
+        "host",
+        "port",
+        "tls",
+        "username",
+        "password",
+        "listen",
+        "base_url",
+        "metrics_token",
+        "metrics_names",
+        "renew_before_days",
+        "clock_skew_minutes",
+        "format",
+        "level",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("# {key} = "))),
+            "{key} is not listed, commented:\n{text}"
+        );
+    }
+    for section in ["[mail]", "[server]", "[renewal]", "[log]"] {
+        assert!(text.lines().any(|l| l == section), "{section}:\n{text}");
+    }
+    for line in text.lines() {
+        assert!(
+            line.is_empty() || line.starts_with('#') || line.starts_with('['),
+            "an active setting: {line:?}"
+        );
+    }
+    // Uncommenting a setting takes effect.
+    let edited = text.replace("# renew_before_days = 30", "renew_before_days = 30");
+    assert_ne!(edited, text);
+    std::fs::write(env.data().join("rekey.toml"), edited).expect("write");
+    env.ok(&["tenant", "add", "acme"]);
+}

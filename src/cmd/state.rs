@@ -115,13 +115,32 @@ migrations. Running it again changes nothing and reports what it found."
 pub struct InitArgs {}
 
 /// The configuration file `rekey init` writes: every key commented out at its default.
-const INIT_CONFIG: &str = "# rekey configuration, written by `rekey init`. Every setting is \
-optional; the defaults are shown\n# commented out. REKEY_... environment variables override \
-this file; unknown keys are refused.\n\n# database_url = \"sqlite://<data-dir>/rekey.db?mode=rwc\"  \
-# or postgres://USER@HOST:5432/DB\n# kek_file = \"<data-dir>/kek.key\"\n\n[mail]\n# transport = \
-\"file\"\n# outbox_dir = \"<data-dir>/outbox\"\n# from = \"rekey@localhost\"\n\n[server]\n# \
-listen = \"127.0.0.1:8080\"\n# base_url = \"http://127.0.0.1:8080\"\n\n[renewal]\n# \
-renew_before_days = 30\n# clock_skew_minutes = 60\n";
+/// The configuration `rekey init` writes: the built-in defaults (`config/default.toml`, which
+/// lists every key with what it means, SMTP included) with every setting commented out, so the
+/// file names every key there is and changes nothing until a line is uncommented.
+fn init_config() -> String {
+    let mut out = String::from(
+        "# rekey configuration, written by `rekey init`. Every setting is optional: each key \
+         is listed\n# below with its default, commented out; uncomment a line to change it. \
+         REKEY_... environment\n# variables override this file; unknown keys are refused.\n\n",
+    );
+    // The defaults' own header (the layers) is said above; its body follows.
+    let body = config::DEFAULT_TOML
+        .lines()
+        .skip_while(|l| l.starts_with('#') || l.trim().is_empty());
+    for line in body {
+        let setting = line.split_once('=').is_some_and(|(k, _)| {
+            let k = k.trim();
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        });
+        if setting {
+            out.push_str("# ");
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
 
 /// `rekey init`.
 pub fn init(global: &GlobalArgs, _args: InitArgs) -> Result<ExitCode> {
@@ -143,7 +162,7 @@ async fn init_async(global: &GlobalArgs) -> Result<ExitCode> {
         Some(f) => println!("found configuration file {}", f.display()),
         None => {
             let path = dir.join(CONFIG_FILE_NAME);
-            write_new(&path, INIT_CONFIG.as_bytes(), false)?;
+            write_new(&path, init_config().as_bytes(), false)?;
             println!("created configuration file {}", path.display());
         }
     }
