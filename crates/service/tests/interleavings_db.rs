@@ -626,7 +626,11 @@ async fn walk(
                     )
                     .into());
                 }
-                if !matches!(e, ServiceError::Refused(_)) {
+                // Someone who may not see the renewal is told it does not exist, before the
+                // engine names its steps, roles or status.
+                let hidden = matches!(e, ServiceError::UnknownRenewal(x) if x == id)
+                    && (person == STRANGER || person == NEIGHBOUR);
+                if !matches!(e, ServiceError::Refused(_)) && !hidden {
                     return Err(format!(
                         "{p} seed {seed} event {n} ({person}: {event:?}): not a refusal: {e}"
                     )
