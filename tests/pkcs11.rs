@@ -290,6 +290,15 @@ fn a_configured_tenant_generates_imports_and_signs_on_its_token() -> Result<(), 
     let conf = token_tenant(dir, "acme-signing")?;
     let run = |args: &[&str]| on_token(dir, &conf, "user-secret").args(args).output();
     ok(run(&["tenant", "add", "acme"])?);
+    // The tenant administrator makes the changes (`--as`).
+    ok(run(&[
+        "user",
+        "add",
+        "--email",
+        "admin@acme.example",
+        "--role",
+        "tenant_admin",
+    ])?);
     ok(run(&[
         "keystore",
         "generate",
@@ -299,6 +308,8 @@ fn a_configured_tenant_generates_imports_and_signs_on_its_token() -> Result<(), 
         "2048",
         "--subject",
         "CN=acme,O=Acme",
+        "--as",
+        "admin@acme.example",
     ])?);
 
     // An existing key imported from PKCS#12 lands on the token, with a warning.
@@ -326,7 +337,14 @@ fn a_configured_tenant_generates_imports_and_signs_on_its_token() -> Result<(), 
         .output()?);
     let p12_arg = p12.display().to_string();
     let imported = ok(run(&[
-        "keystore", "import", "--alias", "B", "--pkcs12", &p12_arg,
+        "keystore",
+        "import",
+        "--alias",
+        "B",
+        "--pkcs12",
+        &p12_arg,
+        "--as",
+        "admin@acme.example",
     ])?);
     assert!(
         imported.contains("existed outside the token"),
@@ -334,7 +352,16 @@ fn a_configured_tenant_generates_imports_and_signs_on_its_token() -> Result<(), 
     );
 
     // The signer step signs on the token; OpenSSL verifies against the exported chain.
-    ok(run(&["flow", "add", "--flow", "F", "--step", "S"])?);
+    ok(run(&[
+        "flow",
+        "add",
+        "--flow",
+        "F",
+        "--step",
+        "S",
+        "--as",
+        "admin@acme.example",
+    ])?);
     for a in ["A", "B"] {
         ok(run(&[
             "signer",
@@ -345,6 +372,8 @@ fn a_configured_tenant_generates_imports_and_signs_on_its_token() -> Result<(), 
             "S",
             "--alias",
             a,
+            "--as",
+            "admin@acme.example",
         ])?);
     }
     let payload = dir.join("payload.txt");
