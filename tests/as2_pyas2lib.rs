@@ -542,11 +542,15 @@ async fn a_probe_refused_for_the_trusted_key_proposes_nothing() {
 
 /// `rekey receiver probe` through the binary: it proposes the profile from the MDNs, and with
 /// `--accept` sets it (the receiver had been registered as accepting several signatures).
+/// The tenant administrator, who adds receivers and their AS2 endpoints and probes them.
+const ADMIN: &str = "admin@acme.example";
+
 #[test]
 fn rekey_receiver_probe_proposes_and_accepts_the_profile() {
     common::on_both(|env| {
         env.ok(&["init"]);
         env.ok(&["tenant", "add", "acme"]);
+        env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
         env.ok(&[
             "keystore",
             "generate",
@@ -556,6 +560,8 @@ fn rekey_receiver_probe_proposes_and_accepts_the_profile() {
             "2048",
             "--subject",
             "CN=acme signer",
+            "--as",
+            ADMIN,
         ]);
         env.ok(&[
             "receiver",
@@ -565,8 +571,12 @@ fn rekey_receiver_probe_proposes_and_accepts_the_profile() {
             "--admin",
             "bob@example.com",
             "--accepts-multiple-signatures",
+            "--as",
+            ADMIN,
         ]);
-        env.ok(&["receiver", "trust", "--name", "ERP", "--alias", "signer"]);
+        env.ok(&[
+            "receiver", "trust", "--name", "ERP", "--alias", "signer", "--as", ADMIN,
+        ]);
         let pem = env.ok(&["keystore", "export-cert", "--alias", "signer"]);
         let signer = Certificate::from_pem(&pem).expect("certificate");
         let s = common::runtime().block_on(Setup::new(&signer, "normal"));
@@ -587,9 +597,11 @@ fn rekey_receiver_probe_proposes_and_accepts_the_profile() {
             endpoint.as2_to.as_str(),
             "--mdn-cert",
             &mdn,
+            "--as",
+            ADMIN,
         ]);
 
-        let out = env.ok(&["receiver", "probe", "--name", "ERP"]);
+        let out = env.ok(&["receiver", "probe", "--name", "ERP", "--as", ADMIN]);
         assert!(
             out.contains("proposed profile: verifies_multiple_keys=false accepts_multiple_signatures=false (rerun with --accept"),
             "{out}"
@@ -604,7 +616,9 @@ fn rekey_receiver_probe_proposes_and_accepts_the_profile() {
             "not changed without --accept"
         );
 
-        let report = env.json(&["receiver", "probe", "--name", "ERP", "--accept", "--json"]);
+        let report = env.json(&[
+            "receiver", "probe", "--name", "ERP", "--accept", "--json", "--as", ADMIN,
+        ]);
         assert_eq!(report["proposed"]["accepts_multiple_signatures"], false);
         let r = env.json(&["receiver", "show", "--name", "ERP", "--json"]);
         assert_eq!(r["profile"]["accepts_multiple_signatures"], false);
@@ -618,9 +632,11 @@ fn rekey_receiver_probe_proposes_and_accepts_the_profile() {
             "CRM",
             "--admin",
             "eve@example.com",
+            "--as",
+            ADMIN,
         ]);
         env.fails(
-            &["receiver", "probe", "--name", "CRM"],
+            &["receiver", "probe", "--name", "CRM", "--as", ADMIN],
             1,
             &["has no AS2 endpoint"],
         );

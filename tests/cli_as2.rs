@@ -7,9 +7,13 @@ mod common;
 use common::{Env, on_both};
 use rekey_crypto::{KeyBits, KeyPair, self_signed};
 
+/// The tenant administrator, who records AS2 endpoints.
+const ADMIN: &str = "admin@acme.example";
+
 fn setup(env: &Env) {
     env.ok(&["init"]);
     env.ok(&["tenant", "add", "acme"]);
+    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
     env.ok(&[
         "receiver",
         "add",
@@ -17,6 +21,8 @@ fn setup(env: &Env) {
         "ERP",
         "--admin",
         "bob@example.com",
+        "--as",
+        ADMIN,
     ]);
     let key = KeyPair::generate(KeyBits::B2048).expect("key");
     let cert = self_signed(
@@ -51,8 +57,26 @@ fn the_as2_endpoint_is_set_shown_and_removed() {
             "ERP_PROD",
             "--mdn-cert",
             mdn.as_str(),
+            "--as",
+            ADMIN,
         ];
+        env.ok(&[
+            "user",
+            "add",
+            "--email",
+            "bob@example.com",
+            "--role",
+            "receiver_admin",
+            "--receiver",
+            "ERP",
+        ]);
         let before = env.ok(&["audit", "verify"]);
+        // Only the tenant administrator records it.
+        env.fails(&base[..base.len() - 2], 1, &["--as", "tenant_admin"]);
+        let mut as_bob = base.to_vec();
+        let at = as_bob.len() - 1;
+        as_bob[at] = "bob@example.com";
+        env.fails(&as_bob, 1, &["tenant_admin"]);
         for (bad, value, needle) in [
             (
                 "--url",
@@ -71,11 +95,11 @@ fn the_as2_endpoint_is_set_shown_and_removed() {
             env.fails(&args, 1, &[needle]);
         }
         let mut missing = base.to_vec();
-        let at = missing.len() - 1;
+        let at = missing.len() - 3;
         missing[at] = "/nonexistent/mdn.pem";
         env.fails(&missing, 1, &["/nonexistent/mdn.pem"]);
         env.fails(
-            &["receiver", "as2", "remove", "--name", "ERP"],
+            &["receiver", "as2", "remove", "--name", "ERP", "--as", ADMIN],
             1,
             &["has no AS2 endpoint"],
         );
@@ -112,7 +136,7 @@ fn the_as2_endpoint_is_set_shown_and_removed() {
         let r = env.json(&["receiver", "show", "--name", "ERP", "--json"]);
         assert_eq!(r["as2"]["mic"], "sha512");
 
-        env.ok(&["receiver", "as2", "remove", "--name", "ERP"]);
+        env.ok(&["receiver", "as2", "remove", "--name", "ERP", "--as", ADMIN]);
         let r = env.json(&["receiver", "show", "--name", "ERP", "--json"]);
         assert!(r.get("as2").is_none(), "{r}");
         let audit = env.ok(&["audit", "verify"]);
