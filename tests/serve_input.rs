@@ -404,3 +404,82 @@ async fn host_hsts_and_origin_null() {
     })
     .await;
 }
+
+/// `GET /api/renewals` pages: `limit` bounds a page, a full page names the next in `Link`,
+/// `status` filters, another tenant's administrator sees none of it, and each wrong query
+/// parameter is a 400 naming it.
+#[tokio::test]
+async fn renewal_list_pages_filters_and_names_a_wrong_query_parameter() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let f = fixture(db).await?;
+        let start =
+            json!({"tenant": "demo", "receiver": f.receiver_name, "alias": f.alias, "bits": 2048});
+        let (s, v) = call(&f.app, "POST", "/api/renewals", &f.admin, Some(start)).await?;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["renewal"]["id"].as_str().ok_or("renewal id")?.to_string();
+        let get = |path: String, token: String| {
+            let app = f.app.clone();
+            async move {
+                let req = Request::builder()
+                    .uri(path)
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Body::empty())?;
+                let res = app.oneshot(req).await?;
+                let status = res.status();
+                let link = res
+                    .headers()
+                    .get(header::LINK)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let bytes = to_bytes(res.into_body(), 10 << 20).await?;
+                Ok::<_, Err>((status, link, serde_json::from_slice::<Value>(&bytes)?))
+            }
+        };
+        let (s, link, v) = get("/api/renewals?limit=1".into(), f.admin.clone()).await?;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v[0]["id"], id.as_str(), "{v}");
+        let link = link.ok_or("a full page names the next")?;
+        assert_eq!(
+            link,
+            format!("</api/renewals?after={id}&limit=1>; rel=\"next\"")
+        );
+        let next = link
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .ok_or("link")?;
+        let (s, link, v) = get(next.into(), f.admin.clone()).await?;
+        assert_eq!(
+            (s, v.as_array().map(Vec::len)),
+            (StatusCode::OK, Some(0)),
+            "{v}"
+        );
+        assert!(link.is_none(), "the last page names no next");
+        let (_, _, v) = get("/api/renewals?status=running".into(), f.admin.clone()).await?;
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+        let (_, _, v) = get("/api/renewals?status=completed".into(), f.admin.clone()).await?;
+        assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
+        let (_, _, v) = get("/api/renewals".into(), f.stranger.clone()).await?;
+        assert_eq!(
+            v.as_array().map(Vec::len),
+            Some(0),
+            "another tenant's renewals: {v}"
+        );
+        let (_, _, v) = get("/api/renewals".into(), f.receiver.clone()).await?;
+        assert_eq!(v[0]["id"], id.as_str(), "the receiver's administrator: {v}");
+        for (query, field) in [
+            ("limit=0", "limit"),
+            ("limit=501", "limit"),
+            ("limit=many", "limit"),
+            ("status=done", "status"),
+            ("after=nope", "after"),
+            ("colour=blue", "colour"),
+        ] {
+            let (s, _, v) = get(format!("/api/renewals?{query}"), f.admin.clone()).await?;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {v}");
+            names_field(s, &v, field);
+        }
+        Ok(())
+    })
+    .await;
+}

@@ -24,10 +24,10 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
     let svc = st.service();
     let mut out = String::new();
 
-    let mut by: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for r in svc.renewals(None).await? {
-        *by.entry((r.status.as_str().to_string(), r.procedure.to_string()))
-            .or_default() += 1;
+    // Counted by the database; the task gauges below read running renewals only.
+    let mut by: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for (status, procedure, n) in rekey_store::renewals::count_by_status(svc.store().db()).await? {
+        by.insert((status, procedure), n);
     }
     out.push_str(
         "# HELP rekey_renewals Renewals by state and procedure.\n# TYPE rekey_renewals gauge\n",
@@ -74,21 +74,13 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
         );
     }
 
-    let far = now + chrono::Duration::days(365 * 200);
-    let entries = rekey_store::keystore::expiring_before(svc.store().db(), far).await?;
-    let names: BTreeMap<_, _> = svc
-        .store()
-        .tenants()
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t.name.to_string()))
-        .collect();
+    let entries = rekey_store::keystore::current_expiries(svc.store().db()).await?;
     if !st.metrics_names() {
         // Without names: how many certificates expire within each horizon, and the soonest.
         out.push_str("# HELP rekey_certificates_expiring Current certificates expiring within the given days (expired ones count in every horizon).\n# TYPE rekey_certificates_expiring gauge\n");
         let days: Vec<f64> = entries
             .iter()
-            .map(|e| (e.not_after - now).num_seconds() as f64 / 86_400.0)
+            .map(|(_, _, not_after)| (*not_after - now).num_seconds() as f64 / 86_400.0)
             .collect();
         for within in [7u32, 30, 90] {
             let n = days.iter().filter(|d| **d <= f64::from(within)).count();
@@ -103,15 +95,22 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
         }
         return Ok(out);
     }
+    let names: BTreeMap<_, _> = svc
+        .store()
+        .tenants()
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.name.to_string()))
+        .collect();
     out.push_str("# HELP rekey_certificate_days_to_expiry Days until the current certificate under each alias expires.\n# TYPE rekey_certificate_days_to_expiry gauge\n");
-    for e in &entries {
-        let days = (e.not_after - now).num_seconds() as f64 / 86_400.0;
-        let tenant = names.get(&e.tenant).cloned().unwrap_or_default();
+    for (tenant, alias, not_after) in &entries {
+        let days = (*not_after - now).num_seconds() as f64 / 86_400.0;
+        let tenant = names.get(tenant).cloned().unwrap_or_default();
         let _ = writeln!(
             out,
             "rekey_certificate_days_to_expiry{{tenant=\"{}\",alias=\"{}\"}} {days:.3}",
             label(&tenant),
-            label(e.alias.as_str())
+            label(alias.as_str())
         );
     }
     Ok(out)

@@ -82,6 +82,9 @@ async fn user_of(st: &AppState, email: &str) -> Result<User, ApiError> {
     Ok(st.service().store().user_by_email(&e).await?)
 }
 
+/// How many renewals the inbox lists, newest first; the rest are paged through the API.
+const INBOX_RENEWALS: u64 = 50;
+
 async fn inbox(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let Some(s) = session_of(&st, &headers) else {
         return not_signed_in();
@@ -89,14 +92,16 @@ async fn inbox(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let result = async {
         let tasks = st.service().tasks(Some(&s.email), None).await?;
         let user = user_of(&st, &s.email).await?;
-        let mine: Vec<Renewal> = st
+        let mut mine: Vec<Renewal> = st
             .service()
-            .renewals(None)
+            .renewals_for(&user.grants, None, None, INBOX_RENEWALS + 1)
             .await?
             .into_iter()
             .filter(|r| may_see(&user, r))
             .collect();
-        Ok::<_, ApiError>(pages::inbox::inbox(&tasks, &mine, &s.csrf))
+        let more = mine.len() as u64 > INBOX_RENEWALS;
+        mine.truncate(INBOX_RENEWALS as usize);
+        Ok::<_, ApiError>(pages::inbox::inbox(&tasks, &mine, more, &s.csrf))
     }
     .await;
     match result {

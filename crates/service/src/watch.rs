@@ -15,6 +15,8 @@
 //! Time comes in as an argument. Nothing here decides a renewal's steps: [`Service::start`]
 //! and the engine do.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use rekey_engine::{ProcedureId, Renewal, RenewalStatus};
 use rekey_model::{Grant, TenantId};
@@ -196,12 +198,25 @@ pub async fn run_once(
 async fn pass(service: &Service, now: DateTime<Utc>, opts: &WatchOptions) -> Result<WatchReport> {
     let db = service.store().db();
     let mut report = WatchReport::default();
+    // Only certificates that some procedure's lead time already reaches can be due: read those
+    // (by the expiry index), and only their tenants' signer steps and receivers, so that a pass
+    // costs what is about to expire, not every alias ever stored.
+    let max_lead = now - latest_start(service, None, now, Duration::zero());
+    let reach = now + max_lead + opts.renew_before + Duration::seconds(1);
+    let mut candidates: BTreeMap<TenantId, Vec<KeystoreEntry>> = BTreeMap::new();
+    for e in keystore::expiring_before(db, reach).await? {
+        candidates.entry(e.tenant).or_default().push(e);
+    }
     for tenant in rekey_store::tenants::list(db).await? {
+        let Some(due) = candidates.get(&tenant.id) else {
+            continue;
+        };
         let usage = flows::all_alias_usage(db, tenant.id).await?;
         let recs = receivers::list(db, tenant.id).await?;
         for (alias, used_by) in &usage {
-            let Some(entry) = keystore::find_current(db, tenant.id, alias).await? else {
-                continue; // a prepared alias without a key: nothing expires
+            // An alias without a current key (a prepared one) expires nothing.
+            let Some(entry) = due.iter().find(|e| &e.alias == alias).cloned() else {
+                continue;
             };
             let receiver = match recs.as_slice() {
                 [only] => Some(only),

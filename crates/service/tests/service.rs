@@ -381,3 +381,79 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
 fn tempfile_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+
+/// Lists read by the database in a person's scope: a receiver administrator sees the renewal
+/// that reaches their receiver and no other, pages hand out every visible renewal once in the
+/// order of the full list, and the per-state counts are the database's own.
+#[tokio::test]
+async fn renewal_pages_are_scoped_to_the_reader_and_cover_each_renewal_once() {
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db);
+        let runs = demo::run(
+            &s,
+            &DemoOptions {
+                procedures: ProcedureId::ALL.to_vec(),
+                bits: 2048,
+                start: t0(),
+            },
+        )
+        .await?;
+        let all: Vec<uuid::Uuid> = s.renewals(None).await?.iter().map(|r| r.id).collect();
+        assert_eq!(all.len(), 4);
+        let admin = db
+            .store
+            .user_by_email(&rekey_model::Email::parse(TENANT_ADMIN)?)
+            .await?;
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s.renewals_for(&admin.grants, None, after, 1).await?;
+            let Some(last) = page.last() else { break };
+            assert_eq!(page.len(), 1, "limit 1");
+            after = Some(last.id);
+            paged.push(last.id);
+        }
+        assert_eq!(paged, all, "pages in list order, each renewal once");
+        for run in &runs {
+            let email = receiver_admin(run.procedure);
+            let user = db
+                .store
+                .user_by_email(&rekey_model::Email::parse(&email)?)
+                .await?;
+            let mine = s.renewals_for(&user.grants, None, None, 100).await?;
+            let ids: Vec<_> = mine.iter().map(|r| r.id).collect();
+            assert_eq!(
+                ids,
+                vec![run.renewal],
+                "{email} sees only their receiver's renewal"
+            );
+        }
+        let running = s
+            .renewals_for(&admin.grants, Some(RenewalStatus::Running), None, 100)
+            .await?;
+        assert!(running.is_empty(), "every demo renewal completed");
+        assert!(s.tasks(Some(TENANT_ADMIN), None).await?.is_empty());
+        let unknown = s
+            .renewals_for(&admin.grants, None, Some(uuid::Uuid::new_v4()), 100)
+            .await?;
+        assert!(
+            unknown.is_empty(),
+            "a cursor naming no renewal ends the list"
+        );
+        let counts = rekey_store::renewals::count_by_status(db.store.db()).await?;
+        let mut completed: Vec<_> = counts
+            .iter()
+            .filter(|(status, _, _)| status == "completed")
+            .map(|(_, p, n)| (p.clone(), *n))
+            .collect();
+        completed.sort();
+        let mut want: Vec<_> = ProcedureId::ALL
+            .iter()
+            .map(|p| (p.to_string(), 1))
+            .collect();
+        want.sort();
+        assert_eq!(completed, want);
+        Ok(())
+    })
+    .await;
+}

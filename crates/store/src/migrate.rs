@@ -74,6 +74,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "idempotency_keys",
         sql: include_str!("../../../migrations/0009_idempotency_keys.sql"),
     },
+    Migration {
+        version: 13,
+        name: "renewal_read_indexes",
+        sql: include_str!("../../../migrations/0013_renewal_read_indexes.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use rekey_engine::{Renewal, RenewalStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -131,6 +132,120 @@ pub async fn list(conn: &impl ConnectionTrait, tenant: Option<TenantId>) -> Resu
         .iter()
         .map(|m| from_json(&m.state))
         .collect()
+}
+
+/// Which renewals a read covers: all of them (the system's own passes, an operator's CLI), or
+/// those of some tenants and receivers — a person's grants — so that what a person's inbox or
+/// task list costs grows with what they hold a role in, not with everything ever stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every renewal.
+    All,
+    /// The renewals of these tenants, and those that reach these receivers.
+    Of {
+        /// Tenants (a tenant role in them).
+        tenants: Vec<TenantId>,
+        /// Receivers (their receiver administrator).
+        receivers: Vec<ReceiverId>,
+    },
+}
+
+impl Scope {
+    /// The renewals a holder of `grants` may see: those of the tenants they hold a tenant role
+    /// in and those of the receivers they administer.
+    pub fn of_grants(grants: &[rekey_model::Grant]) -> Scope {
+        let mut tenants = Vec::new();
+        let mut receivers = Vec::new();
+        for g in grants {
+            match g {
+                rekey_model::Grant::TenantAdmin { tenant }
+                | rekey_model::Grant::IntegrationDeveloper { tenant } => tenants.push(*tenant),
+                rekey_model::Grant::ReceiverAdmin { receiver } => receivers.push(*receiver),
+            }
+        }
+        Scope::Of { tenants, receivers }
+    }
+
+    fn condition(&self) -> Option<Condition> {
+        match self {
+            Scope::All => None,
+            Scope::Of { tenants, receivers } => Some(
+                Condition::any()
+                    .add(
+                        renewal::Column::TenantId
+                            .is_in(tenants.iter().map(|t| t.as_uuid()).collect::<Vec<_>>()),
+                    )
+                    .add(
+                        renewal::Column::ReceiverId
+                            .is_in(receivers.iter().map(|r| r.as_uuid()).collect::<Vec<_>>()),
+                    ),
+            ),
+        }
+    }
+}
+
+/// The running renewals in `scope`, newest first — what task lists and reminders read. Served
+/// by the `(status, created_at)` index: finished renewals are not read at all.
+pub async fn running_in(conn: &impl ConnectionTrait, scope: &Scope) -> Result<Vec<Renewal>> {
+    page(conn, scope, Some(RenewalStatus::Running), None, None).await
+}
+
+/// One page of the renewals in `scope` (of `status` when given), newest first: at most
+/// `limit`, starting after the renewal `after` (the last one of the previous page) when given.
+/// An `after` that names no renewal in the table gives an empty page.
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    scope: &Scope,
+    status: Option<RenewalStatus>,
+    after: Option<Uuid>,
+    limit: Option<u64>,
+) -> Result<Vec<Renewal>> {
+    let mut q = renewal::Entity::find()
+        .order_by_desc(renewal::Column::CreatedAt)
+        .order_by_desc(renewal::Column::Id);
+    if let Some(c) = scope.condition() {
+        q = q.filter(c);
+    }
+    if let Some(s) = status {
+        q = q.filter(renewal::Column::Status.eq(s.as_str()));
+    }
+    if let Some(after) = after {
+        let Some(last) = renewal::Entity::find_by_id(after).one(conn).await? else {
+            return Ok(Vec::new());
+        };
+        // Keyset pagination: strictly after the cursor in (created_at, id) descending order.
+        q = q.filter(
+            Condition::any()
+                .add(renewal::Column::CreatedAt.lt(last.created_at))
+                .add(
+                    Condition::all()
+                        .add(renewal::Column::CreatedAt.eq(last.created_at))
+                        .add(renewal::Column::Id.lt(last.id)),
+                ),
+        );
+    }
+    if let Some(n) = limit {
+        q = q.limit(n);
+    }
+    q.all(conn)
+        .await?
+        .iter()
+        .map(|m| from_json(&m.state))
+        .collect()
+}
+
+/// How many renewals there are per (status, procedure), counted by the database.
+pub async fn count_by_status(conn: &impl ConnectionTrait) -> Result<Vec<(String, String, i64)>> {
+    Ok(renewal::Entity::find()
+        .select_only()
+        .column(renewal::Column::Status)
+        .column(renewal::Column::Procedure)
+        .column_as(renewal::Column::Id.count(), "n")
+        .group_by(renewal::Column::Status)
+        .group_by(renewal::Column::Procedure)
+        .into_tuple::<(String, String, i64)>()
+        .all(conn)
+        .await?)
 }
 
 /// Every renewal of `alias` in `tenant`, in no particular order.

@@ -2,16 +2,19 @@
 //! a CA-signed renewal's certificate request and the upload of its chain.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use rekey_engine::{Event, ProcedureId, Renewal};
+use rekey_engine::{Event, ProcedureId, Renewal, RenewalStatus};
 use rekey_model::{Alias, ReceiverName, TenantName};
 use rekey_service::StartRequest;
 use rekey_store::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::{
     ApiBytes, ApiUser, act, body, idempotency, may_see, outcome_json, parse_id, schema, visible,
@@ -150,14 +153,68 @@ pub(crate) async fn start(
     }
 }
 
+/// The most renewals one page of `GET /api/renewals` holds, and how many it holds by default.
+pub(crate) const PAGE_MAX: u64 = 500;
+const PAGE_DEFAULT: u64 = 100;
+
+/// `GET /api/renewals`'s query: `status`, `after` (the last id of the previous page), `limit`.
+/// Each is checked and a wrong one named, as body fields are.
+fn list_query(
+    q: &HashMap<String, String>,
+) -> Result<(Option<RenewalStatus>, Option<Uuid>, u64), ApiError> {
+    if let Some(k) = q
+        .keys()
+        .find(|k| !matches!(k.as_str(), "status" | "after" | "limit"))
+    {
+        return Err(ApiError::field(
+            k,
+            "unknown query parameter (status, after and limit are known)",
+        ));
+    }
+    let status = q
+        .get("status")
+        .map(|s| {
+            s.parse::<RenewalStatus>()
+                .map_err(|e| ApiError::field("status", e))
+        })
+        .transpose()?;
+    let after = q
+        .get("after")
+        .map(|s| {
+            Uuid::parse_str(s)
+                .map_err(|_| ApiError::field("after", format!("{s:?} is not a renewal id")))
+        })
+        .transpose()?;
+    let limit = match q.get("limit") {
+        None => PAGE_DEFAULT,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if (1..=PAGE_MAX).contains(&n) => n,
+            _ => {
+                return Err(ApiError::field(
+                    "limit",
+                    format!("{s:?} is not a number from 1 to {PAGE_MAX}"),
+                ));
+            }
+        },
+    };
+    Ok((status, after, limit))
+}
+
 #[utoipa::path(
     get,
     path = "/api/renewals",
     tag = "renewals",
-    summary = "Renewals of the tenants and receivers the user holds a role in, newest first",
+    summary = "Renewals of the tenants and receivers the user holds a role in, newest first, one page at a time",
+    description = "A full page carries a `Link: <...>; rel=\"next\"` header naming the next page.",
+    params(
+        ("status" = Option<String>, Query, description = "Only renewals in this state: running, completed, cancelled, rolled_back"),
+        ("after" = Option<String>, Query, description = "The id of the last renewal of the previous page"),
+        ("limit" = Option<u64>, Query, description = "At most this many (1 to 500, default 100)"),
+    ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The renewals", body = Vec<schema::Renewal>),
+        (status = 400, description = "A query parameter is wrong (named in `field`)", body = schema::Error),
         (status = 401, description = "No or unknown bearer token", body = schema::Error),
         (status = 500, description = "Internal error (logged, not described)", body = schema::Error),
     )
@@ -165,15 +222,34 @@ pub(crate) async fn start(
 pub(crate) async fn list_renewals(
     State(st): State<AppState>,
     ApiUser(u): ApiUser,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let all: Vec<Renewal> = st
+    let (status, after, limit) = list_query(&q)?;
+    let page: Vec<Renewal> = st
         .service()
-        .renewals(None)
+        .renewals_for(&u.grants, status, after, limit)
         .await?
         .into_iter()
         .filter(|r| may_see(&u, r))
         .collect();
-    Ok(Json(all).into_response())
+    let next = match page.last() {
+        Some(last) if page.len() as u64 == limit => {
+            let mut link = format!("</api/renewals?after={}&limit={limit}", last.id);
+            if let Some(s) = status {
+                link.push_str(&format!("&status={}", s.as_str()));
+            }
+            link.push_str(">; rel=\"next\"");
+            Some(link)
+        }
+        _ => None,
+    };
+    let mut resp = Json(page).into_response();
+    if let Some(link) = next
+        && let Ok(v) = HeaderValue::from_str(&link)
+    {
+        resp.headers_mut().insert(header::LINK, v);
+    }
+    Ok(resp)
 }
 
 #[utoipa::path(

@@ -6,9 +6,9 @@ use rekey_service::TaskView;
 
 use super::{csrf_field, when};
 
-/// The inbox body: `tasks` due for the person, `mine` the renewals they may see, `csrf` their
-/// session's token for the sign-out form.
-pub fn inbox(tasks: &[TaskView], mine: &[Renewal], csrf: &str) -> Markup {
+/// The inbox body: `tasks` due for the person, `mine` the newest renewals they may see (`more`
+/// when there are older ones), `csrf` their session's token for the sign-out form.
+pub fn inbox(tasks: &[TaskView], mine: &[Renewal], more: bool, csrf: &str) -> Markup {
     html! {
         h1 { "My tasks" }
         @if tasks.is_empty() {
@@ -32,6 +32,9 @@ pub fn inbox(tasks: &[TaskView], mine: &[Renewal], csrf: &str) -> Markup {
                 @for r in mine {
                     li { a href={ "/renewals/" (r.id) } { (r.alias.as_str()) " — " (r.procedure.as_str()) " — " (r.status.as_str()) } }
                 }
+            }
+            @if more {
+                p id="older-renewals" { "Only the " (mine.len()) " newest are listed; " code { "GET /api/renewals" } " pages through all of them." }
             }
         }
         form method="post" action="/signout" { (csrf_field(csrf)) button { "Sign out" } }

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use rekey_engine::{Actor, Renewal, StepStatus, World, access};
-use rekey_model::{Email, RenewalStatus, Role, TenantId};
+use rekey_model::{Email, Grant, RenewalStatus, Role, TenantId};
+use rekey_store::renewals::Scope;
 use rekey_store::{ConnectionTrait, pending, renewals, users};
 use uuid::Uuid;
 
@@ -28,17 +29,39 @@ impl Service {
         self.world_of(self.store.db(), r, now).await
     }
 
+    /// One page of the renewals the holder of `grants` may see (of `status` when given),
+    /// newest first, after the renewal `after` — read by the database in the person's scope,
+    /// not filtered from every renewal.
+    pub async fn renewals_for(
+        &self,
+        grants: &[Grant],
+        status: Option<RenewalStatus>,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<Renewal>> {
+        Ok(renewals::page(
+            self.store.db(),
+            &Scope::of_grants(grants),
+            status,
+            after,
+            Some(limit),
+        )
+        .await?)
+    }
+
     /// Due steps of running renewals that `email` may act on (all due steps when `None`).
+    /// Reads only running renewals, and for a person only those in their grants' scope.
     pub async fn tasks(&self, email: Option<&str>, role: Option<Role>) -> Result<Vec<TaskView>> {
         let actor = match email {
             Some(e) => Some(self.actor(self.store.db(), e).await?),
             None => None,
         };
+        let scope = match &actor {
+            Some(a) if !a.is_system() => Scope::of_grants(&a.grants),
+            _ => Scope::All,
+        };
         let mut out = Vec::new();
-        for r in self.renewals(None).await? {
-            if r.status != RenewalStatus::Running {
-                continue;
-            }
+        for r in renewals::running_in(self.store.db(), &scope).await? {
             let def = self.catalog.get(r.procedure);
             for st in r.due_steps() {
                 let Some(step) = def.step(&st.id) else {
