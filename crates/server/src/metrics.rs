@@ -74,27 +74,27 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
         );
     }
 
-    let entries = rekey_store::keystore::current_expiries(svc.store().db()).await?;
     if !st.metrics_names() {
-        // Without names: how many certificates expire within each horizon, and the soonest.
+        // Without names: how many certificates expire within each horizon, and the soonest,
+        // counted by the database.
+        let horizons = [7u32, 30, 90];
+        let (counts, soonest) =
+            rekey_store::keystore::expiry_summary(svc.store().db(), now, &horizons).await?;
         out.push_str("# HELP rekey_certificates_expiring Current certificates expiring within the given days (expired ones count in every horizon).\n# TYPE rekey_certificates_expiring gauge\n");
-        let days: Vec<f64> = entries
-            .iter()
-            .map(|(_, _, not_after)| (*not_after - now).num_seconds() as f64 / 86_400.0)
-            .collect();
-        for within in [7u32, 30, 90] {
-            let n = days.iter().filter(|d| **d <= f64::from(within)).count();
+        for (within, n) in horizons.iter().zip(&counts) {
             let _ = writeln!(
                 out,
                 "rekey_certificates_expiring{{within_days=\"{within}\"}} {n}"
             );
         }
-        if let Some(min) = days.iter().copied().reduce(f64::min) {
+        if let Some(min) = soonest {
+            let min = (min - now).num_seconds() as f64 / 86_400.0;
             out.push_str("# HELP rekey_certificate_days_to_expiry_min Days until the soonest current certificate expires.\n# TYPE rekey_certificate_days_to_expiry_min gauge\n");
             let _ = writeln!(out, "rekey_certificate_days_to_expiry_min {min:.3}");
         }
         return Ok(out);
     }
+    let entries = rekey_store::keystore::current_expiries(svc.store().db()).await?;
     let names: BTreeMap<_, _> = svc
         .store()
         .tenants()

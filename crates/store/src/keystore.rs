@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use rekey_crypto::{Certificate, Fingerprint, KeyHandle, KeyPair, RsaSigner, TokenKeyId};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    PaginatorTrait, QueryOrder, QuerySelect, sea_query::Expr,
 };
 
 use crate::audit::{self, AuditRecord};
@@ -760,6 +760,35 @@ pub async fn expiring_before(
         out.push(load_entry(conn, m).await?);
     }
     Ok(out)
+}
+
+/// How many current certificates expire within each of `within_days` of `now` (expired ones
+/// count in every horizon), and the soonest notAfter: counted by the database on the expiry
+/// index, so that an unlabelled metrics scrape does not read every entry.
+pub async fn expiry_summary(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    within_days: &[u32],
+) -> Result<(Vec<u64>, Option<DateTime<Utc>>)> {
+    let mut counts = Vec::with_capacity(within_days.len());
+    for d in within_days {
+        let n = keystore_entry::Entity::find()
+            .filter(keystore_entry::Column::IsCurrent.eq(true))
+            .filter(keystore_entry::Column::NotAfter.lte(now + chrono::Duration::days(i64::from(*d))))
+            .count(conn)
+            .await?;
+        counts.push(n);
+    }
+    let soonest = keystore_entry::Entity::find()
+        .select_only()
+        .column(keystore_entry::Column::NotAfter)
+        .filter(keystore_entry::Column::IsCurrent.eq(true))
+        .order_by_asc(keystore_entry::Column::NotAfter)
+        .limit(1)
+        .into_tuple::<DateTime<Utc>>()
+        .one(conn)
+        .await?;
+    Ok((counts, soonest))
 }
 
 /// When the current certificate under each alias expires, soonest first, as `(tenant, alias,

@@ -166,22 +166,6 @@ impl Scope {
         Scope::Of { tenants, receivers }
     }
 
-    fn condition(&self) -> Option<Condition> {
-        match self {
-            Scope::All => None,
-            Scope::Of { tenants, receivers } => Some(
-                Condition::any()
-                    .add(
-                        renewal::Column::TenantId
-                            .is_in(tenants.iter().map(|t| t.as_uuid()).collect::<Vec<_>>()),
-                    )
-                    .add(
-                        renewal::Column::ReceiverId
-                            .is_in(receivers.iter().map(|r| r.as_uuid()).collect::<Vec<_>>()),
-                    ),
-            ),
-        }
-    }
 }
 
 /// The running renewals in `scope`, newest first — what task lists and reminders read. Served
@@ -200,38 +184,63 @@ pub async fn page(
     after: Option<Uuid>,
     limit: Option<u64>,
 ) -> Result<Vec<Renewal>> {
-    let mut q = renewal::Entity::find()
-        .order_by_desc(renewal::Column::CreatedAt)
-        .order_by_desc(renewal::Column::Id);
-    if let Some(c) = scope.condition() {
-        q = q.filter(c);
+    let cursor = match after {
+        Some(id) => match renewal::Entity::find_by_id(id).one(conn).await? {
+            Some(last) => Some((last.created_at, last.id)),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
+    // One indexed query per tenant and per receiver of the scope (each reads only its own
+    // renewals, newest first, at most `limit`), merged: an `OR` of them would let the database
+    // walk every renewal of the status instead.
+    let parts: Vec<Condition> = match scope {
+        Scope::All => vec![Condition::all()],
+        Scope::Of { tenants, receivers } => tenants
+            .iter()
+            .map(|t| Condition::all().add(renewal::Column::TenantId.eq(t.as_uuid())))
+            .chain(
+                receivers
+                    .iter()
+                    .map(|r| Condition::all().add(renewal::Column::ReceiverId.eq(r.as_uuid()))),
+            )
+            .collect(),
+    };
+    let mut models: Vec<renewal::Model> = Vec::new();
+    for part in parts {
+        let mut q = renewal::Entity::find()
+            .filter(part)
+            .order_by_desc(renewal::Column::CreatedAt)
+            .order_by_desc(renewal::Column::Id);
+        if let Some(s) = status {
+            q = q.filter(renewal::Column::Status.eq(s.as_str()));
+        }
+        if let Some((at, id)) = cursor {
+            // Keyset pagination: strictly after the cursor in (created_at, id) descending order.
+            q = q.filter(
+                Condition::any()
+                    .add(renewal::Column::CreatedAt.lt(at))
+                    .add(
+                        Condition::all()
+                            .add(renewal::Column::CreatedAt.eq(at))
+                            .add(renewal::Column::Id.lt(id)),
+                    ),
+            );
+        }
+        if let Some(n) = limit {
+            q = q.limit(n);
+        }
+        for m in q.all(conn).await? {
+            if !models.iter().any(|x| x.id == m.id) {
+                models.push(m);
+            }
+        }
     }
-    if let Some(s) = status {
-        q = q.filter(renewal::Column::Status.eq(s.as_str()));
-    }
-    if let Some(after) = after {
-        let Some(last) = renewal::Entity::find_by_id(after).one(conn).await? else {
-            return Ok(Vec::new());
-        };
-        // Keyset pagination: strictly after the cursor in (created_at, id) descending order.
-        q = q.filter(
-            Condition::any()
-                .add(renewal::Column::CreatedAt.lt(last.created_at))
-                .add(
-                    Condition::all()
-                        .add(renewal::Column::CreatedAt.eq(last.created_at))
-                        .add(renewal::Column::Id.lt(last.id)),
-                ),
-        );
-    }
+    models.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
     if let Some(n) = limit {
-        q = q.limit(n);
+        models.truncate(usize::try_from(n).unwrap_or(usize::MAX));
     }
-    q.all(conn)
-        .await?
-        .iter()
-        .map(|m| from_json(&m.state))
-        .collect()
+    models.iter().map(|m| from_json(&m.state)).collect()
 }
 
 /// How many renewals there are per (status, procedure), counted by the database.

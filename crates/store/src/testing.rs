@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -385,4 +386,39 @@ pub async fn snapshot(conn: &impl ConnectionTrait, id: Uuid) -> Result<Snapshot>
             .await?
             .map(|m| (m.state, m.status, m.version)),
     })
+}
+
+/// Inserts a current keystore entry row for `alias` in `tenant` whose certificate expires at
+/// `not_after`, with placeholder key bytes that decrypt to nothing: for benchmarks that need
+/// many entries to read past (expiry queries, `/metrics`), never for one that signs with them.
+pub async fn insert_placeholder_entry(
+    conn: &impl ConnectionTrait,
+    tenant: Uuid,
+    alias: &str,
+    not_after: DateTime<Utc>,
+) -> Result<()> {
+    let now = crate::db::now();
+    let id = Uuid::new_v4();
+    keystore_entry::Entity::insert(keystore_entry::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(tenant),
+        alias: Set(alias.into()),
+        is_current: Set(true),
+        key_nonce: Set(vec![0; 12]),
+        key_ciphertext: Set(vec![0; 16]),
+        kek_id: Set("placeholder".into()),
+        key_bits: Set(2048),
+        fingerprint: Set(hex::encode(Sha256::digest(id.as_bytes()))),
+        subject: Set(format!("CN={alias}")),
+        not_before: Set(now),
+        not_after: Set(not_after),
+        created_at: Set(now),
+        updated_at: Set(now),
+        archived_at: Set(None),
+        archived_reason: Set(None),
+        token_key_id: Set(None),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
 }
