@@ -75,9 +75,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0009_idempotency_keys.sql"),
     },
     Migration {
-        version: 13,
+        version: 10,
         name: "renewal_read_indexes",
-        sql: include_str!("../../../migrations/0013_renewal_read_indexes.sql"),
+        sql: include_str!("../../../migrations/0010_renewal_read_indexes.sql"),
     },
 ];
 
