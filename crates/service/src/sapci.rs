@@ -969,9 +969,9 @@ pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
             .find(|&(i, c)| i > 0 && (c == '+' || c == '-'))
             .map_or(inner.len(), |(i, _)| i);
         let (ms, offset) = inner.split_at(digits_end);
-        if !offset.is_empty()
-            && !(offset.len() == 5 && offset[1..].chars().all(|c| c.is_ascii_digit()))
-        {
+        let offset_ok = offset.is_empty()
+            || (offset.len() == 5 && offset[1..].chars().all(|c| c.is_ascii_digit()));
+        if !offset_ok {
             return None;
         }
         return DateTime::from_timestamp_millis(ms.parse().ok()?);
