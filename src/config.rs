@@ -860,9 +860,14 @@ pub async fn attach_keystores(mut store: Store, settings: &Settings) -> Result<S
                 })?;
                 store = store.with_backend(tenant.id, std::sync::Arc::new(keystore));
             }
-            // Read live by `rekey tenant check` and `rekey tenant show`; acting on the
-            // tenant's keystore is not wired yet, so nothing is attached.
-            KeystoreSettings::SapCi(_) => {}
+            // Read live by `rekey tenant check` and `rekey tenant show`; key operations are
+            // refused until rekey acts on the tenant, never done with keys rekey holds.
+            KeystoreSettings::SapCi(config) => {
+                store = store.with_backend(
+                    tenant.id,
+                    std::sync::Arc::new(rekey_service::sapci::SapCiKeystore::new(config)),
+                );
+            }
         }
     }
     Ok(store)

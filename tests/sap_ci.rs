@@ -561,3 +561,38 @@ fn sap_ci_settings_are_checked_by_name() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err.contains("not an SAP Cloud Integration tenant"), "{err}");
 }
+
+/// Until rekey acts on the tenant, a key operation on an `sap-ci` tenant is refused rather
+/// than done with a key rekey would hold itself; the store is left without the alias.
+#[test]
+fn key_operations_on_a_sap_ci_tenant_are_refused_not_done_locally() {
+    let env = tenant("http://127.0.0.1:9", SECRET);
+    env.ok(&[
+        "user",
+        "add",
+        "--email",
+        "ops@acme.example",
+        "--role",
+        "tenant_admin",
+        "--tenant",
+        "acme",
+    ]);
+    env.refuses(
+        &[
+            "keystore",
+            "generate",
+            "--alias",
+            "k",
+            "--bits",
+            "2048",
+            "--as",
+            "ops@acme.example",
+        ],
+        &[
+            "keys are in SAP Cloud Integration",
+            "cannot generate a key there yet",
+        ],
+    );
+    let listed = env.ok(&["keystore", "list"]);
+    assert!(!listed.contains("\nk "), "{listed}");
+}

@@ -425,7 +425,7 @@ impl SapCiClient {
             .unwrap_or_else(|| FIRST_BACKOFF * 2u32.saturating_pow(attempt.min(16)))
             .min(MAX_BACKOFF);
         tracing::info!(
-            call,
+            call = template(call),
             status = answer.status,
             attempt = attempt + 1,
             wait_ms = wait.as_millis() as u64,
@@ -467,7 +467,10 @@ impl SapCiClient {
                 })?;
             match answer.status {
                 401 if !reauthorised => {
-                    tracing::info!(call, "SAP tenant refused the token; fetching a new one");
+                    tracing::info!(
+                        call = template(&call),
+                        "SAP tenant refused the token; fetching a new one"
+                    );
                     self.forget_token();
                     reauthorised = true;
                 }
@@ -553,7 +556,7 @@ impl SapCiClient {
             let answer = self.send(method, path, &extra, Some(body)).await?;
             if answer.status == 403 && !refetched {
                 tracing::info!(
-                    call = call_name(method, path),
+                    call = template(&call_name(method, path)),
                     "SAP tenant answered 403; fetching the CSRF token again"
                 );
                 self.forget_csrf();
@@ -760,6 +763,80 @@ impl SapCiClient {
     }
 }
 
+/// The tenant's keystore as a [`rekey_crypto::KeyBackend`]: keys live in SAP Cloud
+/// Integration, where rekey does not yet generate, import or sign, so each of those is
+/// refused with an error saying so, rather than falling back to keys held by rekey. It holds
+/// no key objects, so reconciliation finds nothing to do.
+#[derive(Debug, Clone)]
+pub struct SapCiKeystore {
+    url: String,
+}
+
+impl SapCiKeystore {
+    /// The keystore of the tenant at `config.url`.
+    pub fn new(config: &SapCiConfig) -> Self {
+        SapCiKeystore {
+            url: config.url.clone(),
+        }
+    }
+
+    fn refuse<T>(&self, what: &str) -> rekey_crypto::Result<T> {
+        Err(rekey_crypto::CryptoError::Backend(format!(
+            "this tenant's keys are in SAP Cloud Integration ({}); rekey cannot {what} there yet \
+             (`rekey tenant check` and `rekey tenant show` read it)",
+            self.url
+        )))
+    }
+}
+
+impl rekey_crypto::KeyBackend for SapCiKeystore {
+    fn kind(&self) -> &'static str {
+        "sap-ci"
+    }
+
+    fn generate(
+        &self,
+        _bits: rekey_crypto::KeyBits,
+        _id: &rekey_crypto::TokenKeyId,
+        _label: &str,
+    ) -> rekey_crypto::Result<rekey_crypto::KeyHandle> {
+        self.refuse("generate a key")
+    }
+
+    fn import(
+        &self,
+        _key: &rekey_crypto::KeyPair,
+        _id: &rekey_crypto::TokenKeyId,
+        _label: &str,
+    ) -> rekey_crypto::Result<rekey_crypto::KeyHandle> {
+        self.refuse("import a key")
+    }
+
+    fn signer<'a>(
+        &'a self,
+        _key: &'a rekey_crypto::KeyHandle,
+    ) -> rekey_crypto::Result<Box<dyn rekey_crypto::RsaSigner + 'a>> {
+        self.refuse("sign")
+    }
+
+    fn project(
+        &self,
+        _id: &rekey_crypto::TokenKeyId,
+        _label: &str,
+        _cert: Option<&rekey_crypto::Certificate>,
+    ) -> rekey_crypto::Result<()> {
+        self.refuse("label a key")
+    }
+
+    fn destroy(&self, _id: &rekey_crypto::TokenKeyId) -> rekey_crypto::Result<()> {
+        self.refuse("delete a key")
+    }
+
+    fn objects(&self) -> rekey_crypto::Result<Vec<rekey_crypto::TokenObject>> {
+        Ok(Vec::new())
+    }
+}
+
 /// The alias and artifact id of [`SapCiClient::check`]'s probes, which the tenant refuses.
 pub const PROBE_NAME: &str = "rekey_role_probe_does_not_exist";
 
@@ -913,6 +990,27 @@ fn call_name(method: Method, path: &str) -> String {
     format!("{m} {path}")
 }
 
+/// A call's name for logs: key predicates (hex aliases, flow ids) left out, as log lines
+/// carry route templates, never the values in a path.
+fn template(call: &str) -> String {
+    let mut out = String::with_capacity(call.len());
+    let mut depth = 0usize;
+    for c in call.chars() {
+        match c {
+            '(' => {
+                if depth == 0 {
+                    out.push_str("(…)");
+                }
+                depth += 1;
+            }
+            ')' => depth = depth.saturating_sub(1),
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// An alias in the URL form the API keys entries by: its UTF-8 bytes in hex (A4).
 pub fn hex_alias(alias: &str) -> String {
     alias.bytes().map(|b| format!("{b:02X}")).collect()
@@ -1047,6 +1145,15 @@ mod tests {
             headers: vec![],
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn logged_calls_leave_key_predicates_out() {
+        assert_eq!(
+            template("GET /IntegrationDesigntimeArtifacts(Id='x',Version='active')/Configurations"),
+            "GET /IntegrationDesigntimeArtifacts(…)/Configurations"
+        );
+        assert_eq!(template("GET /KeystoreEntries"), "GET /KeystoreEntries");
     }
 
     #[test]
