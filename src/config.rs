@@ -326,6 +326,7 @@ struct KeystoreLayer {
     client_id: Option<String>,
     client_secret_file: Option<PathBuf>,
     client_secret_env: Option<String>,
+    service_key_file: Option<PathBuf>,
     timeout_seconds: Option<u64>,
 }
 
@@ -344,6 +345,7 @@ impl KeystoreLayer {
             || self.client_id.is_some()
             || self.client_secret_file.is_some()
             || self.client_secret_env.is_some()
+            || self.service_key_file.is_some()
             || self.timeout_seconds.is_some();
         let backend = self.backend.as_deref().map(str::trim);
         if pkcs11_keys && backend != Some("pkcs11") {
@@ -351,7 +353,7 @@ impl KeystoreLayer {
         }
         if sapci_keys && backend != Some("sap-ci") {
             bail!(
-                "{section}: url, token_url, client_id, client_secret_file, client_secret_env and timeout_seconds are for backend = \"sap-ci\""
+                "{section}: url, token_url, client_id, client_secret_file, client_secret_env, service_key_file and timeout_seconds are for backend = \"sap-ci\""
             );
         }
         match backend {
@@ -409,6 +411,41 @@ fn sapci(layer: KeystoreLayer, section: &str) -> Result<rekey_service::sapci::Sa
         rekey_service::http::parse_url(&v).map_err(|e| anyhow::anyhow!("{section}: {key}: {e}"))?;
         Ok(v)
     };
+    let timeout = match layer.timeout_seconds {
+        None => DEFAULT_TIMEOUT,
+        Some(s) if (1..=600).contains(&s) => std::time::Duration::from_secs(s),
+        Some(s) => bail!("{section}: timeout_seconds = {s}: use 1 to 600"),
+    };
+    // The service key as BTP hands it over: url, tokenurl and clientid are taken from it
+    // now; its clientsecret is read again by each command that connects, and not kept here.
+    if let Some(path) = layer.service_key_file {
+        if layer.url.is_some()
+            || layer.token_url.is_some()
+            || layer.client_id.is_some()
+            || layer.client_secret_file.is_some()
+            || layer.client_secret_env.is_some()
+        {
+            bail!(
+                "{section}: service_key_file holds url, token_url, client_id and the client secret; give it alone, or the four without it"
+            );
+        }
+        let key = rekey_service::sapci::ServiceKey::read(&path)
+            .map_err(|e| anyhow::anyhow!("{section}: service_key_file: {e}"))?;
+        let url = http_url("url", Some(key.url), "the service key's url")?;
+        let token_url = http_url(
+            "token_url",
+            Some(key.token_url),
+            "the service key's tokenurl",
+        )?;
+        return Ok(SapCiConfig {
+            url,
+            token_url,
+            client_id: key.client_id,
+            client_secret: SecretSource::ServiceKey(path),
+            timeout,
+            attempts: DEFAULT_ATTEMPTS,
+        });
+    }
     let url = http_url("url", layer.url, "the service key's url")?;
     let token_url = http_url("token_url", layer.token_url, "the service key's tokenurl")?;
     let client_id = non_empty(layer.client_id)
@@ -424,13 +461,8 @@ fn sapci(layer: KeystoreLayer, section: &str) -> Result<rekey_service::sapci::Sa
             bail!("{section}: give client_secret_file or client_secret_env, not both")
         }
         (None, None) => bail!(
-            "{section}: backend \"sap-ci\" needs client_secret_file or client_secret_env (the client secret is never written into the configuration)"
+            "{section}: backend \"sap-ci\" needs client_secret_file or client_secret_env, or service_key_file (the client secret is never written into the configuration)"
         ),
-    };
-    let timeout = match layer.timeout_seconds {
-        None => DEFAULT_TIMEOUT,
-        Some(s) if (1..=600).contains(&s) => std::time::Duration::from_secs(s),
-        Some(s) => bail!("{section}: timeout_seconds = {s}: use 1 to 600"),
     };
     Ok(SapCiConfig {
         url,

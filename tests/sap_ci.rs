@@ -30,6 +30,7 @@ const FLOW: &str = "Fake_Outbound_Signer";
 /// process; the wrapper exits when that pipe closes, so no fake outlives the run.
 struct Fake {
     url: String,
+    service_key: Value,
     _child: Child,
     _stdin: ChildStdin,
 }
@@ -61,13 +62,14 @@ fn start(python: &str, args: &[&str]) -> Fake {
         .unwrap_or_else(|e| panic!("the fake did not start ({e}): {ready:?}"));
     Fake {
         url: line["url"].as_str().expect("url").to_string(),
+        service_key: line["service_key"].clone(),
         _child: child,
         _stdin: stdin,
     }
 }
 
 /// The fake started with `args`, once per test binary run; `None` (skip) without Python.
-fn fake(variant: &'static str, args: &[&str]) -> Option<&'static str> {
+fn fake(variant: &'static str, args: &[&str]) -> Option<&'static Fake> {
     static FAKES: OnceLock<Mutex<HashMap<&'static str, &'static Fake>>> = OnceLock::new();
     let Ok(python) = std::env::var("REKEY_TEST_PYTHON") else {
         eprintln!(
@@ -83,7 +85,7 @@ fn fake(variant: &'static str, args: &[&str]) -> Option<&'static str> {
     let f = map
         .entry(variant)
         .or_insert_with(|| Box::leak(Box::new(start(&python, args))));
-    Some(f.url.as_str())
+    Some(*f)
 }
 
 /// One call to the fake's control or API endpoints.
@@ -173,9 +175,10 @@ fn run_clean(env: &Env, args: &[&str], secret: &str) -> Output {
 
 #[test]
 fn check_passes_and_show_lists_what_the_tenant_holds() {
-    let Some(url) = fake("default", &[]) else {
+    let Some(fake) = fake("default", &[]) else {
         return;
     };
+    let url = fake.url.as_str();
     let env = tenant(url, SECRET);
     let since = last_seq(url);
     let o = run_clean(&env, &["tenant", "check", "--flow", FLOW], SECRET);
@@ -271,9 +274,10 @@ fn check_passes_and_show_lists_what_the_tenant_holds() {
 
 #[test]
 fn a_wrong_secret_is_refused_with_the_tenants_message() {
-    let Some(url) = fake("default", &[]) else {
+    let Some(fake) = fake("default", &[]) else {
         return;
     };
+    let url = fake.url.as_str();
     let wrong = "not-the-fake-secret";
     let env = tenant(url, SECRET);
     configure(&env, url, "client_secret_env = \"ACME_SAP_SECRET\"");
@@ -304,12 +308,13 @@ fn a_wrong_secret_is_refused_with_the_tenants_message() {
 
 #[test]
 fn a_missing_role_is_named_and_the_tenant_is_not_usable() {
-    let Some(url) = fake(
+    let Some(fake) = fake(
         "read-and-configure-only",
         &["--roles", "MonitoringDataRead,WorkspacePackagesConfigure"],
     ) else {
         return;
     };
+    let url = fake.url.as_str();
     let env = tenant(url, SECRET);
     let o = run_clean(&env, &["tenant", "check", "--flow", FLOW], SECRET);
     let (out, err) = text(&o);
@@ -344,9 +349,10 @@ fn a_missing_role_is_named_and_the_tenant_is_not_usable() {
 
 #[test]
 fn a_locked_keystore_is_retried_with_back_off_then_given_up() {
-    let Some(url) = fake("locked", &[]) else {
+    let Some(fake) = fake("locked", &[]) else {
         return;
     };
+    let url = fake.url.as_str();
     let env = tenant(url, SECRET);
     // Two 503 "keystore is locked" answers: retried, then the check passes.
     call(
@@ -417,9 +423,10 @@ fn client_for(url: &str) -> SapCiClient {
 
 #[test]
 fn csrf_is_sent_in_both_failure_modes_and_a_stale_token_is_fetched_once_more() {
-    let Some(url) = fake("csrf", &[]) else {
+    let Some(fake) = fake("csrf", &[]) else {
         return;
     };
+    let url = fake.url.as_str();
     let env = tenant(url, SECRET);
     for mode in ["required-header", "plain"] {
         call(
@@ -490,9 +497,10 @@ fn csrf_is_sent_in_both_failure_modes_and_a_stale_token_is_fetched_once_more() {
 
 #[test]
 fn an_expiring_token_is_fetched_again_before_it_runs_out() {
-    let Some(url) = fake("short-tokens", &["--token-ttl", "1"]) else {
+    let Some(fake) = fake("short-tokens", &["--token-ttl", "1"]) else {
         return;
     };
+    let url = fake.url.as_str();
     // Through the binary: two 429s (Retry-After: 1 each) outlast the one-second token, and
     // the retried call goes out with a new one, never with the expired one.
     let env = tenant(url, SECRET);
@@ -539,6 +547,14 @@ fn sap_ci_settings_are_checked_by_name() {
         (
             "[keystores.acme]\nurl = \"https://x.example\"\n",
             "are for backend = \"sap-ci\"",
+        ),
+        (
+            "[keystores.acme]\nbackend = \"sap-ci\"\nservice_key_file = \"/nonexistent/key.json\"\n",
+            "[keystores.acme]: service_key_file: service key /nonexistent/key.json: No such file",
+        ),
+        (
+            "[keystores.acme]\nbackend = \"sap-ci\"\nservice_key_file = \"/nonexistent/key.json\"\nclient_id = \"c\"\n",
+            "give it alone",
         ),
         (
             "[keystores.acme]\nbackend = \"sapci\"\n",
@@ -595,4 +611,29 @@ fn key_operations_on_a_sap_ci_tenant_are_refused_not_done_locally() {
     );
     let listed = env.ok(&["keystore", "list"]);
     assert!(!listed.contains("\nk "), "{listed}");
+}
+
+/// The service key as BTP hands it over (flat, or nested under "oauth"), named by
+/// `service_key_file`: url, token URL, client id and secret all come from it.
+#[test]
+fn a_service_key_file_flat_or_nested_connects() {
+    for (variant, form) in [("default", "flat"), ("nested-key", "nested")] {
+        let args = ["--set", &format!("service_key_form={form}")];
+        let Some(fake) = fake(variant, if form == "flat" { &[] } else { &args }) else {
+            return;
+        };
+        assert_eq!(fake.service_key.get("oauth").is_some(), form == "nested");
+        let env = tenant(&fake.url, SECRET);
+        let key = env.path("service-key.json");
+        std::fs::write(&key, fake.service_key.to_string()).expect("service key");
+        std::fs::write(
+            env.data().join("rekey.toml"),
+            format!("[keystores.acme]\nbackend = \"sap-ci\"\nservice_key_file = {key:?}\n"),
+        )
+        .expect("configuration");
+        let o = run_clean(&env, &["tenant", "check"], SECRET);
+        assert_eq!(o.status.code(), Some(0), "{form}: {:?}", text(&o));
+        let shown = env.json(&["tenant", "show", "--json"]);
+        assert_eq!(shown["url"], fake.url.as_str(), "{form}");
+    }
 }

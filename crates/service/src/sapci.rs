@@ -51,12 +51,15 @@ pub enum SecretSource {
     File(PathBuf),
     /// An environment variable holding the secret.
     Env(String),
+    /// The BTP service key (JSON) the secret is the `clientsecret` of.
+    ServiceKey(PathBuf),
 }
 
 impl SecretSource {
     /// Reads the secret, refusing a missing or empty file and an unset or empty variable.
     pub fn read(&self) -> Result<ClientSecret, SapCiError> {
         let (text, place) = match self {
+            SecretSource::ServiceKey(path) => return Ok(ServiceKey::read(path)?.secret),
             SecretSource::File(path) => (
                 std::fs::read_to_string(path).map_err(|e| SapCiError::Secret {
                     place: format!("file {}", path.display()),
@@ -83,6 +86,61 @@ impl SecretSource {
             });
         }
         Ok(ClientSecret(secret.to_string()))
+    }
+}
+
+/// A BTP service key of key type ClientId/Secret (CONNECTORS.md A1): `url`, `tokenurl`,
+/// `clientid` and `clientsecret`, at the top level or nested under `"oauth"` (both are
+/// accepted: which one the cockpit writes is unconfirmed).
+#[derive(Debug, Clone)]
+pub struct ServiceKey {
+    /// `url`.
+    pub url: String,
+    /// `tokenurl`.
+    pub token_url: String,
+    /// `clientid`.
+    pub client_id: String,
+    /// `clientsecret`.
+    pub secret: ClientSecret,
+}
+
+impl ServiceKey {
+    /// Reads and parses the service key at `path`; errors name the file and the missing
+    /// field, never a value.
+    pub fn read(path: &std::path::Path) -> Result<Self, SapCiError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| SapCiError::ServiceKey {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text).map_err(|reason| SapCiError::ServiceKey {
+            path: shown,
+            reason,
+        })
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| format!("is not JSON (line {})", e.line()))?;
+        let field = |k: &str| -> Result<String, String> {
+            let found = v
+                .get(k)
+                .or_else(|| v.get("oauth").and_then(|o| o.get(k)))
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty());
+            found
+                .map(str::to_string)
+                .ok_or_else(|| format!("has no {k} (at the top level or under \"oauth\")"))
+        };
+        Ok(ServiceKey {
+            url: field("url")?,
+            token_url: field("tokenurl")?,
+            client_id: field("clientid")?,
+            secret: ClientSecret(field("clientsecret").map_err(|_| {
+                "has no clientsecret (a certificate key? use key type ClientId/Secret)".to_string()
+            })?),
+        })
     }
 }
 
@@ -133,6 +191,14 @@ pub enum SapCiError {
         /// Which file or variable.
         place: String,
         /// Why not.
+        reason: String,
+    },
+    /// The service key file could not be read or lacks a field.
+    #[error("service key {path}: {reason}")]
+    ServiceKey {
+        /// The file.
+        path: String,
+        /// What is wrong (never a value from it).
         reason: String,
     },
     /// No answer (connection, TLS, deadline).
@@ -1207,6 +1273,26 @@ mod tests {
         };
         assert!(t.fresh(now));
         assert!(!t.fresh(now + Duration::from_secs(91)));
+    }
+
+    #[test]
+    fn service_keys_flat_or_nested_under_oauth() {
+        let flat = r#"{"clientid":"c","clientsecret":"s3","url":"https://t","tokenurl":"https://a/oauth/token"}"#;
+        let nested = format!(r#"{{"oauth":{flat}}}"#);
+        for text in [flat, nested.as_str()] {
+            let k = ServiceKey::parse(text).expect("parsed");
+            assert_eq!(
+                (k.url.as_str(), k.token_url.as_str(), k.client_id.as_str()),
+                ("https://t", "https://a/oauth/token", "c")
+            );
+            assert!(!format!("{k:?}").contains("s3"));
+        }
+        let cert = r#"{"clientid":"c","certificate":"x","key":"PRIVATE-KEY-TEXT","url":"u","tokenurl":"t"}"#;
+        let e = ServiceKey::parse(cert).expect_err("no secret");
+        assert!(
+            e.contains("clientsecret") && !e.contains("PRIVATE-KEY-TEXT"),
+            "{e}"
+        );
     }
 
     #[test]
