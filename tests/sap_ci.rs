@@ -265,10 +265,18 @@ fn check_passes_and_show_lists_what_the_tenant_holds() {
         json!([{"key": "SIGNER_ALIAS", "value": "signer", "data_type": "xsd:string"}])
     );
 
-    let table = env.ok(&["tenant", "show"]);
+    let table = env.ok(&["tenant", "show", "--flow", FLOW]);
     assert!(
         table.contains("signer") && table.contains("Key Pair"),
         "{table}"
+    );
+    let param = table
+        .lines()
+        .find(|l| l.starts_with("SIGNER_ALIAS"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        param.contains("signer") && param.contains("Key Pair, not after"),
+        "{param}"
     );
 }
 
@@ -344,6 +352,17 @@ fn a_missing_role_is_named_and_the_tenant_is_not_usable() {
         serde_json::from_slice::<Value>(&o.stdout).expect("JSON report")
     };
     assert_eq!(report["usable"], false);
+    assert_eq!(report["missing_roles"], json!(["SecurityMaterialEdit"]));
+
+    // The spec's bare 403 body (`{"code":"Forbidden",…}` without "error") reads the same.
+    call(
+        Method::Post,
+        &format!("{url}/fake/settings"),
+        Some(json!({"forbidden_body": "bare"})),
+    );
+    let o = env.run(&["tenant", "check", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&o.stdout).expect("JSON report");
     assert_eq!(report["missing_roles"], json!(["SecurityMaterialEdit"]));
 }
 

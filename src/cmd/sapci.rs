@@ -192,17 +192,24 @@ pub async fn show(ctx: &Context, args: ShowArgs) -> Result<()> {
         println!(
             "integration flow {flow:?}, externalized parameters (designtime, active version):"
         );
+        // A value naming a keystore entry (a signer alias) is shown with that entry.
         let rows: Vec<Vec<String>> = parameters
             .iter()
             .map(|p| {
+                let entry = entries
+                    .iter()
+                    .find(|e| e.alias == p.value)
+                    .map(|e| format!("{}, not after {}", e.kind, day(e.not_after)))
+                    .unwrap_or_default();
                 vec![
                     p.key.clone(),
                     p.value.clone(),
                     p.data_type.clone().unwrap_or_default(),
+                    entry,
                 ]
             })
             .collect();
-        print_table(&["parameter", "value", "type"], &rows);
+        print_table(&["parameter", "value", "type", "keystore entry"], &rows);
     }
     Ok(())
 }
