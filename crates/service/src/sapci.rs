@@ -1213,6 +1213,46 @@ mod tests {
         }
     }
 
+    /// A tenant that accepts the connection and never answers costs one deadline, not a hang.
+    #[tokio::test]
+    async fn a_silent_tenant_is_given_up_at_the_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let _held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                open.push(tcp);
+            }
+        });
+        let dir = tempfile::tempdir().expect("dir");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s").expect("secret");
+        let client = SapCiClient::new(SapCiConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            token_url: format!("http://127.0.0.1:{port}/oauth/token"),
+            client_id: "c".into(),
+            client_secret: SecretSource::File(secret),
+            timeout: Duration::from_secs(1),
+            attempts: 3,
+        })
+        .expect("client");
+        let started = Instant::now();
+        let e = client.keystore_entries().await.expect_err("no answer");
+        assert!(
+            matches!(
+                e,
+                SapCiError::Http {
+                    source: HttpError::Timeout(1),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
     #[test]
     fn logged_calls_leave_key_predicates_out() {
         assert_eq!(
