@@ -628,8 +628,11 @@ fn key_operations_on_a_sap_ci_tenant_are_refused_not_done_locally() {
             "cannot generate a key there yet",
         ],
     );
-    let listed = env.ok(&["keystore", "list"]);
+    let o = env.run(&["keystore", "list"]);
+    let (listed, note) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{note}");
     assert!(!listed.contains("\nk "), "{listed}");
+    assert!(note.contains("`rekey tenant show` reads them"), "{note}");
 }
 
 /// The service key as BTP hands it over (flat, or nested under "oauth"), named by
