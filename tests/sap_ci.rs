@@ -659,3 +659,33 @@ fn a_service_key_file_flat_or_nested_connects() {
         assert_eq!(shown["url"], fake.url.as_str(), "{form}");
     }
 }
+
+/// Client ids and secrets as BTP makes them (`!`, `|`, `$`, `=`, `:`) are sent as they stand.
+#[test]
+fn btp_style_client_ids_and_secrets_connect() {
+    let (id, secret) = ("sb-7f3a!b1234|it!b56", "a1B2$c3=d4:e5/f6+g7");
+    let Some(fake) = fake(
+        "btp-style-client",
+        &["--client-id", id, "--client-secret", secret],
+    ) else {
+        return;
+    };
+    let env = tenant(&fake.url, secret);
+    std::fs::write(
+        env.data().join("rekey.toml"),
+        format!(
+            "[keystores.acme]\nbackend = \"sap-ci\"\nurl = \"{u}\"\ntoken_url = \"{u}/oauth/token\"\nclient_id = \"{id}\"\nclient_secret_env = \"ACME_SAP_SECRET\"\n",
+            u = fake.url
+        ),
+    )
+    .expect("configuration");
+    let o = env
+        .cmd()
+        .env("ACME_SAP_SECRET", secret)
+        .args(["tenant", "check"])
+        .output()
+        .expect("runs");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(!out.contains(secret) && !err.contains(secret));
+}

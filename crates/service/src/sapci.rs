@@ -400,11 +400,10 @@ impl SapCiClient {
             "{}{sep}grant_type=client_credentials",
             self.config.token_url
         );
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            form_encode(&self.config.client_id),
-            form_encode(&self.secret.0)
-        ));
+        // As the observed clients send it (CONNECTORS.md A1): `clientid:clientsecret` as they
+        // stand in the service key, not form-encoded first.
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.config.client_id, self.secret.0));
         let headers = [
             ("authorization", format!("Basic {basic}")),
             (
@@ -1107,21 +1106,6 @@ fn check_flow_id(flow: &str) -> Result<(), SapCiError> {
         });
     }
     Ok(())
-}
-
-/// `application/x-www-form-urlencoded` encoding, as OAuth 2.0 asks for the Basic credentials.
-fn form_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// `/Date(ms)/`, `/Date(ms+0000)/` (offset ignored: ms are UTC) or ISO-8601 (A2).
