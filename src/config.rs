@@ -266,6 +266,9 @@ pub struct LogSettings {
 pub enum KeystoreSettings {
     /// Keys on a PKCS#11 token.
     Pkcs11(rekey_pkcs11::Pkcs11Config),
+    /// An SAP Cloud Integration tenant's keystore, reached through its API (read by
+    /// `rekey tenant check` and `rekey tenant show`).
+    SapCi(rekey_service::sapci::SapCiConfig),
 }
 
 /// The resolved, typed settings.
@@ -318,6 +321,13 @@ struct KeystoreLayer {
     token: Option<String>,
     pin_file: Option<PathBuf>,
     pin_env: Option<String>,
+    url: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    client_secret_env: Option<String>,
+    service_key_file: Option<PathBuf>,
+    timeout_seconds: Option<u64>,
 }
 
 impl KeystoreLayer {
@@ -326,19 +336,32 @@ impl KeystoreLayer {
     fn resolve(self, name: &str) -> Result<Option<(TenantName, KeystoreSettings)>> {
         let section = format!("[keystores.{name}]");
         let tenant = TenantName::parse(name).with_context(|| format!("{section}: tenant name"))?;
-        match self.backend.as_deref().map(str::trim) {
-            None | Some("embedded") => {
-                if self.module.is_some()
-                    || self.token.is_some()
-                    || self.pin_file.is_some()
-                    || self.pin_env.is_some()
-                {
-                    bail!(
-                        "{section}: module, token, pin_file and pin_env are for backend = \"pkcs11\""
-                    );
-                }
-                Ok(None)
-            }
+        let pkcs11_keys = self.module.is_some()
+            || self.token.is_some()
+            || self.pin_file.is_some()
+            || self.pin_env.is_some();
+        let sapci_keys = self.url.is_some()
+            || self.token_url.is_some()
+            || self.client_id.is_some()
+            || self.client_secret_file.is_some()
+            || self.client_secret_env.is_some()
+            || self.service_key_file.is_some()
+            || self.timeout_seconds.is_some();
+        let backend = self.backend.as_deref().map(str::trim);
+        if pkcs11_keys && backend != Some("pkcs11") {
+            bail!("{section}: module, token, pin_file and pin_env are for backend = \"pkcs11\"");
+        }
+        if sapci_keys && backend != Some("sap-ci") {
+            bail!(
+                "{section}: url, token_url, client_id, client_secret_file, client_secret_env, service_key_file and timeout_seconds are for backend = \"sap-ci\""
+            );
+        }
+        match backend {
+            None | Some("embedded") => Ok(None),
+            Some("sap-ci") => Ok(Some((
+                tenant,
+                KeystoreSettings::SapCi(sapci(self, &section)?),
+            ))),
             Some("pkcs11") => {
                 let module = self.module.with_context(|| {
                     format!(
@@ -368,10 +391,87 @@ impl KeystoreLayer {
                 )))
             }
             Some(other) => {
-                bail!("{section}: unknown backend {other:?}; use \"embedded\" or \"pkcs11\"")
+                bail!(
+                    "{section}: unknown backend {other:?}; use \"embedded\", \"pkcs11\" or \"sap-ci\""
+                )
             }
         }
     }
+}
+
+/// The `sap-ci` keys of `[keystores.<tenant>]`: the service key's `url`, `tokenurl` and
+/// `clientid`, and where its `clientsecret` is kept (a file or an environment variable, never
+/// the configuration itself).
+fn sapci(layer: KeystoreLayer, section: &str) -> Result<rekey_service::sapci::SapCiConfig> {
+    use rekey_service::sapci::{DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, SapCiConfig, SecretSource};
+    let http_url = |key: &str, v: Option<String>, what: &str| -> Result<String> {
+        let v = non_empty(v)
+            .with_context(|| format!("{section}: backend \"sap-ci\" needs {key} ({what})"))?;
+        let v = v.trim().to_string();
+        rekey_service::http::parse_url(&v).map_err(|e| anyhow::anyhow!("{section}: {key}: {e}"))?;
+        Ok(v)
+    };
+    let timeout = match layer.timeout_seconds {
+        None => DEFAULT_TIMEOUT,
+        Some(s) if (1..=600).contains(&s) => std::time::Duration::from_secs(s),
+        Some(s) => bail!("{section}: timeout_seconds = {s}: use 1 to 600"),
+    };
+    // The service key as BTP hands it over: url, tokenurl and clientid are taken from it
+    // now; its clientsecret is read again by each command that connects, and not kept here.
+    if let Some(path) = layer.service_key_file {
+        if layer.url.is_some()
+            || layer.token_url.is_some()
+            || layer.client_id.is_some()
+            || layer.client_secret_file.is_some()
+            || layer.client_secret_env.is_some()
+        {
+            bail!(
+                "{section}: service_key_file holds url, token_url, client_id and the client secret; give it alone, or the four without it"
+            );
+        }
+        let key = rekey_service::sapci::ServiceKey::read(&path)
+            .map_err(|e| anyhow::anyhow!("{section}: service_key_file: {e}"))?;
+        let url = http_url("url", Some(key.url), "the service key's url")?;
+        let token_url = http_url(
+            "token_url",
+            Some(key.token_url),
+            "the service key's tokenurl",
+        )?;
+        return Ok(SapCiConfig {
+            url,
+            token_url,
+            client_id: key.client_id,
+            client_secret: SecretSource::ServiceKey(path),
+            timeout,
+            attempts: DEFAULT_ATTEMPTS,
+        });
+    }
+    let url = http_url("url", layer.url, "the service key's url")?;
+    let token_url = http_url("token_url", layer.token_url, "the service key's tokenurl")?;
+    let client_id = non_empty(layer.client_id)
+        .with_context(|| {
+            format!("{section}: backend \"sap-ci\" needs client_id (the service key's clientid)")
+        })?
+        .trim()
+        .to_string();
+    let client_secret = match (layer.client_secret_file, non_empty(layer.client_secret_env)) {
+        (Some(f), None) => SecretSource::File(f),
+        (None, Some(v)) => SecretSource::Env(v.trim().to_string()),
+        (Some(_), Some(_)) => {
+            bail!("{section}: give client_secret_file or client_secret_env, not both")
+        }
+        (None, None) => bail!(
+            "{section}: backend \"sap-ci\" needs client_secret_file or client_secret_env, or service_key_file (the client secret is never written into the configuration)"
+        ),
+    };
+    Ok(SapCiConfig {
+        url,
+        token_url,
+        client_id,
+        client_secret,
+        timeout,
+        attempts: DEFAULT_ATTEMPTS,
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -791,6 +891,14 @@ pub async fn attach_keystores(mut store: Store, settings: &Settings) -> Result<S
                     format!("[keystores.{name}]: cannot open the tenant's PKCS#11 token")
                 })?;
                 store = store.with_backend(tenant.id, std::sync::Arc::new(keystore));
+            }
+            // Read live by `rekey tenant check` and `rekey tenant show`; key operations are
+            // refused until rekey acts on the tenant, never done with keys rekey holds.
+            KeystoreSettings::SapCi(config) => {
+                store = store.with_backend(
+                    tenant.id,
+                    std::sync::Arc::new(rekey_service::sapci::SapCiKeystore::new(config)),
+                );
             }
         }
     }

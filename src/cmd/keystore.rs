@@ -275,6 +275,13 @@ pub fn run(global: &GlobalArgs, cmd: KeystoreCmd) -> Result<ExitCode> {
 
 async fn list(ctx: &Context, json: bool) -> Result<()> {
     let t = ctx.tenant().await?;
+    if ctx.store.backend(t.id).kind() == "sap-ci" {
+        // What rekey keeps; the tenant's own keystore is read live by `tenant show`.
+        eprintln!(
+            "note: tenant {:?} keeps its keys in SAP Cloud Integration; `rekey tenant show` reads them from the tenant",
+            t.name.as_str()
+        );
+    }
     let entries = ctx.store.key_entries(t.id).await?;
     let mut usage = flows::all_alias_usage(ctx.store.db(), t.id).await?;
     let mut views: Vec<EntryView> = entries

@@ -7,6 +7,7 @@ pub mod keystore;
 pub mod mail;
 pub mod receiver;
 pub mod renewal;
+pub mod sapci;
 pub mod scheduler;
 pub mod serve;
 pub mod state;

@@ -266,6 +266,13 @@ pub enum TenantCmd {
     },
     /// List the tenants.
     List(JsonArg),
+    /// Connect to the tenant's SAP Cloud Integration tenant ([keystores.<tenant>] backend =
+    /// "sap-ci"): whether the client credentials work and which API roles are missing.
+    /// Exits non-zero when the tenant is not usable.
+    Check(super::sapci::CheckArgs),
+    /// Read the tenant's SAP Cloud Integration keystore entries (and with --flow an
+    /// integration flow's externalized parameters) live from the tenant.
+    Show(super::sapci::ShowArgs),
 }
 
 /// `rekey tenant ...`.
@@ -289,6 +296,8 @@ pub fn tenant(global: &GlobalArgs, cmd: TenantCmd) -> Result<ExitCode> {
                     print_table(&["tenant", "id", "created"], &rows);
                 }
             }
+            TenantCmd::Check(args) => super::sapci::check(ctx, args).await?,
+            TenantCmd::Show(args) => super::sapci::show(ctx, args).await?,
         }
         Ok(())
     })

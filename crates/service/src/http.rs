@@ -1,7 +1,7 @@
 //! rekey's one outbound HTTP client: a single HTTP/1.1 request over hyper (already in the tree
 //! through axum), plain or over rustls with the ring provider and the Web PKI roots (already in
 //! the tree through lettre), so no second TLS stack or HTTP library is built. Used for AS2 test
-//! messages; any later connector posting to a partner's system takes the same path.
+//! messages and for the SAP Cloud Integration connector ([`crate::sapci`]).
 //!
 //! One connection per request, no pool: these calls are rare (a test message per step), and a
 //! fresh connection never carries state from an earlier answer. Every call has a deadline
@@ -115,13 +115,50 @@ pub async fn post(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<HttpAnswer, HttpError> {
+    request(Method::Post, url, headers, body, timeout).await
+}
+
+/// The methods rekey sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET (sent without a body).
+    Get,
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+    /// DELETE.
+    Delete,
+}
+
+impl Method {
+    fn as_hyper(self) -> hyper::Method {
+        match self {
+            Method::Get => hyper::Method::GET,
+            Method::Post => hyper::Method::POST,
+            Method::Put => hyper::Method::PUT,
+            Method::Delete => hyper::Method::DELETE,
+        }
+    }
+}
+
+/// Sends one request to `url` with `headers` and `body`, waiting at most `timeout` for the
+/// whole exchange.
+pub async fn request(
+    method: Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<HttpAnswer, HttpError> {
     let target = parse_url(url)?;
-    tokio::time::timeout(timeout, exchange(&target, headers, body))
+    tokio::time::timeout(timeout, exchange(method, &target, headers, body))
         .await
         .map_err(|_| HttpError::Timeout(timeout.as_secs()))?
 }
 
 async fn exchange(
+    method: Method,
     target: &Target,
     headers: &[(&str, String)],
     body: Vec<u8>,
@@ -141,14 +178,15 @@ async fn exchange(
             .connect(name, tcp)
             .await
             .map_err(|e| HttpError::Transport(format!("TLS with {}: {e}", target.host)))?;
-        send(tls, target, headers, body).await
+        send(tls, method, target, headers, body).await
     } else {
-        send(tcp, target, headers, body).await
+        send(tcp, method, target, headers, body).await
     }
 }
 
 async fn send<S>(
     stream: S,
+    method: Method,
     target: &Target,
     headers: &[(&str, String)],
     body: Vec<u8>,
@@ -169,7 +207,10 @@ where
     } else {
         format!("{}:{}", target.host, target.port)
     };
-    let mut request = Request::post(target.path.as_str()).header("host", host);
+    let mut request = Request::builder()
+        .method(method.as_hyper())
+        .uri(target.path.as_str())
+        .header("host", host);
     for (k, v) in headers {
         request = request.header(*k, v.as_str());
     }

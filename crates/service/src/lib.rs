@@ -16,6 +16,7 @@ mod cpu;
 pub mod demo;
 pub mod failpoint;
 pub mod http;
+pub mod sapci;
 pub mod scheduler;
 mod shell;
 pub mod tokens;

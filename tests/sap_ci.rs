@@ -1,0 +1,691 @@
+//! A rekey tenant backed by an SAP Cloud Integration tenant (`backend = "sap-ci"`), through
+//! the binary against the **fake** tenant of `tests/fake-sap-ci/` running as a real HTTP
+//! server on loopback: `rekey tenant check` (credentials, roles, CSRF, lock back-off, token
+//! renewal) and `rekey tenant show` (keystore entries and a flow's parameters, compared with
+//! what the fake was seeded with). The secret never appears in output or logs.
+//!
+//! Each fake variant (default, fewer roles, one-second tokens, ...) is started once per run of
+//! this test binary and shared; a test that changes a fake's settings or faults has a variant
+//! of its own. Needs `REKEY_TEST_PYTHON` (a Python with `cryptography`, which `cargo xtask
+//! test` provides); without it each test is skipped with a message.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{Env, runtime};
+use rekey_service::http::{self, Method};
+use rekey_service::sapci::{Access, SapCiClient, SapCiConfig, SecretSource};
+use serde_json::{Value, json};
+
+const SECRET: &str = "fake-secret";
+const FLOW: &str = "Fake_Outbound_Signer";
+
+/// A running fake: its base URL. The child and its stdin pipe live as long as the test
+/// process; the wrapper exits when that pipe closes, so no fake outlives the run.
+struct Fake {
+    url: String,
+    service_key: Value,
+    _child: Child,
+    _stdin: ChildStdin,
+}
+
+/// Starts the fake under a wrapper that exits when its standard input closes.
+fn start(python: &str, args: &[&str]) -> Fake {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-sap-ci/fake_sap_ci.py");
+    let wrapper = "import os, runpy, sys, threading\n\
+        threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n\
+        sys.argv = sys.argv[1:]\n\
+        runpy.run_path(sys.argv[0], run_name='__main__')\n";
+    let mut child = Command::new(python)
+        .args(["-c", wrapper])
+        .arg(&script)
+        .args(["--port", "0"])
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starts the fake tenant");
+    let stdin = child.stdin.take().expect("stdin");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("reads the ready line");
+    let line: Value = serde_json::from_str(&ready)
+        .unwrap_or_else(|e| panic!("the fake did not start ({e}): {ready:?}"));
+    Fake {
+        url: line["url"].as_str().expect("url").to_string(),
+        service_key: line["service_key"].clone(),
+        _child: child,
+        _stdin: stdin,
+    }
+}
+
+/// The fake started with `args`, once per test binary run; `None` (skip) without Python.
+fn fake(variant: &'static str, args: &[&str]) -> Option<&'static Fake> {
+    static FAKES: OnceLock<Mutex<HashMap<&'static str, &'static Fake>>> = OnceLock::new();
+    let Ok(python) = std::env::var("REKEY_TEST_PYTHON") else {
+        eprintln!(
+            "SKIPPED sap_ci: REKEY_TEST_PYTHON is not set (run `cargo xtask test`, or point it at \
+             a python with cryptography==50.0.2)"
+        );
+        return None;
+    };
+    let mut map = FAKES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let f = map
+        .entry(variant)
+        .or_insert_with(|| Box::leak(Box::new(start(&python, args))));
+    Some(*f)
+}
+
+/// One call to the fake's control or API endpoints.
+fn call(method: Method, url: &str, body: Option<Value>) -> Value {
+    let headers = [("content-type", "application/json".to_string())];
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let answer = runtime()
+        .block_on(http::request(
+            method,
+            url,
+            &headers,
+            bytes,
+            Duration::from_secs(10),
+        ))
+        .expect("the fake answers");
+    assert!(answer.status < 300, "{url}: {}", answer.status);
+    serde_json::from_slice(&answer.body).unwrap_or(Value::Null)
+}
+
+/// The fake's audit of API calls since `since` (method, path, status, csrf, cookie).
+fn audit(url: &str, since: u64) -> Vec<Value> {
+    call(
+        Method::Get,
+        &format!("{url}/fake/audit?since={since}"),
+        None,
+    )["calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn last_seq(url: &str) -> u64 {
+    audit(url, 0)
+        .last()
+        .and_then(|c| c["seq"].as_u64())
+        .unwrap_or(0)
+}
+
+/// A data directory with tenant `acme` configured as `sap-ci` for the fake at `url`, the
+/// secret in a file holding `secret`.
+fn tenant(url: &str, secret: &str) -> Env {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    env.ok(&["tenant", "add", "acme"]);
+    let secret_file = env.path("client-secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).expect("secret file");
+    configure(
+        &env,
+        url,
+        &format!("client_secret_file = {:?}", secret_file),
+    );
+    env
+}
+
+fn configure(env: &Env, url: &str, secret_line: &str) {
+    std::fs::write(
+        env.data().join("rekey.toml"),
+        format!(
+            "[keystores.acme]\nbackend = \"sap-ci\"\nurl = \"{url}\"\ntoken_url = \"{url}/oauth/token\"\nclient_id = \"fake-client\"\n{secret_line}\n"
+        ),
+    )
+    .expect("configuration");
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Runs with debug logging, asserting that neither output nor log carries `secret`.
+fn run_clean(env: &Env, args: &[&str], secret: &str) -> Output {
+    let o = env
+        .cmd()
+        .env("RUST_LOG", "debug")
+        .args(args)
+        .output()
+        .expect("runs rekey");
+    let (out, err) = text(&o);
+    assert!(
+        !out.contains(secret) && !err.contains(secret),
+        "the client secret leaked:\n{out}\n{err}"
+    );
+    o
+}
+
+#[test]
+fn check_passes_and_show_lists_what_the_tenant_holds() {
+    let Some(fake) = fake("default", &[]) else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let env = tenant(url, SECRET);
+    let since = last_seq(url);
+    let o = run_clean(&env, &["tenant", "check", "--flow", FLOW], SECRET);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("the client credentials work"), "{out}");
+    for role in [
+        "MonitoringDataRead",
+        "SecurityMaterialEdit",
+        "WorkspacePackagesConfigure",
+        "WorkspaceArtifactsDeploy",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(role))
+            .unwrap_or_else(|| panic!("{role} not in {out}"));
+        assert!(line.contains(" ok "), "{line}");
+    }
+    // The probes changed nothing: the keystore holds what it was seeded with, and the
+    // modifying probes carried the CSRF token and the session cookie of the fetch.
+    let calls = audit(url, since);
+    let probe = calls
+        .iter()
+        .find(|c| c["path"] == "/api/v1/KeyPairGenerationRequests")
+        .expect("the keystore-edit probe");
+    assert_eq!(probe["status"], 400, "{probe}");
+    assert!(
+        probe["csrf_token"].is_string() && probe["session_cookie"] == true,
+        "{probe}"
+    );
+
+    let state = call(Method::Get, &format!("{url}/fake/state"), None);
+    let seeded: BTreeMap<String, String> = state["keystores"]["system"]
+        .as_object()
+        .expect("system keystore")
+        .iter()
+        .map(|(alias, e)| {
+            (
+                alias.clone(),
+                e["fingerprint_sha256"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seeded.keys().collect::<Vec<_>>(),
+        ["sap_cloudintegrationcertificate", "signer"]
+    );
+
+    let shown = env.json(&["tenant", "show", "--flow", FLOW, "--json"]);
+    let listed: BTreeMap<String, String> = shown["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["alias"].as_str().expect("alias").to_string(),
+                e["fingerprint"].as_str().expect("fingerprint").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), seeded.len(), "{shown}");
+    for (alias, fp) in &seeded {
+        assert_eq!(
+            listed[alias].to_ascii_uppercase().replace(':', ""),
+            fp.replace(':', ""),
+            "{alias}"
+        );
+    }
+    let signer = shown["entries"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["alias"] == "signer"))
+        .expect("signer");
+    assert_eq!(signer["hex_alias"], "7369676E6572");
+    assert_eq!(signer["kind"], "Key Pair");
+    assert_eq!(signer["key_size"], 2048);
+    assert_eq!(
+        &signer["not_after"].as_str().expect("not_after")[..10],
+        &state["keystores"]["system"]["signer"]["not_after"]
+            .as_str()
+            .expect("seeded not_after")[..10]
+    );
+    assert_eq!(
+        shown["flow"]["parameters"],
+        json!([{"key": "SIGNER_ALIAS", "value": "signer", "data_type": "xsd:string"}])
+    );
+
+    let table = env.ok(&["tenant", "show", "--flow", FLOW]);
+    assert!(
+        table.contains("signer") && table.contains("Key Pair"),
+        "{table}"
+    );
+    let param = table
+        .lines()
+        .find(|l| l.starts_with("SIGNER_ALIAS"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        param.contains("signer") && param.contains("Key Pair, not after"),
+        "{param}"
+    );
+}
+
+#[test]
+fn a_wrong_secret_is_refused_with_the_tenants_message() {
+    let Some(fake) = fake("default", &[]) else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let wrong = "not-the-fake-secret";
+    let env = tenant(url, SECRET);
+    configure(&env, url, "client_secret_env = \"ACME_SAP_SECRET\"");
+    let o = env
+        .cmd()
+        .env("ACME_SAP_SECRET", wrong)
+        .env("RUST_LOG", "debug")
+        .args(["tenant", "check"])
+        .output()
+        .expect("runs");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("refused the client credentials (401): Bad credentials"),
+        "{err}"
+    );
+    assert!(!out.contains(wrong) && !err.contains(wrong), "{out}{err}");
+
+    // An unset variable is named, and nothing is sent.
+    let o = env.run(&["tenant", "check"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("environment variable ACME_SAP_SECRET is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_role_is_named_and_the_tenant_is_not_usable() {
+    let Some(fake) = fake(
+        "read-and-configure-only",
+        &["--roles", "MonitoringDataRead,WorkspacePackagesConfigure"],
+    ) else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let env = tenant(url, SECRET);
+    let o = run_clean(&env, &["tenant", "check", "--flow", FLOW], SECRET);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("lacks the roles SecurityMaterialEdit, WorkspaceArtifactsDeploy"),
+        "{err}"
+    );
+    let line = |role: &str| {
+        out.lines()
+            .find(|l| l.starts_with(role))
+            .unwrap_or_else(|| panic!("{role}: {out}"))
+            .to_string()
+    };
+    assert!(
+        line("SecurityMaterialEdit").contains("MISSING (403)"),
+        "{out}"
+    );
+    assert!(
+        line("WorkspaceArtifactsDeploy").contains("MISSING (403)"),
+        "{out}"
+    );
+    assert!(line("MonitoringDataRead").contains(" ok "), "{out}");
+    let report = {
+        let o = env.run(&["tenant", "check", "--json"]);
+        assert_eq!(o.status.code(), Some(1));
+        serde_json::from_slice::<Value>(&o.stdout).expect("JSON report")
+    };
+    assert_eq!(report["usable"], false);
+    assert_eq!(report["missing_roles"], json!(["SecurityMaterialEdit"]));
+
+    // The spec's bare 403 body (`{"code":"Forbidden",…}` without "error") reads the same.
+    call(
+        Method::Post,
+        &format!("{url}/fake/settings"),
+        Some(json!({"forbidden_body": "bare"})),
+    );
+    let o = env.run(&["tenant", "check", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    assert_eq!(report["missing_roles"], json!(["SecurityMaterialEdit"]));
+}
+
+#[test]
+fn a_locked_keystore_is_retried_with_back_off_then_given_up() {
+    let Some(fake) = fake("locked", &[]) else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let env = tenant(url, SECRET);
+    // Two 503 "keystore is locked" answers: retried, then the check passes.
+    call(
+        Method::Post,
+        &format!("{url}/fake/faults"),
+        Some(json!({"status": 503, "calls": 2, "scope": "all"})),
+    );
+    let since = last_seq(url);
+    env.ok(&["tenant", "check"]);
+    let statuses: Vec<u64> = audit(url, since)
+        .iter()
+        .filter(|c| c["path"] == "/api/v1/KeystoreEntries")
+        .map(|c| c["status"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(statuses, [503, 503, 200]);
+
+    // 429 with Retry-After: 1 is waited for.
+    call(
+        Method::Post,
+        &format!("{url}/fake/faults"),
+        Some(json!({"status": 429, "calls": 1, "scope": "reads"})),
+    );
+    let started = Instant::now();
+    env.ok(&["tenant", "show"]);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+
+    // Locked for longer than the attempts last: SAP's text, non-zero exit.
+    call(
+        Method::Post,
+        &format!("{url}/fake/faults"),
+        Some(json!({"status": 503, "calls": 20, "scope": "reads"})),
+    );
+    let o = env.run(&["tenant", "show"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "GET /KeystoreEntries: still 503 after 5 attempts: Keystore is locked by another user"
+        ),
+        "{err}"
+    );
+    call(
+        Method::Post,
+        &format!("{url}/fake/faults"),
+        Some(json!({"status": 503, "calls": 0, "scope": "reads"})),
+    );
+}
+
+fn client_for(url: &str) -> SapCiClient {
+    let dir = tempfile::tempdir().expect("dir");
+    let file: PathBuf = dir.path().join("secret");
+    std::fs::write(&file, SECRET).expect("secret");
+    let client = SapCiClient::new(SapCiConfig {
+        url: url.to_string(),
+        token_url: format!("{url}/oauth/token"),
+        client_id: "fake-client".into(),
+        client_secret: SecretSource::File(file),
+        timeout: Duration::from_secs(10),
+        attempts: 5,
+    })
+    .expect("client");
+    assert!(!format!("{client:?}").contains(SECRET));
+    client
+}
+
+#[test]
+fn csrf_is_sent_in_both_failure_modes_and_a_stale_token_is_fetched_once_more() {
+    let Some(fake) = fake("csrf", &[]) else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let env = tenant(url, SECRET);
+    for mode in ["required-header", "plain"] {
+        call(
+            Method::Post,
+            &format!("{url}/fake/settings"),
+            Some(json!({"csrf": "required", "csrf_failure": mode})),
+        );
+        env.ok(&["tenant", "check", "--flow", FLOW]);
+    }
+    call(
+        Method::Post,
+        &format!("{url}/fake/settings"),
+        Some(json!({"csrf": "optional"})),
+    );
+    env.ok(&["tenant", "check", "--flow", FLOW]);
+    call(
+        Method::Post,
+        &format!("{url}/fake/settings"),
+        Some(json!({"csrf": "required", "csrf_failure": "required-header"})),
+    );
+
+    // One client across a session that ends on the tenant: the next modifying call is
+    // refused with 403, the token is fetched again, and the call is sent once more.
+    let client = client_for(url);
+    let rt = runtime();
+    let edit = |roles: Vec<rekey_service::sapci::RoleCheck>| {
+        roles
+            .into_iter()
+            .find(|r| r.role == "SecurityMaterialEdit")
+            .expect("edit")
+            .access
+    };
+    assert_eq!(
+        edit(rt.block_on(client.check(None)).expect("check")),
+        Access::Allowed
+    );
+    assert_eq!(client.traffic().csrf_fetches, 1);
+    call(Method::Post, &format!("{url}/fake/csrf/invalidate"), None);
+    let since = last_seq(url);
+    assert_eq!(
+        edit(rt.block_on(client.check(None)).expect("check")),
+        Access::Allowed
+    );
+    assert_eq!(client.traffic().csrf_fetches, 2);
+    let seen: Vec<(String, u64)> = audit(url, since)
+        .iter()
+        .filter(|c| c["path"] != "/api/v1/KeystoreEntries")
+        .map(|c| {
+            (
+                format!(
+                    "{} {}",
+                    c["method"].as_str().unwrap_or(""),
+                    c["path"].as_str().unwrap_or("")
+                ),
+                c["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("POST /api/v1/KeyPairGenerationRequests".to_string(), 403),
+            ("GET /api/v1/".to_string(), 200),
+            ("POST /api/v1/KeyPairGenerationRequests".to_string(), 400),
+        ]
+    );
+}
+
+#[test]
+fn an_expiring_token_is_fetched_again_before_it_runs_out() {
+    let Some(fake) = fake("short-tokens", &["--token-ttl", "1"]) else {
+        return;
+    };
+    let url = fake.url.as_str();
+    // Through the binary: two 429s (Retry-After: 1 each) outlast the one-second token, and
+    // the retried call goes out with a new one, never with the expired one.
+    let env = tenant(url, SECRET);
+    call(
+        Method::Post,
+        &format!("{url}/fake/faults"),
+        Some(json!({"status": 429, "calls": 2, "scope": "reads"})),
+    );
+    let since = last_seq(url);
+    env.ok(&["tenant", "show"]);
+    let calls = audit(url, since);
+    let tokens = calls.iter().filter(|c| c["path"] == "/oauth/token").count();
+    assert!(tokens >= 2, "{calls:?}");
+    assert!(calls.iter().all(|c| c["status"] != 401), "{calls:?}");
+
+    // A token the tenant ended early (401) is replaced once, and the call succeeds.
+    let client = client_for(url);
+    let rt = runtime();
+    rt.block_on(client.connect()).expect("token");
+    call(Method::Post, &format!("{url}/fake/tokens/expire"), None);
+    let entries = rt.block_on(client.keystore_entries()).expect("entries");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(client.traffic().tokens, 2);
+}
+
+#[test]
+fn sap_ci_settings_are_checked_by_name() {
+    let env = Env::sqlite();
+    env.ok(&["init"]);
+    let toml = env.data().join("rekey.toml");
+    let cases = [
+        (
+            "[keystores.acme]\nbackend = \"sap-ci\"\nurl = \"https://x.example\"\ntoken_url = \"https://x.example/oauth/token\"\nclient_id = \"c\"\n",
+            "needs client_secret_file or client_secret_env",
+        ),
+        (
+            "[keystores.acme]\nbackend = \"sap-ci\"\nurl = \"https://x.example\"\ntoken_url = \"https://x.example/oauth/token\"\nclient_id = \"c\"\nclient_secret = \"inline\"\n",
+            "unknown field `client_secret`",
+        ),
+        (
+            "[keystores.acme]\nbackend = \"sap-ci\"\nurl = \"ftp://x.example\"\ntoken_url = \"https://x.example/t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n",
+            "[keystores.acme]: url",
+        ),
+        (
+            "[keystores.acme]\nurl = \"https://x.example\"\n",
+            "are for backend = \"sap-ci\"",
+        ),
+        (
+            "[keystores.acme]\nbackend = \"sap-ci\"\nservice_key_file = \"/nonexistent/key.json\"\n",
+            "[keystores.acme]: service_key_file: service key /nonexistent/key.json: No such file",
+        ),
+        (
+            "[keystores.acme]\nbackend = \"sap-ci\"\nservice_key_file = \"/nonexistent/key.json\"\nclient_id = \"c\"\n",
+            "give it alone",
+        ),
+        (
+            "[keystores.acme]\nbackend = \"sapci\"\n",
+            "use \"embedded\", \"pkcs11\" or \"sap-ci\"",
+        ),
+    ];
+    for (body, needle) in cases {
+        std::fs::write(&toml, body).expect("write");
+        let o = env.run(&["tenant", "list"]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{body}: {err}");
+        assert!(err.contains(needle), "{needle:?} not in {err:?}");
+        assert!(!err.contains("inline"), "{err}");
+    }
+    // A tenant not configured as sap-ci is told how.
+    std::fs::remove_file(&toml).expect("rm");
+    env.ok(&["tenant", "add", "acme"]);
+    let o = env.run(&["tenant", "check"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("not an SAP Cloud Integration tenant"), "{err}");
+}
+
+/// Until rekey acts on the tenant, a key operation on an `sap-ci` tenant is refused rather
+/// than done with a key rekey would hold itself; the store is left without the alias.
+#[test]
+fn key_operations_on_a_sap_ci_tenant_are_refused_not_done_locally() {
+    let env = tenant("http://127.0.0.1:9", SECRET);
+    env.ok(&[
+        "user",
+        "add",
+        "--email",
+        "ops@acme.example",
+        "--role",
+        "tenant_admin",
+        "--tenant",
+        "acme",
+    ]);
+    env.refuses(
+        &[
+            "keystore",
+            "generate",
+            "--alias",
+            "k",
+            "--bits",
+            "2048",
+            "--as",
+            "ops@acme.example",
+        ],
+        &[
+            "keys are in SAP Cloud Integration",
+            "cannot generate a key there yet",
+        ],
+    );
+    let o = env.run(&["keystore", "list"]);
+    let (listed, note) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{note}");
+    assert!(!listed.contains("\nk "), "{listed}");
+    assert!(note.contains("`rekey tenant show` reads them"), "{note}");
+}
+
+/// The service key as BTP hands it over (flat, or nested under "oauth"), named by
+/// `service_key_file`: url, token URL, client id and secret all come from it.
+#[test]
+fn a_service_key_file_flat_or_nested_connects() {
+    for (variant, form) in [("default", "flat"), ("nested-key", "nested")] {
+        let args = ["--set", &format!("service_key_form={form}")];
+        let Some(fake) = fake(variant, if form == "flat" { &[] } else { &args }) else {
+            return;
+        };
+        assert_eq!(fake.service_key.get("oauth").is_some(), form == "nested");
+        let env = tenant(&fake.url, SECRET);
+        let key = env.path("service-key.json");
+        std::fs::write(&key, fake.service_key.to_string()).expect("service key");
+        std::fs::write(
+            env.data().join("rekey.toml"),
+            format!("[keystores.acme]\nbackend = \"sap-ci\"\nservice_key_file = {key:?}\n"),
+        )
+        .expect("configuration");
+        let o = run_clean(&env, &["tenant", "check"], SECRET);
+        assert_eq!(o.status.code(), Some(0), "{form}: {:?}", text(&o));
+        let shown = env.json(&["tenant", "show", "--json"]);
+        assert_eq!(shown["url"], fake.url.as_str(), "{form}");
+    }
+}
+
+/// Client ids and secrets as BTP makes them (`!`, `|`, `$`, `=`, `:`) are sent as they stand.
+#[test]
+fn btp_style_client_ids_and_secrets_connect() {
+    let (id, secret) = ("sb-7f3a!b1234|it!b56", "a1B2$c3=d4:e5/f6+g7");
+    let Some(fake) = fake(
+        "btp-style-client",
+        &["--client-id", id, "--client-secret", secret],
+    ) else {
+        return;
+    };
+    let env = tenant(&fake.url, secret);
+    std::fs::write(
+        env.data().join("rekey.toml"),
+        format!(
+            "[keystores.acme]\nbackend = \"sap-ci\"\nurl = \"{u}\"\ntoken_url = \"{u}/oauth/token\"\nclient_id = \"{id}\"\nclient_secret_env = \"ACME_SAP_SECRET\"\n",
+            u = fake.url
+        ),
+    )
+    .expect("configuration");
+    let o = env
+        .cmd()
+        .env("ACME_SAP_SECRET", secret)
+        .args(["tenant", "check"])
+        .output()
+        .expect("runs");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(!out.contains(secret) && !err.contains(secret));
+}
