@@ -10,8 +10,8 @@
 use chrono::{DateTime, Utc};
 use rekey_crypto::{Certificate, Fingerprint, KeyHandle, KeyPair, RsaSigner, TokenKeyId};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    PaginatorTrait, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 
 use crate::audit::{self, AuditRecord};
@@ -774,7 +774,9 @@ pub async fn expiry_summary(
     for d in within_days {
         let n = keystore_entry::Entity::find()
             .filter(keystore_entry::Column::IsCurrent.eq(true))
-            .filter(keystore_entry::Column::NotAfter.lte(now + chrono::Duration::days(i64::from(*d))))
+            .filter(
+                keystore_entry::Column::NotAfter.lte(now + chrono::Duration::days(i64::from(*d))),
+            )
             .count(conn)
             .await?;
         counts.push(n);

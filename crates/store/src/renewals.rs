@@ -165,7 +165,6 @@ impl Scope {
         }
         Scope::Of { tenants, receivers }
     }
-
 }
 
 /// The running renewals in `scope`, newest first — what task lists and reminders read. Served
@@ -218,13 +217,11 @@ pub async fn page(
         if let Some((at, id)) = cursor {
             // Keyset pagination: strictly after the cursor in (created_at, id) descending order.
             q = q.filter(
-                Condition::any()
-                    .add(renewal::Column::CreatedAt.lt(at))
-                    .add(
-                        Condition::all()
-                            .add(renewal::Column::CreatedAt.eq(at))
-                            .add(renewal::Column::Id.lt(id)),
-                    ),
+                Condition::any().add(renewal::Column::CreatedAt.lt(at)).add(
+                    Condition::all()
+                        .add(renewal::Column::CreatedAt.eq(at))
+                        .add(renewal::Column::Id.lt(id)),
+                ),
             );
         }
         if let Some(n) = limit {

@@ -7,11 +7,11 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
 };
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::entity::{
