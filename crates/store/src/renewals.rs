@@ -233,7 +233,7 @@ pub async fn page(
             }
         }
     }
-    models.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    models.sort_by_key(|m| std::cmp::Reverse((m.created_at, m.id)));
     if let Some(n) = limit {
         models.truncate(usize::try_from(n).unwrap_or(usize::MAX));
     }
