@@ -48,6 +48,7 @@ pub mod outbox;
 pub mod pending;
 pub mod receivers;
 pub mod renewals;
+pub mod sessions;
 mod store;
 pub mod tenants;
 pub mod testing;

@@ -74,6 +74,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "idempotency_keys",
         sql: include_str!("../../../migrations/0009_idempotency_keys.sql"),
     },
+    Migration {
+        version: 10,
+        name: "sessions_secrets_token_expiry",
+        sql: include_str!("../../../migrations/0010_sessions_secrets_token_expiry.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.
