@@ -118,6 +118,8 @@ pub async fn shared_secret(
     let m = server_secret::Entity::find_by_id(name.to_string())
         .one(conn)
         .await?
-        .ok_or_else(|| crate::error::StoreError::Corrupt(format!("server secret {name} vanished")))?;
+        .ok_or_else(|| {
+            crate::error::StoreError::Corrupt(format!("server secret {name} vanished"))
+        })?;
     Ok(m.secret)
 }

@@ -514,7 +514,9 @@ impl Store {
         label: &str,
         actor: &str,
     ) -> Result<NewApiToken> {
-        in_txn!(self, |txn| users::create_token(&txn, user, label, None, actor))
+        in_txn!(self, |txn| users::create_token(
+            &txn, user, label, None, actor
+        ))
     }
 
     /// Creates an API token that stops working at `expires_at` (`None`: never).
@@ -547,7 +549,12 @@ impl Store {
 
     /// Revokes a token of `owner`'s (someone revoking their own).
     pub async fn revoke_own_token(&self, owner: UserId, id: TokenId, actor: &str) -> Result<()> {
-        in_txn!(self, |txn| users::revoke_token(&txn, id, Some(owner), actor))
+        in_txn!(self, |txn| users::revoke_token(
+            &txn,
+            id,
+            Some(owner),
+            actor
+        ))
     }
 
     /// A user's tokens (no secrets).

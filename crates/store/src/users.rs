@@ -506,7 +506,10 @@ pub async fn remove(txn: &DatabaseTransaction, user_id: UserId, actor: &str) -> 
         .await?
         .rows_affected;
     link_token::Entity::update_many()
-        .col_expr(link_token::Column::UserId, Expr::value(Option::<uuid::Uuid>::None))
+        .col_expr(
+            link_token::Column::UserId,
+            Expr::value(Option::<uuid::Uuid>::None),
+        )
         .filter(link_token::Column::UserId.eq(user_id.as_uuid()))
         .exec(txn)
         .await?;
