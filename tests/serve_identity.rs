@@ -263,7 +263,8 @@ fn sessions_links_and_tokens_across_instances_and_removal() {
             None,
         )
         .expect("DELETE answered");
-        assert_eq!(r.status, 204, "{}", r.body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(json_of(&r)["revoked_at"].is_string(), "{}", r.body);
         let r = get(&b, "/api/tasks", &[("Authorization", &auth)]);
         assert_eq!(r.status, 401);
         assert!(error_of(&r).contains("revoked"), "{}", r.body);
@@ -404,6 +405,60 @@ fn sessions_links_and_tokens_across_instances_and_removal() {
             &["last tenant_admin"],
         );
 
+        // Removal through the API: a user of the caller's tenant goes; a user of another
+        // tenant is answered exactly as an unknown one.
+        env.ok(&[
+            "user",
+            "add",
+            "--email",
+            "dev2@t.example",
+            "--role",
+            "integration_developer",
+        ]);
+        let post = |path: &str, body: &str| {
+            request(
+                &b.addr,
+                "POST",
+                path,
+                &[("Authorization", &auth2)],
+                Some(body),
+            )
+            .expect("POST answered")
+        };
+        let r = post("/api/users/remove", r#"{"email":"dev2@t.example"}"#);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = post("/api/users/remove", r#"{"email":"nobody@t.example"}"#);
+        assert_eq!(
+            (r.status, json_of(&r)["field"].clone()),
+            (404, "email".into()),
+            "{}",
+            r.body
+        );
+        env.ok(&["tenant", "add", "other"]);
+        env.ok(&[
+            "user",
+            "add",
+            "--tenant",
+            "other",
+            "--email",
+            "x@o.example",
+            "--role",
+            "tenant_admin",
+        ]);
+        let r = post("/api/users/remove", r#"{"email":"x@o.example"}"#);
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(!r.body.contains("other"), "{}", r.body);
+        let r = post(
+            "/api/users/revoke-role",
+            r#"{"email":"x@o.example","role":"tenant_admin","tenant":"other"}"#,
+        );
+        assert_eq!(
+            (r.status, json_of(&r)["field"].clone()),
+            (404, "tenant".into()),
+            "{}",
+            r.body
+        );
+
         // The audit log has each removal, by whom.
         let entries = audit();
         let has = |action: &str, actor: &str, subject: &str| {
@@ -412,6 +467,7 @@ fn sessions_links_and_tokens_across_instances_and_removal() {
                 .any(|e| e.action == action && e.actor == actor && e.subject.contains(subject))
         };
         assert!(has("user.remove", ADMIN2, ADMIN));
+        assert!(has("user.remove", ADMIN2, "dev2@t.example"));
         assert!(has("user.revoke", ADMIN2, DEV));
         assert!(has("user.token.revoke", ADMIN, ADMIN));
 

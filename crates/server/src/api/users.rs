@@ -57,7 +57,7 @@ pub(crate) async fn list_tokens(
     params(("id" = String, Path, description = "Token id (a UUID), from GET /api/tokens")),
     security(("bearer" = [])),
     responses(
-        (status = 204, description = "Revoked; it no longer authenticates"),
+        (status = 200, description = "Revoked; it no longer authenticates", body = schema::ApiToken),
         (status = 400, description = "Not a token id", body = schema::Error),
         (status = 401, description = "No, unknown, revoked or expired bearer token", body = schema::Error),
         (status = 404, description = "No live token of the user's with this id", body = schema::Error),
@@ -70,11 +70,15 @@ pub(crate) async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id: TokenId = id.parse().map_err(|e| ApiError::field("id", e))?;
-    st.service()
-        .store()
-        .revoke_own_token(u.id, id, u.email.as_str())
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let store = st.service().store();
+    store.revoke_own_token(u.id, id, u.email.as_str()).await?;
+    let revoked = store
+        .tokens(u.id)
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| ApiError::internal(&"a revoked token vanished"))?;
+    Ok(Json(schema::ApiToken::from(revoked)).into_response())
 }
 
 /// Taking a role from a user.
