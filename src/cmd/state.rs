@@ -408,12 +408,21 @@ pub fn user(global: &GlobalArgs, cmd: UserCmd) -> Result<ExitCode> {
             UserCmd::Token(a) => {
                 let email = Email::parse(&a.email).context("--email")?;
                 let u = ctx.store.user_by_email(&email).await?;
-                let days = a
-                    .days
-                    .or(ctx.settings.server.api_token_days)
-                    .filter(|d| *d > 0);
-                let expires =
-                    days.map(|d| rekey_store::db::now() + chrono::Duration::days(d.into()));
+                let (days, field) = match a.days {
+                    Some(d) => (Some(d), "--days"),
+                    None => (
+                        ctx.settings.server.api_token_days,
+                        "[server] api_token_days",
+                    ),
+                };
+                let expires = match days.filter(|d| *d > 0) {
+                    None => None,
+                    Some(d) => Some(
+                        chrono::Duration::try_days(d.into())
+                            .and_then(|d| rekey_store::db::now().checked_add_signed(d))
+                            .with_context(|| format!("{field} {d} is too far in the future"))?,
+                    ),
+                };
                 let t = ctx
                     .store
                     .create_token_expiring(u.id, &a.label, expires, &ctx.actor)
@@ -633,11 +642,61 @@ async fn user_list(ctx: &Context, json: bool) -> Result<()> {
 pub enum AuditCmd {
     /// Check the audit log's hash chain: exit 0 when intact, 3 naming the first bad entry.
     Verify,
+    /// Show the newest audit entries (who did what, when), oldest of them first.
+    List {
+        /// How many of the newest entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the result as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `rekey audit ...`.
 pub fn audit(global: &GlobalArgs, cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {
+        AuditCmd::List { limit, json } => block_on(async {
+            let settings = Settings::load(global)?;
+            if let Some(db) = settings.sqlite_path()
+                && !db.exists()
+            {
+                bail!(
+                    "database {} does not exist; run `rekey init` first",
+                    db.display()
+                );
+            }
+            let store = config::open_store(&settings).await?;
+            let all = audit::entries(store.db(), 0, i64::MAX as u64).await;
+            store.close().await?;
+            let all = all?;
+            let newest = &all[all.len().saturating_sub(limit)..];
+            if json {
+                print_json(newest)?;
+            } else {
+                let rows: Vec<Vec<String>> = newest
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.seq.to_string(),
+                            e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                            e.actor.clone(),
+                            e.action.clone(),
+                            e.subject.clone(),
+                            e.before.clone(),
+                            e.after.clone(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "seq", "at (UTC)", "actor", "action", "subject", "before", "after",
+                    ],
+                    &rows,
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        })?,
         AuditCmd::Verify => block_on(async {
             // No KEK needed to check the chain: open the database only.
             let settings = Settings::load(global)?;
