@@ -1034,6 +1034,29 @@ mod tests {
     }
 
     #[test]
+    fn api_token_days_default_file_env_and_zero_for_never() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(s.server.api_token_days, Some(90));
+        std::fs::write(
+            dir.path().join(CONFIG_FILE_NAME),
+            "[server]\napi_token_days = 7\n",
+        )?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(s.server.api_token_days, Some(7));
+        let env = |n: &str| (n == "REKEY_SERVER_API_TOKEN_DAYS").then(|| "0".to_string());
+        let s = Settings::load_with(&global(dir.path()), &env)?;
+        assert_eq!(s.server.api_token_days, None, "0: until revoked");
+        let bad = |n: &str| (n == "REKEY_SERVER_API_TOKEN_DAYS").then(|| "soon".to_string());
+        let err = Settings::load_with(&global(dir.path()), &bad)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.contains("REKEY_SERVER_API_TOKEN_DAYS"), "{err}");
+        Ok(())
+    }
+
+    #[test]
     fn file_then_env() -> Result<()> {
         let dir = tempfile::tempdir()?;
         std::fs::write(
