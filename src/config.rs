@@ -211,6 +211,9 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// The address people reach rekey under (links in emails), without a trailing slash.
     pub base_url: String,
+    /// How many days an API token made by `rekey user token` works unless it says otherwise
+    /// (`None`: until revoked).
+    pub api_token_days: Option<u32>,
     /// When set, `/metrics` answers only `Authorization: Bearer <this>` (never printed).
     pub metrics_token: Option<MailPassword>,
     /// Whether `/metrics` labels certificates with tenant names and aliases.
@@ -492,6 +495,7 @@ struct MailLayer {
 struct ServerLayer {
     listen: Option<SocketAddr>,
     base_url: Option<String>,
+    api_token_days: Option<u32>,
     metrics_token: Option<MailPassword>,
     metrics_names: Option<bool>,
 }
@@ -542,6 +546,7 @@ impl Layer {
             server: ServerLayer {
                 listen: over.server.listen.or(self.server.listen),
                 base_url: over.server.base_url.or(self.server.base_url),
+                api_token_days: over.server.api_token_days.or(self.server.api_token_days),
                 metrics_token: over.server.metrics_token.or(self.server.metrics_token),
                 metrics_names: over.server.metrics_names.or(self.server.metrics_names),
             },
@@ -614,6 +619,7 @@ impl Layer {
             server: ServerLayer {
                 listen: parsed(env, "REKEY_SERVER_LISTEN")?,
                 base_url: env("REKEY_SERVER_BASE_URL"),
+                api_token_days: parsed(env, "REKEY_SERVER_API_TOKEN_DAYS")?,
                 metrics_token: env("REKEY_SERVER_METRICS_TOKEN").map(MailPassword),
                 metrics_names: parsed(env, "REKEY_SERVER_METRICS_NAMES")?,
             },
@@ -767,6 +773,7 @@ impl Settings {
             server: ServerSettings {
                 listen,
                 base_url,
+                api_token_days: merged.server.api_token_days.filter(|d| *d > 0),
                 metrics_token: merged
                     .server
                     .metrics_token
@@ -1131,6 +1138,29 @@ mod tests {
             !shown.contains("env-secret") && !shown.contains("file-secret"),
             "{shown}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn api_token_days_default_file_env_and_zero_for_never() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(s.server.api_token_days, Some(90));
+        std::fs::write(
+            dir.path().join(CONFIG_FILE_NAME),
+            "[server]\napi_token_days = 7\n",
+        )?;
+        let s = Settings::load_with(&global(dir.path()), &no_env)?;
+        assert_eq!(s.server.api_token_days, Some(7));
+        let env = |n: &str| (n == "REKEY_SERVER_API_TOKEN_DAYS").then(|| "0".to_string());
+        let s = Settings::load_with(&global(dir.path()), &env)?;
+        assert_eq!(s.server.api_token_days, None, "0: until revoked");
+        let bad = |n: &str| (n == "REKEY_SERVER_API_TOKEN_DAYS").then(|| "soon".to_string());
+        let err = Settings::load_with(&global(dir.path()), &bad)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.contains("REKEY_SERVER_API_TOKEN_DAYS"), "{err}");
         Ok(())
     }
 

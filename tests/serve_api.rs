@@ -847,6 +847,27 @@ async fn openapi_document_validates_as_openapi_3_1_and_real_bodies_match_it() {
         assert_eq!(recorded(c, &f.app, "POST", &accept, Some(&receiver), None).await?.0, StatusCode::OK);
         assert_eq!(recorded(c, &f.app, "GET", "/api/renewals", admin, None).await?.0, StatusCode::OK);
 
+        // Tokens and users: the developer lists and revokes their own token; the tenant
+        // administrator takes the developer's role and removes the receiver administrator.
+        let dev = Some(f.developer.as_str());
+        let (s, own) = recorded(c, &f.app, "GET", "/api/tokens", dev, None).await?;
+        assert_eq!(s, StatusCode::OK, "{own}");
+        let own_id = own[0]["id"].as_str().ok_or("token id")?.to_string();
+        let unknown_token = format!("/api/tokens/{}", uuid::Uuid::new_v4());
+        assert_eq!(recorded(c, &f.app, "DELETE", &unknown_token, dev, None).await?.0, StatusCode::NOT_FOUND);
+        assert_eq!(recorded(c, &f.app, "DELETE", "/api/tokens/nope", dev, None).await?.0, StatusCode::BAD_REQUEST);
+        let revoke = format!("/api/tokens/{own_id}");
+        assert_eq!(recorded(c, &f.app, "DELETE", &revoke, dev, None).await?.0, StatusCode::OK);
+        assert_eq!(recorded(c, &f.app, "GET", "/api/tokens", dev, None).await?.0, StatusCode::UNAUTHORIZED);
+        let take = json!({"email": DEVELOPER, "role": "integration_developer", "tenant": "demo"});
+        assert_eq!(recorded(c, &f.app, "POST", "/api/users/revoke-role", admin, Some(take.clone())).await?.0, StatusCode::OK);
+        assert_eq!(recorded(c, &f.app, "POST", "/api/users/revoke-role", admin, Some(take)).await?.0, StatusCode::NOT_FOUND);
+        let bad = json!({"email": DEVELOPER, "role": "boss", "tenant": "demo"});
+        assert_eq!(recorded(c, &f.app, "POST", "/api/users/revoke-role", admin, Some(bad)).await?.0, StatusCode::BAD_REQUEST);
+        let gone = json!({"email": receiver_admin(ProcedureId::DualTrust)});
+        assert_eq!(recorded(c, &f.app, "POST", "/api/users/remove", admin, Some(gone.clone())).await?.0, StatusCode::OK);
+        assert_eq!(recorded(c, &f.app, "POST", "/api/users/remove", admin, Some(gone)).await?.0, StatusCode::NOT_FOUND);
+
         // Every operation answered at least once.
         let seen: BTreeSet<(String, String)> = cases
             .iter()

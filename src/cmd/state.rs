@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use rekey_model::{Email, Grant, ReceiverId, ReceiverName, Role, TenantName};
+use rekey_model::{Email, Grant, ReceiverId, ReceiverName, Role, TenantName, TokenId};
 use rekey_store::{Kek, StoreError, audit, receivers, users};
 use serde::Serialize;
 
@@ -313,8 +313,45 @@ pub enum UserCmd {
     Add(UserAddArgs),
     /// List the users and their roles.
     List(JsonArg),
-    /// Create an API token for a user; it is printed once, on standard output.
+    /// Create an API token for a user; it is printed once, on standard output. It expires
+    /// after [server] api_token_days (default 90) unless --days says otherwise.
     Token(UserTokenArgs),
+    /// List a user's API tokens (ids, labels, expiry; never the secrets).
+    Tokens(UserTokensArgs),
+    /// Revoke an API token by id (from `rekey user tokens`); it stops working at once.
+    TokenRevoke(TokenRevokeArgs),
+    /// Take a role from a user (a tenant administrator of the role's tenant, --as EMAIL).
+    RevokeRole(UserAddArgs),
+    /// Remove a user: their roles, API tokens, web sessions and unused email links end at once
+    /// (a tenant administrator of every tenant they hold a role in, --as EMAIL).
+    Remove(UserEmailArgs),
+}
+
+/// `rekey user tokens`.
+#[derive(Debug, Args)]
+pub struct UserTokensArgs {
+    /// The user's email address.
+    #[arg(long)]
+    pub email: String,
+    /// Print the result as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rekey user token-revoke`.
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id, from `rekey user tokens`.
+    #[arg(long)]
+    pub id: String,
+}
+
+/// `rekey user remove`.
+#[derive(Debug, Args)]
+pub struct UserEmailArgs {
+    /// The user's email address.
+    #[arg(long)]
+    pub email: String,
 }
 
 /// `rekey user add`.
@@ -340,6 +377,9 @@ pub struct UserTokenArgs {
     /// A label to recognise the token by.
     #[arg(long, default_value = "cli")]
     pub label: String,
+    /// Days until the token expires (0: until revoked); default [server] api_token_days.
+    #[arg(long)]
+    pub days: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -377,22 +417,120 @@ pub fn user(global: &GlobalArgs, cmd: UserCmd) -> Result<ExitCode> {
             UserCmd::Token(a) => {
                 let email = Email::parse(&a.email).context("--email")?;
                 let u = ctx.store.user_by_email(&email).await?;
-                let t = ctx.store.create_token(u.id, &a.label, &ctx.actor).await?;
+                let (days, field) = match a.days {
+                    Some(d) => (Some(d), "--days"),
+                    None => (
+                        ctx.settings.server.api_token_days,
+                        "[server] api_token_days",
+                    ),
+                };
+                let expires = match days.filter(|d| *d > 0) {
+                    None => None,
+                    Some(d) => Some(
+                        chrono::Duration::try_days(d.into())
+                            .and_then(|d| rekey_store::db::now().checked_add_signed(d))
+                            .with_context(|| format!("{field} {d} is too far in the future"))?,
+                    ),
+                };
+                let t = ctx
+                    .store
+                    .create_token_expiring(u.id, &a.label, expires, &ctx.actor)
+                    .await?;
+                let until = match expires {
+                    Some(e) => format!("expires {}", e.format("%Y-%m-%d %H:%M UTC")),
+                    None => "never expires".to_string(),
+                };
                 eprintln!(
-                    "API token {} for {email}: shown once, store it now (only its SHA-256 is kept)",
+                    "API token {} for {email} ({until}): shown once, store it now (only its SHA-256 is kept)",
                     t.id
                 );
                 println!("{}", t.token.as_str());
             }
+            UserCmd::Tokens(a) => user_tokens(ctx, a).await?,
+            UserCmd::TokenRevoke(a) => {
+                let id: TokenId = a.id.parse().context("--id")?;
+                ctx.store.revoke_token(id, &ctx.actor).await?;
+                println!("revoked API token {id}");
+            }
+            UserCmd::RevokeRole(a) => user_revoke_role(ctx, a).await?,
+            UserCmd::Remove(a) => user_remove(ctx, a).await?,
         }
         Ok(())
     })
 }
 
-async fn user_add(ctx: &Context, a: UserAddArgs) -> Result<()> {
+async fn user_tokens(ctx: &Context, a: UserTokensArgs) -> Result<()> {
     let email = Email::parse(&a.email).context("--email")?;
+    let u = ctx.store.user_by_email(&email).await?;
+    let tokens = ctx.store.tokens(u.id).await?;
+    if a.json {
+        return print_json(&tokens);
+    }
+    let now = rekey_store::db::now();
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            let state = match (t.revoked_at, t.expires_at) {
+                (Some(r), _) => format!("revoked {}", day(r)),
+                (None, Some(e)) if e <= now => format!("expired {}", day(e)),
+                (None, Some(e)) => format!("expires {}", day(e)),
+                (None, None) => "never expires".to_string(),
+            };
+            vec![t.id.to_string(), t.label.clone(), day(t.created_at), state]
+        })
+        .collect();
+    print_table(&["id", "label", "created", "state"], &rows);
+    Ok(())
+}
+
+/// The tenant a grant is held in.
+async fn grant_tenant(ctx: &Context, g: &Grant) -> Result<rekey_model::TenantId> {
+    Ok(match g {
+        Grant::TenantAdmin { tenant } | Grant::IntegrationDeveloper { tenant } => *tenant,
+        Grant::ReceiverAdmin { receiver } => ctx.store.receiver_by_id(*receiver).await?.tenant,
+    })
+}
+
+async fn user_revoke_role(ctx: &Context, a: UserAddArgs) -> Result<()> {
+    let email = Email::parse(&a.email).context("--email")?;
+    let (grant, scope) = parse_grant(ctx, &a).await?;
+    let tenant = ctx.store.tenant(grant_tenant(ctx, &grant).await?).await?;
+    ctx.require_role(&tenant, &[Role::TenantAdmin], None, "taking a role")
+        .await?;
+    let u = ctx.store.user_by_email(&email).await?;
+    let role = grant.role();
+    ctx.store.revoke(u.id, grant, &ctx.actor).await?;
+    println!("user {email}: no longer {role} of {scope}");
+    Ok(())
+}
+
+async fn user_remove(ctx: &Context, a: UserEmailArgs) -> Result<()> {
+    let email = Email::parse(&a.email).context("--email")?;
+    let u = ctx.store.user_by_email(&email).await?;
+    // The caller must administer every tenant the user holds a role in; a user without roles
+    // is removed by whoever runs the CLI (like `rekey user add`).
+    let mut seen = Vec::new();
+    for g in &u.grants {
+        let t = grant_tenant(ctx, g).await?;
+        if !seen.contains(&t) {
+            seen.push(t);
+            let tenant = ctx.store.tenant(t).await?;
+            ctx.require_role(&tenant, &[Role::TenantAdmin], None, "removing a user")
+                .await?;
+        }
+    }
+    ctx.store.remove_user(u.id, &ctx.actor).await?;
+    println!(
+        "removed user {email}: {} role(s) taken; API tokens, web sessions and email links ended",
+        u.grants.len()
+    );
+    Ok(())
+}
+
+/// The grant `--role` (and `--receiver`) name in the context's tenant, and how to say it.
+async fn parse_grant(ctx: &Context, a: &UserAddArgs) -> Result<(Grant, String)> {
     let role: Role = a.role.replace('-', "_").parse().context("--role")?;
-    let (grant, scope) = match role {
+    Ok(match role {
         Role::ReceiverAdmin => {
             let Some(r) = &a.receiver else {
                 bail!("--role receiver_admin needs --receiver NAME");
@@ -421,7 +559,13 @@ async fn user_add(ctx: &Context, a: UserAddArgs) -> Result<()> {
             };
             (grant, format!("tenant {:?}", tenant.name.as_str()))
         }
-    };
+    })
+}
+
+async fn user_add(ctx: &Context, a: UserAddArgs) -> Result<()> {
+    let email = Email::parse(&a.email).context("--email")?;
+    let (grant, scope) = parse_grant(ctx, &a).await?;
+    let role = grant.role();
     // Registering and granting commit together: a refused grant leaves no new user behind.
     let txn = ctx.store.begin().await?;
     let (user, new) = match users::by_email(&txn, &email).await {
@@ -507,11 +651,61 @@ async fn user_list(ctx: &Context, json: bool) -> Result<()> {
 pub enum AuditCmd {
     /// Check the audit log's hash chain: exit 0 when intact, 3 naming the first bad entry.
     Verify,
+    /// Show the newest audit entries (who did what, when), oldest of them first.
+    List {
+        /// How many of the newest entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the result as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `rekey audit ...`.
 pub fn audit(global: &GlobalArgs, cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {
+        AuditCmd::List { limit, json } => block_on(async {
+            let settings = Settings::load(global)?;
+            if let Some(db) = settings.sqlite_path()
+                && !db.exists()
+            {
+                bail!(
+                    "database {} does not exist; run `rekey init` first",
+                    db.display()
+                );
+            }
+            let store = config::open_store(&settings).await?;
+            let all = audit::entries(store.db(), 0, i64::MAX as u64).await;
+            store.close().await?;
+            let all = all?;
+            let newest = &all[all.len().saturating_sub(limit)..];
+            if json {
+                print_json(newest)?;
+            } else {
+                let rows: Vec<Vec<String>> = newest
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.seq.to_string(),
+                            e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                            e.actor.clone(),
+                            e.action.clone(),
+                            e.subject.clone(),
+                            e.before.clone(),
+                            e.after.clone(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "seq", "at (UTC)", "actor", "action", "subject", "before", "after",
+                    ],
+                    &rows,
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        })?,
         AuditCmd::Verify => block_on(async {
             // No KEK needed to check the chain: open the database only.
             let settings = Settings::load(global)?;

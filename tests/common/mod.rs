@@ -29,7 +29,7 @@ pub const PG_ENV: &str = "REKEY_TEST_POSTGRES_URL";
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The settings the binary reads from the environment; a test sets the ones it means.
-const REKEY_VARS: [&str; 15] = [
+const REKEY_VARS: [&str; 16] = [
     "REKEY_CONFIG",
     "REKEY_DATA_DIR",
     "REKEY_DATABASE_URL",
@@ -40,6 +40,7 @@ const REKEY_VARS: [&str; 15] = [
     "REKEY_MAIL_HOST",
     "REKEY_SERVER_LISTEN",
     "REKEY_SERVER_BASE_URL",
+    "REKEY_SERVER_API_TOKEN_DAYS",
     "REKEY_SERVER_METRICS_TOKEN",
     "REKEY_SERVER_METRICS_NAMES",
     "REKEY_RENEWAL_CLOCK_SKEW_MINUTES",

@@ -1,12 +1,12 @@
 //! The JSON API: the route table (built from the handlers' `#[utoipa::path]` annotations, from
 //! which the OpenAPI document is derived too), the bearer-token extractor, and what every
 //! handler shares (body parsing, ids, visibility, acting through the service). The handlers
-//! live by resource in [`tasks`], [`renewals`] and [`ops`]; [`schema`] describes the response
+//! live by resource in [`tasks`], [`renewals`], [`users`] and [`ops`]; [`schema`] describes the response
 //! bodies.
 //!
 //! Every `/api/` route authenticates with `Authorization: Bearer <token>` (an API token from
 //! `rekey user token --email EMAIL`); the person acting is the token's user, and the engine decides
-//! whether they may. Renewals a user holds no role in are answered as unknown (404).
+//! whether they may. An unknown, revoked or expired token is answered 401 saying which. Renewals a user holds no role in are answered as unknown (404).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -31,6 +31,7 @@ pub(crate) mod ops;
 pub(crate) mod renewals;
 pub mod schema;
 pub(crate) mod tasks;
+pub(crate) mod users;
 
 /// One route as the router serves it. Method and path come from the handler's
 /// `#[utoipa::path]` annotation, so a handler cannot be routed without being annotated; the
@@ -86,6 +87,10 @@ pub fn routes() -> Vec<Route> {
         route::<renewals::__path_accept_window, _, _>(renewals::accept_window),
         route::<renewals::__path_cancel, _, _>(renewals::cancel),
         route::<renewals::__path_rollback, _, _>(renewals::rollback),
+        route::<users::__path_list_tokens, _, _>(users::list_tokens),
+        route::<users::__path_revoke_token, _, _>(users::revoke_token),
+        route::<users::__path_revoke_role, _, _>(users::revoke_role),
+        route::<users::__path_remove_user, _, _>(users::remove_user),
     ]
     .into_iter()
     .flatten()

@@ -101,7 +101,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         use StoreError as S;
         let status = match &e {
-            S::UnknownToken => return ApiError::unauthorized("unknown or revoked API token"),
+            S::UnknownToken | S::RevokedToken | S::ExpiredToken => {
+                return ApiError::unauthorized(e.to_string());
+            }
             S::UnknownTenant(_)
             | S::UnknownAlias { .. }
             | S::UnknownHistoryEntry { .. }
@@ -116,6 +118,7 @@ impl From<StoreError> for ApiError {
             | S::NoAs2Endpoint { .. }
             | S::UnknownStepReceiver { .. }
             | S::UnknownUser(_)
+            | S::UnknownTokenId(_)
             | S::UnknownGrant { .. } => StatusCode::NOT_FOUND,
             S::DuplicateTenant(_)
             | S::DuplicateAlias { .. }
@@ -128,7 +131,8 @@ impl From<StoreError> for ApiError {
             | S::DuplicateReceiverAdmin { .. }
             | S::DuplicateStepReceiver { .. }
             | S::DuplicateUser(_)
-            | S::DuplicateGrant { .. } => StatusCode::CONFLICT,
+            | S::DuplicateGrant { .. }
+            | S::LastTenantAdmin { .. } => StatusCode::CONFLICT,
             S::Invalid(_)
             | S::KeyMismatch { .. }
             | S::KeyTooSmall { .. }

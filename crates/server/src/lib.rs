@@ -27,8 +27,7 @@ pub mod openapi;
 pub mod pages;
 pub mod web;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -41,7 +40,8 @@ use tracing::Instrument as _;
 
 pub use error::ApiError;
 
-/// Everything a handler needs: the service, where people reach rekey, and web sessions.
+/// Everything a handler needs: the service and where people reach rekey. Web sessions and the
+/// secret link pages' CSRF tokens derive from live in the database, shared by every instance.
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -51,26 +51,22 @@ struct Inner {
     service: Service,
     base_url: String,
     secure_cookies: bool,
-    secret: [u8; 32],
-    sessions: Mutex<HashMap<String, web::Session>>,
+    secret: tokio::sync::OnceCell<Vec<u8>>,
     metrics_token: Option<String>,
     metrics_names: bool,
 }
 
 impl AppState {
     /// State for a server reached under `base_url` (cookies are `Secure` when it is https).
-    /// Fails only when the system has no randomness for the session secret.
+    /// Infallible today; the `Result` is kept for callers.
     pub fn new(service: Service, base_url: &str) -> Result<AppState, String> {
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
         let base_url = base_url.trim_end_matches('/').to_string();
         Ok(AppState {
             inner: Arc::new(Inner {
                 service,
                 secure_cookies: base_url.starts_with("https://"),
                 base_url,
-                secret,
-                sessions: Mutex::new(HashMap::new()),
+                secret: tokio::sync::OnceCell::new(),
                 metrics_token: None,
                 metrics_names: false,
             }),
@@ -110,12 +106,14 @@ impl AppState {
         self.inner.secure_cookies
     }
 
-    pub(crate) fn secret(&self) -> &[u8; 32] {
-        &self.inner.secret
-    }
-
-    pub(crate) fn sessions(&self) -> &Mutex<HashMap<String, web::Session>> {
-        &self.inner.sessions
+    /// The secret every instance on this database shares (made by the first to ask, then
+    /// read from the database once per process).
+    pub(crate) async fn secret(&self) -> Result<&[u8], ApiError> {
+        self.inner
+            .secret
+            .get_or_try_init(|| web::session::shared_secret(self))
+            .await
+            .map(Vec::as_slice)
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{ops, renewals, schema, tasks};
+use crate::api::{ops, renewals, schema, tasks, users};
 
 /// The document's operations, schemas and security scheme.
 #[derive(OpenApi)]
@@ -33,12 +33,24 @@ use crate::api::{ops, renewals, schema, tasks};
         renewals::accept_window,
         renewals::cancel,
         renewals::rollback,
+        users::list_tokens,
+        users::revoke_token,
+        users::revoke_role,
+        users::remove_user,
     ),
-    components(schemas(schema::Error, schema::Renewal, schema::Outcome, schema::Task)),
+    components(schemas(
+        schema::Error,
+        schema::Renewal,
+        schema::Outcome,
+        schema::Task,
+        schema::ApiToken,
+        schema::UserRoles
+    )),
     modifiers(&Bearer),
     tags(
         (name = "tasks", description = "Due steps and acting on them"),
         (name = "renewals", description = "Starting, following, cancelling and rolling back renewals"),
+        (name = "users", description = "API tokens, and taking roles from or removing users"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

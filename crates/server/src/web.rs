@@ -86,7 +86,7 @@ async fn user_of(st: &AppState, email: &str) -> Result<User, ApiError> {
 const INBOX_RENEWALS: u64 = 50;
 
 async fn inbox(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(s) = session_of(&st, &headers) else {
+    let Some(s) = session_of(&st, &headers).await else {
         return not_signed_in();
     };
     let result = async {
@@ -216,7 +216,7 @@ async fn link_page(State(st): State<AppState>, Path(token): Path<String>) -> Res
         let r = st.service().renewal(info.renewal).await?;
         let target = FormTarget {
             action: format!("/tasks/{token}"),
-            csrf: link_csrf(&st, &token),
+            csrf: link_csrf(&st, &token).await?,
         };
         render_task(&st, &info.recipient, None, &r, &info.step, &target, None).await
     }
@@ -286,7 +286,11 @@ async fn link_post(
     if let Err(e) = same_origin(&st, &headers) {
         return error_page(&e, None);
     }
-    if !same(&form.csrf, &link_csrf(&st, &token)) {
+    let expected = match link_csrf(&st, &token).await {
+        Ok(c) => c,
+        Err(e) => return error_page(&e, None),
+    };
+    if !same(&form.csrf, &expected) {
         return error_page(
             &ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -299,7 +303,7 @@ async fn link_post(
         Ok(i) => i,
         Err(e) => return error_page(&e.into(), None),
     };
-    let (session, cookie) = match start_session(&st, &info.recipient) {
+    let (session, cookie) = match start_session(&st, &info.recipient).await {
         Ok(x) => x,
         Err(e) => return error_page(&e, None),
     };
@@ -312,7 +316,7 @@ async fn step_page(
     headers: HeaderMap,
     Path((id, step)): Path<(String, String)>,
 ) -> Response {
-    let Some(s) = session_of(&st, &headers) else {
+    let Some(s) = session_of(&st, &headers).await else {
         return not_signed_in();
     };
     let result = async {
@@ -338,7 +342,7 @@ async fn step_post(
     Path((id, step)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    let Some(s) = session_of(&st, &headers) else {
+    let Some(s) = session_of(&st, &headers).await else {
         return not_signed_in();
     };
     if let Err(e) = same_origin(&st, &headers).and_then(|()| check_csrf(&s, &form.csrf)) {
@@ -358,7 +362,7 @@ async fn window_post(
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    let Some(s) = session_of(&st, &headers) else {
+    let Some(s) = session_of(&st, &headers).await else {
         return not_signed_in();
     };
     let result = async {
@@ -387,7 +391,7 @@ async fn signout(
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    end_session(&st, &headers, &form.csrf);
+    end_session(&st, &headers, &form.csrf).await;
     let mut res = Redirect::to("/").into_response();
     res.headers_mut()
         .append(header::SET_COOKIE, HeaderValue::from_static(CLEAR_COOKIE));
@@ -400,7 +404,7 @@ async fn renewal_page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(s) = session_of(&st, &headers) else {
+    let Some(s) = session_of(&st, &headers).await else {
         return not_signed_in();
     };
     let result = async {

@@ -345,9 +345,31 @@ pub enum StoreError {
         /// The grant (role and scope).
         grant: String,
     },
-    /// The API token is unknown or revoked.
-    #[error("unknown or revoked API token")]
+    /// No API token has the secret presented.
+    #[error("unknown API token")]
     UnknownToken,
+    /// The API token presented was revoked.
+    #[error("this API token was revoked")]
+    RevokedToken,
+    /// The API token presented has expired.
+    #[error("this API token has expired; ask for a new one")]
+    ExpiredToken,
+    /// No live API token has this id (or it is not the asker's).
+    #[error("no API token {0} (unknown, already revoked, or not yours)")]
+    UnknownTokenId(String),
+    /// Taking this grant would leave a tenant with running renewals without an administrator.
+    #[error(
+        "{user} is the last tenant_admin of tenant {tenant}, which has {running} running renewal(s): \
+         grant tenant_admin to someone else first (or finish the renewals)"
+    )]
+    LastTenantAdmin {
+        /// The user.
+        user: Email,
+        /// The tenant.
+        tenant: TenantId,
+        /// How many renewals are running there.
+        running: usize,
+    },
 
     /// The audit log's hash chain is broken.
     #[error("audit log tampered with at entry {seq}: {problem}")]

@@ -6,8 +6,8 @@
 //! that the shell queues and the notifier renders.
 //!
 //! Layout: every table has one owner module ([`tenants`], [`keystore`], [`pending`],
-//! [`flows`], [`receivers`], [`users`], [`audit`], [`renewals`], [`timers`], [`outbox`],
-//! [`link_tokens`]) with typed functions over a `DatabaseTransaction` or any
+//! [`flows`], [`receivers`], [`users`], [`sessions`], [`audit`], [`renewals`], [`timers`],
+//! [`outbox`], [`link_tokens`]) with typed functions over a `DatabaseTransaction` or any
 //! `ConnectionTrait`, so a caller can make several changes commit together; the sea-orm
 //! entities are private to this crate. [`Store`] wraps a connection pool with one method per
 //! common operation, each in its own transaction. [`testing`] holds writes only tests make.
@@ -48,6 +48,7 @@ pub mod outbox;
 pub mod pending;
 pub mod receivers;
 pub mod renewals;
+pub mod sessions;
 mod store;
 pub mod tenants;
 pub mod testing;

@@ -79,6 +79,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "renewal_read_indexes",
         sql: include_str!("../../../migrations/0010_renewal_read_indexes.sql"),
     },
+    Migration {
+        version: 11,
+        name: "sessions_secrets_token_expiry",
+        sql: include_str!("../../../migrations/0011_sessions_secrets_token_expiry.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

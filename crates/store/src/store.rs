@@ -514,17 +514,47 @@ impl Store {
         label: &str,
         actor: &str,
     ) -> Result<NewApiToken> {
-        in_txn!(self, |txn| users::create_token(&txn, user, label, actor))
+        in_txn!(self, |txn| users::create_token(
+            &txn, user, label, None, actor
+        ))
+    }
+
+    /// Creates an API token that stops working at `expires_at` (`None`: never).
+    pub async fn create_token_expiring(
+        &self,
+        user: UserId,
+        label: &str,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        actor: &str,
+    ) -> Result<NewApiToken> {
+        in_txn!(self, |txn| users::create_token(
+            &txn, user, label, expires_at, actor
+        ))
+    }
+
+    /// Removes a user (roles, tokens, sessions, links); see [`users::remove`].
+    pub async fn remove_user(&self, user: UserId, actor: &str) -> Result<User> {
+        in_txn!(self, |txn| users::remove(&txn, user, actor))
     }
 
     /// The user a token belongs to.
     pub async fn user_for_token(&self, token: &str) -> Result<User> {
-        users::user_for_token(&self.db, token).await
+        users::user_for_token(&self.db, token, crate::db::now()).await
     }
 
     /// Revokes a token.
     pub async fn revoke_token(&self, id: TokenId, actor: &str) -> Result<()> {
-        in_txn!(self, |txn| users::revoke_token(&txn, id, actor))
+        in_txn!(self, |txn| users::revoke_token(&txn, id, None, actor))
+    }
+
+    /// Revokes a token of `owner`'s (someone revoking their own).
+    pub async fn revoke_own_token(&self, owner: UserId, id: TokenId, actor: &str) -> Result<()> {
+        in_txn!(self, |txn| users::revoke_token(
+            &txn,
+            id,
+            Some(owner),
+            actor
+        ))
     }
 
     /// A user's tokens (no secrets).

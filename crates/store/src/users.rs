@@ -3,7 +3,10 @@
 //! A user is an email address with grants: `tenant_admin` or `integration_developer` of a
 //! tenant, `receiver_admin` of a receiver. API tokens are 256 random bits handed out once as
 //! base64url; only their SHA-256 is stored, and a token is looked up by hashing what is
-//! presented. This module records who holds what; deciding who may do what is the engine's.
+//! presented. A token may carry an expiry; an expired or revoked one is refused with its own
+//! error so the caller can say which. Removing a user ([`remove`]) takes their roles, revokes
+//! their tokens, ends their web sessions and uses up their email links in one transaction.
+//! This module records who holds what; deciding who may do what is the engine's.
 
 use std::collections::HashMap;
 
@@ -19,7 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{self, AuditRecord};
 use crate::db::now;
-use crate::entity::{api_token, receiver, user, user_role};
+use crate::entity::{api_token, idempotency_key, link_token, receiver, renewal, user, user_role};
 use crate::error::{Result, StoreError};
 use crate::tenants;
 use rekey_model::{Email, Grant, ReceiverId, Role, TenantId, TokenId, UserId};
@@ -71,6 +74,8 @@ pub struct ApiTokenInfo {
     pub created_at: DateTime<Utc>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When it stops working (`None`: never).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
@@ -267,6 +272,7 @@ pub async fn revoke(
             grant: grant.to_string(),
         });
     }
+    check_not_last_admin(txn, &u, &grant).await?;
     let (tenant, _) = scope_tenant(txn, &grant).await?;
     user_role::Entity::delete_many()
         .filter(user_role::Column::UserId.eq(user_id.as_uuid()))
@@ -313,11 +319,13 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Creates an API token for a user. The secret is in the result only.
+/// Creates an API token for a user, working until `expires_at` (`None`: until revoked). The
+/// secret is in the result only.
 pub async fn create_token(
     txn: &DatabaseTransaction,
     user_id: UserId,
     label: &str,
+    expires_at: Option<DateTime<Utc>>,
     actor: &str,
 ) -> Result<NewApiToken> {
     audit::lock_head(txn).await?;
@@ -338,6 +346,7 @@ pub async fn create_token(
         label: Set(label.clone()),
         created_at: Set(now()),
         revoked_at: Set(None),
+        expires_at: Set(expires_at),
     })
     .exec_without_returning(txn)
     .await?;
@@ -349,33 +358,54 @@ pub async fn create_token(
             tenant: None,
             subject: format!("user {}", u.email),
             before: String::new(),
-            after: format!("token {id} {label:?}"),
+            after: match expires_at {
+                Some(t) => format!("token {id} {label:?} expires {}", t.to_rfc3339()),
+                None => format!("token {id} {label:?}"),
+            },
         },
     )
     .await?;
     Ok(NewApiToken { id, token })
 }
 
-/// The user a presented token belongs to; [`StoreError::UnknownToken`] if the token is
-/// unknown or revoked.
-pub async fn user_for_token(conn: &impl ConnectionTrait, token: &str) -> Result<User> {
+/// The user a presented token belongs to at `now`: [`StoreError::UnknownToken`] if no token
+/// has this secret, [`StoreError::RevokedToken`] or [`StoreError::ExpiredToken`] if it no
+/// longer works.
+pub async fn user_for_token(
+    conn: &impl ConnectionTrait,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<User> {
     let t = api_token::Entity::find()
         .filter(api_token::Column::TokenSha256.eq(token_hash(token.trim())))
-        .filter(api_token::Column::RevokedAt.is_null())
         .one(conn)
         .await?
         .ok_or(StoreError::UnknownToken)?;
+    if t.revoked_at.is_some() {
+        return Err(StoreError::RevokedToken);
+    }
+    if t.expires_at.is_some_and(|e| e <= now) {
+        return Err(StoreError::ExpiredToken);
+    }
     get(conn, UserId::from_uuid(t.user_id)).await
 }
 
-/// Revokes a token; it no longer authenticates.
-pub async fn revoke_token(txn: &DatabaseTransaction, id: TokenId, actor: &str) -> Result<()> {
+/// Revokes a token; it no longer authenticates. With `owner`, only a token of that user
+/// (someone revoking their own): another's is answered as unknown.
+/// [`StoreError::UnknownTokenId`] names an id that is no live token.
+pub async fn revoke_token(
+    txn: &DatabaseTransaction,
+    id: TokenId,
+    owner: Option<UserId>,
+    actor: &str,
+) -> Result<()> {
     audit::lock_head(txn).await?;
     let t = api_token::Entity::find_by_id(id.as_uuid())
         .filter(api_token::Column::RevokedAt.is_null())
         .one(txn)
         .await?
-        .ok_or(StoreError::UnknownToken)?;
+        .filter(|t| owner.is_none_or(|o| o.as_uuid() == t.user_id))
+        .ok_or_else(|| StoreError::UnknownTokenId(id.to_string()))?;
     let u = get(txn, UserId::from_uuid(t.user_id)).await?;
     api_token::Entity::update_many()
         .col_expr(api_token::Column::RevokedAt, Expr::value(Some(now())))
@@ -397,6 +427,113 @@ pub async fn revoke_token(txn: &DatabaseTransaction, id: TokenId, actor: &str) -
     Ok(())
 }
 
+/// Refuses taking `grant` from its holder when it is the last tenant_admin grant of a tenant
+/// with a running renewal: nobody would be left to approve, cancel or roll it back.
+async fn check_not_last_admin(
+    conn: &impl ConnectionTrait,
+    user: &User,
+    grant: &Grant,
+) -> Result<()> {
+    let Grant::TenantAdmin { tenant } = grant else {
+        return Ok(());
+    };
+    let admins = holders(conn, grant).await?;
+    if admins.iter().any(|a| a.id != user.id) {
+        return Ok(());
+    }
+    let running = renewal::Entity::find()
+        .filter(renewal::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(renewal::Column::Status.eq("running"))
+        .all(conn)
+        .await?
+        .len();
+    if running > 0 {
+        return Err(StoreError::LastTenantAdmin {
+            user: user.email.clone(),
+            tenant: *tenant,
+            running,
+        });
+    }
+    Ok(())
+}
+
+/// Removes a user: their roles go, their API tokens are revoked and then deleted, their web
+/// sessions end, their unused email links stop working, and the user row goes; one audit
+/// entry per tenant they held a role in, plus one for the user. Refused (nothing changed) when
+/// it would take the last tenant administrator from a tenant with a running renewal.
+pub async fn remove(txn: &DatabaseTransaction, user_id: UserId, actor: &str) -> Result<User> {
+    audit::lock_head(txn).await?;
+    let u = get(txn, user_id).await?;
+    for g in &u.grants {
+        check_not_last_admin(txn, &u, g).await?;
+    }
+    let at = now();
+    for g in &u.grants {
+        let (tenant, _) = scope_tenant(txn, g).await?;
+        audit::append(
+            txn,
+            AuditRecord {
+                actor,
+                action: "user.revoke",
+                tenant: Some(tenant),
+                subject: format!("user {}", u.email),
+                before: g.to_string(),
+                after: String::new(),
+            },
+        )
+        .await?;
+    }
+    user_role::Entity::delete_many()
+        .filter(user_role::Column::UserId.eq(user_id.as_uuid()))
+        .exec(txn)
+        .await?;
+    let tokens = api_token::Entity::delete_many()
+        .filter(api_token::Column::UserId.eq(user_id.as_uuid()))
+        .exec(txn)
+        .await?
+        .rows_affected;
+    idempotency_key::Entity::delete_many()
+        .filter(idempotency_key::Column::UserId.eq(user_id.as_uuid()))
+        .exec(txn)
+        .await?;
+    // The links stay (their hashes are evidence of what was sent) but are used up and no
+    // longer name the user.
+    let links = link_token::Entity::update_many()
+        .col_expr(link_token::Column::UsedAt, Expr::value(Some(at)))
+        .filter(link_token::Column::UserId.eq(user_id.as_uuid()))
+        .filter(link_token::Column::UsedAt.is_null())
+        .exec(txn)
+        .await?
+        .rows_affected;
+    link_token::Entity::update_many()
+        .col_expr(
+            link_token::Column::UserId,
+            Expr::value(Option::<uuid::Uuid>::None),
+        )
+        .filter(link_token::Column::UserId.eq(user_id.as_uuid()))
+        .exec(txn)
+        .await?;
+    let sessions = crate::sessions::delete_for_email(txn, u.email.as_str()).await?;
+    user::Entity::delete_by_id(user_id.as_uuid())
+        .exec(txn)
+        .await?;
+    audit::append(
+        txn,
+        AuditRecord {
+            actor,
+            action: "user.remove",
+            tenant: None,
+            subject: format!("user {}", u.email),
+            before: format!("id {}", u.id),
+            after: format!(
+                "removed; {tokens} API token(s), {sessions} web session(s) and {links} unused link(s) ended"
+            ),
+        },
+    )
+    .await?;
+    Ok(u)
+}
+
 /// A user's tokens (without secrets), newest first.
 pub async fn tokens(conn: &impl ConnectionTrait, user_id: UserId) -> Result<Vec<ApiTokenInfo>> {
     get(conn, user_id).await?;
@@ -412,6 +549,7 @@ pub async fn tokens(conn: &impl ConnectionTrait, user_id: UserId) -> Result<Vec<
             label: t.label,
             created_at: t.created_at,
             revoked_at: t.revoked_at,
+            expires_at: t.expires_at,
         })
         .collect())
 }

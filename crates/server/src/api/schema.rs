@@ -2,7 +2,8 @@
 //! the handlers' own types (in [`super::tasks`] and [`super::renewals`]); response bodies are
 //! serialised from engine and service types that know nothing of OpenAPI, so this module
 //! mirrors their JSON shape field by field, and says no other field comes
-//! (`additionalProperties: false`). Nothing here is built at run time; `tests/serve_api.rs`
+//! (`additionalProperties: false`). Nothing here is built at run time but the token and user
+//! bodies ([`ApiToken`], [`UserRoles`]), which mirror no other type; `tests/serve_api.rs`
 //! validates real responses against these schemas, so a field added to a response and not
 //! here fails it.
 
@@ -320,4 +321,53 @@ pub struct Task {
     /// The new certificate's fingerprint, for tasks that confirm it.
     #[schema(required = true)]
     pub new_certificate: Option<String>,
+}
+
+/// An API token as its user sees it (never the secret). Built at run time from
+/// [`rekey_store::users::ApiTokenInfo`].
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Its id, what `DELETE /api/tokens/{id}` takes.
+    pub id: Uuid,
+    /// The label given at creation.
+    pub label: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working; `null`: never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked; `null`: it was not.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<rekey_store::users::ApiTokenInfo> for ApiToken {
+    fn from(t: rekey_store::users::ApiTokenInfo) -> ApiToken {
+        ApiToken {
+            id: t.id.as_uuid(),
+            label: t.label,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+/// A user and the roles they hold (after a change). Built at run time.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRoles {
+    /// Their email address.
+    pub email: String,
+    /// Their roles, as `role of scope` (e.g. `tenant_admin of tenant <id>`).
+    pub roles: Vec<String>,
+}
+
+impl UserRoles {
+    /// `u`'s roles.
+    pub fn of(u: &rekey_store::User) -> UserRoles {
+        UserRoles {
+            email: u.email.to_string(),
+            roles: u.grants.iter().map(ToString::to_string).collect(),
+        }
+    }
 }

@@ -1,15 +1,23 @@
-//! Web sessions and the checks on every posted form: the in-memory session table and its
-//! cookie (`HttpOnly`, `SameSite=Strict`, `Secure` under an https base URL), CSRF tokens (a
-//! link page's derived from the link and the server's secret, a session's own after sign-in),
-//! and the same-origin check on `Sec-Fetch-Site` / `Origin` (`Origin: null` is refused).
+//! Web sessions and the checks on every posted form: sessions and their cookie (`HttpOnly`,
+//! `SameSite=Strict`, `Secure` under an https base URL), CSRF tokens (a link page's derived
+//! from the link and the secret all instances share, a session's own after sign-in), and the
+//! same-origin check on `Sec-Fetch-Site` / `Origin` (`Origin: null` is refused).
 //!
-//! Sessions live in memory: a restart signs everyone out (they sign in again from a link).
+//! Sessions live in the database (`rekey_store::sessions`), under the SHA-256 of their id
+//! only: a restart keeps people signed in, any instance on the same database knows every
+//! session, sign-out deletes the row, expired rows are refused and pruned, and removing a user
+//! ends theirs. The link CSRF secret is stored there too, made once by the first instance.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
+use rekey_store::sessions::{self, SessionRow};
+
 use crate::{ApiError, AppState, now};
+
+/// The name of the link pages' CSRF secret in the database.
+const LINK_SECRET: &str = "link_csrf";
 
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::hours(8);
@@ -45,9 +53,18 @@ fn sha(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())
 }
 
-/// The CSRF token of a link page's forms: bound to the link and this server's secret.
-pub(crate) fn link_csrf(st: &AppState, token: &str) -> String {
-    sha(&[st.secret(), b"link-csrf", token.as_bytes()])
+/// The secret link CSRF tokens derive from, shared by every instance on the database: this
+/// process's candidate is stored if none is yet, else the stored one is used.
+pub(crate) async fn shared_secret(st: &AppState) -> Result<Vec<u8>, ApiError> {
+    let mut candidate = [0u8; 32];
+    getrandom::fill(&mut candidate).map_err(|e| ApiError::internal(&e))?;
+    Ok(sessions::shared_secret(st.service().store().db(), LINK_SECRET, &candidate, now()).await?)
+}
+
+/// The CSRF token of a link page's forms: bound to the link and the shared secret, so a page
+/// opened on one instance may be posted to another.
+pub(crate) async fn link_csrf(st: &AppState, token: &str) -> Result<String, ApiError> {
+    Ok(sha(&[st.secret().await?, b"link-csrf", token.as_bytes()]))
 }
 
 /// Equal without an early exit.
@@ -70,23 +87,25 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// The live session the request's cookie names, if any (an expired one is dropped).
-pub(crate) fn session_of(st: &AppState, headers: &HeaderMap) -> Option<Session> {
+/// The live session the request's cookie names, if any (an expired one is deleted). A
+/// database error is logged and answered as not signed in.
+pub(crate) async fn session_of(st: &AppState, headers: &HeaderMap) -> Option<Session> {
     let id = cookie_value(headers)?;
-    let key = sha(&[id.as_bytes()]);
-    let mut map = st.sessions().lock().ok()?;
-    match map.get(&key) {
-        Some(s) if s.expires > now() => Some(s.clone()),
-        Some(_) => {
-            map.remove(&key);
+    match sessions::get(st.service().store().db(), &sha(&[id.as_bytes()]), now()).await {
+        Ok(row) => row.map(|r| Session {
+            email: r.email,
+            csrf: r.csrf,
+            expires: r.expires_at,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a web session");
             None
         }
-        None => None,
     }
 }
 
-/// Starts a session for `email`; returns it and its `Set-Cookie` value.
-pub(crate) fn start_session(
+/// Starts a session for `email` (pruning expired ones); returns it and its `Set-Cookie` value.
+pub(crate) async fn start_session(
     st: &AppState,
     email: &str,
 ) -> Result<(Session, HeaderValue), ApiError> {
@@ -96,15 +115,18 @@ pub(crate) fn start_session(
         csrf: random_hex()?,
         expires: now() + SESSION_TTL,
     };
-    {
-        let mut map = st
-            .sessions()
-            .lock()
-            .map_err(|_| ApiError::internal(&"session table poisoned"))?;
-        let t = now();
-        map.retain(|_, v| v.expires > t);
-        map.insert(sha(&[id.as_bytes()]), s.clone());
-    }
+    let row = SessionRow {
+        email: s.email.clone(),
+        csrf: s.csrf.clone(),
+        expires_at: s.expires,
+    };
+    sessions::insert(
+        st.service().store().db(),
+        &sha(&[id.as_bytes()]),
+        &row,
+        now(),
+    )
+    .await?;
     let cookie = format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         SESSION_TTL.num_seconds(),
@@ -115,13 +137,13 @@ pub(crate) fn start_session(
 }
 
 /// Ends the request's session when `csrf` is its token and the form came from this site.
-pub(crate) fn end_session(st: &AppState, headers: &HeaderMap, csrf: &str) {
-    if let (Some(s), Some(id)) = (session_of(st, headers), cookie_value(headers))
+pub(crate) async fn end_session(st: &AppState, headers: &HeaderMap, csrf: &str) {
+    if let (Some(s), Some(id)) = (session_of(st, headers).await, cookie_value(headers))
         && same(&s.csrf, csrf)
         && same_origin(st, headers).is_ok()
-        && let Ok(mut map) = st.sessions().lock()
+        && let Err(e) = sessions::delete(st.service().store().db(), &sha(&[id.as_bytes()])).await
     {
-        map.remove(&sha(&[id.as_bytes()]));
+        tracing::error!(error = %e, "cannot end a web session");
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Column `revoked_at`.
     pub revoked_at: Option<DateTimeUtc>,
+    /// Column `expires_at`.
+    pub expires_at: Option<DateTimeUtc>,
 }
 
 /// No relations are declared: the store joins by hand.
