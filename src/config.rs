@@ -17,6 +17,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
@@ -215,6 +216,8 @@ pub struct ServerSettings {
     pub metrics_token: Option<MailPassword>,
     /// Whether `/metrics` labels certificates with tenant names and aliases.
     pub metrics_names: bool,
+    /// Timeouts, body limit and rate limits of the HTTP server.
+    pub limits: rekey_server::limits::Limits,
 }
 
 /// The `[renewal]` section.
@@ -394,6 +397,11 @@ struct ServerLayer {
     base_url: Option<String>,
     metrics_token: Option<MailPassword>,
     metrics_names: Option<bool>,
+    header_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+    api_requests_per_minute: Option<u32>,
+    link_requests_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -408,6 +416,42 @@ struct LogLayer {
 struct RenewalLayer {
     renew_before_days: Option<u32>,
     clock_skew_minutes: Option<u32>,
+}
+
+/// The HTTP limits of `[server]`, unset keys at [`rekey_server::limits::Limits::default`];
+/// a timeout of 0 or a body limit under 1 KiB is refused, naming the key.
+fn server_limits(l: &ServerLayer) -> Result<rekey_server::limits::Limits> {
+    let d = rekey_server::limits::Limits::default();
+    let secs = |v: Option<u64>, key: &str, var: &str, default: Duration| match v {
+        None => Ok(default),
+        Some(0) => Err(anyhow!(
+            "[server] {key} = 0 (or {var}): a timeout of at least 1 second"
+        )),
+        Some(n) => Ok(Duration::from_secs(n)),
+    };
+    let max_body_bytes = l.max_body_bytes.unwrap_or(d.max_body_bytes);
+    if max_body_bytes < 1024 {
+        bail!(
+            "[server] max_body_bytes = {max_body_bytes} (or REKEY_SERVER_MAX_BODY_BYTES): at least 1024"
+        );
+    }
+    Ok(rekey_server::limits::Limits {
+        header_read_timeout: secs(
+            l.header_timeout_secs,
+            "header_timeout_secs",
+            "REKEY_SERVER_HEADER_TIMEOUT_SECS",
+            d.header_read_timeout,
+        )?,
+        request_timeout: secs(
+            l.request_timeout_secs,
+            "request_timeout_secs",
+            "REKEY_SERVER_REQUEST_TIMEOUT_SECS",
+            d.request_timeout,
+        )?,
+        max_body_bytes,
+        api_per_minute: l.api_requests_per_minute.unwrap_or(d.api_per_minute),
+        link_per_minute: l.link_requests_per_minute.unwrap_or(d.link_per_minute),
+    })
 }
 
 impl Layer {
@@ -444,6 +488,23 @@ impl Layer {
                 base_url: over.server.base_url.or(self.server.base_url),
                 metrics_token: over.server.metrics_token.or(self.server.metrics_token),
                 metrics_names: over.server.metrics_names.or(self.server.metrics_names),
+                header_timeout_secs: over
+                    .server
+                    .header_timeout_secs
+                    .or(self.server.header_timeout_secs),
+                request_timeout_secs: over
+                    .server
+                    .request_timeout_secs
+                    .or(self.server.request_timeout_secs),
+                max_body_bytes: over.server.max_body_bytes.or(self.server.max_body_bytes),
+                api_requests_per_minute: over
+                    .server
+                    .api_requests_per_minute
+                    .or(self.server.api_requests_per_minute),
+                link_requests_per_minute: over
+                    .server
+                    .link_requests_per_minute
+                    .or(self.server.link_requests_per_minute),
             },
             renewal: RenewalLayer {
                 renew_before_days: over
@@ -516,6 +577,11 @@ impl Layer {
                 base_url: env("REKEY_SERVER_BASE_URL"),
                 metrics_token: env("REKEY_SERVER_METRICS_TOKEN").map(MailPassword),
                 metrics_names: parsed(env, "REKEY_SERVER_METRICS_NAMES")?,
+                header_timeout_secs: parsed(env, "REKEY_SERVER_HEADER_TIMEOUT_SECS")?,
+                request_timeout_secs: parsed(env, "REKEY_SERVER_REQUEST_TIMEOUT_SECS")?,
+                max_body_bytes: parsed(env, "REKEY_SERVER_MAX_BODY_BYTES")?,
+                api_requests_per_minute: parsed(env, "REKEY_SERVER_API_REQUESTS_PER_MINUTE")?,
+                link_requests_per_minute: parsed(env, "REKEY_SERVER_LINK_REQUESTS_PER_MINUTE")?,
             },
             renewal: RenewalLayer {
                 renew_before_days: parsed(env, "REKEY_RENEWAL_RENEW_BEFORE_DAYS")?,
@@ -609,6 +675,7 @@ impl Settings {
             ),
         };
 
+        let limits = server_limits(&merged.server)?;
         let listen = merged
             .server
             .listen
@@ -672,6 +739,7 @@ impl Settings {
                     .metrics_token
                     .filter(|t| !t.expose().trim().is_empty()),
                 metrics_names: merged.server.metrics_names.unwrap_or(false),
+                limits,
             },
             renewal: RenewalSettings {
                 renew_before_days: merged.renewal.renew_before_days.unwrap_or(30),

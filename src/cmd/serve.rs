@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
 use rekey_engine::Catalog;
 use rekey_notifier::Dispatcher;
-use rekey_server::{AppState, app};
+use rekey_server::{AppState, app, limits};
 use rekey_service::{Service, scheduler};
 use tokio::sync::watch;
 
@@ -124,7 +124,7 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
             json,
             &format!("listening on http://{local} (links use {base_url})"),
         );
-        axum_serve(listener, state, stop_tx, json).await?;
+        axum_serve(listener, state, &ctx.settings.server.limits, stop_tx, json).await;
         if let Some(h) = sched {
             let _ = h.await;
         }
@@ -146,23 +146,24 @@ fn announce(json: bool, text: &str) {
     }
 }
 
+/// Serves the router behind `[server]`'s limits until Ctrl-C or SIGTERM.
 async fn axum_serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    limits: &limits::Limits,
     stop: watch::Sender<bool>,
     json: bool,
-) -> Result<()> {
-    rekey_server::axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            announce(
-                json,
-                "stopping: finishing requests, the scheduler's and the dispatcher's current pass",
-            );
-            let _ = stop.send(true);
-        })
-        .await
-        .context("HTTP server")
+) {
+    let router = limits::layer(app(state), limits);
+    limits::serve(listener, router, limits, async move {
+        shutdown_signal().await;
+        announce(
+            json,
+            "stopping: finishing requests, the scheduler's and the dispatcher's current pass",
+        );
+        let _ = stop.send(true);
+    })
+    .await;
 }
 
 /// Sends due mail every `every` until `stop`; a pass in progress finishes first.
