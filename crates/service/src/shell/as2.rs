@@ -37,9 +37,6 @@ use super::{Service, TEST_PAYLOAD, commit, receiver_of, tenant_of};
 /// The name of the AS2 test message's file part.
 pub const TEST_FILE_NAME: &str = "rekey-test.txt";
 
-/// How long one pass may hold the AS2 job's lease.
-const LEASE: chrono::Duration = chrono::Duration::minutes(10);
-
 /// What one check did.
 #[derive(Debug, Clone, Serialize)]
 pub struct As2CheckReport {
@@ -71,11 +68,20 @@ impl Service {
     ) -> Result<Vec<As2CheckReport>> {
         let db = self.store.db();
         let owner = format!("as2@{}", std::process::id());
-        let held = lease::claim(db, Queue::Job(lease::AS2), &owner, now, LEASE, 1).await?;
+        let held = lease::claim(db, Queue::Job(lease::AS2), &owner, now, self.lease, 1).await?;
         if held.rows == 0 {
             return Ok(Vec::new());
         }
+        // Renewed while the checks run (each waits up to `timeout` for a receiver).
+        let kept = lease::keep(
+            db.clone(),
+            Queue::Job(lease::AS2),
+            held.token.clone(),
+            now,
+            self.lease,
+        );
         let pass = self.as2_checks(now, timeout).await;
+        drop(kept);
         let released = lease::release(db, lease::AS2, &held.token).await;
         let out = pass?;
         released?;

@@ -32,6 +32,7 @@ pub struct Service {
     store: Store,
     catalog: Catalog,
     clock_skew: chrono::Duration,
+    lease: chrono::Duration,
 }
 
 /// How far back a new certificate's notBefore is dated from the engine's clock unless
@@ -118,7 +119,20 @@ impl Service {
             store,
             catalog,
             clock_skew: DEFAULT_CLOCK_SKEW,
+            lease: rekey_store::lease::DEFAULT_LENGTH,
         }
+    }
+
+    /// The same service claiming timers and passes for `lease` at a time (renewed while the
+    /// work runs), so another instance takes over a dead one's within about that long.
+    pub fn with_lease(mut self, lease: chrono::Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a claim of this service's workers holds before it must be renewed.
+    pub fn lease(&self) -> chrono::Duration {
+        self.lease
     }
 
     /// The same service issuing certificates with notBefore `skew` before the engine's clock
