@@ -218,6 +218,13 @@ pub struct ServerSettings {
     pub metrics_names: bool,
     /// Timeouts, body limit and rate limits of the HTTP server.
     pub limits: rekey_server::limits::Limits,
+    /// How long a worker's claim (timers, mail, the watch's pass) holds before it must be
+    /// renewed: a dead instance's work is taken over after about this long.
+    pub lease: chrono::Duration,
+    /// How often `rekey serve` runs the expiry watch (`None`: it does not).
+    pub watch_interval: Option<Duration>,
+    /// Whether that watch opens renewals or only tells the tenant administrators.
+    pub watch_policy: rekey_service::watch::Policy,
 }
 
 /// The `[renewal]` section.
@@ -402,6 +409,9 @@ struct ServerLayer {
     max_body_bytes: Option<usize>,
     api_requests_per_minute: Option<u32>,
     link_requests_per_minute: Option<u32>,
+    lease_secs: Option<u32>,
+    watch_interval_secs: Option<u64>,
+    watch_policy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -505,6 +515,12 @@ impl Layer {
                     .server
                     .link_requests_per_minute
                     .or(self.server.link_requests_per_minute),
+                lease_secs: over.server.lease_secs.or(self.server.lease_secs),
+                watch_interval_secs: over
+                    .server
+                    .watch_interval_secs
+                    .or(self.server.watch_interval_secs),
+                watch_policy: over.server.watch_policy.or(self.server.watch_policy),
             },
             renewal: RenewalLayer {
                 renew_before_days: over
@@ -582,6 +598,9 @@ impl Layer {
                 max_body_bytes: parsed(env, "REKEY_SERVER_MAX_BODY_BYTES")?,
                 api_requests_per_minute: parsed(env, "REKEY_SERVER_API_REQUESTS_PER_MINUTE")?,
                 link_requests_per_minute: parsed(env, "REKEY_SERVER_LINK_REQUESTS_PER_MINUTE")?,
+                lease_secs: parsed(env, "REKEY_SERVER_LEASE_SECS")?,
+                watch_interval_secs: parsed(env, "REKEY_SERVER_WATCH_INTERVAL_SECS")?,
+                watch_policy: env("REKEY_SERVER_WATCH_POLICY"),
             },
             renewal: RenewalLayer {
                 renew_before_days: parsed(env, "REKEY_RENEWAL_RENEW_BEFORE_DAYS")?,
@@ -676,6 +695,24 @@ impl Settings {
         };
 
         let limits = server_limits(&merged.server)?;
+        let lease_secs = merged.server.lease_secs.unwrap_or(30);
+        if !(3..=3600).contains(&lease_secs) {
+            bail!(
+                "[server] lease_secs = {lease_secs} (or REKEY_SERVER_LEASE_SECS): between 3 and 3600 seconds"
+            );
+        }
+        let lease = chrono::Duration::seconds(i64::from(lease_secs));
+        let watch_interval = match merged.server.watch_interval_secs.unwrap_or(3600) {
+            0 => None,
+            n => Some(Duration::from_secs(n)),
+        };
+        let watch_policy = match merged.server.watch_policy.as_deref().map(str::trim) {
+            None | Some("notify") => rekey_service::watch::Policy::Notify,
+            Some("open") => rekey_service::watch::Policy::Open,
+            Some(other) => bail!(
+                "[server] watch_policy = {other:?} (or REKEY_SERVER_WATCH_POLICY): use \"notify\" or \"open\""
+            ),
+        };
         let listen = merged
             .server
             .listen
@@ -740,6 +777,9 @@ impl Settings {
                     .filter(|t| !t.expose().trim().is_empty()),
                 metrics_names: merged.server.metrics_names.unwrap_or(false),
                 limits,
+                lease,
+                watch_interval,
+                watch_policy,
             },
             renewal: RenewalSettings {
                 renew_before_days: merged.renewal.renew_before_days.unwrap_or(30),

@@ -89,7 +89,8 @@ pub fn scheduler(global: &GlobalArgs, cmd: SchedulerCmd) -> Result<ExitCode> {
     }
     with_ctx(global, async |ctx| {
         let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
-            .with_clock_skew(ctx.settings.renewal.clock_skew);
+            .with_clock_skew(ctx.settings.renewal.clock_skew)
+            .with_lease(ctx.settings.server.lease);
         let owner = scheduler::default_owner();
         if args.once {
             let now = args.at.unwrap_or_else(rekey_store::db::now);
@@ -173,7 +174,8 @@ pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
     };
     with_ctx(global, async |ctx| {
         let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
-            .with_clock_skew(ctx.settings.renewal.clock_skew);
+            .with_clock_skew(ctx.settings.renewal.clock_skew)
+            .with_lease(ctx.settings.server.lease);
         let opts = WatchOptions {
             policy,
             renew_before: chrono::Duration::days(i64::from(

@@ -1,6 +1,6 @@
 //! `rekey serve`: one process running the HTTP server (JSON API, OpenAPI document, web inbox,
-//! `/healthz`, `/metrics`), the scheduler loop and the mail dispatcher on the configured
-//! database. Ctrl-C or SIGTERM stops accepting connections, lets in-flight requests, the
+//! `/healthz`, `/metrics`), the scheduler loop, the mail dispatcher and the expiry watch (every
+//! `[server] watch_interval_secs`) on the configured database, behind `[server]`'s HTTP limits. Ctrl-C or SIGTERM stops accepting connections, lets in-flight requests, the
 //! scheduler's current pass and the dispatcher's current pass finish, then exits.
 //!
 //! Its log goes to stderr as `[log]` says ([`crate::logging`]); where it listens and that it
@@ -16,6 +16,7 @@ use clap::Args;
 use rekey_engine::Catalog;
 use rekey_notifier::Dispatcher;
 use rekey_server::{AppState, app, limits};
+use rekey_service::watch::{self as expiry, WatchOptions};
 use rekey_service::{Service, scheduler};
 use tokio::sync::watch;
 
@@ -65,7 +66,8 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         logging::init(format, &ctx.settings.log.level)?;
         let json = format == LogFormat::Json;
         let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
-            .with_clock_skew(ctx.settings.renewal.clock_skew);
+            .with_clock_skew(ctx.settings.renewal.clock_skew)
+            .with_lease(ctx.settings.server.lease);
         let addr = args.listen.unwrap_or(ctx.settings.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -114,11 +116,22 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
                 transport(&ctx.settings)?,
                 ctx.settings.mail.from.clone(),
                 base_url.clone(),
-            );
+            )
+            .with_lease(ctx.settings.server.lease);
             let rx = stop_rx.clone();
             let every = Duration::from_secs(args.mail_interval);
             Some(tokio::spawn(dispatch_loop(d, every, rx)))
         };
+
+        let expiry = ctx.settings.server.watch_interval.map(|every| {
+            let opts = WatchOptions {
+                policy: ctx.settings.server.watch_policy,
+                renew_before: chrono::Duration::days(i64::from(
+                    ctx.settings.renewal.renew_before_days,
+                )),
+            };
+            tokio::spawn(watch_loop(service.clone(), opts, every, stop_rx.clone()))
+        });
 
         announce(
             json,
@@ -129,6 +142,9 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
             let _ = h.await;
         }
         if let Some(h) = mail {
+            let _ = h.await;
+        }
+        if let Some(h) = expiry {
             let _ = h.await;
         }
         announce(json, "stopped");
@@ -184,6 +200,36 @@ async fn dispatch_loop(d: Dispatcher, every: Duration, mut stop: watch::Receiver
                 }
             }
             Err(e) => tracing::error!(error = %e, "mail pass failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the expiry watch every `every` until `stop`; a pass in progress finishes first. Each
+/// pass is leased ([`watch::run_once`]), so with several instances one runs it.
+async fn watch_loop(
+    service: Service,
+    opts: WatchOptions,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match expiry::run_once(&service, rekey_store::db::now(), &opts).await {
+            Ok(r) if r.skipped_until.is_none() && !r.aliases.is_empty() => {
+                tracing::info!(aliases = r.aliases.len(), "expiry watch: aliases due");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "expiry watch pass failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
