@@ -297,6 +297,9 @@ pub struct Settings {
     pub renewal: RenewalSettings,
     /// `[log]`.
     pub log: LogSettings,
+    /// `[timing.<tenant>]`: tenants whose reminder and escalation times differ from the
+    /// procedures' own.
+    pub timing: std::collections::BTreeMap<TenantName, Vec<TimingRule>>,
     /// `[keystores.<tenant>]`: the tenants whose keys are not in the embedded keystore.
     pub keystores: std::collections::BTreeMap<TenantName, KeystoreSettings>,
 }
@@ -318,6 +321,96 @@ struct Layer {
     log: LogLayer,
     #[serde(default)]
     keystores: std::collections::BTreeMap<String, KeystoreLayer>,
+    #[serde(default)]
+    timing: std::collections::BTreeMap<String, TimingLayer>,
+}
+
+/// `[timing.<tenant>]`: reminder and escalation times of a tenant's steps.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimingLayer {
+    remind: Option<String>,
+    escalate: Option<String>,
+    #[serde(default)]
+    steps: std::collections::BTreeMap<String, StepTimingLayer>,
+}
+
+/// `[timing.<tenant>.steps."<procedure>/<step>"]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepTimingLayer {
+    remind: Option<String>,
+    escalate: Option<String>,
+}
+
+/// One configured change of reminder and escalation times: on every timed step, or on one
+/// procedure's step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimingRule {
+    /// The step, as (procedure, step id); `None`: every timed step.
+    pub step: Option<(rekey_engine::ProcedureId, String)>,
+    /// Time from a step becoming due to its first reminder (and between reminders).
+    pub remind: Option<chrono::Duration>,
+    /// Time from a step becoming due to its escalation.
+    pub escalate: Option<chrono::Duration>,
+}
+
+/// The built-in procedures with `rules` applied in order; errors name `section`.
+pub fn timed_catalog(section: &str, rules: &[TimingRule]) -> Result<rekey_engine::Catalog> {
+    let mut catalog = rekey_engine::Catalog::builtin()?;
+    for r in rules {
+        let (procedure, step) = match &r.step {
+            Some((p, s)) => (Some(*p), Some(s.as_str())),
+            None => (None, None),
+        };
+        catalog = catalog
+            .with_timing(procedure, step, r.remind, r.escalate)
+            .map_err(|e| anyhow!("{section}: {e}"))?;
+    }
+    Ok(catalog)
+}
+
+impl TimingLayer {
+    /// The tenant's rules, checked against the built-in procedures; errors name the section
+    /// and the key that is wrong.
+    fn resolve(self, name: &str) -> Result<(TenantName, Vec<TimingRule>)> {
+        let section = format!("[timing.{name}]");
+        let tenant = TenantName::parse(name).with_context(|| format!("{section}: tenant name"))?;
+        let dur =
+            |v: Option<String>, key: &str, section: &str| -> Result<Option<chrono::Duration>> {
+                v.map(|v| {
+                    rekey_engine::definition::parse_duration(&v)
+                        .map_err(|e| anyhow!("{section} {key}: {e}"))
+                        .and_then(|d| {
+                            if d <= chrono::Duration::zero() {
+                                bail!("{section} {key} = {v:?}: must be more than 0")
+                            }
+                            Ok(d)
+                        })
+                })
+                .transpose()
+            };
+        let mut rules = vec![TimingRule {
+            step: None,
+            remind: dur(self.remind, "remind", &section)?,
+            escalate: dur(self.escalate, "escalate", &section)?,
+        }];
+        for (key, st) in self.steps {
+            let sub = format!("[timing.{name}.steps.\"{key}\"]");
+            let (p, step) = key
+                .split_once('/')
+                .ok_or_else(|| anyhow!("{sub}: name a step as \"<procedure>/<step>\""))?;
+            let procedure: rekey_engine::ProcedureId =
+                p.parse().map_err(|e| anyhow!("{sub}: {e}"))?;
+            rules.push(TimingRule {
+                step: Some((procedure, step.to_string())),
+                remind: dur(st.remind, "remind", &sub)?,
+                escalate: dur(st.escalate, "escalate", &sub)?,
+            });
+        }
+        timed_catalog(&section, &rules)?;
+        Ok((tenant, rules))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -537,6 +630,11 @@ impl Layer {
                 level: over.log.level.or(self.log.level),
             },
             // A tenant's section in a later layer replaces the whole section.
+            timing: {
+                let mut t = self.timing;
+                t.extend(over.timing);
+                t
+            },
             keystores: {
                 let mut k = self.keystores;
                 k.extend(over.keystores);
@@ -611,6 +709,7 @@ impl Layer {
                 level: env("REKEY_LOG_LEVEL"),
             },
             keystores: Default::default(),
+            timing: Default::default(),
         })
     }
 }
@@ -743,6 +842,11 @@ impl Settings {
                 "[renewal] clock_skew_minutes = {skew_minutes} (or REKEY_RENEWAL_CLOCK_SKEW_MINUTES): at most {max_skew} minutes (a day)"
             );
         }
+        let mut timing = std::collections::BTreeMap::new();
+        for (name, layer) in merged.timing {
+            let (tenant, rules) = layer.resolve(&name)?;
+            timing.insert(tenant, rules);
+        }
         let mut keystores = std::collections::BTreeMap::new();
         for (name, layer) in merged.keystores {
             if let Some((tenant, k)) = layer.resolve(&name)? {
@@ -751,6 +855,7 @@ impl Settings {
         }
         Ok(Settings {
             keystores,
+            timing,
             mail: MailSettings {
                 transport,
                 outbox_dir: merged
@@ -881,6 +986,28 @@ pub async fn open_context(global: &GlobalArgs) -> Result<Context> {
         global: global.clone(),
         seen: std::sync::Mutex::default(),
     })
+}
+
+impl Context {
+    /// The service commands run renewals with: `[renewal] clock_skew_minutes`, `[server]
+    /// lease_secs` and each configured tenant's `[timing.<tenant>]` (a section naming a tenant
+    /// that does not exist yet is skipped, like `[keystores.<tenant>]`).
+    pub async fn service(&self) -> Result<rekey_service::Service> {
+        let mut service =
+            rekey_service::Service::new(self.store.clone(), rekey_engine::Catalog::builtin()?)
+                .with_clock_skew(self.settings.renewal.clock_skew)
+                .with_lease(self.settings.server.lease);
+        for (name, rules) in &self.settings.timing {
+            let tenant = match self.store.tenant_by_name(name).await {
+                Ok(t) => t,
+                Err(rekey_store::StoreError::UnknownTenant { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let catalog = timed_catalog(&format!("[timing.{name}]"), rules)?;
+            service = service.with_tenant_catalog(tenant.id, catalog);
+        }
+        Ok(service)
+    }
 }
 
 /// `store` with each configured tenant's keystore opened and attached (see

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
-use rekey_engine::Catalog;
 use rekey_notifier::Dispatcher;
 use rekey_server::{AppState, app, limits};
 use rekey_service::watch::{self as expiry, WatchOptions};
@@ -65,9 +64,7 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         let format = args.log_format.unwrap_or(ctx.settings.log.format);
         logging::init(format, &ctx.settings.log.level)?;
         let json = format == LogFormat::Json;
-        let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
-            .with_clock_skew(ctx.settings.renewal.clock_skew)
-            .with_lease(ctx.settings.server.lease);
+        let service = ctx.service().await?;
         let addr = args.listen.unwrap_or(ctx.settings.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -176,7 +176,15 @@ pub async fn run_once(
     let owner = format!("watch@{}", std::process::id());
     // Held for [`Service::lease`], renewed while the pass runs and given back when it ends: a
     // pass that dies holds it about that long at most.
-    let held = lease::claim(db, Queue::Job(lease::WATCH), &owner, now, service.lease(), 1).await?;
+    let held = lease::claim(
+        db,
+        Queue::Job(lease::WATCH),
+        &owner,
+        now,
+        service.lease(),
+        1,
+    )
+    .await?;
     if held.rows == 0 {
         return Ok(WatchReport {
             aliases: Vec::new(),

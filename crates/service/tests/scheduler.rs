@@ -491,12 +491,14 @@ async fn a_long_running_holder_keeps_its_lease_by_renewing_it() {
         // can take the rows: the holder renewed them.
         tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
         let later = at + Duration::from_std(started.elapsed())?;
-        let other = lease::claim(db.store.db(), Queue::Timers, "other:2", later, length, 50).await?;
+        let other =
+            lease::claim(db.store.db(), Queue::Timers, "other:2", later, length, 50).await?;
         assert_eq!(other.rows, 0, "renewed leases hold");
         // Once the holder stops renewing, the lease runs out and another worker takes over.
         drop(keeper);
         let after = at + Duration::from_std(started.elapsed())? + length;
-        let other = lease::claim(db.store.db(), Queue::Timers, "other:2", after, length, 50).await?;
+        let other =
+            lease::claim(db.store.db(), Queue::Timers, "other:2", after, length, 50).await?;
         assert_eq!(other.rows, held.rows);
         Ok(())
     })

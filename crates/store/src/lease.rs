@@ -232,7 +232,9 @@ pub fn keep(
     claimed_at: DateTime<Utc>,
     length: Duration,
 ) -> Keeper {
-    let every = (length / 3).to_std().unwrap_or(std::time::Duration::from_secs(1));
+    let every = (length / 3)
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(1));
     let started = std::time::Instant::now();
     let task = tokio::spawn(async move {
         loop {

@@ -158,14 +158,15 @@ impl Service {
             )));
         };
         let world = self.world_of(db, r, now).await?;
-        let signers = rekey_engine::task_test_signers(&self.catalog, r, &world, step, now)
-            .and_then(|groups| groups.into_iter().next())
-            .ok_or_else(|| {
-                ServiceError::Corrupt(format!(
-                    "renewal {}: step {step} has no signer step to test",
-                    r.id
-                ))
-            })?;
+        let signers =
+            rekey_engine::task_test_signers(self.catalog_for(r.tenant), r, &world, step, now)
+                .and_then(|groups| groups.into_iter().next())
+                .ok_or_else(|| {
+                    ServiceError::Corrupt(format!(
+                        "renewal {}: step {step} has no signer step to test",
+                        r.id
+                    ))
+                })?;
         let (digest, include_certs, include_signing_time) =
             self.signer_params(db, r, &signers.signer_step).await?;
         let mut material: Vec<(KeyHandle, [Certificate; 1])> = Vec::new();
@@ -428,7 +429,7 @@ impl Service {
     ) -> Result<super::Outcome> {
         let (r, version) = self.load(txn, id).await?;
         let world = self.world_of(txn, &r, now).await?;
-        let t = rekey_engine::apply(&self.catalog, &r, &world, actor, event, now)?;
+        let t = rekey_engine::apply(self.catalog_for(r.tenant), &r, &world, actor, event, now)?;
         self.carry_out(txn, t, actor, version, now).await
     }
 

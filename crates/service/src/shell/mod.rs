@@ -33,6 +33,8 @@ pub struct Service {
     catalog: Catalog,
     clock_skew: chrono::Duration,
     lease: chrono::Duration,
+    /// Tenants whose reminder and escalation times are configured: their catalog.
+    tenant_catalogs: std::sync::Arc<std::collections::HashMap<rekey_model::TenantId, Catalog>>,
 }
 
 /// How far back a new certificate's notBefore is dated from the engine's clock unless
@@ -120,7 +122,21 @@ impl Service {
             catalog,
             clock_skew: DEFAULT_CLOCK_SKEW,
             lease: rekey_store::lease::DEFAULT_LENGTH,
+            tenant_catalogs: Default::default(),
         }
+    }
+
+    /// The same service running `tenant`'s renewals with `catalog` (the same procedures with
+    /// that tenant's reminder and escalation times, [`Catalog::with_timing`]).
+    pub fn with_tenant_catalog(mut self, tenant: rekey_model::TenantId, catalog: Catalog) -> Self {
+        std::sync::Arc::make_mut(&mut self.tenant_catalogs).insert(tenant, catalog);
+        self
+    }
+
+    /// The procedures `tenant`'s renewals run: its own timing if configured, else the
+    /// service's catalog.
+    pub fn catalog_for(&self, tenant: rekey_model::TenantId) -> &Catalog {
+        self.tenant_catalogs.get(&tenant).unwrap_or(&self.catalog)
     }
 
     /// The same service claiming timers and passes for `lease` at a time (renewed while the
