@@ -183,7 +183,9 @@ pub async fn release(conn: &impl ConnectionTrait, name: &str, token: &str) -> Re
 
 /// Extends to `until` the lease `token` holds on `queue`'s rows, only where it still holds
 /// (has not run out at `now`); returns how many rows it renewed. A lease that ran out is not
-/// revived: another worker may have taken the row, or may take it.
+/// revived: another worker may have taken the row, or may take it. On PostgreSQL rows locked
+/// by a transaction (the holder's own, firing that timer) are skipped rather than waited for,
+/// so a renewal never deadlocks with the work it keeps.
 pub async fn renew(
     conn: &impl ConnectionTrait,
     queue: Queue,
@@ -193,14 +195,16 @@ pub async fn renew(
 ) -> Result<u64> {
     let (table, ..) = queue.shape();
     let backend = conn.get_database_backend();
-    let (a, b, c) = match backend {
-        DatabaseBackend::Postgres => ("$1", "$2", "$3"),
-        _ => ("?", "?", "?"),
-    };
     // `NOT expired` written in SQL: `lease_until > now`.
-    let sql = format!(
-        "UPDATE {table} SET lease_until = {a} WHERE lease_owner = {b} AND lease_until > {c}"
-    );
+    let sql = match backend {
+        DatabaseBackend::Postgres => format!(
+            "UPDATE {table} SET lease_until = $1 WHERE id IN (SELECT id FROM {table} \
+             WHERE lease_owner = $2 AND lease_until > $3 FOR UPDATE SKIP LOCKED)"
+        ),
+        _ => {
+            format!("UPDATE {table} SET lease_until = ? WHERE lease_owner = ? AND lease_until > ?")
+        }
+    };
     let values: Vec<Value> = vec![until.into(), token.into(), now.into()];
     let res = conn
         .execute_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -223,8 +227,8 @@ impl Drop for Keeper {
 
 /// Keeps the lease `token` took on `queue` at `claimed_at` for `length` alive: every third of
 /// `length` it is renewed to `length` past the claim's clock moved on by the time elapsed
-/// (measured monotonically, so a pass running on a simulated clock renews on that clock). It
-/// stops when the lease was lost (nothing left to renew) or the keeper is dropped.
+/// (measured monotonically, so a pass running on a simulated clock renews on that clock), until
+/// the keeper is dropped. Rows whose lease was lost are left alone ([`renew`]).
 pub fn keep(
     db: DatabaseConnection,
     queue: Queue,
@@ -241,10 +245,8 @@ pub fn keep(
             tokio::time::sleep(every).await;
             let elapsed = Duration::from_std(started.elapsed()).unwrap_or(Duration::zero());
             let now = claimed_at + elapsed;
-            match renew(&db, queue, &token, now, now + length).await {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "renewing a lease failed; trying again"),
+            if let Err(e) = renew(&db, queue, &token, now, now + length).await {
+                tracing::warn!(error = %e, "renewing a lease failed; trying again");
             }
         }
     });
