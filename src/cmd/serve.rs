@@ -30,7 +30,9 @@ use crate::logging;
     after_help = "Listens on [server] listen (REKEY_SERVER_LISTEN); links in emails use [server] \
 base_url (cookies are Secure when it is https). API clients send `Authorization: Bearer <token>` \
 (`rekey user token --email EMAIL`); the document is at /openapi.json. Several `rekey serve` processes \
-may share one database: timers fire once and each email is sent once."
+may share one database: timers fire once, each email is sent once, one instance runs each expiry-watch \
+pass ([server] watch_interval_secs), and a dead instance's work is taken over after [server] lease_secs. \
+Timeouts, the body limit and rate limits are [server] settings (see `rekey init`'s rekey.toml)."
 )]
 pub struct ServeArgs {
     /// Address to listen on instead of [server] listen (port 0: any free port; the address
