@@ -17,6 +17,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
@@ -218,6 +219,15 @@ pub struct ServerSettings {
     pub metrics_token: Option<MailPassword>,
     /// Whether `/metrics` labels certificates with tenant names and aliases.
     pub metrics_names: bool,
+    /// Timeouts, body limit and rate limits of the HTTP server.
+    pub limits: rekey_server::limits::Limits,
+    /// How long a worker's claim (timers, mail, the watch's pass) holds before it must be
+    /// renewed: a dead instance's work is taken over after about this long.
+    pub lease: chrono::Duration,
+    /// How often `rekey serve` runs the expiry watch (`None`: it does not).
+    pub watch_interval: Option<Duration>,
+    /// Whether that watch opens renewals or only tells the tenant administrators.
+    pub watch_policy: rekey_service::watch::Policy,
 }
 
 /// The `[renewal]` section.
@@ -293,6 +303,9 @@ pub struct Settings {
     pub renewal: RenewalSettings,
     /// `[log]`.
     pub log: LogSettings,
+    /// `[timing.<tenant>]`: tenants whose reminder and escalation times differ from the
+    /// procedures' own.
+    pub timing: std::collections::BTreeMap<TenantName, Vec<TimingRule>>,
     /// `[keystores.<tenant>]`: the tenants whose keys are not in the embedded keystore.
     pub keystores: std::collections::BTreeMap<TenantName, KeystoreSettings>,
 }
@@ -314,6 +327,96 @@ struct Layer {
     log: LogLayer,
     #[serde(default)]
     keystores: std::collections::BTreeMap<String, KeystoreLayer>,
+    #[serde(default)]
+    timing: std::collections::BTreeMap<String, TimingLayer>,
+}
+
+/// `[timing.<tenant>]`: reminder and escalation times of a tenant's steps.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimingLayer {
+    remind: Option<String>,
+    escalate: Option<String>,
+    #[serde(default)]
+    steps: std::collections::BTreeMap<String, StepTimingLayer>,
+}
+
+/// `[timing.<tenant>.steps."<procedure>/<step>"]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepTimingLayer {
+    remind: Option<String>,
+    escalate: Option<String>,
+}
+
+/// One configured change of reminder and escalation times: on every timed step, or on one
+/// procedure's step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimingRule {
+    /// The step, as (procedure, step id); `None`: every timed step.
+    pub step: Option<(rekey_engine::ProcedureId, String)>,
+    /// Time from a step becoming due to its first reminder (and between reminders).
+    pub remind: Option<chrono::Duration>,
+    /// Time from a step becoming due to its escalation.
+    pub escalate: Option<chrono::Duration>,
+}
+
+/// The built-in procedures with `rules` applied in order; errors name `section`.
+pub fn timed_catalog(section: &str, rules: &[TimingRule]) -> Result<rekey_engine::Catalog> {
+    let mut catalog = rekey_engine::Catalog::builtin()?;
+    for r in rules {
+        let (procedure, step) = match &r.step {
+            Some((p, s)) => (Some(*p), Some(s.as_str())),
+            None => (None, None),
+        };
+        catalog = catalog
+            .with_timing(procedure, step, r.remind, r.escalate)
+            .map_err(|e| anyhow!("{section}: {e}"))?;
+    }
+    Ok(catalog)
+}
+
+impl TimingLayer {
+    /// The tenant's rules, checked against the built-in procedures; errors name the section
+    /// and the key that is wrong.
+    fn resolve(self, name: &str) -> Result<(TenantName, Vec<TimingRule>)> {
+        let section = format!("[timing.{name}]");
+        let tenant = TenantName::parse(name).with_context(|| format!("{section}: tenant name"))?;
+        let dur =
+            |v: Option<String>, key: &str, section: &str| -> Result<Option<chrono::Duration>> {
+                v.map(|v| {
+                    rekey_engine::definition::parse_duration(&v)
+                        .map_err(|e| anyhow!("{section} {key}: {e}"))
+                        .and_then(|d| {
+                            if d <= chrono::Duration::zero() {
+                                bail!("{section} {key} = {v:?}: must be more than 0")
+                            }
+                            Ok(d)
+                        })
+                })
+                .transpose()
+            };
+        let mut rules = vec![TimingRule {
+            step: None,
+            remind: dur(self.remind, "remind", &section)?,
+            escalate: dur(self.escalate, "escalate", &section)?,
+        }];
+        for (key, st) in self.steps {
+            let sub = format!("[timing.{name}.steps.\"{key}\"]");
+            let (p, step) = key
+                .split_once('/')
+                .ok_or_else(|| anyhow!("{sub}: name a step as \"<procedure>/<step>\""))?;
+            let procedure: rekey_engine::ProcedureId =
+                p.parse().map_err(|e| anyhow!("{sub}: {e}"))?;
+            rules.push(TimingRule {
+                step: Some((procedure, step.to_string())),
+                remind: dur(st.remind, "remind", &sub)?,
+                escalate: dur(st.escalate, "escalate", &sub)?,
+            });
+        }
+        timed_catalog(&section, &rules)?;
+        Ok((tenant, rules))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -498,6 +601,14 @@ struct ServerLayer {
     api_token_days: Option<u32>,
     metrics_token: Option<MailPassword>,
     metrics_names: Option<bool>,
+    header_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_body_bytes: Option<usize>,
+    api_requests_per_minute: Option<u32>,
+    link_requests_per_minute: Option<u32>,
+    lease_secs: Option<u32>,
+    watch_interval_secs: Option<u64>,
+    watch_policy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -512,6 +623,42 @@ struct LogLayer {
 struct RenewalLayer {
     renew_before_days: Option<u32>,
     clock_skew_minutes: Option<u32>,
+}
+
+/// The HTTP limits of `[server]`, unset keys at [`rekey_server::limits::Limits::default`];
+/// a timeout of 0 or a body limit under 1 KiB is refused, naming the key.
+fn server_limits(l: &ServerLayer) -> Result<rekey_server::limits::Limits> {
+    let d = rekey_server::limits::Limits::default();
+    let secs = |v: Option<u64>, key: &str, var: &str, default: Duration| match v {
+        None => Ok(default),
+        Some(0) => Err(anyhow!(
+            "[server] {key} = 0 (or {var}): a timeout of at least 1 second"
+        )),
+        Some(n) => Ok(Duration::from_secs(n)),
+    };
+    let max_body_bytes = l.max_body_bytes.unwrap_or(d.max_body_bytes);
+    if max_body_bytes < 1024 {
+        bail!(
+            "[server] max_body_bytes = {max_body_bytes} (or REKEY_SERVER_MAX_BODY_BYTES): at least 1024"
+        );
+    }
+    Ok(rekey_server::limits::Limits {
+        header_read_timeout: secs(
+            l.header_timeout_secs,
+            "header_timeout_secs",
+            "REKEY_SERVER_HEADER_TIMEOUT_SECS",
+            d.header_read_timeout,
+        )?,
+        request_timeout: secs(
+            l.request_timeout_secs,
+            "request_timeout_secs",
+            "REKEY_SERVER_REQUEST_TIMEOUT_SECS",
+            d.request_timeout,
+        )?,
+        max_body_bytes,
+        api_per_minute: l.api_requests_per_minute.unwrap_or(d.api_per_minute),
+        link_per_minute: l.link_requests_per_minute.unwrap_or(d.link_per_minute),
+    })
 }
 
 impl Layer {
@@ -549,6 +696,29 @@ impl Layer {
                 api_token_days: over.server.api_token_days.or(self.server.api_token_days),
                 metrics_token: over.server.metrics_token.or(self.server.metrics_token),
                 metrics_names: over.server.metrics_names.or(self.server.metrics_names),
+                header_timeout_secs: over
+                    .server
+                    .header_timeout_secs
+                    .or(self.server.header_timeout_secs),
+                request_timeout_secs: over
+                    .server
+                    .request_timeout_secs
+                    .or(self.server.request_timeout_secs),
+                max_body_bytes: over.server.max_body_bytes.or(self.server.max_body_bytes),
+                api_requests_per_minute: over
+                    .server
+                    .api_requests_per_minute
+                    .or(self.server.api_requests_per_minute),
+                link_requests_per_minute: over
+                    .server
+                    .link_requests_per_minute
+                    .or(self.server.link_requests_per_minute),
+                lease_secs: over.server.lease_secs.or(self.server.lease_secs),
+                watch_interval_secs: over
+                    .server
+                    .watch_interval_secs
+                    .or(self.server.watch_interval_secs),
+                watch_policy: over.server.watch_policy.or(self.server.watch_policy),
             },
             renewal: RenewalLayer {
                 renew_before_days: over
@@ -565,6 +735,11 @@ impl Layer {
                 level: over.log.level.or(self.log.level),
             },
             // A tenant's section in a later layer replaces the whole section.
+            timing: {
+                let mut t = self.timing;
+                t.extend(over.timing);
+                t
+            },
             keystores: {
                 let mut k = self.keystores;
                 k.extend(over.keystores);
@@ -622,6 +797,14 @@ impl Layer {
                 api_token_days: parsed(env, "REKEY_SERVER_API_TOKEN_DAYS")?,
                 metrics_token: env("REKEY_SERVER_METRICS_TOKEN").map(MailPassword),
                 metrics_names: parsed(env, "REKEY_SERVER_METRICS_NAMES")?,
+                header_timeout_secs: parsed(env, "REKEY_SERVER_HEADER_TIMEOUT_SECS")?,
+                request_timeout_secs: parsed(env, "REKEY_SERVER_REQUEST_TIMEOUT_SECS")?,
+                max_body_bytes: parsed(env, "REKEY_SERVER_MAX_BODY_BYTES")?,
+                api_requests_per_minute: parsed(env, "REKEY_SERVER_API_REQUESTS_PER_MINUTE")?,
+                link_requests_per_minute: parsed(env, "REKEY_SERVER_LINK_REQUESTS_PER_MINUTE")?,
+                lease_secs: parsed(env, "REKEY_SERVER_LEASE_SECS")?,
+                watch_interval_secs: parsed(env, "REKEY_SERVER_WATCH_INTERVAL_SECS")?,
+                watch_policy: env("REKEY_SERVER_WATCH_POLICY"),
             },
             renewal: RenewalLayer {
                 renew_before_days: parsed(env, "REKEY_RENEWAL_RENEW_BEFORE_DAYS")?,
@@ -632,6 +815,7 @@ impl Layer {
                 level: env("REKEY_LOG_LEVEL"),
             },
             keystores: Default::default(),
+            timing: Default::default(),
         })
     }
 }
@@ -715,6 +899,25 @@ impl Settings {
             ),
         };
 
+        let limits = server_limits(&merged.server)?;
+        let lease_secs = merged.server.lease_secs.unwrap_or(30);
+        if !(3..=3600).contains(&lease_secs) {
+            bail!(
+                "[server] lease_secs = {lease_secs} (or REKEY_SERVER_LEASE_SECS): between 3 and 3600 seconds"
+            );
+        }
+        let lease = chrono::Duration::seconds(i64::from(lease_secs));
+        let watch_interval = match merged.server.watch_interval_secs.unwrap_or(3600) {
+            0 => None,
+            n => Some(Duration::from_secs(n)),
+        };
+        let watch_policy = match merged.server.watch_policy.as_deref().map(str::trim) {
+            None | Some("notify") => rekey_service::watch::Policy::Notify,
+            Some("open") => rekey_service::watch::Policy::Open,
+            Some(other) => bail!(
+                "[server] watch_policy = {other:?} (or REKEY_SERVER_WATCH_POLICY): use \"notify\" or \"open\""
+            ),
+        };
         let listen = merged
             .server
             .listen
@@ -745,6 +948,11 @@ impl Settings {
                 "[renewal] clock_skew_minutes = {skew_minutes} (or REKEY_RENEWAL_CLOCK_SKEW_MINUTES): at most {max_skew} minutes (a day)"
             );
         }
+        let mut timing = std::collections::BTreeMap::new();
+        for (name, layer) in merged.timing {
+            let (tenant, rules) = layer.resolve(&name)?;
+            timing.insert(tenant, rules);
+        }
         let mut keystores = std::collections::BTreeMap::new();
         for (name, layer) in merged.keystores {
             if let Some((tenant, k)) = layer.resolve(&name)? {
@@ -753,6 +961,7 @@ impl Settings {
         }
         Ok(Settings {
             keystores,
+            timing,
             mail: MailSettings {
                 transport,
                 outbox_dir: merged
@@ -779,6 +988,10 @@ impl Settings {
                     .metrics_token
                     .filter(|t| !t.expose().trim().is_empty()),
                 metrics_names: merged.server.metrics_names.unwrap_or(false),
+                limits,
+                lease,
+                watch_interval,
+                watch_policy,
             },
             renewal: RenewalSettings {
                 renew_before_days: merged.renewal.renew_before_days.unwrap_or(30),
@@ -880,6 +1093,28 @@ pub async fn open_context(global: &GlobalArgs) -> Result<Context> {
         global: global.clone(),
         seen: std::sync::Mutex::default(),
     })
+}
+
+impl Context {
+    /// The service commands run renewals with: `[renewal] clock_skew_minutes`, `[server]
+    /// lease_secs` and each configured tenant's `[timing.<tenant>]` (a section naming a tenant
+    /// that does not exist yet is skipped, like `[keystores.<tenant>]`).
+    pub async fn service(&self) -> Result<rekey_service::Service> {
+        let mut service =
+            rekey_service::Service::new(self.store.clone(), rekey_engine::Catalog::builtin()?)
+                .with_clock_skew(self.settings.renewal.clock_skew)
+                .with_lease(self.settings.server.lease);
+        for (name, rules) in &self.settings.timing {
+            let tenant = match self.store.tenant_by_name(name).await {
+                Ok(t) => t,
+                Err(rekey_store::StoreError::UnknownTenant { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let catalog = timed_catalog(&format!("[timing.{name}]"), rules)?;
+            service = service.with_tenant_catalog(tenant.id, catalog);
+        }
+        Ok(service)
+    }
 }
 
 /// `store` with each configured tenant's keystore opened and attached (see

@@ -1036,6 +1036,14 @@ fn init_writes_every_key_commented() {
         "base_url",
         "metrics_token",
         "metrics_names",
+        "header_timeout_secs",
+        "request_timeout_secs",
+        "max_body_bytes",
+        "api_requests_per_minute",
+        "link_requests_per_minute",
+        "lease_secs",
+        "watch_interval_secs",
+        "watch_policy",
         "renew_before_days",
         "clock_skew_minutes",
         "format",
@@ -1048,6 +1056,17 @@ fn init_writes_every_key_commented() {
     }
     for section in ["[mail]", "[server]", "[renewal]", "[log]"] {
         assert!(text.lines().any(|l| l == section), "{section}:\n{text}");
+    }
+    for example in [
+        "# [keystores.acme]",
+        "# [timing.acme]",
+        "# remind = ",
+        "# escalate = ",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(example)),
+            "{example}:\n{text}"
+        );
     }
     for line in text.lines() {
         assert!(

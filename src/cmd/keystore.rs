@@ -361,7 +361,8 @@ async fn generate(ctx: &Context, a: GenerateArgs) -> Result<()> {
     if days == 0 {
         bail!("--days: validity must be at least one day");
     }
-    let e = crate::cmd::renewal::service(ctx)?
+    let e = crate::cmd::renewal::service(ctx)
+        .await?
         .add_key(
             t.id,
             &alias,
@@ -379,7 +380,8 @@ async fn generate(ctx: &Context, a: GenerateArgs) -> Result<()> {
 async fn reconcile(ctx: &Context, json: bool) -> Result<()> {
     let t = ctx.tenant().await?;
     let kind = ctx.store.backend(t.id).kind();
-    let report = crate::cmd::renewal::service(ctx)?
+    let report = crate::cmd::renewal::service(ctx)
+        .await?
         .reconcile_tokens(t.id)
         .await?;
     if json {
@@ -467,7 +469,8 @@ async fn import(ctx: &Context, a: ImportArgs) -> Result<()> {
              Keys that must never leave the token are made there: `rekey keystore generate`."
         );
     }
-    let e = crate::cmd::renewal::service(ctx)?
+    let e = crate::cmd::renewal::service(ctx)
+        .await?
         .add_key(t.id, &alias, NewKey::Import { key, chain }, &ctx.actor)
         .await?;
     print_added("imported", &e);

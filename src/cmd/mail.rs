@@ -229,7 +229,8 @@ pub fn run(global: &GlobalArgs, cmd: MailCmd) -> Result<ExitCode> {
                 t,
                 ctx.settings.mail.from.clone(),
                 ctx.settings.server.base_url.clone(),
-            );
+            )
+            .with_lease(ctx.settings.server.lease);
             let report = d.run_once(args.at.unwrap_or_else(Utc::now)).await?;
             let internal = report.internal();
             if args.json.json {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use rekey_engine::{Catalog, Event, Fingerprint, ProcedureId, Renewal, Role, StepStatus};
+use rekey_engine::{Event, Fingerprint, ProcedureId, Renewal, Role, StepStatus};
 use rekey_model::{Alias, FlowName, OutboxStatus, ReceiverName, StepName};
 use rekey_service::{Outcome, Service, StartRequest};
 use serde::Serialize;
@@ -151,9 +151,8 @@ pub enum WindowCmd {
     },
 }
 
-pub(crate) fn service(ctx: &Context) -> Result<Service> {
-    Ok(Service::new(ctx.store.clone(), Catalog::builtin()?)
-        .with_clock_skew(ctx.settings.renewal.clock_skew))
+pub(crate) async fn service(ctx: &Context) -> Result<Service> {
+    ctx.service().await
 }
 
 /// The person acting: `--as EMAIL` is required for renewal actions.
@@ -203,7 +202,7 @@ fn summary(o: &Outcome) {
 /// Runs `rekey renewal …`.
 pub fn renewal(global: &GlobalArgs, cmd: RenewalCmd) -> Result<ExitCode> {
     with_ctx(global, async |ctx| {
-        let svc = service(ctx)?;
+        let svc = service(ctx).await?;
         match cmd {
             RenewalCmd::Start(a) => {
                 let tenant = ctx.tenant().await?;
@@ -421,7 +420,7 @@ async fn report(ctx: &Context, svc: &Service, id: Uuid) -> Result<Report> {
 /// Runs `rekey task …`.
 pub fn task(global: &GlobalArgs, cmd: TaskCmd) -> Result<ExitCode> {
     with_ctx(global, async |ctx| {
-        let svc = service(ctx)?;
+        let svc = service(ctx).await?;
         match cmd {
             TaskCmd::List { role, json } => {
                 let role = role
@@ -470,7 +469,7 @@ pub fn task(global: &GlobalArgs, cmd: TaskCmd) -> Result<ExitCode> {
 /// Runs `rekey window …`.
 pub fn window(global: &GlobalArgs, cmd: WindowCmd) -> Result<ExitCode> {
     with_ctx(global, async |ctx| {
-        let svc = service(ctx)?;
+        let svc = service(ctx).await?;
         let (id, event) = match cmd {
             WindowCmd::Propose { id, start, end } => (id, Event::ProposeWindow { start, end }),
             WindowCmd::Accept { id } => (id, Event::AcceptWindow),

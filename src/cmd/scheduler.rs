@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use rekey_engine::Catalog;
+use rekey_service::Result as ServiceResult;
 use rekey_service::scheduler::{self, Report};
 use rekey_service::watch::{self, Policy, WatchOptions};
-use rekey_service::{Result as ServiceResult, Service};
 
 use crate::cmd::state::{print_json, with_ctx};
 use crate::config::GlobalArgs;
@@ -88,8 +87,7 @@ pub fn scheduler(global: &GlobalArgs, cmd: SchedulerCmd) -> Result<ExitCode> {
         bail!("--interval must be at least 1 second");
     }
     with_ctx(global, async |ctx| {
-        let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
-            .with_clock_skew(ctx.settings.renewal.clock_skew);
+        let service = ctx.service().await?;
         let owner = scheduler::default_owner();
         if args.once {
             let now = args.at.unwrap_or_else(rekey_store::db::now);
@@ -172,8 +170,7 @@ pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
         other => bail!("--policy: expected notify or open, not {other:?}"),
     };
     with_ctx(global, async |ctx| {
-        let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
-            .with_clock_skew(ctx.settings.renewal.clock_skew);
+        let service = ctx.service().await?;
         let opts = WatchOptions {
             policy,
             renew_before: chrono::Duration::days(i64::from(

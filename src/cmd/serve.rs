@@ -1,6 +1,6 @@
 //! `rekey serve`: one process running the HTTP server (JSON API, OpenAPI document, web inbox,
-//! `/healthz`, `/metrics`), the scheduler loop and the mail dispatcher on the configured
-//! database. Ctrl-C or SIGTERM stops accepting connections, lets in-flight requests, the
+//! `/healthz`, `/metrics`), the scheduler loop, the mail dispatcher and the expiry watch (every
+//! `[server] watch_interval_secs`) on the configured database, behind `[server]`'s HTTP limits. Ctrl-C or SIGTERM stops accepting connections, lets in-flight requests, the
 //! scheduler's current pass and the dispatcher's current pass finish, then exits.
 //!
 //! Its log goes to stderr as `[log]` says ([`crate::logging`]); where it listens and that it
@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
-use rekey_engine::Catalog;
 use rekey_notifier::Dispatcher;
-use rekey_server::{AppState, app};
+use rekey_server::{AppState, app, limits};
+use rekey_service::watch::{self as expiry, WatchOptions};
 use rekey_service::{Service, scheduler};
 use tokio::sync::watch;
 
@@ -30,7 +30,9 @@ use crate::logging;
     after_help = "Listens on [server] listen (REKEY_SERVER_LISTEN); links in emails use [server] \
 base_url (cookies are Secure when it is https). API clients send `Authorization: Bearer <token>` \
 (`rekey user token --email EMAIL`); the document is at /openapi.json. Several `rekey serve` processes \
-may share one database: timers fire once and each email is sent once."
+may share one database: timers fire once, each email is sent once, one instance runs each expiry-watch \
+pass ([server] watch_interval_secs), and a dead instance's work is taken over after [server] lease_secs. \
+Timeouts, the body limit and rate limits are [server] settings (see `rekey init`'s rekey.toml)."
 )]
 pub struct ServeArgs {
     /// Address to listen on instead of [server] listen (port 0: any free port; the address
@@ -64,8 +66,7 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
         let format = args.log_format.unwrap_or(ctx.settings.log.format);
         logging::init(format, &ctx.settings.log.level)?;
         let json = format == LogFormat::Json;
-        let service = Service::new(ctx.store.clone(), Catalog::builtin()?)
-            .with_clock_skew(ctx.settings.renewal.clock_skew);
+        let service = ctx.service().await?;
         let addr = args.listen.unwrap_or(ctx.settings.server.listen);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -114,21 +115,35 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> Result<ExitCode> {
                 transport(&ctx.settings)?,
                 ctx.settings.mail.from.clone(),
                 base_url.clone(),
-            );
+            )
+            .with_lease(ctx.settings.server.lease);
             let rx = stop_rx.clone();
             let every = Duration::from_secs(args.mail_interval);
             Some(tokio::spawn(dispatch_loop(d, every, rx)))
         };
 
+        let expiry = ctx.settings.server.watch_interval.map(|every| {
+            let opts = WatchOptions {
+                policy: ctx.settings.server.watch_policy,
+                renew_before: chrono::Duration::days(i64::from(
+                    ctx.settings.renewal.renew_before_days,
+                )),
+            };
+            tokio::spawn(watch_loop(service.clone(), opts, every, stop_rx.clone()))
+        });
+
         announce(
             json,
             &format!("listening on http://{local} (links use {base_url})"),
         );
-        axum_serve(listener, state, stop_tx, json).await?;
+        axum_serve(listener, state, &ctx.settings.server.limits, stop_tx, json).await;
         if let Some(h) = sched {
             let _ = h.await;
         }
         if let Some(h) = mail {
+            let _ = h.await;
+        }
+        if let Some(h) = expiry {
             let _ = h.await;
         }
         announce(json, "stopped");
@@ -146,23 +161,24 @@ fn announce(json: bool, text: &str) {
     }
 }
 
+/// Serves the router behind `[server]`'s limits until Ctrl-C or SIGTERM.
 async fn axum_serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    limits: &limits::Limits,
     stop: watch::Sender<bool>,
     json: bool,
-) -> Result<()> {
-    rekey_server::axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            announce(
-                json,
-                "stopping: finishing requests, the scheduler's and the dispatcher's current pass",
-            );
-            let _ = stop.send(true);
-        })
-        .await
-        .context("HTTP server")
+) {
+    let router = limits::layer(app(state), limits);
+    limits::serve(listener, router, limits, async move {
+        shutdown_signal().await;
+        announce(
+            json,
+            "stopping: finishing requests, the scheduler's and the dispatcher's current pass",
+        );
+        let _ = stop.send(true);
+    })
+    .await;
 }
 
 /// Sends due mail every `every` until `stop`; a pass in progress finishes first.
@@ -183,6 +199,36 @@ async fn dispatch_loop(d: Dispatcher, every: Duration, mut stop: watch::Receiver
                 }
             }
             Err(e) => tracing::error!(error = %e, "mail pass failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the expiry watch every `every` until `stop`; a pass in progress finishes first. Each
+/// pass is leased ([`watch::run_once`]), so with several instances one runs it.
+async fn watch_loop(
+    service: Service,
+    opts: WatchOptions,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match expiry::run_once(&service, rekey_store::db::now(), &opts).await {
+            Ok(r) if r.skipped_until.is_none() && !r.aliases.is_empty() => {
+                tracing::info!(aliases = r.aliases.len(), "expiry watch: aliases due");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "expiry watch pass failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

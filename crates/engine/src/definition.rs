@@ -442,4 +442,133 @@ impl Catalog {
     pub fn all(&self) -> &[Procedure] {
         &self.procedures
     }
+
+    /// This catalog with other reminder and escalation times (a deployment's or a tenant's
+    /// configuration): on every timed step (actions, tasks, approvals, agreements), or only on
+    /// those of `procedure`, or only on its step `step`. Each changed step must still satisfy
+    /// `remind <= due <= escalate`; the error names the procedure and step where it does not,
+    /// or the step that does not exist or has no times.
+    pub fn with_timing(
+        mut self,
+        procedure: Option<ProcedureId>,
+        step: Option<&str>,
+        remind: Option<Duration>,
+        escalate: Option<Duration>,
+    ) -> Result<Catalog, DefinitionError> {
+        let mut found = false;
+        for p in &mut self.procedures {
+            if procedure.is_some_and(|id| id != p.id) {
+                continue;
+            }
+            for s in &mut p.steps {
+                if step.is_some_and(|id| id != s.id) {
+                    continue;
+                }
+                let timed = !matches!(s.kind, StepKind::Inform | StepKind::Window);
+                let err = |reason: String| DefinitionError {
+                    file: p.id.to_string(),
+                    step: Some(s.id.clone()),
+                    reason,
+                };
+                if !timed {
+                    if step.is_some() {
+                        return Err(err("this step has no reminders or escalation".into()));
+                    }
+                    continue;
+                }
+                found = true;
+                if let Some(r) = remind {
+                    s.remind = r;
+                }
+                if let Some(e) = escalate {
+                    s.escalate = e;
+                }
+                if !(s.remind <= s.due && s.due <= s.escalate) {
+                    return Err(err(format!(
+                        "timing must satisfy remind ({}) <= due ({}) <= escalate ({})",
+                        show(s.remind),
+                        show(s.due),
+                        show(s.escalate)
+                    )));
+                }
+            }
+        }
+        if !found && let Some(id) = step {
+            return Err(DefinitionError {
+                file: procedure.map_or_else(|| "workflows/".into(), |p| p.to_string()),
+                step: Some(id.to_string()),
+                reason: "no such step".into(),
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// A duration as the definitions write it (the largest unit that divides it).
+fn show(d: Duration) -> String {
+    let m = d.num_minutes();
+    if m != 0 && m % (7 * 24 * 60) == 0 {
+        format!("{}w", m / (7 * 24 * 60))
+    } else if m != 0 && m % (24 * 60) == 0 {
+        format!("{}d", m / (24 * 60))
+    } else if m != 0 && m % 60 == 0 {
+        format!("{}h", m / 60)
+    } else {
+        format!("{m}m")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_changes_every_timed_step_or_one_and_keeps_the_order() {
+        let base = Catalog::builtin().expect("builtin");
+        let c = base
+            .clone()
+            .with_timing(None, None, Some(Duration::hours(1)), None)
+            .expect("every step");
+        for p in c.all() {
+            for s in p.steps.iter().filter(|s| s.due > Duration::zero()) {
+                assert_eq!(s.remind, Duration::hours(1), "{} {}", p.id, s.id);
+            }
+        }
+        let one = base
+            .clone()
+            .with_timing(
+                Some(ProcedureId::DualTrust),
+                Some("create-key-pair"),
+                Some(Duration::minutes(30)),
+                Some(Duration::days(4)),
+            )
+            .expect("one step");
+        let s = one
+            .get(ProcedureId::DualTrust)
+            .step("create-key-pair")
+            .expect("step");
+        assert_eq!(
+            (s.remind, s.escalate),
+            (Duration::minutes(30), Duration::days(4))
+        );
+        let other = one
+            .get(ProcedureId::DualSignature)
+            .step("create-key-pair")
+            .expect("step");
+        assert_eq!(
+            other.remind,
+            Duration::days(1),
+            "other procedures keep theirs"
+        );
+
+        let e = base
+            .clone()
+            .with_timing(None, None, Some(Duration::days(9)), None)
+            .expect_err("remind after due");
+        assert!(e.to_string().contains("timing must satisfy"), "{e}");
+        let e = base
+            .with_timing(Some(ProcedureId::DualTrust), Some("nope"), None, None)
+            .expect_err("unknown step");
+        assert_eq!(e.to_string(), "dual-trust: step \"nope\": no such step");
+    }
 }

@@ -189,8 +189,9 @@ impl Dispatcher {
             from: from.into(),
             base_url: base_url.into().trim_end_matches('/').to_string(),
             owner: format!("rekey:{}", std::process::id()),
-            // A batch of 10 with the SMTP transport's 30 s timeout cannot outlast the lease.
-            lease: Duration::minutes(10),
+            // Short, and renewed while a batch is sent: a dead dispatcher's rows are taken
+            // over within seconds.
+            lease: lease::DEFAULT_LENGTH,
             link_ttl: links::DEFAULT_TTL,
             policy: RetryPolicy::default(),
             batch: 10,
@@ -234,9 +235,18 @@ impl Dispatcher {
 
     /// Claims up to `limit` due rows for this dispatcher; returns the rows it now owns.
     pub async fn claim(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<OutboxRow>> {
+        Ok(self.claim_lease(now, limit).await?.1)
+    }
+
+    async fn claim_lease(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<(lease::Lease, Vec<OutboxRow>)> {
         let lease =
             lease::claim(&self.db, Queue::Outbox, &self.owner, now, self.lease, limit).await?;
-        Ok(outbox::leased(&self.db, &lease).await?)
+        let rows = outbox::leased(&self.db, &lease).await?;
+        Ok((lease, rows))
     }
 
     /// One pass: claims and sends due rows, batch after batch, until none is due at `now`.
@@ -245,10 +255,12 @@ impl Dispatcher {
         // Every row handled leaves `queued`-and-due, so each round makes progress; the bound
         // only guards against a clock that lets rows come due again within the pass.
         for _ in 0..1000 {
-            let rows = self.claim(now, self.batch).await?;
+            let (held, rows) = self.claim_lease(now, self.batch).await?;
             if rows.is_empty() {
                 break;
             }
+            // Renewed while this batch is sent; dropped (renewals stop) when it is done.
+            let _kept = lease::keep(self.db.clone(), Queue::Outbox, held.token, now, self.lease);
             for row in rows {
                 if !self.still_own(&row, now).await? {
                     continue; // our lease ran out and another dispatcher took the row

@@ -4,7 +4,8 @@
 //!
 //! By job: [`api`] holds the JSON handlers by resource and the route table; [`openapi`] the
 //! document utoipa derives from them; [`web`] the page handlers, with sessions and CSRF in
-//! [`web::session`]; [`pages`] the maud templates; [`metrics`] the Prometheus text.
+//! [`web::session`]; [`pages`] the maud templates; [`metrics`] the Prometheus text;
+//! [`limits`] the timeouts, body limit and rate limits `rekey serve` puts around [`app`].
 //!
 //! [`app`] builds the router from a [`AppState`]; binding a socket is the caller's business, so
 //! tests drive the router with `tower::ServiceExt::oneshot`.
@@ -22,6 +23,7 @@
 
 pub mod api;
 mod error;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;

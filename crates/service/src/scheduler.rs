@@ -10,6 +10,10 @@
 //! transient failure (database error, a concurrent change) gives the lease back with a short
 //! back-off so a later pass retries; after [`MAX_ATTEMPTS`] the timer is marked `failed`.
 //!
+//! Leases are short ([`Service::lease`], 30 s unless configured) and renewed in the background
+//! while a batch is fired ([`rekey_store::lease::keep`]), so timers claimed by a process that
+//! died are fired by another within about one lease length.
+//!
 //! Even if a lease expired while its holder was still working and a second process fired the
 //! same timer, nothing would happen twice: marking the timer `fired` is conditional on the
 //! lease still being held, and the engine honours a timer only when it is due and not yet
@@ -26,8 +30,6 @@ use serde::Serialize;
 use crate::shell::commit;
 use crate::{Result, Service, ServiceError};
 
-/// How long a claimed timer stays reserved for its claimer.
-pub const LEASE: Duration = Duration::minutes(5);
 /// How long a timer whose firing failed transiently waits before the next attempt.
 pub const RETRY_AFTER: Duration = Duration::seconds(30);
 /// Attempts after which a timer is marked `failed` instead of retried.
@@ -76,6 +78,13 @@ pub async fn run_once(service: &Service, now: DateTime<Utc>, owner: &str) -> Res
             break;
         }
         report.claimed += claimed.len();
+        let _kept = lease::keep(
+            service.store().db().clone(),
+            Queue::Timers,
+            token.clone(),
+            now,
+            service.lease(),
+        );
         for t in &claimed {
             fire(service, t, &token, now, &mut report).await;
         }
@@ -123,7 +132,7 @@ async fn claim(
     limit: u64,
 ) -> Result<(String, Vec<Timer>)> {
     let db = service.store().db();
-    let lease = lease::claim(db, Queue::Timers, owner, now, LEASE, limit).await?;
+    let lease = lease::claim(db, Queue::Timers, owner, now, service.lease(), limit).await?;
     if lease.rows == 0 {
         return Ok((lease.token, Vec::new()));
     }

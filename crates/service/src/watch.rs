@@ -138,10 +138,6 @@ pub struct WatchReport {
     pub skipped_until: Option<DateTime<Utc>>,
 }
 
-/// How long a pass may hold the watch's lease; it gives it back when it ends. A pass that dies
-/// holds it this long at most.
-pub const LEASE: Duration = Duration::minutes(10);
-
 /// The lead time of a procedure: the sum of its steps' `due` times.
 pub fn lead(service: &Service, p: ProcedureId) -> Duration {
     service
@@ -180,14 +176,32 @@ pub async fn run_once(
 ) -> Result<WatchReport> {
     let db = service.store().db();
     let owner = format!("watch@{}", std::process::id());
-    let held = lease::claim(db, Queue::Job(lease::WATCH), &owner, now, LEASE, 1).await?;
+    // Held for [`Service::lease`], renewed while the pass runs and given back when it ends: a
+    // pass that dies holds it about that long at most.
+    let held = lease::claim(
+        db,
+        Queue::Job(lease::WATCH),
+        &owner,
+        now,
+        service.lease(),
+        1,
+    )
+    .await?;
     if held.rows == 0 {
         return Ok(WatchReport {
             aliases: Vec::new(),
             skipped_until: Some(held.until),
         });
     }
+    let kept = lease::keep(
+        db.clone(),
+        Queue::Job(lease::WATCH),
+        held.token.clone(),
+        now,
+        service.lease(),
+    );
     let pass = pass(service, now, opts).await;
+    drop(kept);
     // Given back whether the pass succeeded or not; if this fails, the lease runs out by itself.
     let released = lease::release(db, lease::WATCH, &held.token).await;
     let report = pass?;

@@ -194,7 +194,7 @@ async fn crash_child() -> Result<(), BoxError> {
             let w = r.window.clone().ok_or("nothing due and no window")?;
             let report = scheduler::run_once(&s, now.max(w.start) + waited, "crash-child").await?;
             if report.fired == 0 {
-                waited += scheduler::LEASE;
+                waited += s.lease();
             }
         } else {
             perform_next(&s, &r, now).await?;

@@ -411,7 +411,7 @@ async fn a_timer_leased_by_a_crashed_process_fires_when_the_lease_runs_out() {
             db.store.db(),
             reminder.id,
             "dead:1#x",
-            at + scheduler::LEASE,
+            at + s.lease(),
         )
         .await?;
         let r = tick(&s, at).await?;
@@ -421,12 +421,85 @@ async fn a_timer_leased_by_a_crashed_process_fires_when_the_lease_runs_out() {
                 .await?
                 .is_empty()
         );
-        let r = tick(&s, at + scheduler::LEASE).await?;
+        let r = tick(&s, at + s.lease()).await?;
         assert_eq!((r.claimed, r.fired), (1, 1));
         assert_eq!(
             mailed(&db.store, id, "reminder", "create-key-pair").await?,
             vec![TENANT_ADMIN.to_string()]
         );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_timer_claimed_by_a_worker_that_died_is_fired_by_another_within_the_short_lease() {
+    use rekey_store::lease::{self, Queue};
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        assert_eq!(s.lease(), Duration::seconds(30));
+        let setup = setup(&db.store, ProcedureId::DualTrust, t0()).await?;
+        let id = start(&s, &setup, false, t0()).await?.renewal.id;
+        let at = t0() + Duration::days(1); // the first reminder
+        // A worker claims it through the one claim, as the scheduler does, and dies.
+        let dead = lease::claim(db.store.db(), Queue::Timers, "dead:1", at, s.lease(), 50).await?;
+        assert!(dead.rows >= 1);
+        let r = tick(&s, at + Duration::seconds(29)).await?;
+        assert_eq!(r.claimed, 0, "the lease still holds");
+        // Thirty seconds later another worker takes it over and fires it.
+        let r = tick(&s, at + Duration::seconds(30)).await?;
+        assert!(r.fired >= 1, "{r:?}");
+        assert_eq!(
+            mailed(&db.store, id, "reminder", "create-key-pair").await?,
+            vec![TENANT_ADMIN.to_string()]
+        );
+        // The dead worker's token no longer holds anything: it cannot settle the timer.
+        let renewed = lease::renew(
+            db.store.db(),
+            Queue::Timers,
+            &dead.token,
+            at + Duration::seconds(31),
+            at + Duration::minutes(1),
+        )
+        .await?;
+        assert_eq!(renewed, 0);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_long_running_holder_keeps_its_lease_by_renewing_it() {
+    use rekey_store::lease::{self, Queue};
+    on_both(async |db: &TestDb| -> TestResult {
+        let s = service(db.store.clone());
+        let setup = setup(&db.store, ProcedureId::DualTrust, t0()).await?;
+        start(&s, &setup, false, t0()).await?;
+        let at = t0() + Duration::days(1);
+        let length = Duration::milliseconds(600);
+        let held = lease::claim(db.store.db(), Queue::Timers, "busy:1", at, length, 50).await?;
+        assert!(held.rows >= 1);
+        let started = std::time::Instant::now();
+        let keeper = lease::keep(
+            db.store.db().clone(),
+            Queue::Timers,
+            held.token.clone(),
+            at,
+            length,
+        );
+        // Several lease lengths later (on the claim's clock moved on as much), nobody else
+        // can take the rows: the holder renewed them.
+        tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+        let later = at + Duration::from_std(started.elapsed())?;
+        let other =
+            lease::claim(db.store.db(), Queue::Timers, "other:2", later, length, 50).await?;
+        assert_eq!(other.rows, 0, "renewed leases hold");
+        // Once the holder stops renewing, the lease runs out and another worker takes over.
+        drop(keeper);
+        let after = at + Duration::from_std(started.elapsed())? + length;
+        let other =
+            lease::claim(db.store.db(), Queue::Timers, "other:2", after, length, 50).await?;
+        assert_eq!(other.rows, held.rows);
         Ok(())
     })
     .await;

@@ -130,7 +130,7 @@ async fn a_pass_does_nothing_while_another_instance_holds_the_watch_lease() {
             Queue::Job(lease::WATCH),
             "other-instance",
             latest,
-            watch::LEASE,
+            s.lease(),
             1,
         )
         .await?;
@@ -153,12 +153,12 @@ async fn a_pass_does_nothing_while_another_instance_holds_the_watch_lease() {
             Queue::Job(lease::WATCH),
             "dead-instance",
             latest + MINUTE,
-            watch::LEASE,
+            s.lease(),
             1,
         )
         .await?;
         assert_eq!(dead.rows, 1, "the finished pass gave its lease back");
-        let during = watch::run_once(&s, latest + MINUTE + watch::LEASE - MINUTE, &opts).await?;
+        let during = watch::run_once(&s, latest + MINUTE + s.lease() - MINUTE, &opts).await?;
         assert!(during.skipped_until.is_some());
         let after = watch::run_once(&s, dead.until, &opts).await?;
         assert_eq!(after.skipped_until, None, "a lease ending now has run out");

@@ -13,9 +13,14 @@
 //! **A lease that ends exactly at `now` has run out** ([`expired`]: `lease_until <= now`): the
 //! holder was given the time up to `lease_until`, not the instant itself, so at that instant
 //! another worker may take the row. Every claim uses this one comparison.
+//!
+//! Leases are short (seconds, [`DEFAULT_LENGTH`]) so that rows held by a process that died are
+//! taken over quickly; a holder that is still working keeps them by renewing ([`renew`], or
+//! [`keep`] in the background while a batch runs). A holder whose lease was lost nevertheless
+//! commits nothing: every write that settles a row is conditional on its token still holding it.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -32,6 +37,10 @@ pub enum Queue {
     /// creates the row the first time.
     Job(&'static str),
 }
+
+/// How long a claim holds unless configured otherwise: long enough for a few renewals to fail
+/// in a row, short enough that another instance takes over a dead one's rows within seconds.
+pub const DEFAULT_LENGTH: Duration = Duration::seconds(30);
 
 /// The expiry watch's job: one pass at a time over all instances.
 pub const WATCH: &str = "watch";
@@ -170,6 +179,78 @@ pub async fn release(conn: &impl ConnectionTrait, name: &str, token: &str) -> Re
     conn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     Ok(())
+}
+
+/// Extends to `until` the lease `token` holds on `queue`'s rows, only where it still holds
+/// (has not run out at `now`); returns how many rows it renewed. A lease that ran out is not
+/// revived: another worker may have taken the row, or may take it. On PostgreSQL rows locked
+/// by a transaction (the holder's own, firing that timer) are skipped rather than waited for,
+/// so a renewal never deadlocks with the work it keeps.
+pub async fn renew(
+    conn: &impl ConnectionTrait,
+    queue: Queue,
+    token: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<u64> {
+    let (table, ..) = queue.shape();
+    let backend = conn.get_database_backend();
+    // `NOT expired` written in SQL: `lease_until > now`.
+    let sql = match backend {
+        DatabaseBackend::Postgres => format!(
+            "UPDATE {table} SET lease_until = $1 WHERE id IN (SELECT id FROM {table} \
+             WHERE lease_owner = $2 AND lease_until > $3 FOR UPDATE SKIP LOCKED)"
+        ),
+        _ => {
+            format!("UPDATE {table} SET lease_until = ? WHERE lease_owner = ? AND lease_until > ?")
+        }
+    };
+    let values: Vec<Value> = vec![until.into(), token.into(), now.into()];
+    let res = conn
+        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// Renews a claim in the background while it is alive; dropping it stops the renewals (the
+/// lease then runs out by itself unless settled or released).
+#[derive(Debug)]
+pub struct Keeper {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Keeps the lease `token` took on `queue` at `claimed_at` for `length` alive: every third of
+/// `length` it is renewed to `length` past the claim's clock moved on by the time elapsed
+/// (measured monotonically, so a pass running on a simulated clock renews on that clock), until
+/// the keeper is dropped. Rows whose lease was lost are left alone ([`renew`]).
+pub fn keep(
+    db: DatabaseConnection,
+    queue: Queue,
+    token: String,
+    claimed_at: DateTime<Utc>,
+    length: Duration,
+) -> Keeper {
+    let every = (length / 3)
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let elapsed = Duration::from_std(started.elapsed()).unwrap_or(Duration::zero());
+            let now = claimed_at + elapsed;
+            if let Err(e) = renew(&db, queue, &token, now, now + length).await {
+                tracing::warn!(error = %e, "renewing a lease failed; trying again");
+            }
+        }
+    });
+    Keeper { task }
 }
 
 #[cfg(test)]

@@ -37,9 +37,6 @@ use super::{Service, TEST_PAYLOAD, commit, receiver_of, tenant_of};
 /// The name of the AS2 test message's file part.
 pub const TEST_FILE_NAME: &str = "rekey-test.txt";
 
-/// How long one pass may hold the AS2 job's lease.
-const LEASE: chrono::Duration = chrono::Duration::minutes(10);
-
 /// What one check did.
 #[derive(Debug, Clone, Serialize)]
 pub struct As2CheckReport {
@@ -71,11 +68,20 @@ impl Service {
     ) -> Result<Vec<As2CheckReport>> {
         let db = self.store.db();
         let owner = format!("as2@{}", std::process::id());
-        let held = lease::claim(db, Queue::Job(lease::AS2), &owner, now, LEASE, 1).await?;
+        let held = lease::claim(db, Queue::Job(lease::AS2), &owner, now, self.lease, 1).await?;
         if held.rows == 0 {
             return Ok(Vec::new());
         }
+        // Renewed while the checks run (each waits up to `timeout` for a receiver).
+        let kept = lease::keep(
+            db.clone(),
+            Queue::Job(lease::AS2),
+            held.token.clone(),
+            now,
+            self.lease,
+        );
         let pass = self.as2_checks(now, timeout).await;
+        drop(kept);
         let released = lease::release(db, lease::AS2, &held.token).await;
         let out = pass?;
         released?;
@@ -152,14 +158,15 @@ impl Service {
             )));
         };
         let world = self.world_of(db, r, now).await?;
-        let signers = rekey_engine::task_test_signers(&self.catalog, r, &world, step, now)
-            .and_then(|groups| groups.into_iter().next())
-            .ok_or_else(|| {
-                ServiceError::Corrupt(format!(
-                    "renewal {}: step {step} has no signer step to test",
-                    r.id
-                ))
-            })?;
+        let signers =
+            rekey_engine::task_test_signers(self.catalog_for(r.tenant), r, &world, step, now)
+                .and_then(|groups| groups.into_iter().next())
+                .ok_or_else(|| {
+                    ServiceError::Corrupt(format!(
+                        "renewal {}: step {step} has no signer step to test",
+                        r.id
+                    ))
+                })?;
         let (digest, include_certs, include_signing_time) =
             self.signer_params(db, r, &signers.signer_step).await?;
         let mut material: Vec<(KeyHandle, [Certificate; 1])> = Vec::new();
@@ -422,7 +429,7 @@ impl Service {
     ) -> Result<super::Outcome> {
         let (r, version) = self.load(txn, id).await?;
         let world = self.world_of(txn, &r, now).await?;
-        let t = rekey_engine::apply(&self.catalog, &r, &world, actor, event, now)?;
+        let t = rekey_engine::apply(self.catalog_for(r.tenant), &r, &world, actor, event, now)?;
         self.carry_out(txn, t, actor, version, now).await
     }
 

@@ -95,7 +95,7 @@ impl Service {
             }
             let Some(event) = follow_up else { break };
             let t = rekey_engine::apply(
-                &self.catalog,
+                self.catalog_for(renewal.tenant),
                 &renewal,
                 &actual,
                 &Actor::system(),

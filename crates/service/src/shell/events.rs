@@ -83,7 +83,7 @@ impl Service {
             ca_signed: req.ca_signed,
             bits: req.bits,
         };
-        let t = rekey_engine::start(&self.catalog, params, &world, &actor, now)?;
+        let t = rekey_engine::start(self.catalog_for(req.tenant), params, &world, &actor, now)?;
         // Checked once the engine accepted the request (role, alias, procedure), so only someone
         // who may start a renewal learns of the running one; the index below makes it hold
         // across processes.
@@ -163,7 +163,7 @@ impl Service {
         let (r, version) = self.load(txn, id).await?;
         visible_to(&actor, &r)?;
         let world = self.world_of(txn, &r, now).await?;
-        let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
+        let t = rekey_engine::apply(self.catalog_for(r.tenant), &r, &world, &actor, event, now)?;
         self.carry_out(txn, t, &actor, version, now).await
     }
 
@@ -192,7 +192,7 @@ impl Service {
         }
         let event = Event::KeyReady { cert };
         // Ask the engine first: it checks the role and that a certificate is awaited.
-        let t = rekey_engine::apply(&self.catalog, &r, &world, &actor, event, now)?;
+        let t = rekey_engine::apply(self.catalog_for(r.tenant), &r, &world, &actor, event, now)?;
         self.check_validity(&r, leaf, now)?;
         let backend = self.store.backend(tenant);
         pending::set_chain(
@@ -234,7 +234,7 @@ impl Service {
                 at(now)
             )));
         }
-        let end = planned_end(self.catalog.get(r.procedure), r, now);
+        let end = planned_end(self.catalog_for(r.tenant).get(r.procedure), r, now);
         if not_after <= end {
             return Err(ServiceError::Input(format!(
                 "{} expires before the renewal's remaining steps are due to be done ({}); ask \

@@ -32,6 +32,9 @@ pub struct Service {
     store: Store,
     catalog: Catalog,
     clock_skew: chrono::Duration,
+    lease: chrono::Duration,
+    /// Tenants whose reminder and escalation times are configured: their catalog.
+    tenant_catalogs: std::sync::Arc<std::collections::HashMap<rekey_model::TenantId, Catalog>>,
 }
 
 /// How far back a new certificate's notBefore is dated from the engine's clock unless
@@ -118,7 +121,34 @@ impl Service {
             store,
             catalog,
             clock_skew: DEFAULT_CLOCK_SKEW,
+            lease: rekey_store::lease::DEFAULT_LENGTH,
+            tenant_catalogs: Default::default(),
         }
+    }
+
+    /// The same service running `tenant`'s renewals with `catalog` (the same procedures with
+    /// that tenant's reminder and escalation times, [`Catalog::with_timing`]).
+    pub fn with_tenant_catalog(mut self, tenant: rekey_model::TenantId, catalog: Catalog) -> Self {
+        std::sync::Arc::make_mut(&mut self.tenant_catalogs).insert(tenant, catalog);
+        self
+    }
+
+    /// The procedures `tenant`'s renewals run: its own timing if configured, else the
+    /// service's catalog.
+    pub fn catalog_for(&self, tenant: rekey_model::TenantId) -> &Catalog {
+        self.tenant_catalogs.get(&tenant).unwrap_or(&self.catalog)
+    }
+
+    /// The same service claiming timers and passes for `lease` at a time (renewed while the
+    /// work runs), so another instance takes over a dead one's within about that long.
+    pub fn with_lease(mut self, lease: chrono::Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a claim of this service's workers holds before it must be renewed.
+    pub fn lease(&self) -> chrono::Duration {
+        self.lease
     }
 
     /// The same service issuing certificates with notBefore `skew` before the engine's clock
