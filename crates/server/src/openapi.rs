@@ -46,7 +46,7 @@ use crate::api::{ops, renewals, schema, tasks, users};
         schema::ApiToken,
         schema::UserRoles
     )),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &LimitAnswers),
     tags(
         (name = "tasks", description = "Due steps and acting on them"),
         (name = "renewals", description = "Starting, following, cancelling and rolling back renewals"),
@@ -75,6 +75,55 @@ impl Modify for Bearer {
     }
 }
 
+/// Adds the answers [`crate::limits`] gives before any handler runs, so that a client reading
+/// the document knows them: 408 (the request took longer than `[server]
+/// request_timeout_secs`) on every operation, 413 (body over `max_body_bytes`) on those that
+/// take a body, and 429 with `Retry-After` (over `api_requests_per_minute`) on `/api/...`.
+struct LimitAnswers;
+
+impl Modify for LimitAnswers {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let answer = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Error")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/");
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.delete, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+            ];
+            for (op, has_body) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let r = &mut op.responses.responses;
+                r.entry("408".into()).or_insert_with(|| {
+                    answer("The request took longer than the server allows").into()
+                });
+                if has_body {
+                    r.entry("413".into()).or_insert_with(|| {
+                        answer("The body is larger than the server allows").into()
+                    });
+                }
+                if api {
+                    r.entry("429".into()).or_insert_with(|| {
+                        answer("Too many requests from this address or token; `Retry-After` says when to try again").into()
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// The document as JSON.
 pub fn build() -> Value {
     // Serialising a document of strings, maps and numbers cannot fail.
@@ -98,6 +147,14 @@ mod tests {
             start["201"].is_object() && start["200"].is_null(),
             "{start}"
         );
+        // The limits' answers are documented where they can happen.
+        let get = &doc["paths"]["/api/renewals"]["get"]["responses"];
+        assert!(
+            get["408"].is_object() && get["429"].is_object() && get["413"].is_null(),
+            "{get}"
+        );
+        assert!(start["413"].is_object(), "{start}");
+        assert!(doc["paths"]["/healthz"]["get"]["responses"]["429"].is_null());
         // Response schemas are closed: a field added to a response must be documented.
         assert_eq!(
             doc["components"]["schemas"]["Renewal"]["additionalProperties"],
