@@ -284,3 +284,125 @@ fn expiry_watch_mail_says_what_the_watch_computed() {
     assert!(!m.contains("in the renewal of"), "{m}");
     assert!(!m.contains("/tasks/"), "no task exists to link to: {m}");
 }
+
+/// A renewal whose step is overdue, when the steps after it no longer fit before the old
+/// certificate expires: `rekey watch` warns every role of the renewal (tenant administrator,
+/// integration developer, the receiver's contact) once, each mail saying whose step it is and,
+/// to its owner, the command that does it. Not while the step is still within its due time,
+/// and not when the certificate outlives the remaining steps.
+#[test]
+fn watch_warns_every_role_when_a_stalled_step_endangers_the_expiry() {
+    const ADMIN: &str = "admin@acme.example";
+    let start = |data: &Path| -> String {
+        ok(&rekey(
+            data,
+            &[
+                "user",
+                "add",
+                "--email",
+                "dev@acme.example",
+                "--role",
+                "integration_developer",
+            ],
+            &[],
+        ));
+        let o = ok(&rekey(
+            data,
+            &[
+                "renewal",
+                "start",
+                "--flow",
+                "F",
+                "--step",
+                "S",
+                "--alias",
+                "A",
+                "--receiver",
+                "R",
+                "--procedure",
+                "dual-signature",
+                "--bits",
+                "2048",
+                "--as",
+                ADMIN,
+                "--json",
+            ],
+            &[],
+        ));
+        let r: serde_json::Value = serde_json::from_str(&o).expect("JSON");
+        r["id"].as_str().expect("renewal id").to_string()
+    };
+    let at = |days: i64| (Utc::now() + chrono::Duration::days(days)).to_rfc3339();
+    let at_risk = |data: &Path| -> Vec<String> {
+        emls(data)
+            .into_iter()
+            .map(|m| m.replace("\r\n ", " "))
+            .filter(|m| m.contains("at risk"))
+            .collect()
+    };
+
+    // Expires in 20 days; dual-signature's steps take 21 days as planned.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    common::tenant_with_key(&data, "20");
+    let id = start(&data);
+    // The first step (2 days) is not overdue yet: no warning, though the plan is tight.
+    let calm = ok(&rekey(&data, &["watch", "--at", &at(1)], &[]));
+    assert!(!calm.contains("AT RISK"), "{calm}");
+    // Three days on, it is overdue, and the 19 days of steps after it end after the expiry.
+    let out = ok(&rekey(&data, &["watch", "--at", &at(3)], &[]));
+    assert!(out.contains("AT RISK"), "{out}");
+    assert!(out.contains(&id), "{out}");
+    assert!(out.contains("warned every role (3 email(s))"), "{out}");
+    let again = ok(&rekey(&data, &["watch", "--at", &at(4)], &[]));
+    assert!(again.contains("every role already warned"), "{again}");
+    ok(&rekey(&data, &["mail", "send-due", "--at", &at(4)], &[]));
+    let mails = at_risk(&data);
+    assert_eq!(mails.len(), 3, "one per person, once: {mails:#?}");
+    for who in [ADMIN, "dev@acme.example", "ops@r.example"] {
+        let m = mails
+            .iter()
+            .find(|m| m.contains(&format!("To: {who}")))
+            .unwrap_or_else(|| panic!("no warning to {who}: {mails:#?}"));
+        for needle in [
+            "Subject: [rekey] Renewal of A at risk:",
+            "is overdue and the certificate expires",
+            "The renewal of alias A is stalled",
+            "Done now, the renewal ends:",
+            "Steps after it:",
+            id.as_str(),
+        ] {
+            assert!(
+                m.contains(needle),
+                "{needle:?} not in the mail to {who}: {m}"
+            );
+        }
+    }
+    let mail_to = |who: &str| {
+        mails
+            .iter()
+            .find(|m| m.contains(&format!("To: {who}")))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let owner = mail_to(ADMIN);
+    assert!(
+        owner.contains(&format!(
+            "rekey task approve {id}:create-key-pair --as {ADMIN}"
+        )),
+        "the owner is told how to do the step: {owner}"
+    );
+    let dev = mail_to("dev@acme.example");
+    assert!(dev.contains("Nothing is due from you yet"), "{dev}");
+    assert!(!dev.contains("rekey task approve"), "{dev}");
+    let audit = ok(&rekey(&data, &["audit", "list", "--json"], &[]));
+    assert_eq!(audit.matches("watch.at_risk").count(), 1, "{audit}");
+
+    // A certificate that outlives the remaining steps: overdue, but not at risk.
+    let dir2 = tempfile::tempdir().expect("temp dir");
+    let data2 = dir2.path().join("data");
+    common::tenant_with_key(&data2, "60");
+    start(&data2);
+    let fine = ok(&rekey(&data2, &["watch", "--at", &at(3)], &[]));
+    assert!(!fine.contains("AT RISK"), "{fine}");
+}

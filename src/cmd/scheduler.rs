@@ -202,6 +202,25 @@ pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
                 a.action
             );
         }
+        for r in &report.at_risk {
+            println!(
+                "{:<10} {:<32} AT RISK: renewal {} step {:?} (the {}'s) overdue since {}; done now, \
+                 it ends {}, after the certificate expires {}; {}",
+                r.tenant_name,
+                r.alias,
+                r.renewal,
+                r.step,
+                r.owner.as_str(),
+                r.due_at.format("%Y-%m-%d %H:%M"),
+                r.finish_at.format("%Y-%m-%d %H:%M"),
+                r.not_after.format("%Y-%m-%d %H:%M"),
+                if r.emails == 0 {
+                    "every role already warned".to_string()
+                } else {
+                    format!("warned every role ({} email(s))", r.emails)
+                }
+            );
+        }
         if report.aliases.is_empty() {
             println!("watch: no signing certificate is due for renewal");
         }

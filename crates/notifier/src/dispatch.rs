@@ -380,7 +380,8 @@ impl Dispatcher {
             // The watch's mail carries its own notAfter; a failure report has no certificate.
             OutboxMail::ExpiryWatch(_)
             | OutboxMail::DeliveryFailed(_)
-            | OutboxMail::As2Refused(_) => return Ok(None),
+            | OutboxMail::As2Refused(_)
+            | OutboxMail::AtRisk(_) => return Ok(None),
         };
         let Ok(alias) = Alias::parse(a) else {
             return Ok(None);
@@ -467,6 +468,7 @@ async fn report_failure(
         Some(OutboxMail::Notice(m)) => (Some(m.renewal), Some(m.alias.clone())),
         Some(OutboxMail::ExpiryWatch(w)) => (None, Some(w.alias.clone())),
         Some(OutboxMail::As2Refused(a)) => (Some(a.renewal), Some(a.alias.clone())),
+        Some(OutboxMail::AtRisk(a)) => (Some(a.renewal), Some(a.alias.clone())),
         None => (row.renewal_id, None),
     };
     let tenant = TenantId::from_uuid(row.tenant_id);

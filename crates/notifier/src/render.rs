@@ -18,7 +18,8 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MailAttachment, Body, Mailbox, MultiPart, SinglePart};
 use rekey_engine::{Notice, NoticeKind, Role};
 use rekey_store::mail::{
-    Access, As2Mail, Attachments, FailedMail, NoticeMail, OutboxMail, TestMessage, WatchMail,
+    Access, As2Mail, AtRiskMail, Attachments, FailedMail, NoticeMail, OutboxMail, TestMessage,
+    WatchMail,
 };
 use uuid::Uuid;
 
@@ -51,9 +52,10 @@ pub fn link_target(mail: &OutboxMail) -> Option<(Uuid, &str)> {
             }
             _ => None,
         },
-        OutboxMail::ExpiryWatch(_) | OutboxMail::DeliveryFailed(_) | OutboxMail::As2Refused(_) => {
-            None
-        }
+        OutboxMail::ExpiryWatch(_)
+        | OutboxMail::DeliveryFailed(_)
+        | OutboxMail::As2Refused(_)
+        | OutboxMail::AtRisk(_) => None,
     }
 }
 
@@ -209,6 +211,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
         OutboxMail::ExpiryWatch(w) => watch_body(w, input),
         OutboxMail::DeliveryFailed(f) => failed_body(f),
         OutboxMail::As2Refused(a) => as2_body(a),
+        OutboxMail::AtRisk(a) => at_risk_body(a, input),
     };
     Ok(lay_out(input, body))
 }
@@ -684,6 +687,92 @@ fn as2_body(a: &As2Mail) -> MailText {
         attachments: Vec::new(),
         fingerprint: None,
         as_who: role_name(Role::ReceiverAdmin).to_string(),
+    }
+}
+
+fn at_risk_body(a: &AtRiskMail, input: &RenderInput<'_>) -> MailText {
+    let AtRiskMail {
+        recipient,
+        roles,
+        renewal,
+        procedure,
+        alias,
+        receiver,
+        step,
+        step_title,
+        step_role,
+        step_command,
+        due_at,
+        fingerprint,
+        not_after,
+        finish_at,
+        remaining,
+    } = a;
+    let now = input.now;
+    let owner = role_name(*step_role);
+    let mut facts: Vec<(&'static str, String)> = vec![
+        ("Renewal", format!("{renewal} ({procedure})")),
+        ("Alias", alias.clone()),
+        ("Receiver", receiver.clone()),
+        ("Overdue step", format!("{step_title} (the {owner}'s)")),
+        (
+            "Was due",
+            format!("{} ({})", when(*due_at), relative(*due_at, now)),
+        ),
+        ("Old certificate SHA-256", fingerprint.clone()),
+        (
+            "It expires",
+            format!("{} ({})", when(*not_after), relative(*not_after, now)),
+        ),
+        ("Done now, the renewal ends", when(*finish_at)),
+    ];
+    if !remaining.is_empty() {
+        facts.push(("Steps after it", remaining.join("; ")));
+    }
+    let owns = roles.contains(step_role);
+    let todo = if owns {
+        format!(
+            "Do the step now: it is yours (step {step}, in your inbox at {}/inbox):\n  \
+             {step_command} --as {recipient}",
+            input.base_url
+        )
+    } else if roles.contains(&Role::TenantAdmin) {
+        format!(
+            "Reach the {owner} who must do \"{step_title}\" now. If it cannot be done in time, \
+             decide with the receiver how to keep messages verifiable past {} (for example a \
+             shorter procedure: rekey renewal cancel {renewal} while it can still be undone, then \
+             a new renewal).",
+            when(*not_after)
+        )
+    } else {
+        format!(
+            "Nothing is due from you yet; the {owner} must do \"{step_title}\" first. Be ready \
+             for your step, and tell the tenant administrator if you can help it finish sooner."
+        )
+    };
+    MailText {
+        headline: format!(
+            "The renewal of alias {alias} is stalled: \"{step_title}\" was due {}, and the \
+             certificate it replaces expires on {} — before the renewal can end as planned.",
+            relative(*due_at, now),
+            when(*not_after)
+        ),
+        facts,
+        why: Some(format!(
+            "Messages signed with the old certificate after {} are rejected by {receiver}. Even \
+             if the overdue step is done now, the steps after it take until {} as planned.",
+            when(*not_after),
+            when(*finish_at)
+        )),
+        todo,
+        notes: Vec::new(),
+        attachments: Vec::new(),
+        fingerprint: None,
+        as_who: roles
+            .iter()
+            .map(|r| role_name(*r))
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 

@@ -12,16 +12,23 @@
 //! renewal while one is running or after one was started for the same certificate, and the
 //! notice's Message-ID is derived from tenant, alias, certificate and recipient.
 //!
+//! Each pass also looks at the running renewals of those certificates: when a step is overdue
+//! and the steps after it, taken as planned from now, would end after the old certificate's
+//! notAfter, every role of the renewal (tenant administrators, integration developers, the
+//! receiver's administrators and contacts) is warned once per renewal and stalled step.
+//!
 //! Time comes in as an argument. Nothing here decides a renewal's steps: [`Service::start`]
 //! and the engine do.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use rekey_engine::{ProcedureId, Renewal, RenewalStatus};
+use rekey_engine::{
+    Procedure, ProcedureId, Renewal, RenewalStatus, Role, StepDef, StepKind, StepStatus,
+};
 use rekey_model::{Grant, TenantId};
 use rekey_store::lease::{self, Queue};
-use rekey_store::mail::{OutboxMail, WatchMail};
+use rekey_store::mail::{AtRiskMail, OutboxMail, WatchMail};
 use rekey_store::outbox::{self, OutboxMessage};
 use rekey_store::{KeystoreEntry, Receiver, StepRef, audit, flows, keystore, receivers, renewals};
 use serde::Serialize;
@@ -127,11 +134,39 @@ pub struct AliasDue {
     pub action: WatchAction,
 }
 
+/// A running renewal that can no longer finish before its old certificate expires unless its
+/// overdue step is done now — and maybe not even then.
+#[derive(Debug, Clone, Serialize)]
+pub struct AtRisk {
+    /// The renewal.
+    pub renewal: Uuid,
+    /// Its tenant's name.
+    pub tenant_name: String,
+    /// The alias renewed.
+    pub alias: String,
+    /// The overdue step.
+    pub step: String,
+    /// Who owns it.
+    pub owner: Role,
+    /// When it was due.
+    pub due_at: DateTime<Utc>,
+    /// The old certificate's notAfter.
+    pub not_after: DateTime<Utc>,
+    /// When the renewal ends if the step is done now and every later step takes its planned
+    /// time.
+    pub finish_at: DateTime<Utc>,
+    /// Warnings queued by this pass (0: every role was warned on an earlier pass).
+    pub emails: usize,
+}
+
 /// One pass's result: the aliases past their latest safe start.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WatchReport {
     /// Aliases acted on (or already being renewed).
     pub aliases: Vec<AliasDue>,
+    /// Running renewals whose overdue step puts the old certificate's expiry at risk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at_risk: Vec<AtRisk>,
     /// Set when this pass did nothing because another instance holds the watch's lease: until
     /// when that lease runs, at the latest.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -190,6 +225,7 @@ pub async fn run_once(
     if held.rows == 0 {
         return Ok(WatchReport {
             aliases: Vec::new(),
+            at_risk: Vec::new(),
             skipped_until: Some(held.until),
         });
     }
@@ -266,8 +302,203 @@ async fn pass(service: &Service, now: DateTime<Utc>, opts: &WatchOptions) -> Res
                 action,
             });
         }
+        // The running renewals of the due aliases whose old certificate is still the current
+        // one a signer step signs with: one indexed read per tenant with something due.
+        let scope = renewals::Scope::Of {
+            tenants: vec![tenant.id],
+            receivers: Vec::new(),
+        };
+        for r in renewals::running_in(db, &scope).await? {
+            if r.tenant != tenant.id || !usage.contains_key(&r.alias) {
+                continue;
+            }
+            let Some(entry) = due
+                .iter()
+                .find(|e| e.alias == r.alias && Some(e.fingerprint) == r.old_cert)
+            else {
+                continue;
+            };
+            let def = service.catalog().get(r.procedure);
+            let Some(stall) = stalled(&r, def, now) else {
+                continue;
+            };
+            if stall.finish_at <= entry.not_after {
+                continue;
+            }
+            let emails = warn(service, &r, entry, &stall, now).await?;
+            report.at_risk.push(AtRisk {
+                renewal: r.id,
+                tenant_name: tenant.name.to_string(),
+                alias: r.alias.to_string(),
+                step: stall.step.id.clone(),
+                owner: stall.step.role,
+                due_at: stall.due_at,
+                not_after: entry.not_after,
+                finish_at: stall.finish_at,
+                emails,
+            });
+        }
     }
     Ok(report)
+}
+
+/// A running renewal's overdue step, and when the renewal would end were it done now.
+#[derive(Debug)]
+struct Stall<'a> {
+    /// The step overdue the longest.
+    step: &'a StepDef,
+    /// When it was due.
+    due_at: DateTime<Utc>,
+    /// `now` plus the planned times of the steps not yet due.
+    finish_at: DateTime<Utc>,
+    /// Those steps.
+    remaining: Vec<&'a StepDef>,
+}
+
+/// The step of `r` overdue the longest at `now`, if one is. The steps still waiting count with
+/// their full planned time (a step a condition will skip counts too: the estimate errs towards
+/// warning).
+fn stalled<'a>(r: &Renewal, def: &'a Procedure, now: DateTime<Utc>) -> Option<Stall<'a>> {
+    let (id, due_at) = r
+        .steps
+        .iter()
+        .filter_map(|s| match s.status {
+            StepStatus::Due { due_at, .. } if due_at < now => Some((s.id.as_str(), due_at)),
+            _ => None,
+        })
+        .min_by_key(|(_, due_at)| *due_at)?;
+    let step = def.step(id)?;
+    let remaining: Vec<&StepDef> = r
+        .steps
+        .iter()
+        .filter(|s| matches!(s.status, StepStatus::Waiting))
+        .filter_map(|s| def.step(&s.id))
+        .collect();
+    let finish_at = remaining.iter().fold(now, |at, s| at + s.due);
+    Some(Stall {
+        step,
+        due_at,
+        finish_at,
+        remaining,
+    })
+}
+
+/// The CLI command that does `step` of renewal `id` (the person adds `--as`).
+fn step_command(step: &StepDef, id: Uuid) -> String {
+    match step.kind {
+        StepKind::Agreement => format!(
+            "rekey window propose {id} --start <RFC 3339> --end <RFC 3339>  (or: rekey window \
+             accept {id})"
+        ),
+        _ if step.action.is_some() => format!("rekey task approve {id}:{}", step.id),
+        _ => format!(
+            "rekey task complete {id}:{} --fingerprint <SHA-256 of the certificate installed>",
+            step.id
+        ),
+    }
+}
+
+/// Queues the at-risk warning to every role of `r`, once per renewal, step and recipient;
+/// returns how many were queued now.
+async fn warn(
+    service: &Service,
+    r: &Renewal,
+    old: &KeystoreEntry,
+    stall: &Stall<'_>,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let txn = service.store().begin().await?;
+    let receiver = receivers::by_id(&txn, r.receiver).await?;
+    let mut to: BTreeMap<String, Vec<Role>> = BTreeMap::new();
+    for (grant, role) in [
+        (Grant::TenantAdmin { tenant: r.tenant }, Role::TenantAdmin),
+        (
+            Grant::IntegrationDeveloper { tenant: r.tenant },
+            Role::IntegrationDeveloper,
+        ),
+        (
+            Grant::ReceiverAdmin {
+                receiver: r.receiver,
+            },
+            Role::ReceiverAdmin,
+        ),
+    ] {
+        for u in rekey_store::users::holders(&txn, &grant).await? {
+            to.entry(u.email.to_string()).or_default().push(role);
+        }
+    }
+    // The receiver's contacts hear of its steps without an account; they hear of this too.
+    for e in &receiver.admin_emails {
+        let roles = to.entry(e.to_string()).or_default();
+        if !roles.contains(&Role::ReceiverAdmin) {
+            roles.push(Role::ReceiverAdmin);
+        }
+    }
+    let subject = format!(
+        "[rekey] Renewal of {} at risk: \"{}\" is overdue and the certificate expires {}",
+        r.alias,
+        stall.step.title,
+        old.not_after.format("%Y-%m-%d")
+    );
+    let renewal = r.id.to_string();
+    let mut queued = 0;
+    for (recipient, roles) in to {
+        let message_id = outbox::message_id(&[
+            renewal.as_str(),
+            stall.step.id.as_str(),
+            "at-risk",
+            &recipient,
+        ]);
+        let mail = OutboxMail::AtRisk(AtRiskMail {
+            recipient: recipient.clone(),
+            roles,
+            renewal: r.id,
+            procedure: r.procedure,
+            alias: r.alias.to_string(),
+            receiver: receiver.name.to_string(),
+            step: stall.step.id.clone(),
+            step_title: stall.step.title.clone(),
+            step_role: stall.step.role,
+            step_command: step_command(stall.step, r.id),
+            due_at: stall.due_at,
+            fingerprint: old.fingerprint.to_string(),
+            not_after: old.not_after,
+            finish_at: stall.finish_at,
+            remaining: stall.remaining.iter().map(|s| s.title.clone()).collect(),
+        });
+        let message = OutboxMessage {
+            tenant: r.tenant,
+            renewal: Some(r.id),
+            message_id,
+            recipient,
+            subject: subject.clone(),
+            mail,
+        };
+        if outbox::enqueue(&txn, message, now).await? {
+            queued += 1;
+        }
+    }
+    if queued == 0 {
+        return Ok(0);
+    }
+    audit::append(
+        &txn,
+        audit::AuditRecord {
+            actor: rekey_engine::machine::SYSTEM,
+            action: "watch.at_risk",
+            tenant: Some(r.tenant),
+            subject: format!("renewal {}", r.id),
+            before: String::new(),
+            after: format!(
+                "step {} overdue since {}; the steps after it end {} as planned; certificate {} \
+                 expires {}; {queued} warning(s) queued",
+                stall.step.id, stall.due_at, stall.finish_at, old.fingerprint, old.not_after
+            ),
+        },
+    )
+    .await?;
+    commit(txn).await?;
+    Ok(queued)
 }
 
 /// A renewal of `alias` that is running, or that was started for certificate `fingerprint`.

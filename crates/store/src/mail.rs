@@ -30,6 +30,9 @@ pub enum OutboxMail {
     /// A receiver's AS2 system refused a step's test message; told to the receiver's
     /// administrators in its own words.
     As2Refused(As2Mail),
+    /// The expiry watch warns every role of a renewal that a stalled step now puts the old
+    /// certificate's expiry at risk.
+    AtRisk(AtRiskMail),
 }
 
 /// A renewal's notice to one person, with everything the mail shows or attaches.
@@ -157,6 +160,44 @@ pub struct WatchMail {
     pub not_opened_because: String,
 }
 
+/// A renewal whose overdue step leaves too little time before the old certificate expires:
+/// the steps still to come, taken as planned from now, end after its notAfter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AtRiskMail {
+    /// The recipient's address.
+    pub recipient: String,
+    /// The recipient's roles in the renewal (a receiver contact without an account counts as
+    /// its administrator).
+    pub roles: Vec<Role>,
+    /// The renewal.
+    pub renewal: Uuid,
+    /// Its procedure.
+    pub procedure: ProcedureId,
+    /// The alias renewed.
+    pub alias: String,
+    /// The receiver's name.
+    pub receiver: String,
+    /// The stalled step's id.
+    pub step: String,
+    /// Its title.
+    pub step_title: String,
+    /// Who owns it.
+    pub step_role: Role,
+    /// The command that does it (without `--as`).
+    pub step_command: String,
+    /// When it was due.
+    pub due_at: DateTime<Utc>,
+    /// The old certificate's SHA-256 fingerprint.
+    pub fingerprint: String,
+    /// Its notAfter.
+    pub not_after: DateTime<Utc>,
+    /// When the renewal ends if the stalled step is done now and every later step takes its
+    /// planned time.
+    pub finish_at: DateTime<Utc>,
+    /// Titles of the steps after the stalled one, in order.
+    pub remaining: Vec<String>,
+}
+
 /// What a receiver's AS2 system answered the test message of a step it must do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct As2Mail {
@@ -211,6 +252,7 @@ impl OutboxMail {
             OutboxMail::ExpiryWatch(m) => &m.recipient,
             OutboxMail::DeliveryFailed(m) => &m.recipient,
             OutboxMail::As2Refused(m) => &m.recipient,
+            OutboxMail::AtRisk(m) => &m.recipient,
         }
     }
 
