@@ -62,6 +62,13 @@ pub fn start(mut cmd: Command) -> Result<Served, BoxError> {
 }
 
 impl Served {
+    /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
+    #[allow(dead_code)] // not every test binary kills its server
+    pub fn kill(mut self) -> Result<ExitStatus, BoxError> {
+        self.child.kill()?;
+        Ok(self.child.wait()?)
+    }
+
     /// Sends SIGTERM and waits up to 30 seconds for the exit; returns the exit status with the
     /// whole log.
     pub fn stop(mut self) -> Result<(ExitStatus, Vec<String>), BoxError> {
@@ -129,21 +136,55 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Result<Answer, BoxError> {
+    send(
+        addr,
+        method,
+        path,
+        headers,
+        body.map(|b| ("application/x-www-form-urlencoded", b)),
+    )
+}
+
+/// `method path` on `addr` with `headers` and, if given, a JSON `body`.
+#[allow(dead_code)] // not every test binary sends JSON
+pub fn json_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<Answer, BoxError> {
+    send(
+        addr,
+        method,
+        path,
+        headers,
+        body.map(|b| ("application/json", b)),
+    )
+}
+
+fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> Result<Answer, BoxError> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if let Some(b) = body {
+    if let Some((kind, b)) = body {
         head.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            "Content-Type: {kind}\r\nContent-Length: {}\r\n",
             b.len()
         ));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
-    if let Some(b) = body {
+    if let Some((_, b)) = body {
         s.write_all(b.as_bytes())?;
     }
     let mut text = String::new();

@@ -191,21 +191,22 @@ struct RawStep {
     escalate: Option<String>,
 }
 
-/// Parses durations such as `90m`, `36h`, `5d`, `2w`.
+/// Parses durations such as `30s`, `90m`, `36h`, `5d`, `2w` (seconds for tests and drills).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num
         .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected a number and m, h, d or w"))?;
+        .map_err(|_| format!("invalid duration {s:?}: expected a number and s, m, h, d or w"))?;
     let d = match unit {
+        "s" => Duration::try_seconds(n),
         "m" => Duration::try_minutes(n),
         "h" => Duration::try_hours(n),
         "d" => Duration::try_days(n),
         "w" => Duration::try_weeks(n),
         _ => None,
     };
-    d.ok_or_else(|| format!("invalid duration {s:?}: expected a number and m, h, d or w"))
+    d.ok_or_else(|| format!("invalid duration {s:?}: expected a number and s, m, h, d or w"))
 }
 
 /// Parses and validates one definition file's text.
