@@ -600,8 +600,10 @@ pub fn derived_alias(
     ))
 }
 
-/// `alias` without a trailing `-YYYYMMDD` or `-YYYYMMDD-N` (N of one or two digits).
-fn alias_stem(alias: &str) -> &str {
+/// `alias` without a trailing `-YYYYMMDD` or `-YYYYMMDD-N` (N of one or two digits): every
+/// name [`derived_alias`] may choose for it begins with this and a `-`, so a world that holds
+/// the aliases with that prefix holds every name the choice depends on.
+pub fn alias_stem(alias: &str) -> &str {
     let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
         n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
     };

@@ -8,7 +8,9 @@
 //! renewals; the small size has a tenth. Each size has ten keystore entries per renewal and one
 //! tenant per ten renewals; half the renewals are running, half completed. The person measured
 //! is the demo's tenant administrator, whose own four running renewals (one per procedure) are
-//! the same at both sizes.
+//! the same at both sizes. The administrator's own tenant also gets `n` keystore entries of its
+//! own, so that the world a step of their renewal loads (its keys, signer steps and receivers)
+//! is measured in a keystore that grows tenfold.
 
 #[path = "../tests/scheduler_common/mod.rs"]
 mod common;
@@ -113,6 +115,20 @@ async fn seed(db: &TestDb, template: &Renewal, n: usize) -> Result<(), BoxError>
             txn = db.store.begin().await?;
         }
     }
+    // The measured person's own tenant grows too: `n` keys no renewal of theirs touches.
+    for k in 0..n {
+        testing::insert_placeholder_entry(
+            &txn,
+            template.tenant.as_uuid(),
+            &format!("own-{k}"),
+            far,
+        )
+        .await?;
+        if k % 500 == 499 {
+            txn.commit().await?;
+            txn = db.store.begin().await?;
+        }
+    }
     txn.commit().await?;
     Ok(())
 }
@@ -190,6 +206,29 @@ async fn measure(n: usize) -> Result<Vec<(String, StdDuration, StdDuration)>, Bo
     let (a, b) = p50_p99(lat);
     rows.push((
         "/metrics due-task gauge (every running renewal decoded)".to_string(),
+        a,
+        b,
+    ));
+
+    let mut lat = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let world = rekey_service::load_world(
+            conn,
+            template.tenant,
+            template.receiver,
+            &template.alias,
+            template.new_alias.as_ref(),
+            t0(),
+        )
+        .await?;
+        lat.push(t.elapsed());
+        assert!(world.keystore.contains_key(&template.alias));
+        assert!(world.keystore.len() < 10, "only the renewal's keys");
+    }
+    let (a, b) = p50_p99(lat);
+    rows.push((
+        format!("a step's world (its keys, signer steps, receivers) in a tenant of {n}+ keys"),
         a,
         b,
     ));

@@ -301,6 +301,28 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
         assert!(csr.contains("BEGIN CERTIFICATE REQUEST"));
         let dir = tempfile_dir();
         let (leaf, ca) = openssl_ca_sign(dir.path(), &csr);
+        // A certificate another alias of the tenant holds — a key this renewal does not touch
+        // — is refused as already in the keystore, and nothing changes.
+        let tenant = db.store.tenants().await?[0].id;
+        let other = rekey_model::Alias::parse("unrelated")?;
+        let other_key = rekey_crypto::KeyPair::generate(rekey_crypto::KeyBits::B2048)?;
+        let other_cert = rekey_crypto::self_signed(&other_key, "CN=other", t0(), 365)?;
+        db.store
+            .add_key(
+                tenant,
+                &other,
+                &rekey_store::KeyMaterial::new(&other, other_key, vec![other_cert.clone()])?,
+                "test",
+            )
+            .await?;
+        let before = s.renewal(id).await?;
+        let r = s.upload_certificate(id, &admin, &[other_cert], t0()).await;
+        assert!(
+            matches!(&r, Err(ServiceError::Refused(Refusal::Invalid { reason, .. }))
+                if reason.contains("already in the keystore")),
+            "{r:?}"
+        );
+        assert_eq!(s.renewal(id).await?, before);
         // A certificate for another key is refused and nothing changes.
         let foreign = rekey_crypto::Certificate::parse_pem_chain(&ca)?;
         let before = s.renewal(id).await?;
@@ -366,7 +388,6 @@ async fn ca_signed_renewal_mails_the_csr_refuses_a_foreign_chain_and_completes()
             .await?;
         assert_eq!(o.renewal.status, RenewalStatus::Completed);
         // The keystore now holds the CA-signed chain under the old alias.
-        let tenant = db.store.tenants().await?[0].id;
         let entry = db
             .store
             .key_entry(tenant, &rekey_model::Alias::parse("signer")?)

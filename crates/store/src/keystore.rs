@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use rekey_crypto::{Certificate, Fingerprint, KeyHandle, KeyPair, RsaSigner, TokenKeyId};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 
@@ -249,6 +249,67 @@ async fn current_model(
         .filter(keystore_entry::Column::IsCurrent.eq(true))
         .one(conn)
         .await?)
+}
+
+/// The current certificate of each of `tenant`'s aliases that is in `aliases` or begins with
+/// `prefix`: alias, fingerprint and notBefore, read by the `(tenant_id, alias)` index without
+/// loading chains — what a renewal's world needs, so that a step costs what it touches, not
+/// the size of the tenant's keystore.
+pub async fn current_certificates(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    aliases: &[Alias],
+    prefix: Option<&str>,
+) -> Result<Vec<(Alias, Fingerprint, DateTime<Utc>)>> {
+    let mut which = Condition::any()
+        .add(keystore_entry::Column::Alias.is_in(aliases.iter().map(|a| a.as_str().to_string())));
+    if let Some(p) = prefix.filter(|p| !p.is_empty()) {
+        // [p, p with its last character raised by one): a range the index serves on both
+        // databases, where LIKE would depend on collation.
+        let mut end: Vec<char> = p.chars().collect();
+        if let Some(last) = end.pop() {
+            end.push(char::from_u32(last as u32 + 1).unwrap_or(char::MAX));
+        }
+        which = which.add(
+            Condition::all()
+                .add(keystore_entry::Column::Alias.gte(p))
+                .add(keystore_entry::Column::Alias.lt(end.into_iter().collect::<String>())),
+        );
+    }
+    let models = keystore_entry::Entity::find()
+        .filter(keystore_entry::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(keystore_entry::Column::IsCurrent.eq(true))
+        .filter(which)
+        .all(conn)
+        .await?;
+    models.into_iter().map(|m| certificate_of(&m)).collect()
+}
+
+/// The tenant's current entry holding certificate `fp`, under whichever alias (alias,
+/// fingerprint, notBefore).
+pub async fn current_with_certificate(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    fp: &Fingerprint,
+) -> Result<Option<(Alias, Fingerprint, DateTime<Utc>)>> {
+    keystore_entry::Entity::find()
+        .filter(keystore_entry::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(keystore_entry::Column::IsCurrent.eq(true))
+        .filter(keystore_entry::Column::Fingerprint.eq(fp.to_string()))
+        .one(conn)
+        .await?
+        .map(|m| certificate_of(&m))
+        .transpose()
+}
+
+fn certificate_of(m: &keystore_entry::Model) -> Result<(Alias, Fingerprint, DateTime<Utc>)> {
+    let corrupt = |what: String| StoreError::Corrupt(format!("keystore entry {}: {what}", m.id));
+    let alias = Alias::parse(&m.alias).map_err(|e| corrupt(e.to_string()))?;
+    let fp = m
+        .fingerprint
+        .parse::<Fingerprint>()
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok((alias, fp, m.not_before))
 }
 
 /// Writes a new current entry for `alias` (the caller has made room for it).

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rekey_crypto::{Certificate, KeyBits};
 use rekey_engine::{Actor, Event, Refusal, Renewal, Role, StartParams, StepStatus, access};
 use rekey_model::{Alias, RenewalStatus, TenantId};
-use rekey_store::{ConnectionTrait, DatabaseTransaction, idempotency, pending, renewals};
+use rekey_store::{ConnectionTrait, DatabaseTransaction, idempotency, keystore, pending, renewals};
 use uuid::Uuid;
 
 use crate::world::load_world;
@@ -189,6 +189,13 @@ impl Service {
         if leaf.not_before() > now {
             // Accepted: the guard keeps every receiver from depending on it before then.
             world.not_yet_valid.insert(cert);
+        }
+        // The world holds the keys the renewal touches; a certificate some other alias already
+        // holds is added, so that the engine refuses it as a renewal's new key.
+        if let Some((holder, fp, _)) =
+            keystore::current_with_certificate(&txn, tenant, &cert).await?
+        {
+            world.keystore.insert(holder, fp);
         }
         let event = Event::KeyReady { cert };
         // Ask the engine first: it checks the role and that a certificate is awaited.
