@@ -115,6 +115,7 @@ impl From<StoreError> for ApiError {
             | S::UnknownTrustedCertificate { .. }
             | S::UnknownReceiverAdmin { .. }
             | S::UnknownReceiverId(_)
+            | S::UnknownFlowId(_)
             | S::NoAs2Endpoint { .. }
             | S::UnknownStepReceiver { .. }
             | S::UnknownUser(_)
