@@ -161,6 +161,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::bad_request(e.to_string()).with_field(field)
             }
             ServiceError::UnknownScope(_) => ApiError::not_found(e.to_string()),
+            ServiceError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
             ServiceError::NotApplicable(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ServiceError::Crypto(_)
             | ServiceError::Database(_)

@@ -694,6 +694,27 @@ pub async fn remove_alias_everywhere(
     Ok(uses)
 }
 
+/// How one signing's output is laid out when the caller chooses (`rekey sign --flow
+/// --detached`, `POST /api/sign`'s `detached` and `encoding`): `None` keeps what the step is
+/// configured with. The signers are always the step's, as its table stands now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputChoice {
+    /// Leave the content out (`true`) or carry it (`false`).
+    pub detached: Option<bool>,
+    /// Base64 text (`true`) or DER (`false`).
+    pub base64: Option<bool>,
+}
+
+impl OutputChoice {
+    /// The step's options with the caller's choices applied.
+    pub fn apply(self, step: StepOptions) -> StepOptions {
+        StepOptions {
+            detached: self.detached.unwrap_or(step.detached),
+            base64: self.base64.unwrap_or(step.base64),
+        }
+    }
+}
+
 /// A row of a step and the keystore entry its alias currently resolves to.
 #[derive(Debug, Clone)]
 pub struct ResolvedRow {
@@ -729,7 +750,7 @@ pub struct SignedMessage {
     pub der: Vec<u8>,
     /// What the step emits: `der`, or its Base64 text when the step's `base64` option is on.
     pub output: Vec<u8>,
-    /// The step's options used.
+    /// The options used: the step's, with the caller's [`OutputChoice`] applied.
     pub options: StepOptions,
     /// Aliases that signed, in table order.
     pub signers: Vec<Alias>,
@@ -751,7 +772,36 @@ pub async fn sign_for_step(
     payload: &[u8],
     signing_time: DateTime<Utc>,
 ) -> Result<SignedMessage> {
+    sign_for_step_as(
+        conn,
+        kek,
+        backend,
+        tenant,
+        flow_name,
+        step_name,
+        payload,
+        signing_time,
+        OutputChoice::default(),
+    )
+    .await
+}
+
+/// [`sign_for_step`], with the output laid out as `choice` asks (attached or detached, DER or
+/// Base64); the signers are the step's either way.
+#[allow(clippy::too_many_arguments)]
+pub async fn sign_for_step_as(
+    conn: &impl ConnectionTrait,
+    kek: &Kek,
+    backend: &dyn KeyBackend,
+    tenant: TenantId,
+    flow_name: &FlowName,
+    step_name: &StepName,
+    payload: &[u8],
+    signing_time: DateTime<Utc>,
+    choice: OutputChoice,
+) -> Result<SignedMessage> {
     let (s, resolved) = resolve_step(conn, tenant, flow_name, step_name).await?;
+    let options = choice.apply(s.options);
     let mut signers = Vec::new();
     let mut skipped = Vec::new();
     let mut keys = Vec::new();
@@ -793,11 +843,11 @@ pub async fn sign_for_step(
         payload,
         &specs,
         &SignOptions {
-            detached: s.options.detached,
+            detached: options.detached,
             signing_time,
         },
     )?;
-    let output = if s.options.base64 {
+    let output = if options.base64 {
         rekey_crypto::to_base64(&der).into_bytes()
     } else {
         der.clone()
@@ -805,7 +855,7 @@ pub async fn sign_for_step(
     Ok(SignedMessage {
         der,
         output,
-        options: s.options,
+        options,
         signers,
         skipped,
     })

@@ -349,7 +349,29 @@ impl Store {
         payload: &[u8],
         signing_time: DateTime<Utc>,
     ) -> Result<SignedMessage> {
-        flows::sign_for_step(
+        self.sign_for_step_as(
+            tenant,
+            flow,
+            step,
+            payload,
+            signing_time,
+            flows::OutputChoice::default(),
+        )
+        .await
+    }
+
+    /// Signs `payload` as the step would, laid out as `choice` asks (see
+    /// [`flows::sign_for_step_as`]). Who may is the service's question (`Service::sign`).
+    pub async fn sign_for_step_as(
+        &self,
+        tenant: TenantId,
+        flow: &FlowName,
+        step: &StepName,
+        payload: &[u8],
+        signing_time: DateTime<Utc>,
+        choice: flows::OutputChoice,
+    ) -> Result<SignedMessage> {
+        flows::sign_for_step_as(
             &self.db,
             self.kek()?,
             self.backend(tenant).as_ref(),
@@ -358,6 +380,7 @@ impl Store {
             step,
             payload,
             signing_time,
+            choice,
         )
         .await
     }
