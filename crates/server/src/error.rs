@@ -137,8 +137,10 @@ impl From<StoreError> for ApiError {
             S::Invalid(_)
             | S::KeyMismatch { .. }
             | S::KeyTooSmall { .. }
-            | S::EmptyChain { .. }
-            | S::NoSignerResolves { .. } => StatusCode::BAD_REQUEST,
+            | S::EmptyChain { .. } => StatusCode::BAD_REQUEST,
+            // The step is well-formed but none of its aliases has a key now: its state, not
+            // the request, is what must change.
+            S::NoSignerResolves { .. } => StatusCode::CONFLICT,
             _ => return ApiError::internal(&e),
         };
         ApiError::new(status, e.to_string())
