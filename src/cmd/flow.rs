@@ -443,7 +443,7 @@ pub fn sign(global: &GlobalArgs, args: SignArgs) -> Result<ExitCode> {
         let signed = match ctx
             .service()
             .await?
-            .sign(email.as_str(), &req, &payload, Utc::now())
+            .sign(email.as_str(), &req, payload.clone(), Utc::now())
             .await
         {
             Ok(s) => s,

@@ -58,7 +58,8 @@ pub mod users;
 pub use audit::{AuditEntry, AuditProblem, AuditSummary};
 pub use error::{Result, StepRef, StoreError};
 pub use flows::{
-    Flow, OutputChoice, SignedMessage, SignerParams, SignerRow, SignerStep, StepOptions,
+    Flow, OutputChoice, SignMaterial, SignedMessage, SignerParams, SignerRow, SignerStep,
+    StepOptions,
 };
 pub use kek::{Kek, KekError};
 pub use keystore::{ArchiveReason, KeyMaterial, KeystoreEntry};

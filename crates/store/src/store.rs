@@ -349,29 +349,7 @@ impl Store {
         payload: &[u8],
         signing_time: DateTime<Utc>,
     ) -> Result<SignedMessage> {
-        self.sign_for_step_as(
-            tenant,
-            flow,
-            step,
-            payload,
-            signing_time,
-            flows::OutputChoice::default(),
-        )
-        .await
-    }
-
-    /// Signs `payload` as the step would, laid out as `choice` asks (see
-    /// [`flows::sign_for_step_as`]). Who may is the service's question (`Service::sign`).
-    pub async fn sign_for_step_as(
-        &self,
-        tenant: TenantId,
-        flow: &FlowName,
-        step: &StepName,
-        payload: &[u8],
-        signing_time: DateTime<Utc>,
-        choice: flows::OutputChoice,
-    ) -> Result<SignedMessage> {
-        flows::sign_for_step_as(
+        flows::sign_for_step(
             &self.db,
             self.kek()?,
             self.backend(tenant).as_ref(),
@@ -380,9 +358,21 @@ impl Store {
             step,
             payload,
             signing_time,
-            choice,
         )
         .await
+    }
+
+    /// What signing as the step takes now, laid out as `choice` asks, to be signed with
+    /// [`flows::SignMaterial::sign`] and [`Store::backend`] off the async workers. Who may sign
+    /// is the service's question (`Service::sign`).
+    pub async fn sign_material(
+        &self,
+        tenant: TenantId,
+        flow: &FlowName,
+        step: &StepName,
+        choice: flows::OutputChoice,
+    ) -> Result<flows::SignMaterial> {
+        flows::sign_material(&self.db, self.kek()?, tenant, flow, step, choice).await
     }
 
     // --- receivers ---

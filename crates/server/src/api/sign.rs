@@ -175,7 +175,7 @@ pub(crate) async fn sign(
     };
     let signed = match st
         .service()
-        .sign(u.email.as_str(), &req, &payload, now())
+        .sign(u.email.as_str(), &req, payload, now())
         .await
     {
         Ok(s) => s,

@@ -40,7 +40,7 @@ impl Service {
         &self,
         email: &str,
         req: &SignRequest,
-        payload: &[u8],
+        payload: Vec<u8>,
         now: DateTime<Utc>,
     ) -> Result<SignedMessage> {
         let db = self.store.db();
@@ -65,9 +65,12 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         }
-        Ok(self
+        let material = self
             .store
-            .sign_for_step_as(req.tenant, &req.flow, &req.step, payload, now, req.choice)
-            .await?)
+            .sign_material(req.tenant, &req.flow, &req.step, req.choice)
+            .await?;
+        // RSA signing (a token's, or ours) is CPU or device time: not on the async workers.
+        let backend = self.store.backend(req.tenant);
+        Ok(crate::cpu::blocking(move || material.sign(backend.as_ref(), &payload, now)).await??)
     }
 }
