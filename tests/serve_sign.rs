@@ -464,6 +464,26 @@ fn a_signer_token_signs_as_its_flow_now_and_nothing_else() {
             ]),
             &["holds no role in tenant \"acme\""],
         );
+        // Signer of flow G now; a tenant administrator takes that through the API.
+        env.ok(&acme(&[
+            "user", "add", "--email", SIGNER, "--role", "signer", "--flow", "G",
+        ]));
+        assert_eq!(sign(&addr, token, &on("G", "T")).status, 200);
+        let take = json!({"email": SIGNER, "role": "signer", "tenant": "acme", "flow": "G"});
+        let bytes = serde_json::to_vec(&take).expect("JSON");
+        let a = post_json(&addr, "/api/users/revoke-role", admin, &bytes).expect("revoke-role");
+        assert_eq!(
+            (a.status, &a.json()["roles"]),
+            (200, &json!([])),
+            "{}",
+            a.json()
+        );
+        refused(
+            &sign(&addr, token, &on("G", "T")),
+            403,
+            None,
+            "no role that signs",
+        );
 
         let (status, log) = served.stop().expect("stops");
         assert!(status.success(), "{log:?}");
