@@ -534,6 +534,8 @@ fn runs_to_completion(env: &Env, procedure_id: &str, flags: &[&str], prepared: b
         &env.p("p"),
         "--out",
         &env.p("o"),
+        "--as",
+        ADMIN,
     ]);
     assert!(
         out.contains(&format!("1 signature(s): {target}")),

@@ -237,6 +237,8 @@ fn newcomer_walk_signs_verifiably_and_audits() {
             &env.p("payload.xml"),
             "--out",
             &env.p("payload.p7m"),
+            "--as",
+            ADMIN,
         ]);
         assert!(out.contains("1 signature(s): signer-2026"), "{out}");
         assert!(out.contains("skipped (no key): signer-2027"), "{out}");
@@ -673,6 +675,8 @@ fn bad_input_is_one_line_and_changes_nothing() {
                     &fx("alpha.cert.pem"),
                     "--out",
                     &env.p("never.p7m"),
+                    "--as",
+                    ADMIN,
                 ]),
                 vec!["no signer step \"nope\""],
             ),

@@ -381,7 +381,17 @@ fn a_configured_tenant_generates_imports_and_signs_on_its_token() -> Result<(), 
     let signed = dir.join("signed.p7m");
     let (p, s) = (payload.display().to_string(), signed.display().to_string());
     let said = ok(run(&[
-        "sign", "--flow", "F", "--step", "S", "--in", &p, "--out", &s,
+        "sign",
+        "--flow",
+        "F",
+        "--step",
+        "S",
+        "--in",
+        &p,
+        "--out",
+        &s,
+        "--as",
+        "admin@acme.example",
     ])?);
     assert!(said.contains("2 signature(s)"), "{said}");
     let chain = dir.join("chain.pem");

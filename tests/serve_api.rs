@@ -34,6 +34,8 @@ struct Fixture {
     developer: String,
     receiver_name: String,
     alias: String,
+    flow: String,
+    step: String,
 }
 
 async fn token(db: &TestDb, email: &str) -> Result<String, Err> {
@@ -55,6 +57,8 @@ async fn fixture(db: &TestDb) -> Result<Fixture, Err> {
         developer: token(db, DEVELOPER).await?,
         receiver_name: setup.receiver_name.to_string(),
         alias: setup.alias.to_string(),
+        flow: setup.flow.to_string(),
+        step: setup.step.to_string(),
         app: app(AppState::new(svc, "http://rekey.test")?),
     })
 }
@@ -846,6 +850,19 @@ async fn openapi_document_validates_as_openapi_3_1_and_real_bodies_match_it() {
         let accept = format!("/api/renewals/{id}/window/accept");
         assert_eq!(recorded(c, &f.app, "POST", &accept, Some(&receiver), None).await?.0, StatusCode::OK);
         assert_eq!(recorded(c, &f.app, "GET", "/api/renewals", admin, None).await?.0, StatusCode::OK);
+
+        // Signing as the fixture's step: DER, Base64, and a refusal naming the field
+        // (tests/serve_sign.rs checks the SignedData itself with OpenSSL).
+        let sign = json!({"tenant": "demo", "flow": f.flow, "step": f.step, "payload": "PGEvPg=="});
+        assert_eq!(recorded(c, &f.app, "POST", "/api/sign", admin, Some(sign.clone())).await?.0, StatusCode::OK);
+        let mut b64 = sign.clone();
+        b64["encoding"] = json!("base64");
+        assert_eq!(recorded(c, &f.app, "POST", "/api/sign", admin, Some(b64)).await?.0, StatusCode::OK);
+        let mut bad = sign;
+        bad["payload"] = json!("%%%");
+        let (s, v) = recorded(c, &f.app, "POST", "/api/sign", admin, Some(bad)).await?;
+        assert_eq!((s, &v["field"]), (StatusCode::BAD_REQUEST, &json!("payload")), "{v}");
+        assert_eq!(recorded(c, &f.app, "POST", "/api/sign", Some(receiver.as_str()), Some(json!({"flow": f.flow, "step": f.step, "payload": ""}))).await?.0, StatusCode::FORBIDDEN);
 
         // Tokens and users: the developer lists and revokes their own token; the tenant
         // administrator takes the developer's role and removes the receiver administrator.

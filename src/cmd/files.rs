@@ -64,7 +64,9 @@ pub struct KeygenArgs {
     after_help = "Each --signer is KEY:CERT: a private key file (PEM or DER, PKCS#8 or \
 PKCS#1) and its certificate file (PEM, possibly followed by its issuers, or DER).\n\nExample:\n  \
 rekey sign --signer old.pem:old.crt --signer new.pem:new.crt --digest sha256 --in payload.xml \
---out signed.p7m"
+--out signed.p7m\n  rekey sign --flow Orders --step sign --in payload.xml --out signed.p7m --as \
+erp-signer@acme.example\n\nWith --flow, the signatures are those the step's Signer Parameters table \
+lists now; a system signs the same way over HTTP with POST /api/sign."
 )]
 pub struct SignArgs {
     /// A signer as KEY_FILE:CERT_FILE; repeat for several signatures.
@@ -74,8 +76,11 @@ pub struct SignArgs {
         required_unless_present = "flow"
     )]
     pub signers: Vec<String>,
-    /// Sign as this flow's signer step signs (with --step), with the keys in the store.
-    #[arg(long, requires = "step", conflicts_with_all = ["signers", "no_certs", "no_signing_time", "detached", "base64"])]
+    /// Sign as this flow's signer step signs now (with --step), with the keys in the store,
+    /// acting --as a user holding the signer role of the flow (or tenant_admin or
+    /// integration_developer of the tenant). --detached and --base64 then override the
+    /// step's options.
+    #[arg(long, requires = "step", conflicts_with_all = ["signers", "no_certs", "no_signing_time"])]
     pub flow: Option<String>,
     /// The signer step of --flow.
     #[arg(long, requires = "flow")]
@@ -89,10 +94,12 @@ pub struct SignArgs {
     /// Do not sign a signingTime attribute.
     #[arg(long)]
     pub no_signing_time: bool,
-    /// Leave the content out of the message (the receiver gets it separately).
+    /// Leave the content out of the message (the receiver gets it separately); with --flow,
+    /// whatever the step's option says.
     #[arg(long)]
     pub detached: bool,
-    /// Write the message as Base64 text instead of DER.
+    /// Write the message as Base64 text instead of DER; with --flow, whatever the step's
+    /// option says.
     #[arg(long)]
     pub base64: bool,
     /// The payload to sign.

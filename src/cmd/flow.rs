@@ -1,7 +1,8 @@
 //! `rekey flow ...`, `rekey signer ...` and `rekey sign --flow F --step S`: integration flows,
 //! the Signer Parameters table of each signer step, and signing a payload exactly as a step
-//! signs it (`Store::sign_for_step`). Changing a flow or a signer table is the tenant
-//! administrator's or the integration developer's (`--as EMAIL`).
+//! signs it (`Service::sign`, the path `POST /api/sign` takes too). Changing a flow or a
+//! signer table is the tenant administrator's or the integration developer's (`--as EMAIL`);
+//! signing also a `signer` of the flow's.
 
 use std::process::ExitCode;
 
@@ -9,8 +10,9 @@ use anyhow::{Context as _, Result};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use rekey_crypto::DigestAlg;
-use rekey_model::{Alias, FlowName, ReceiverName, Role, StepName};
-use rekey_store::{SignerParams, StepOptions, StoreError, flows, keystore};
+use rekey_model::{Alias, Email, FlowName, ReceiverName, Role, StepName};
+use rekey_service::SignRequest;
+use rekey_store::{OutputChoice, SignerParams, StepOptions, StoreError, flows, keystore};
 use serde::Serialize;
 
 use super::files::SignArgs;
@@ -410,7 +412,8 @@ async fn show(ctx: &Context, a: &StepArgs, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `rekey sign --flow F --step S --in P --out O`: signs as the step signs.
+/// `rekey sign --flow F --step S --in P --out O --as EMAIL`: signs as the step signs now, for a
+/// user who may (the engine's rule, as for `POST /api/sign`).
 pub fn sign(global: &GlobalArgs, args: SignArgs) -> Result<ExitCode> {
     let (Some(flow), Some(step)) = (&args.flow, &args.step) else {
         anyhow::bail!("--flow and --step go together");
@@ -419,10 +422,41 @@ pub fn sign(global: &GlobalArgs, args: SignArgs) -> Result<ExitCode> {
     let payload = read_file(&args.input, "payload")?;
     with_ctx(global, async |ctx| {
         let t = ctx.tenant().await?;
-        let signed = ctx
-            .store
-            .sign_for_step(t.id, &flow, &step, &payload, Utc::now())
-            .await?;
+        let Some(email) = &ctx.global.as_user else {
+            anyhow::bail!(
+                "give --as EMAIL: signing as flow {:?} takes a registered user holding the signer \
+                 role of that flow, or tenant_admin or integration_developer of tenant {:?}",
+                flow.as_str(),
+                t.name.as_str()
+            );
+        };
+        let email = Email::parse(email).context("--as")?;
+        let req = SignRequest {
+            tenant: t.id,
+            flow: flow.clone(),
+            step: step.clone(),
+            choice: OutputChoice {
+                detached: args.detached.then_some(true),
+                base64: args.base64.then_some(true),
+            },
+        };
+        let signed = match ctx
+            .service()
+            .await?
+            .sign(email.as_str(), &req, payload.clone(), Utc::now())
+            .await
+        {
+            Ok(s) => s,
+            // The API answers this as an unknown tenant; on the operator's own machine the
+            // tenant is no secret, so say what is missing.
+            Err(rekey_service::ServiceError::UnknownScope(_)) => anyhow::bail!(
+                "signing as flow {:?}: {email} holds no role in tenant {:?}; it takes the signer \
+                 role of that flow, or tenant_admin or integration_developer of the tenant",
+                flow.as_str(),
+                t.name.as_str()
+            ),
+            Err(e) => return Err(e.into()),
+        };
         std::fs::write(&args.output, &signed.output)
             .with_context(|| format!("cannot write {}", args.output.display()))?;
         let list = |v: &[Alias]| v.iter().map(Alias::as_str).collect::<Vec<_>>().join(", ");

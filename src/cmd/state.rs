@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use rekey_model::{Email, Grant, ReceiverId, ReceiverName, Role, TenantName, TokenId};
-use rekey_store::{Kek, StoreError, audit, receivers, users};
+use rekey_model::{Email, FlowName, Grant, ReceiverId, ReceiverName, Role, TenantName, TokenId};
+use rekey_store::{Kek, StoreError, audit, flows, receivers, users};
 use serde::Serialize;
 
 use crate::config::{self, CONFIG_FILE_NAME, Context, GlobalArgs, KekSource, Settings};
@@ -309,7 +309,8 @@ pub fn tenant(global: &GlobalArgs, cmd: TenantCmd) -> Result<ExitCode> {
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
     /// Register a user (if new) and give them a role: tenant_admin or integration_developer of
-    /// the tenant (--tenant), or receiver_admin of a receiver (--receiver).
+    /// the tenant (--tenant), receiver_admin of a receiver (--receiver), or signer of a flow
+    /// (--flow; a system that signs through `POST /api/sign` with the user's token).
     Add(UserAddArgs),
     /// List the users and their roles.
     List(JsonArg),
@@ -360,12 +361,15 @@ pub struct UserAddArgs {
     /// The user's email address.
     #[arg(long)]
     pub email: String,
-    /// tenant_admin, integration_developer or receiver_admin.
+    /// tenant_admin, integration_developer, receiver_admin or signer.
     #[arg(long)]
     pub role: String,
     /// The receiver, for receiver_admin.
     #[arg(long, value_name = "NAME")]
     pub receiver: Option<String>,
+    /// The flow, for signer: its holder may sign as that flow's steps and do nothing else.
+    #[arg(long, value_name = "NAME")]
+    pub flow: Option<String>,
 }
 
 /// `rekey user token`.
@@ -387,6 +391,8 @@ struct GrantView {
     role: Role,
     tenant: Option<String>,
     receiver: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -399,6 +405,9 @@ struct UserView {
 
 impl GrantView {
     fn describe(&self) -> String {
+        if let (Some(f), Some(t)) = (&self.flow, &self.tenant) {
+            return format!("{} of flow {f:?} (tenant {t:?})", self.role);
+        }
         match (&self.receiver, &self.tenant) {
             (Some(r), Some(t)) => format!("{} of receiver {r:?} (tenant {t:?})", self.role),
             (Some(r), None) => format!("{} of receiver {r:?}", self.role),
@@ -486,7 +495,9 @@ async fn user_tokens(ctx: &Context, a: UserTokensArgs) -> Result<()> {
 /// The tenant a grant is held in.
 async fn grant_tenant(ctx: &Context, g: &Grant) -> Result<rekey_model::TenantId> {
     Ok(match g {
-        Grant::TenantAdmin { tenant } | Grant::IntegrationDeveloper { tenant } => *tenant,
+        Grant::TenantAdmin { tenant }
+        | Grant::IntegrationDeveloper { tenant }
+        | Grant::Signer { tenant, .. } => *tenant,
         Grant::ReceiverAdmin { receiver } => ctx.store.receiver_by_id(*receiver).await?.tenant,
     })
 }
@@ -530,7 +541,32 @@ async fn user_remove(ctx: &Context, a: UserEmailArgs) -> Result<()> {
 /// The grant `--role` (and `--receiver`) name in the context's tenant, and how to say it.
 async fn parse_grant(ctx: &Context, a: &UserAddArgs) -> Result<(Grant, String)> {
     let role: Role = a.role.replace('-', "_").parse().context("--role")?;
+    if a.flow.is_some() && role != Role::Signer {
+        bail!("--flow only goes with --role signer");
+    }
     Ok(match role {
+        Role::Signer => {
+            let Some(f) = &a.flow else {
+                bail!("--role signer needs --flow NAME");
+            };
+            if a.receiver.is_some() {
+                bail!("--receiver only goes with --role receiver_admin");
+            }
+            let tenant = ctx.tenant().await?;
+            let name = FlowName::parse(f).context("--flow")?;
+            let flow = ctx.store.flow(tenant.id, &name).await?;
+            (
+                Grant::Signer {
+                    tenant: tenant.id,
+                    flow: flow.id,
+                },
+                format!(
+                    "flow {:?} (tenant {:?})",
+                    name.as_str(),
+                    tenant.name.as_str()
+                ),
+            )
+        }
         Role::ReceiverAdmin => {
             let Some(r) = &a.receiver else {
                 bail!("--role receiver_admin needs --receiver NAME");
@@ -601,6 +637,21 @@ async fn user_list(ctx: &Context, json: bool) -> Result<()> {
                         role: g.role(),
                         tenant: tenants.get(tenant).cloned(),
                         receiver: None,
+                        flow: None,
+                    }
+                }
+                Grant::Signer { tenant, flow } => {
+                    let name = flows::flows(ctx.store.db(), *tenant)
+                        .await?
+                        .into_iter()
+                        .find(|f| f.id == *flow)
+                        .map(|f| f.name.to_string())
+                        .unwrap_or_else(|| flow.to_string());
+                    GrantView {
+                        role: g.role(),
+                        tenant: tenants.get(tenant).cloned(),
+                        receiver: None,
+                        flow: Some(name),
                     }
                 }
                 Grant::ReceiverAdmin { receiver } => {
@@ -614,6 +665,7 @@ async fn user_list(ctx: &Context, json: bool) -> Result<()> {
                         role: g.role(),
                         tenant: Some(t),
                         receiver: Some(r),
+                        flow: None,
                     }
                 }
             });

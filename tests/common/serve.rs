@@ -208,3 +208,86 @@ fn send(
         body: body.to_string(),
     })
 }
+
+/// A binary-safe answer: status, header lines as (lower-case name, value), body bytes.
+pub struct RawAnswer {
+    /// The status code.
+    pub status: u16,
+    /// Header lines as (lower-case name, value).
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body read as JSON (`Null` when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+}
+
+/// `POST path` on `addr` with a JSON `body` and `Authorization: Bearer token`; the answer's
+/// body kept as bytes (a SignedData is binary).
+pub fn post_json(addr: &str, path: &str, token: &str, body: &[u8]) -> Result<RawAnswer, BoxError> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no header end")?;
+    let head = String::from_utf8(raw[..end].to_vec())?;
+    let mut rest = raw[end + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or("status code")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        let mut body = Vec::new();
+        let mut at = 0;
+        loop {
+            let nl = rest[at..]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or("chunk size")?;
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[at..at + nl])?.trim(), 16)?;
+            at += nl + 2;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(rest.get(at..at + size).ok_or("short chunk")?);
+            at += size + 2;
+        }
+        rest = body;
+    }
+    Ok(RawAnswer {
+        status,
+        headers,
+        body: rest,
+    })
+}

@@ -6,8 +6,12 @@
 //! role (or, for an agreement, the other party's) in that role's scope. The state machine
 //! checks events with these functions; the service lists tasks and the server answers
 //! requests with them, so no interface decides on its own.
+//!
+//! `signer` ([`Grant::Signer`]) is none of the people of a renewal: it lets its holder sign
+//! as one flow's steps ([`may_sign`]) and nothing else — it sees no renewal, task, tenant or
+//! receiver, and changes no tenant state.
 
-use rekey_model::{Grant, ReceiverId, Role, TenantId};
+use rekey_model::{FlowId, Grant, ReceiverId, Role, TenantId};
 
 use crate::definition::StepDef;
 use crate::machine::{Actor, Renewal};
@@ -40,7 +44,7 @@ pub fn holds(actor: &Actor, role: Role, renewal: &Renewal) -> bool {
 /// Whether `actor` may see `renewal` (and its tasks, mail and certificates): any role in its
 /// tenant or its receiver. Anyone else is told the renewal does not exist.
 pub fn may_see(actor: &Actor, renewal: &Renewal) -> bool {
-    Role::ALL
+    Role::PEOPLE
         .into_iter()
         .any(|role| holds(actor, role, renewal))
 }
@@ -54,6 +58,39 @@ pub fn may_see_scope(actor: &Actor, tenant: TenantId, receiver: Option<ReceiverI
             *t == tenant
         }
         Grant::ReceiverAdmin { receiver: r } => Some(*r) == receiver,
+        Grant::Signer { .. } => false,
+    })
+}
+
+/// Whether `actor` knows of tenant `tenant` at all for signing: a tenant role in it, or
+/// `signer` of one of its flows. A request about a tenant the actor does not know is answered
+/// as one that does not exist; one about a flow of a known tenant that the actor may not sign
+/// as is refused, without saying whether that flow exists.
+pub fn knows_tenant(actor: &Actor, tenant: TenantId) -> bool {
+    actor.grants.iter().any(|g| g.tenant() == Some(tenant))
+}
+
+/// Whether `actor` may sign payloads as the signer steps of flow `flow` of `tenant` sign
+/// (`rekey sign --flow`, `POST /api/sign`): `signer` of that flow, or a tenant administrator
+/// or integration developer of the tenant (who configure its signer steps anyway).
+pub fn may_sign(actor: &Actor, tenant: TenantId, flow: FlowId) -> bool {
+    actor.grants.iter().any(|g| match g {
+        Grant::Signer { tenant: t, flow: f } => *t == tenant && *f == flow,
+        Grant::TenantAdmin { tenant: t } | Grant::IntegrationDeveloper { tenant: t } => {
+            *t == tenant
+        }
+        Grant::ReceiverAdmin { .. } => false,
+    })
+}
+
+/// Whether `actor` may sign as every flow of `tenant`, known or not: a tenant administrator or
+/// integration developer. Only they are told that a flow does not exist.
+pub fn may_sign_any(actor: &Actor, tenant: TenantId) -> bool {
+    actor.grants.iter().any(|g| match g {
+        Grant::TenantAdmin { tenant: t } | Grant::IntegrationDeveloper { tenant: t } => {
+            *t == tenant
+        }
+        _ => false,
     })
 }
 
@@ -148,6 +185,14 @@ mod tests {
             (Grant::TenantAdmin { tenant: other_t }, None),
             (Grant::IntegrationDeveloper { tenant: other_t }, None),
             (Grant::ReceiverAdmin { receiver: other_r }, None),
+            // A signer of one of the tenant's flows is none of a renewal's people.
+            (
+                Grant::Signer {
+                    tenant: t,
+                    flow: rekey_model::FlowId::from_uuid(Uuid::from_u128(5)),
+                },
+                None,
+            ),
             // A receiver id that happens to equal the tenant's is still another scope.
             (
                 Grant::ReceiverAdmin {
@@ -198,7 +243,9 @@ mod tests {
         let holder_of = |role: Role| match role {
             Role::TenantAdmin => &owner,
             Role::ReceiverAdmin => &receiver_admin,
-            Role::IntegrationDeveloper => unreachable!("no agreement with the developer"),
+            Role::IntegrationDeveloper | Role::Signer => {
+                unreachable!("no agreement with the developer or a signer")
+            }
         };
         assert_eq!(
             may_act(holder_of(agreement.role), &ren, agreement),
@@ -215,5 +262,37 @@ mod tests {
         );
         assert_eq!(may_act(&owner, &ren, task), None);
         assert_eq!(may_act(&elsewhere, &ren, task), None);
+    }
+
+    #[test]
+    fn a_signer_signs_as_its_flow_only_and_the_tenant_roles_as_every_flow() {
+        let (t, r, other_t, _) = ids();
+        let flow = |n: u128| rekey_model::FlowId::from_uuid(Uuid::from_u128(n));
+        let (a, b) = (flow(10), flow(11));
+        let signer = actor(vec![Grant::Signer { tenant: t, flow: a }]);
+        assert!(may_sign(&signer, t, a));
+        assert!(!may_sign(&signer, t, b), "another flow of the tenant");
+        assert!(
+            !may_sign(&signer, other_t, a),
+            "the same flow id in another tenant"
+        );
+        assert!(!may_sign_any(&signer, t));
+        assert!(knows_tenant(&signer, t) && !knows_tenant(&signer, other_t));
+        // It changes no tenant state and sees no scope.
+        for role in Role::ALL {
+            assert!(!holds_for(&signer, role, t, Some(r)), "{role}");
+        }
+        assert!(!may_see_scope(&signer, t, Some(r)));
+        for g in [
+            Grant::TenantAdmin { tenant: t },
+            Grant::IntegrationDeveloper { tenant: t },
+        ] {
+            let a_ = actor(vec![g]);
+            assert!(may_sign(&a_, t, a) && may_sign(&a_, t, b) && may_sign_any(&a_, t));
+            assert!(!may_sign(&a_, other_t, a));
+        }
+        let receiver_admin = actor(vec![Grant::ReceiverAdmin { receiver: r }]);
+        assert!(!may_sign(&receiver_admin, t, a));
+        assert!(!knows_tenant(&receiver_admin, t));
     }
 }

@@ -293,6 +293,19 @@ pub fn parse(file: &str, text: &str) -> Result<Procedure, DefinitionError> {
             }
             _ => {}
         }
+        // `signer` signs as a flow and is no person of a renewal: no step is theirs.
+        if let Some(role) = [Some(r.role), r.with_role, r.notify]
+            .into_iter()
+            .flatten()
+            .find(|role| !role.is_person())
+        {
+            return Err(err(
+                at,
+                format!(
+                    "{role} is not one of a renewal's people (tenant_admin, integration_developer, receiver_admin)"
+                ),
+            ));
+        }
         if r.task.is_some() && r.role != Role::ReceiverAdmin {
             return Err(err(at, "receiver tasks belong to receiver_admin".into()));
         }

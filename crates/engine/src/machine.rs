@@ -1380,7 +1380,7 @@ impl Ctx<'_> {
     }
 
     fn end_notices(&mut self, kind: NoticeKind) {
-        for role in Role::ALL {
+        for role in Role::PEOPLE {
             self.notify(role, kind, None, None, None, None);
         }
     }

@@ -186,6 +186,7 @@ fn role_name(role: Role) -> &'static str {
         Role::TenantAdmin => "tenant administrator",
         Role::IntegrationDeveloper => "integration developer",
         Role::ReceiverAdmin => "receiver administrator",
+        Role::Signer => "signer",
     }
 }
 

@@ -1,8 +1,8 @@
 //! The JSON API: the route table (built from the handlers' `#[utoipa::path]` annotations, from
 //! which the OpenAPI document is derived too), the bearer-token extractor, and what every
 //! handler shares (body parsing, ids, visibility, acting through the service). The handlers
-//! live by resource in [`tasks`], [`renewals`], [`users`] and [`ops`]; [`schema`] describes the response
-//! bodies.
+//! live by resource in [`tasks`], [`renewals`], [`users`], [`sign`] and [`ops`]; [`schema`]
+//! describes the response bodies.
 //!
 //! Every `/api/` route authenticates with `Authorization: Bearer <token>` (an API token from
 //! `rekey user token --email EMAIL`); the person acting is the token's user, and the engine decides
@@ -30,6 +30,7 @@ pub(crate) mod idempotency;
 pub(crate) mod ops;
 pub(crate) mod renewals;
 pub mod schema;
+pub(crate) mod sign;
 pub(crate) mod tasks;
 pub(crate) mod users;
 
@@ -91,6 +92,7 @@ pub fn routes() -> Vec<Route> {
         route::<users::__path_revoke_token, _, _>(users::revoke_token),
         route::<users::__path_revoke_role, _, _>(users::revoke_role),
         route::<users::__path_remove_user, _, _>(users::remove_user),
+        route::<sign::__path_sign, _, _>(sign::sign),
     ]
     .into_iter()
     .flatten()

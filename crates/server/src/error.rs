@@ -115,6 +115,7 @@ impl From<StoreError> for ApiError {
             | S::UnknownTrustedCertificate { .. }
             | S::UnknownReceiverAdmin { .. }
             | S::UnknownReceiverId(_)
+            | S::UnknownFlowId(_)
             | S::NoAs2Endpoint { .. }
             | S::UnknownStepReceiver { .. }
             | S::UnknownUser(_)
@@ -136,8 +137,10 @@ impl From<StoreError> for ApiError {
             S::Invalid(_)
             | S::KeyMismatch { .. }
             | S::KeyTooSmall { .. }
-            | S::EmptyChain { .. }
-            | S::NoSignerResolves { .. } => StatusCode::BAD_REQUEST,
+            | S::EmptyChain { .. } => StatusCode::BAD_REQUEST,
+            // The step is well-formed but none of its aliases has a key now: its state, not
+            // the request, is what must change.
+            S::NoSignerResolves { .. } => StatusCode::CONFLICT,
             _ => return ApiError::internal(&e),
         };
         ApiError::new(status, e.to_string())
@@ -160,6 +163,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::bad_request(e.to_string()).with_field(field)
             }
             ServiceError::UnknownScope(_) => ApiError::not_found(e.to_string()),
+            ServiceError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
             ServiceError::NotApplicable(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ServiceError::Crypto(_)
             | ServiceError::Database(_)

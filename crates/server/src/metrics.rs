@@ -43,7 +43,7 @@ pub async fn render(st: &AppState) -> Result<String, ApiError> {
 
     let tasks = svc.tasks(None, None).await?;
     let mut due: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for role in rekey_engine::Role::ALL {
+    for role in rekey_engine::Role::PEOPLE {
         due.insert(role.as_str(), (0, 0));
     }
     for t in &tasks {

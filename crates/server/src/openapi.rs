@@ -8,7 +8,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{ops, renewals, schema, tasks, users};
+use crate::api::{ops, renewals, schema, sign, tasks, users};
 
 /// The document's operations, schemas and security scheme.
 #[derive(OpenApi)]
@@ -37,6 +37,7 @@ use crate::api::{ops, renewals, schema, tasks, users};
         users::revoke_token,
         users::revoke_role,
         users::remove_user,
+        sign::sign,
     ),
     components(schemas(
         schema::Error,
@@ -51,6 +52,7 @@ use crate::api::{ops, renewals, schema, tasks, users};
         (name = "tasks", description = "Due steps and acting on them"),
         (name = "renewals", description = "Starting, following, cancelling and rolling back renewals"),
         (name = "users", description = "API tokens, and taking roles from or removing users"),
+        (name = "signing", description = "Signing payloads as a flow's signer step signs them now"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

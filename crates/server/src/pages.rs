@@ -76,6 +76,7 @@ pub fn role_name(role: Role) -> &'static str {
         Role::TenantAdmin => "Tenant administrator",
         Role::IntegrationDeveloper => "Integration developer",
         Role::ReceiverAdmin => "Receiver administrator",
+        Role::Signer => "Signer",
     }
 }
 

@@ -483,6 +483,8 @@ pub async fn run_procedure(
             Role::TenantAdmin => TENANT_ADMIN.to_string(),
             Role::IntegrationDeveloper => DEVELOPER.to_string(),
             Role::ReceiverAdmin => receiver_admin(p),
+            // Refused when the procedures are read: no step is a signer's.
+            Role::Signer => String::new(),
         };
         outcome = match (step.kind, step.action, step.task) {
             (StepKind::Agreement, _, _) => {

@@ -25,7 +25,7 @@ mod world;
 
 pub use shell::{
     As2CheckReport, DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Recorded, RenderAnswer, Service,
-    StartRequest, TaskView,
+    SignRequest, StartRequest, TaskView,
 };
 pub use world::load_world;
 
@@ -100,6 +100,10 @@ pub enum ServiceError {
     /// both are answered alike, so nobody learns what another tenant holds.
     #[error("unknown tenant {0}")]
     UnknownScope(String),
+    /// The actor is known in the scope but does not hold the role the request takes; says
+    /// which role would do.
+    #[error("{0}")]
+    Forbidden(String),
     /// A well-formed request that does not apply to the renewal as it stands; says why.
     #[error("{0}")]
     NotApplicable(String),

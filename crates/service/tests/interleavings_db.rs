@@ -120,6 +120,7 @@ fn who(p: ProcedureId, role: Role) -> String {
         Role::TenantAdmin => TENANT_ADMIN.to_string(),
         Role::IntegrationDeveloper => DEVELOPER.to_string(),
         Role::ReceiverAdmin => demo::receiver_admin(p),
+        Role::Signer => unreachable!("no procedure step or notice is a signer's"),
     }
 }
 

@@ -302,6 +302,9 @@ pub enum StoreError {
     /// No receiver with this id.
     #[error("unknown receiver {0}")]
     UnknownReceiverId(String),
+    /// No flow with this id in the tenant (a `signer` grant's scope).
+    #[error("unknown flow {0}")]
+    UnknownFlowId(String),
     /// The signer step already records that its messages reach the receiver.
     #[error("flow {flow:?} step {step:?} already sends to receiver {receiver:?}")]
     DuplicateStepReceiver {

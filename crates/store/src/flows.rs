@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use rekey_crypto::{DigestAlg, KeyBackend, SignOptions, SignerSpec};
+use rekey_crypto::{Certificate, DigestAlg, KeyBackend, KeyHandle, SignOptions, SignerSpec};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
@@ -694,6 +694,27 @@ pub async fn remove_alias_everywhere(
     Ok(uses)
 }
 
+/// How one signing's output is laid out when the caller chooses (`rekey sign --flow
+/// --detached`, `POST /api/sign`'s `detached` and `encoding`): `None` keeps what the step is
+/// configured with. The signers are always the step's, as its table stands now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputChoice {
+    /// Leave the content out (`true`) or carry it (`false`).
+    pub detached: Option<bool>,
+    /// Base64 text (`true`) or DER (`false`).
+    pub base64: Option<bool>,
+}
+
+impl OutputChoice {
+    /// The step's options with the caller's choices applied.
+    pub fn apply(self, step: StepOptions) -> StepOptions {
+        StepOptions {
+            detached: self.detached.unwrap_or(step.detached),
+            base64: self.base64.unwrap_or(step.base64),
+        }
+    }
+}
+
 /// A row of a step and the keystore entry its alias currently resolves to.
 #[derive(Debug, Clone)]
 pub struct ResolvedRow {
@@ -729,7 +750,7 @@ pub struct SignedMessage {
     pub der: Vec<u8>,
     /// What the step emits: `der`, or its Base64 text when the step's `base64` option is on.
     pub output: Vec<u8>,
-    /// The step's options used.
+    /// The options used: the step's, with the caller's [`OutputChoice`] applied.
     pub options: StepOptions,
     /// Aliases that signed, in table order.
     pub signers: Vec<Alias>,
@@ -751,26 +772,74 @@ pub async fn sign_for_step(
     payload: &[u8],
     signing_time: DateTime<Utc>,
 ) -> Result<SignedMessage> {
+    sign_for_step_as(
+        conn,
+        kek,
+        backend,
+        tenant,
+        flow_name,
+        step_name,
+        payload,
+        signing_time,
+        OutputChoice::default(),
+    )
+    .await
+}
+
+/// [`sign_for_step`], with the output laid out as `choice` asks (attached or detached, DER or
+/// Base64); the signers are the step's either way.
+#[allow(clippy::too_many_arguments)]
+pub async fn sign_for_step_as(
+    conn: &impl ConnectionTrait,
+    kek: &Kek,
+    backend: &dyn KeyBackend,
+    tenant: TenantId,
+    flow_name: &FlowName,
+    step_name: &StepName,
+    payload: &[u8],
+    signing_time: DateTime<Utc>,
+    choice: OutputChoice,
+) -> Result<SignedMessage> {
+    sign_material(conn, kek, tenant, flow_name, step_name, choice)
+        .await?
+        .sign(backend, payload, signing_time)
+}
+
+/// What signing as a step takes, read from the database: the keys of the rows whose alias has
+/// one now (each with the chain of the very entry it was decrypted from), their parameters
+/// and the options. Reading it is I/O; [`SignMaterial::sign`] is CPU only, so a caller can run
+/// it off the async workers.
+#[derive(Debug)]
+pub struct SignMaterial {
+    keys: Vec<(KeyHandle, Vec<Certificate>, SignerParams)>,
+    options: StepOptions,
+    skipped: Vec<Alias>,
+}
+
+/// Reads what signing as the step takes now, laid out as `choice` asks; fails with
+/// [`StoreError::NoSignerResolves`] naming the flow and step if no row's alias has a key.
+pub async fn sign_material(
+    conn: &impl ConnectionTrait,
+    kek: &Kek,
+    tenant: TenantId,
+    flow_name: &FlowName,
+    step_name: &StepName,
+    choice: OutputChoice,
+) -> Result<SignMaterial> {
     let (s, resolved) = resolve_step(conn, tenant, flow_name, step_name).await?;
-    let mut signers = Vec::new();
-    let mut skipped = Vec::new();
     let mut keys = Vec::new();
-    for r in &resolved {
-        match &r.entry {
+    let mut skipped = Vec::new();
+    for r in resolved {
+        match r.entry {
             Some(entry) => {
                 // Decrypt the very entry whose chain was read, even if the alias changes
                 // meanwhile, so key and certificate always belong together.
                 let key = keystore::entry_private_key(conn, kek, tenant, entry.id).await?;
-                keys.push((key, entry.chain.clone(), &r.row.params));
-                signers.push(r.row.params.alias.clone());
+                keys.push((key, entry.chain, r.row.params));
             }
-            None => skipped.push(r.row.params.alias.clone()),
+            None => skipped.push(r.row.params.alias),
         }
     }
-    let signers_of = keys
-        .iter()
-        .map(|(key, _, _)| backend.signer(key))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
     if keys.is_empty() {
         return Err(StoreError::NoSignerResolves {
             flow: flow_name.clone(),
@@ -778,37 +847,60 @@ pub async fn sign_for_step(
             aliases: s.aliases(),
         });
     }
-    let specs: Vec<SignerSpec<'_>> = keys
-        .iter()
-        .zip(&signers_of)
-        .map(|((_, chain, p), key)| SignerSpec {
-            key: &**key,
-            chain,
-            digest: p.digest,
-            include_certs: p.include_certs,
-            include_signing_time: p.include_signing_time,
-        })
-        .collect();
-    let der = rekey_crypto::sign(
-        payload,
-        &specs,
-        &SignOptions {
-            detached: s.options.detached,
-            signing_time,
-        },
-    )?;
-    let output = if s.options.base64 {
-        rekey_crypto::to_base64(&der).into_bytes()
-    } else {
-        der.clone()
-    };
-    Ok(SignedMessage {
-        der,
-        output,
-        options: s.options,
-        signers,
+    Ok(SignMaterial {
+        keys,
+        options: choice.apply(s.options),
         skipped,
     })
+}
+
+impl SignMaterial {
+    /// Signs `payload` with every key (one SignedData, one SignerInfo per key, in table
+    /// order) through `backend`, at signingTime `signing_time`.
+    pub fn sign(
+        &self,
+        backend: &dyn KeyBackend,
+        payload: &[u8],
+        signing_time: DateTime<Utc>,
+    ) -> Result<SignedMessage> {
+        let signers_of = self
+            .keys
+            .iter()
+            .map(|(key, _, _)| backend.signer(key))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let specs: Vec<SignerSpec<'_>> = self
+            .keys
+            .iter()
+            .zip(&signers_of)
+            .map(|((_, chain, p), key)| SignerSpec {
+                key: &**key,
+                chain,
+                digest: p.digest,
+                include_certs: p.include_certs,
+                include_signing_time: p.include_signing_time,
+            })
+            .collect();
+        let der = rekey_crypto::sign(
+            payload,
+            &specs,
+            &SignOptions {
+                detached: self.options.detached,
+                signing_time,
+            },
+        )?;
+        let output = if self.options.base64 {
+            rekey_crypto::to_base64(&der).into_bytes()
+        } else {
+            der.clone()
+        };
+        Ok(SignedMessage {
+            der,
+            output,
+            options: self.options,
+            signers: self.keys.iter().map(|(_, _, p)| p.alias.clone()).collect(),
+            skipped: self.skipped.clone(),
+        })
+    }
 }
 
 async fn step_receiver_ids(

@@ -57,7 +57,10 @@ pub mod users;
 
 pub use audit::{AuditEntry, AuditProblem, AuditSummary};
 pub use error::{Result, StepRef, StoreError};
-pub use flows::{Flow, SignedMessage, SignerParams, SignerRow, SignerStep, StepOptions};
+pub use flows::{
+    Flow, OutputChoice, SignMaterial, SignedMessage, SignerParams, SignerRow, SignerStep,
+    StepOptions,
+};
 pub use kek::{Kek, KekError};
 pub use keystore::{ArchiveReason, KeyMaterial, KeystoreEntry};
 pub use receivers::{Receiver, ReceiverProfile, TrustedCertificate};

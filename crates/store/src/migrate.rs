@@ -84,6 +84,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sessions_secrets_token_expiry",
         sql: include_str!("../../../migrations/0011_sessions_secrets_token_expiry.sql"),
     },
+    Migration {
+        version: 12,
+        name: "signer_role",
+        sql: include_str!("../../../migrations/0012_signer_role.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -152,7 +152,7 @@ pub enum Scope {
 
 impl Scope {
     /// The renewals a holder of `grants` may see: those of the tenants they hold a tenant role
-    /// in and those of the receivers they administer.
+    /// in and those of the receivers they administer (`signer` sees none).
     pub fn of_grants(grants: &[rekey_model::Grant]) -> Scope {
         let mut tenants = Vec::new();
         let mut receivers = Vec::new();
@@ -161,6 +161,7 @@ impl Scope {
                 rekey_model::Grant::TenantAdmin { tenant }
                 | rekey_model::Grant::IntegrationDeveloper { tenant } => tenants.push(*tenant),
                 rekey_model::Grant::ReceiverAdmin { receiver } => receivers.push(*receiver),
+                rekey_model::Grant::Signer { .. } => {}
             }
         }
         Scope::Of { tenants, receivers }

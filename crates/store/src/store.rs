@@ -362,6 +362,19 @@ impl Store {
         .await
     }
 
+    /// What signing as the step takes now, laid out as `choice` asks, to be signed with
+    /// [`flows::SignMaterial::sign`] and [`Store::backend`] off the async workers. Who may sign
+    /// is the service's question (`Service::sign`).
+    pub async fn sign_material(
+        &self,
+        tenant: TenantId,
+        flow: &FlowName,
+        step: &StepName,
+        choice: flows::OutputChoice,
+    ) -> Result<flows::SignMaterial> {
+        flows::sign_material(&self.db, self.kek()?, tenant, flow, step, choice).await
+    }
+
     // --- receivers ---
 
     /// Creates a receiver.

@@ -1,7 +1,8 @@
 //! Users, their roles, and API tokens.
 //!
 //! A user is an email address with grants: `tenant_admin` or `integration_developer` of a
-//! tenant, `receiver_admin` of a receiver. API tokens are 256 random bits handed out once as
+//! tenant, `receiver_admin` of a receiver, `signer` of a flow (its `scope_id` is the flow's id,
+//! its `tenant_id` the flow's tenant). API tokens are 256 random bits handed out once as
 //! base64url; only their SHA-256 is stored, and a token is looked up by hashing what is
 //! presented. A token may carry an expiry; an expired or revoked one is refused with its own
 //! error so the caller can say which. Removing a user ([`remove`]) takes their roles, revokes
@@ -22,10 +23,12 @@ use zeroize::Zeroizing;
 
 use crate::audit::{self, AuditRecord};
 use crate::db::now;
-use crate::entity::{api_token, idempotency_key, link_token, receiver, renewal, user, user_role};
+use crate::entity::{
+    api_token, flow, idempotency_key, link_token, receiver, renewal, user, user_role,
+};
 use crate::error::{Result, StoreError};
 use crate::tenants;
-use rekey_model::{Email, Grant, ReceiverId, Role, TenantId, TokenId, UserId};
+use rekey_model::{Email, FlowId, Grant, ReceiverId, Role, TenantId, TokenId, UserId};
 
 /// A user and the grants they hold.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -93,6 +96,10 @@ fn grant_from_model(m: &user_role::Model) -> Result<Grant> {
         },
         Role::ReceiverAdmin => Grant::ReceiverAdmin {
             receiver: ReceiverId::from_uuid(m.scope_id),
+        },
+        Role::Signer => Grant::Signer {
+            tenant: TenantId::from_uuid(m.tenant_id),
+            flow: FlowId::from_uuid(m.scope_id),
         },
     })
 }
@@ -196,7 +203,8 @@ pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<User>> {
     Ok(out)
 }
 
-/// The tenant a grant's scope belongs to (checking that the scope exists).
+/// The tenant a grant's scope belongs to (checking that the scope exists), with the receiver
+/// or flow id the row keeps.
 async fn scope_tenant(
     conn: &impl ConnectionTrait,
     grant: &Grant,
@@ -212,6 +220,14 @@ async fn scope_tenant(
                 .await?
                 .ok_or_else(|| StoreError::UnknownReceiverId(r.to_string()))?;
             Ok((TenantId::from_uuid(m.tenant_id), Some(m.id)))
+        }
+        Grant::Signer { tenant, flow: f } => {
+            flow::Entity::find_by_id(f.as_uuid())
+                .filter(flow::Column::TenantId.eq(tenant.as_uuid()))
+                .one(conn)
+                .await?
+                .ok_or_else(|| StoreError::UnknownFlowId(f.to_string()))?;
+            Ok((*tenant, None))
         }
     }
 }
@@ -238,6 +254,7 @@ pub async fn grant(
         scope_id: Set(grant.scope_id()),
         tenant_id: Set(tenant.as_uuid()),
         receiver_id: Set(receiver_id),
+        flow_id: Set(grant.flow().map(|f| f.as_uuid())),
         created_at: Set(now()),
     })
     .exec_without_returning(txn)

@@ -42,6 +42,7 @@ pub fn actor(email: &str, role: Role) -> Actor {
         Role::TenantAdmin => Grant::TenantAdmin { tenant: TENANT },
         Role::IntegrationDeveloper => Grant::IntegrationDeveloper { tenant: TENANT },
         Role::ReceiverAdmin => Grant::ReceiverAdmin { receiver: RECEIVER },
+        Role::Signer => unreachable!("no procedure step or notice is a signer's"),
     };
     Actor::new(email, vec![grant])
 }
@@ -78,6 +79,7 @@ pub fn actor_for(role: Role) -> Actor {
         Role::TenantAdmin => admin(),
         Role::IntegrationDeveloper => developer(),
         Role::ReceiverAdmin => receiver_admin(),
+        Role::Signer => unreachable!("no procedure step or notice is a signer's"),
     }
 }
 

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rekey_engine::Actor;
 use rekey_engine::access::holds_for;
-use rekey_model::{Email, Grant, ReceiverName, Role, TenantId, TenantName, TokenId};
+use rekey_model::{Email, FlowName, Grant, ReceiverName, Role, TenantId, TenantName, TokenId};
 use rekey_store::{StoreError, User};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -87,12 +87,14 @@ pub(crate) async fn revoke_token(
 pub(crate) struct RevokeRoleBody {
     /// The user's email address.
     email: String,
-    /// `tenant_admin`, `integration_developer` or `receiver_admin`.
+    /// `tenant_admin`, `integration_developer`, `receiver_admin` or `signer`.
     role: String,
     /// The tenant (name) the role is held in.
     tenant: String,
     /// The receiver (name), for `receiver_admin`.
     receiver: Option<String>,
+    /// The flow (name), for `signer`.
+    flow: Option<String>,
 }
 
 /// Removing a user.
@@ -110,7 +112,9 @@ fn actor_of(u: &User) -> Actor {
 /// The tenant a grant is held in.
 async fn tenant_of(st: &AppState, g: &Grant) -> Result<TenantId, ApiError> {
     Ok(match g {
-        Grant::TenantAdmin { tenant } | Grant::IntegrationDeveloper { tenant } => *tenant,
+        Grant::TenantAdmin { tenant }
+        | Grant::IntegrationDeveloper { tenant }
+        | Grant::Signer { tenant, .. } => *tenant,
         Grant::ReceiverAdmin { receiver } => {
             st.service().store().receiver_by_id(*receiver).await?.tenant
         }
@@ -177,6 +181,12 @@ pub(crate) async fn revoke_role(
         .map(ReceiverName::parse)
         .transpose()
         .map_err(|e| ApiError::field("receiver", e))?;
+    let fname = b
+        .flow
+        .as_deref()
+        .map(FlowName::parse)
+        .transpose()
+        .map_err(|e| ApiError::field("flow", e))?;
     let unknown_tenant = || {
         ApiError::from(StoreError::UnknownTenant(format!("{:?}", tname.as_str())))
             .with_field("tenant")
@@ -199,7 +209,23 @@ pub(crate) async fn revoke_role(
             ),
         ));
     }
+    if fname.is_some() && role != Role::Signer {
+        return Err(ApiError::field("flow", "a flow only goes with signer"));
+    }
     let grant = match (role, rname) {
+        (Role::Signer, None) => {
+            let Some(f) = fname else {
+                return Err(ApiError::field("flow", "signer needs a flow"));
+            };
+            let flow = store
+                .flow(tenant.id, &f)
+                .await
+                .map_err(|e| ApiError::from(e).with_field("flow"))?;
+            Grant::Signer {
+                tenant: tenant.id,
+                flow: flow.id,
+            }
+        }
         (Role::ReceiverAdmin, Some(r)) => {
             let rec = store
                 .receiver(tenant.id, &r)

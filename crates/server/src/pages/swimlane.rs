@@ -50,7 +50,7 @@ pub fn swimlane(def: &Procedure, r: &Renewal) -> Markup {
     const BOX_H: usize = 50;
     let width = LABEL_W + COL_W * def.steps.len().max(1) + 10;
     let height = LANE_H * 3 + 4;
-    let lane_of = |role: Role| Role::ALL.iter().position(|x| *x == role).unwrap_or(0);
+    let lane_of = |role: Role| Role::PEOPLE.iter().position(|x| *x == role).unwrap_or(0);
     let place = |idx: usize, role: Role| {
         (
             LABEL_W + idx * COL_W,
@@ -60,7 +60,7 @@ pub fn swimlane(def: &Procedure, r: &Renewal) -> Markup {
     html! {
         svg id="swimlane" xmlns="http://www.w3.org/2000/svg" width=(width) height=(height)
             viewBox={ "0 0 " (width) " " (height) } role="img" aria-label="Steps of the renewal by role" {
-            @for (i, role) in Role::ALL.iter().enumerate() {
+            @for (i, role) in Role::PEOPLE.iter().enumerate() {
                 @let y = i * LANE_H + 2;
                 rect class="lane" x="0" y=(y) width=(width) height=(LANE_H) {}
                 text class="lanelabel" x="8" y=(y + LANE_H / 2 + 4) { (role_name(*role)) }

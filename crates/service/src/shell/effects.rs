@@ -390,6 +390,14 @@ impl Service {
             Role::ReceiverAdmin => rekey_model::Grant::ReceiverAdmin {
                 receiver: receiver.id,
             },
+            // The procedures are refused when read if a step names `signer`: no notice is
+            // theirs.
+            Role::Signer => {
+                return Err(crate::ServiceError::Corrupt(format!(
+                    "a notice to {} in renewal {}",
+                    n.to, r.id
+                )));
+            }
         };
         let holders: Vec<String> = users::holders(txn, &grant)
             .await?
@@ -472,6 +480,7 @@ impl Service {
             Role::TenantAdmin => "tenant administrator",
             Role::IntegrationDeveloper => "integration developer",
             Role::ReceiverAdmin => "receiver administrator",
+            Role::Signer => "signer",
         };
         let subject = match n.kind {
             NoticeKind::StepDue => format!("[rekey] Your step is due: {title}"),

@@ -2,7 +2,8 @@
 //! engine's effects inside it. Split by job: [`events`] takes events in (start, act, upload:
 //! one transaction each), [`effects`] carries out what the engine decided against the store
 //! (keystore, signer steps, trust, timers, mail, audit), [`queries`] reads (renewals, tasks,
-//! the world, the actor). This module holds the types they share and the commit.
+//! the world, the actor), [`sign`] signs payloads as a flow's step for those who may. This
+//! module holds the types they share and the commit.
 
 mod as2;
 mod effects;
@@ -10,6 +11,9 @@ mod events;
 
 pub use events::{Recorded, RenderAnswer};
 mod queries;
+mod sign;
+
+pub use sign::SignRequest;
 
 use chrono::{DateTime, Utc};
 use rekey_engine::{Catalog, NoticeKind, ProcedureId, Renewal};

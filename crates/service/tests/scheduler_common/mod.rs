@@ -78,6 +78,7 @@ pub fn recipients(p: ProcedureId, role: Role) -> Vec<String> {
         Role::TenantAdmin => vec![TENANT_ADMIN.to_string()],
         Role::IntegrationDeveloper => vec![DEVELOPER.to_string()],
         Role::ReceiverAdmin => vec![receiver_admin(p), receiver_contact(p)],
+        Role::Signer => unreachable!("no procedure step or notice is a signer's"),
     };
     v.sort();
     v
@@ -89,6 +90,7 @@ pub fn who(p: ProcedureId, role: Role) -> String {
         Role::TenantAdmin => TENANT_ADMIN.into(),
         Role::IntegrationDeveloper => DEVELOPER.into(),
         Role::ReceiverAdmin => receiver_admin(p),
+        Role::Signer => unreachable!("no procedure step or notice is a signer's"),
     }
 }
 

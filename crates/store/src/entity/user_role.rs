@@ -19,6 +19,8 @@ pub struct Model {
     pub tenant_id: Uuid,
     /// Column `receiver_id`.
     pub receiver_id: Option<Uuid>,
+    /// Column `flow_id` (a `signer` grant's flow).
+    pub flow_id: Option<Uuid>,
     /// Column `created_at`.
     pub created_at: DateTimeUtc,
 }

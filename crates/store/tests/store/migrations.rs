@@ -304,3 +304,81 @@ async fn unsupported_url_is_refused() {
         "{err:?}"
     );
 }
+
+/// Migration 12 rebuilds `user_roles` (its role CHECK now allows `signer`): grants held before it
+/// are kept and read back, on SQLite and on PostgreSQL.
+#[tokio::test]
+async fn the_signer_migration_keeps_the_grants_held_before_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let pg = match std::env::var("REKEY_TEST_POSTGRES_URL") {
+        Ok(server) => Some(
+            rekey_testdb::PgDatabase::create(&server, "rekey_migrate")
+                .await
+                .expect("a PostgreSQL test database"),
+        ),
+        Err(_) => None,
+    };
+    let urls = std::iter::once(sqlite).chain(pg.as_ref().map(|p| p.url().to_string()));
+    let (tenant, user) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    for url in urls {
+        let conn = sea_orm::Database::connect(&url).await.expect("connects");
+        let before: Vec<Migration> = MIGRATIONS
+            .iter()
+            .copied()
+            .filter(|m| m.version < 12)
+            .collect();
+        migrate::migrate_to(&conn, &before)
+            .await
+            .expect("migrates to 11");
+        // How each back end spells a UUID and a time (sea-orm keeps UUIDs as blobs in SQLite).
+        let postgres = conn.get_database_backend() == DbBackend::Postgres;
+        let id = |u: uuid::Uuid| {
+            if postgres {
+                format!("'{u}'::uuid")
+            } else {
+                format!("X'{}'", u.simple())
+            }
+        };
+        let at = if postgres {
+            "'2026-01-01T00:00:00Z'::timestamptz"
+        } else {
+            "'2026-01-01T00:00:00+00:00'"
+        };
+        for sql in [
+            format!(
+                "INSERT INTO tenants (id, name, created_at, updated_at) VALUES ({}, 'acme', {at}, {at})",
+                id(tenant)
+            ),
+            format!(
+                "INSERT INTO users (id, email, created_at) VALUES ({}, 'alice@acme.example', {at})",
+                id(user)
+            ),
+            format!(
+                "INSERT INTO user_roles (user_id, role, scope_id, tenant_id, receiver_id, created_at) \
+                 VALUES ({}, 'tenant_admin', {}, {}, NULL, {at})",
+                id(user),
+                id(tenant),
+                id(tenant)
+            ),
+        ] {
+            conn.execute_unprepared(&sql).await.expect(&sql);
+        }
+        conn.close().await.expect("closes");
+        let store = rekey_store::Store::open(&url)
+            .await
+            .expect("opens and migrates");
+        assert_eq!(store.migration().applied, vec![12]);
+        let alice = store
+            .user_by_email(&rekey_model::Email::parse("alice@acme.example").expect("email"))
+            .await
+            .expect("alice is still there");
+        assert_eq!(
+            alice.grants,
+            vec![rekey_model::Grant::TenantAdmin {
+                tenant: rekey_model::TenantId::from_uuid(tenant)
+            }]
+        );
+        store.close().await.expect("closes");
+    }
+}

@@ -471,3 +471,53 @@ async fn sessions_expire_and_the_shared_secret_is_made_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_signer_grant_is_scoped_to_a_flow_of_its_tenant() {
+    on_both(async |db| {
+        let t = tenant(db, "acme").await?;
+        let other = tenant(db, "other").await?;
+        let flow = db
+            .store
+            .add_flow(t, &rekey_model::FlowName::parse("Orders")?, "admin")
+            .await?;
+        let erp = db
+            .store
+            .add_user(&Email::parse("erp@acme.example")?, "root")
+            .await?;
+        let grant = Grant::Signer {
+            tenant: t,
+            flow: flow.id,
+        };
+        let u = db.store.grant(erp.id, grant, "root").await?;
+        assert_eq!(u.grants, vec![grant]);
+        assert_eq!(
+            db.store.user(erp.id).await?.grants,
+            vec![grant],
+            "read back"
+        );
+        let holders = db.store.holders(&grant).await?;
+        assert_eq!(
+            holders.iter().map(|u| u.id).collect::<Vec<_>>(),
+            vec![erp.id]
+        );
+        let members = rekey_store::users::tenant_members(db.store.db(), t).await?;
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].1, vec![grant]);
+
+        // A flow named with another tenant is no scope at all: refused, nothing written.
+        let before = db.audit_len().await?;
+        let wrong = Grant::Signer {
+            tenant: other,
+            flow: flow.id,
+        };
+        let err = db.store.grant(erp.id, wrong, "root").await.err();
+        assert!(matches!(err, Some(StoreError::UnknownFlowId(_))), "{err:?}");
+        assert_eq!(db.audit_len().await?, before);
+
+        let u = db.store.revoke(erp.id, grant, "root").await?;
+        assert!(u.grants.is_empty());
+        Ok(())
+    })
+    .await;
+}
