@@ -62,6 +62,12 @@ pub fn start(mut cmd: Command) -> Result<Served, BoxError> {
 }
 
 impl Served {
+    /// The server's process id.
+    #[allow(dead_code)] // for the benchmark that reads its memory
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process with SIGKILL (no shutdown of any kind) and reaps it.
     #[allow(dead_code)] // not every test binary kills its server
     pub fn kill(mut self) -> Result<ExitStatus, BoxError> {
