@@ -24,8 +24,8 @@ pub mod watch;
 mod world;
 
 pub use shell::{
-    As2CheckReport, DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Recorded, RenderAnswer, Service,
-    SignRequest, StartRequest, TaskView,
+    As2CheckReport, CryptoCounts, DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Recorded, RenderAnswer,
+    Service, SignRequest, StartRequest, TEST_PAYLOAD, TaskView,
 };
 pub use world::load_world;
 

@@ -166,7 +166,14 @@ async fn fire(service: &Service, t: &Timer, token: &str, now: DateTime<Utc>, rep
             return Ok::<_, ServiceError>(Fired::Lost);
         }
         let outcome = service
-            .act_in(&txn, renewal, rekey_engine::machine::SYSTEM, event, now)
+            .act_in(
+                &txn,
+                renewal,
+                rekey_engine::machine::SYSTEM,
+                event,
+                now,
+                &crate::shell::TestSignatures::inside(),
+            )
             .await?;
         commit(txn).await?;
         service.after_commit(outcome.renewal.tenant).await;

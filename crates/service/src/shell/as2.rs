@@ -430,7 +430,15 @@ impl Service {
         let (r, version) = self.load(txn, id).await?;
         let world = self.world_of(txn, &r, now).await?;
         let t = rekey_engine::apply(self.catalog_for(r.tenant), &r, &world, actor, event, now)?;
-        self.carry_out(txn, t, actor, version, now).await
+        self.carry_out(
+            txn,
+            t,
+            actor,
+            version,
+            now,
+            &super::signatures::TestSignatures::inside(),
+        )
+        .await
     }
 
     /// The renewed alias's row parameters in `signer_step` (`flow/step`), as a test message

@@ -6,8 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use rekey_crypto::{
-    Certificate, KeyBits, KeyHandle, SignOptions, SignerSpec, certificate_request,
-    certificate_request_pem, self_signed_at, sign,
+    Certificate, KeyBits, KeyHandle, certificate_request, certificate_request_pem, self_signed_at,
 };
 use rekey_engine::{Actor, Change, Effect, Event, Notice, NoticeKind, Renewal, Transition, World};
 use rekey_model::{Alias, Fingerprint, Role, TenantId};
@@ -20,7 +19,8 @@ use rekey_store::{
 
 use crate::{Result, ServiceError};
 
-use super::{MailQueued, Outcome, Service, TEST_PAYLOAD, receiver_of, tenant_of};
+use super::signatures::{self, Job, TestSignatures, Wanted};
+use super::{MailQueued, Outcome, Service, receiver_of, tenant_of};
 
 impl Service {
     /// Carries out a transition's effects, feeding key generation back to the engine, then
@@ -32,6 +32,7 @@ impl Service {
         actor: &Actor,
         version: i64,
         now: DateTime<Utc>,
+        sigs: &TestSignatures,
     ) -> Result<Outcome> {
         let mut renewal = first.renewal;
         let mut effects = first.effects;
@@ -43,6 +44,7 @@ impl Service {
             for effect in effects {
                 match effect {
                     Effect::GenerateKey { bits, ca_signed } => {
+                        sigs.generated();
                         if let Some(cert) = self
                             .generate(txn, &renewal, version, bits, ca_signed, &actor.email, now)
                             .await?
@@ -58,7 +60,9 @@ impl Service {
                         pending::discard(txn, tenant_of(&renewal), renewal.id, &actor.email)
                             .await?;
                     }
-                    Effect::Notify(n) => mail.extend(self.queue(txn, &renewal, &n, now).await?),
+                    Effect::Notify(n) => {
+                        mail.extend(self.queue(txn, &renewal, &n, now, sigs).await?)
+                    }
                     Effect::Schedule { step, kind, at } => {
                         let tenant = tenant_of(&renewal);
                         timers::schedule(txn, tenant, renewal.id, step, kind, at, now).await?;
@@ -165,6 +169,7 @@ impl Service {
         if on_token {
             crate::failpoint::hit("after-token-generate");
         }
+        self.crypto.key_inside();
         let signer = backend.signer(&key)?;
         if ca_signed {
             let csr = certificate_request_pem(&certificate_request(&*signer, &subject)?);
@@ -381,6 +386,7 @@ impl Service {
         r: &Renewal,
         n: &Notice,
         now: DateTime<Utc>,
+        sigs: &TestSignatures,
     ) -> Result<Vec<MailQueued>> {
         let tenant = tenant_of(r);
         let receiver = receivers::by_id(txn, receiver_of(r)).await?;
@@ -451,12 +457,12 @@ impl Service {
             match &n.test_message {
                 Some(certs) => vec![TestMessage {
                     signer_steps: Vec::new(),
-                    base64: self.test_message(txn, r, None, certs, now).await?,
+                    base64: self.test_message(txn, r, None, certs, now, sigs).await?,
                 }],
                 None => Vec::new(),
             }
         } else {
-            self.test_messages(txn, r, &n.test_steps, now).await?
+            self.test_messages(txn, r, &n.test_steps, now, sigs).await?
         };
         if let [only] = attachments.test_messages.as_slice() {
             attachments.test_message_base64 = Some(only.base64.clone());
@@ -640,6 +646,7 @@ impl Service {
         r: &Renewal,
         steps: &[rekey_engine::StepSigners],
         now: DateTime<Utc>,
+        sigs: &TestSignatures,
     ) -> Result<Vec<TestMessage>> {
         let tenant = tenant_of(r);
         let old_alias = &r.alias;
@@ -664,7 +671,7 @@ impl Service {
                 Some((_, g)) => g.signer_steps.push(st.signer_step.clone()),
                 None => {
                     let base64 = self
-                        .test_message(conn, r, Some(&st.signer_step), &st.signers, now)
+                        .test_message(conn, r, Some(&st.signer_step), &st.signers, now, sigs)
                         .await?;
                     groups.push((
                         alike,
@@ -689,6 +696,7 @@ impl Service {
         signer_step: Option<&str>,
         certs: &[Fingerprint],
         now: DateTime<Utc>,
+        sigs: &TestSignatures,
     ) -> Result<String> {
         let tenant = tenant_of(r);
         let old_alias = &r.alias;
@@ -711,38 +719,28 @@ impl Service {
             .map_or((rekey_crypto::DigestAlg::Sha256, true, true), |p| {
                 (p.digest, p.include_certs, p.include_signing_time)
             });
+        let wanted = Wanted {
+            tenant,
+            certs: certs.to_vec(),
+            digest,
+            include_certs,
+            include_signing_time,
+            at: now,
+        };
+        if let Some(b64) = sigs.get(&wanted) {
+            return Ok(b64);
+        }
         let mut material = Vec::new();
         for c in certs {
             let (k, cert) = self.key_and_cert(conn, r, c).await?;
             material.push((k, [cert]));
         }
-        let backend = self.store.backend(tenant);
-        let der = crate::cpu::blocking(move || {
-            let signers = material
-                .iter()
-                .map(|(key, _)| backend.signer(key))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            let specs: Vec<SignerSpec<'_>> = material
-                .iter()
-                .zip(&signers)
-                .map(|((_, chain), key)| SignerSpec {
-                    key: &**key,
-                    chain,
-                    digest,
-                    include_certs,
-                    include_signing_time,
-                })
-                .collect();
-            sign(
-                TEST_PAYLOAD,
-                &specs,
-                &SignOptions {
-                    detached: false,
-                    signing_time: now,
-                },
-            )
-        })
-        .await??;
-        Ok(rekey_crypto::to_base64(&der))
+        let job = Job { wanted, material };
+        if sigs.defers() {
+            // This run is rolled back; the next one finds the message signed outside.
+            sigs.want(job);
+            return Ok(String::new());
+        }
+        signatures::sign_inside(self.store.backend(tenant), job, &self.crypto).await
     }
 }

@@ -12,6 +12,10 @@ mod events;
 pub use events::{Recorded, RenderAnswer};
 mod queries;
 mod sign;
+mod signatures;
+
+pub use signatures::CryptoCounts;
+pub(crate) use signatures::TestSignatures;
 
 pub use sign::SignRequest;
 
@@ -39,6 +43,8 @@ pub struct Service {
     lease: chrono::Duration,
     /// Tenants whose reminder and escalation times are configured: their catalog.
     tenant_catalogs: std::sync::Arc<std::collections::HashMap<rekey_model::TenantId, Catalog>>,
+    /// RSA operations of this service's transitions, inside and outside a transaction.
+    crypto: std::sync::Arc<signatures::Counters>,
 }
 
 /// How far back a new certificate's notBefore is dated from the engine's clock unless
@@ -127,6 +133,7 @@ impl Service {
             clock_skew: DEFAULT_CLOCK_SKEW,
             lease: rekey_store::lease::DEFAULT_LENGTH,
             tenant_catalogs: Default::default(),
+            crypto: Default::default(),
         }
     }
 
@@ -170,6 +177,12 @@ impl Service {
     /// The procedures.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// RSA operations this service (and its clones) did for transitions so far: test messages
+    /// signed inside a write transaction or outside one, keys generated inside one.
+    pub fn crypto_counts(&self) -> CryptoCounts {
+        self.crypto.read()
     }
 }
 
