@@ -22,6 +22,17 @@ use crate::{Result, ServiceError};
 use super::signatures::{self, Job, TestSignatures, Wanted};
 use super::{MailQueued, Outcome, Service, receiver_of, tenant_of};
 
+/// Who a transition's notices go to, read once per transition: the renewal's receiver (name,
+/// contact addresses), its tenant's name and each role's holders. A transition changes none
+/// of them (trust changes alter only the receiver's trusted certificates, which mail does
+/// not read), and a transition with several notices would otherwise read them per notice.
+#[derive(Default)]
+struct People {
+    receiver: Option<receivers::Receiver>,
+    tenant_name: Option<rekey_model::TenantName>,
+    holders: std::collections::HashMap<Role, Vec<String>>,
+}
+
 impl Service {
     /// Carries out a transition's effects, feeding key generation back to the engine, then
     /// saves the renewal if nobody else changed it since `version`.
@@ -39,6 +50,7 @@ impl Service {
         let mut expected = first.world;
         let mut completed = first.completed;
         let mut mail = Vec::new();
+        let mut people = People::default();
         loop {
             let mut follow_up = None;
             for effect in effects {
@@ -60,9 +72,10 @@ impl Service {
                         pending::discard(txn, tenant_of(&renewal), renewal.id, &actor.email)
                             .await?;
                     }
-                    Effect::Notify(n) => {
-                        mail.extend(self.queue(txn, &renewal, &n, now, sigs).await?)
-                    }
+                    Effect::Notify(n) => mail.extend(
+                        self.queue(txn, &renewal, &n, now, sigs, &mut people)
+                            .await?,
+                    ),
                     Effect::Schedule { step, kind, at } => {
                         let tenant = tenant_of(&renewal);
                         timers::schedule(txn, tenant, renewal.id, step, kind, at, now).await?;
@@ -387,9 +400,17 @@ impl Service {
         n: &Notice,
         now: DateTime<Utc>,
         sigs: &TestSignatures,
+        people: &mut People,
     ) -> Result<Vec<MailQueued>> {
         let tenant = tenant_of(r);
-        let receiver = receivers::by_id(txn, receiver_of(r)).await?;
+        let receiver = match &people.receiver {
+            Some(rc) => rc.clone(),
+            None => {
+                let rc = receivers::by_id(txn, receiver_of(r)).await?;
+                people.receiver = Some(rc.clone());
+                rc
+            }
+        };
         let grant = match n.to {
             Role::TenantAdmin => rekey_model::Grant::TenantAdmin { tenant },
             Role::IntegrationDeveloper => rekey_model::Grant::IntegrationDeveloper { tenant },
@@ -405,11 +426,18 @@ impl Service {
                 )));
             }
         };
-        let holders: Vec<String> = users::holders(txn, &grant)
-            .await?
-            .into_iter()
-            .map(|u| u.email.to_string())
-            .collect();
+        let holders: Vec<String> = match people.holders.get(&n.to) {
+            Some(h) => h.clone(),
+            None => {
+                let h: Vec<String> = users::holders(txn, &grant)
+                    .await?
+                    .into_iter()
+                    .map(|u| u.email.to_string())
+                    .collect();
+                people.holders.insert(n.to, h.clone());
+                h
+            }
+        };
         // (address, holds the role as a registered user)
         let mut to: Vec<(String, bool)> = holders.iter().map(|e| (e.clone(), true)).collect();
         if n.to == Role::ReceiverAdmin {
@@ -527,7 +555,14 @@ impl Service {
         if let Some(reason) = &n.refused {
             kind = format!("{kind}/refused/{reason}");
         }
-        let tenant_name = rekey_store::tenants::get(txn, tenant).await?.name;
+        let tenant_name = match &people.tenant_name {
+            Some(t) => t.clone(),
+            None => {
+                let t = rekey_store::tenants::get(txn, tenant).await?.name;
+                people.tenant_name = Some(t.clone());
+                t
+            }
+        };
         let mut out = Vec::new();
         for (email, registered) in to {
             let message_id = outbox::message_id(&[
