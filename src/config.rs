@@ -1147,11 +1147,22 @@ pub async fn attach_keystores(mut store: Store, settings: &Settings) -> Result<S
     Ok(store)
 }
 
+/// Connections in a SQLite pool. sea-orm gives a SQLite pool one connection unless told
+/// otherwise, which makes every request's reads queue behind each other and behind any write
+/// transaction (`cargo bench --bench sign`: 4 concurrent signers reach 10–20 % more signatures
+/// per second with 4). Writers still take SQLite's one write lock (`BEGIN IMMEDIATE`, busy
+/// timeout) as several processes on one file already do; WAL readers do not wait for it.
+const SQLITE_CONNECTIONS: u32 = 4;
+
 /// Opens (creating a SQLite file if needed) and migrates the database, without a KEK.
 pub async fn open_store(settings: &Settings) -> Result<Store> {
-    Store::open(settings.database_url.expose())
-        .await
-        .with_context(|| format!("cannot open database {}", settings.database_url))
+    let open = || format!("cannot open database {}", settings.database_url);
+    let mut opts =
+        rekey_store::db::connect_options(settings.database_url.expose()).with_context(open)?;
+    if settings.sqlite_path().is_some() {
+        opts.max_connections(SQLITE_CONNECTIONS);
+    }
+    Store::connect(opts).await.with_context(open)
 }
 
 impl Context {
