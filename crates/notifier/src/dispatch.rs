@@ -21,7 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use rekey_model::{Alias, Grant, OutboxStatus, TenantId};
 use rekey_store::lease::{self, Queue};
 use rekey_store::outbox::{self, Delivery, OutboxMessage, OutboxRow};
-use rekey_store::{ConnectionTrait, DatabaseConnection, TransactionTrait, keystore, users};
+use rekey_store::{ConnectionTrait, DatabaseConnection, keystore, users};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -429,7 +429,10 @@ impl Dispatcher {
                 error: error.clone(),
             },
         };
-        let txn = self.db.begin().await?;
+        // A write transaction from its first statement (`BEGIN IMMEDIATE` on SQLite), like
+        // every other that changes something: with several connections to one file, a
+        // deferred one that reads before it writes could fail instead of waiting its turn.
+        let txn = rekey_store::db::begin_write(&self.db).await?;
         // Only while we still hold the lease: if it ran out and someone else took the row,
         // their outcome stands.
         let recorded = outbox::record(&txn, row, failures, &delivery, now).await?;
