@@ -59,35 +59,16 @@ fn set_up(data: &Path, cert: &Path) -> Result<String, BoxError> {
         v.extend(["--tenant", "acme"]);
         ok(data, &v)
     };
-    ok(data, &["init"])?;
-    ok(data, &["tenant", "add", "acme"])?;
-    acme(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"])?;
-    acme(&[
-        "keystore",
-        "generate",
-        "--alias",
-        "A",
-        "--bits",
-        "3072",
-        "--subject",
-        "CN=acme signer,O=Acme",
-        "--as",
-        ADMIN,
-    ])?;
+    let setup = common::Acme {
+        admin: ADMIN,
+        bits: "3072",
+        receiver: None,
+        ..common::Acme::default()
+    };
+    for args in setup.commands() {
+        ok(data, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    }
     std::fs::write(cert, acme(&["keystore", "export-cert", "--alias", "A"])?)?;
-    acme(&["flow", "add", "--flow", "F", "--step", "S", "--as", ADMIN])?;
-    acme(&[
-        "signer",
-        "add-alias",
-        "--flow",
-        "F",
-        "--step",
-        "S",
-        "--alias",
-        "A",
-        "--as",
-        ADMIN,
-    ])?;
     acme(&[
         "user", "add", "--email", SIGNER, "--role", "signer", "--flow", "F",
     ])?;

@@ -9,7 +9,7 @@ mod common;
 
 use chrono::{Duration, Utc};
 use common::serve::{self, Answer, Served, request};
-use common::{Env, on_both, runtime};
+use common::{Acme, Env, on_both, runtime};
 use rekey_notifier::links::{self, Task};
 use serde_json::Value;
 
@@ -22,9 +22,15 @@ const OPS: &str = "ops@r.example";
 /// trusting it, a developer; and a running renewal of `A` (its first task is the
 /// administrator's).
 fn setup(env: &Env) -> String {
-    env.ok(&["init"]);
-    env.ok(&["tenant", "add", "acme"]);
-    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
+    env.ok_all(
+        &Acme {
+            admin: ADMIN,
+            subject: "CN=acme",
+            receiver: Some((OPS, "--accepts-multiple-signatures")),
+            ..Acme::default()
+        }
+        .commands(),
+    );
     env.ok(&[
         "user",
         "add",
@@ -32,45 +38,6 @@ fn setup(env: &Env) -> String {
         DEV,
         "--role",
         "integration_developer",
-    ]);
-    env.ok(&[
-        "keystore",
-        "generate",
-        "--alias",
-        "A",
-        "--bits",
-        "2048",
-        "--subject",
-        "CN=acme",
-        "--as",
-        ADMIN,
-    ]);
-    env.ok(&["flow", "add", "--flow", "F", "--step", "S", "--as", ADMIN]);
-    env.ok(&[
-        "signer",
-        "add-alias",
-        "--flow",
-        "F",
-        "--step",
-        "S",
-        "--alias",
-        "A",
-        "--as",
-        ADMIN,
-    ]);
-    env.ok(&[
-        "receiver",
-        "add",
-        "--name",
-        "R",
-        "--admin",
-        OPS,
-        "--accepts-multiple-signatures",
-        "--as",
-        ADMIN,
-    ]);
-    env.ok(&[
-        "receiver", "trust", "--name", "R", "--alias", "A", "--as", ADMIN,
     ]);
     let r = env.json(&[
         "renewal",

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::serve::{self, Answer, Served, json_request};
 use common::smtp::{Sink, start_server};
-use common::{Env, PG_ENV};
+use common::{Acme, Env, PG_ENV};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin@t.example";
@@ -26,48 +26,15 @@ const OPS: &str = "ops@r.example";
 /// Tenant `acme` with its administrator, key `A` in flow `F`/`S`, receiver `R` trusting it and
 /// its administrator; reminders every 4 seconds for the tenant's steps.
 fn setup(env: &Env) {
-    env.ok(&["init"]);
-    env.ok(&["tenant", "add", "acme"]);
-    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
-    env.ok(&[
-        "keystore",
-        "generate",
-        "--alias",
-        "A",
-        "--bits",
-        "2048",
-        "--subject",
-        "CN=acme",
-        "--as",
-        ADMIN,
-    ]);
-    env.ok(&["flow", "add", "--flow", "F", "--step", "S", "--as", ADMIN]);
-    env.ok(&[
-        "signer",
-        "add-alias",
-        "--flow",
-        "F",
-        "--step",
-        "S",
-        "--alias",
-        "A",
-        "--as",
-        ADMIN,
-    ]);
-    env.ok(&[
-        "receiver",
-        "add",
-        "--name",
-        "R",
-        "--admin",
-        OPS,
-        "--verifies-multiple-keys",
-        "--as",
-        ADMIN,
-    ]);
-    env.ok(&[
-        "receiver", "trust", "--name", "R", "--alias", "A", "--as", ADMIN,
-    ]);
+    env.ok_all(
+        &Acme {
+            admin: ADMIN,
+            subject: "CN=acme",
+            receiver: Some((OPS, "--verifies-multiple-keys")),
+            ..Acme::default()
+        }
+        .commands(),
+    );
     env.ok(&[
         "user",
         "add",

@@ -89,89 +89,102 @@ pub async fn tenant_with_admin(db: &TestDb, admin: &str) -> Result<(Uuid, Uuid),
     Ok((t.id.as_uuid(), u.id.as_uuid()))
 }
 
-/// A data directory with tenant `acme`, its administrator (who adds the rest), key `A` (valid `days` days) listed
-/// by signer step `F`/`S`, and receiver `R` trusting it.
+/// Tenant `acme` as the CLI builds it: its administrator (who adds the rest), key `A` listed by
+/// signer step `F`/`S`, and optionally receiver `R` trusting it. One list of commands for the
+/// tests and benchmarks that need a whole tenant, run however the caller runs the binary.
+pub struct Acme<'a> {
+    /// The tenant administrator's address.
+    pub admin: &'a str,
+    /// RSA size of key `A`.
+    pub bits: &'a str,
+    /// Days its certificate is valid, or the CLI's default.
+    pub days: Option<&'a str>,
+    /// Its certificate's subject.
+    pub subject: &'a str,
+    /// Receiver `R`, trusting key `A`: its administrator's address and profile flag
+    /// (`--accepts-multiple-signatures` or `--verifies-multiple-keys`).
+    pub receiver: Option<(&'a str, &'a str)>,
+}
+
+impl Default for Acme<'_> {
+    fn default() -> Self {
+        Acme {
+            admin: "admin@acme.example",
+            bits: "2048",
+            days: None,
+            subject: "CN=acme signer,O=Acme",
+            receiver: Some(("ops@r.example", "--accepts-multiple-signatures")),
+        }
+    }
+}
+
+impl Acme<'_> {
+    /// The commands, from `init`, each without `--data-dir` (and without `--tenant`: the CLI
+    /// needs none while there is one tenant).
+    pub fn commands(&self) -> Vec<Vec<String>> {
+        let admin = self.admin;
+        let mut key = vec!["keystore", "generate", "--alias", "A", "--bits", self.bits];
+        if let Some(days) = self.days {
+            key.extend(["--days", days]);
+        }
+        key.extend(["--subject", self.subject, "--as", admin]);
+        let mut cmds: Vec<Vec<&str>> = vec![
+            vec!["init"],
+            vec!["tenant", "add", "acme"],
+            vec!["user", "add", "--email", admin, "--role", "tenant_admin"],
+            key,
+            vec!["flow", "add", "--flow", "F", "--step", "S", "--as", admin],
+            vec![
+                "signer",
+                "add-alias",
+                "--flow",
+                "F",
+                "--step",
+                "S",
+                "--alias",
+                "A",
+                "--as",
+                admin,
+            ],
+        ];
+        if let Some((ops, profile)) = self.receiver {
+            cmds.push(vec![
+                "receiver", "add", "--name", "R", "--admin", ops, profile, "--as", admin,
+            ]);
+            cmds.push(vec![
+                "receiver", "trust", "--name", "R", "--alias", "A", "--as", admin,
+            ]);
+        }
+        cmds.into_iter()
+            .map(|c| c.into_iter().map(String::from).collect())
+            .collect()
+    }
+}
+
+/// Runs `args` on data directory `data`, failing the test on an error.
+pub fn ok_in(data: &Path, args: &[String]) -> String {
+    let o = rekey()
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("runs the rekey binary");
+    assert!(
+        o.status.success(),
+        "rekey {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A data directory with [`Acme`]'s default tenant, key `A` valid `days` days.
 pub fn tenant_with_key(data: &Path, days: &str) {
-    for args in [
-        &["init"][..],
-        &["tenant", "add", "acme"],
-        &[
-            "user",
-            "add",
-            "--email",
-            "admin@acme.example",
-            "--role",
-            "tenant_admin",
-        ],
-        &[
-            "keystore",
-            "generate",
-            "--alias",
-            "A",
-            "--bits",
-            "2048",
-            "--days",
-            days,
-            "--subject",
-            "CN=acme signer,O=Acme",
-            "--as",
-            "admin@acme.example",
-        ],
-        &[
-            "flow",
-            "add",
-            "--flow",
-            "F",
-            "--step",
-            "S",
-            "--as",
-            "admin@acme.example",
-        ],
-        &[
-            "signer",
-            "add-alias",
-            "--flow",
-            "F",
-            "--step",
-            "S",
-            "--alias",
-            "A",
-            "--as",
-            "admin@acme.example",
-        ],
-        &[
-            "receiver",
-            "add",
-            "--name",
-            "R",
-            "--admin",
-            "ops@r.example",
-            "--accepts-multiple-signatures",
-            "--as",
-            "admin@acme.example",
-        ],
-        &[
-            "receiver",
-            "trust",
-            "--name",
-            "R",
-            "--alias",
-            "A",
-            "--as",
-            "admin@acme.example",
-        ],
-    ] {
-        let o = rekey()
-            .arg("--data-dir")
-            .arg(data)
-            .args(args)
-            .output()
-            .expect("runs the rekey binary");
-        assert!(
-            o.status.success(),
-            "rekey {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+    let acme = Acme {
+        days: Some(days),
+        ..Acme::default()
+    };
+    for args in acme.commands() {
+        ok_in(data, &args);
     }
 }
 
@@ -236,6 +249,13 @@ impl Env {
     }
 
     /// Runs and asserts success; returns standard output.
+    /// Runs each of `cmds` ([`Acme::commands`]) with [`Env::ok`].
+    pub fn ok_all(&self, cmds: &[Vec<String>]) {
+        for c in cmds {
+            self.ok(&c.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert_eq!(
