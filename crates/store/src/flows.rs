@@ -377,6 +377,16 @@ pub async fn flow(conn: &impl ConnectionTrait, tenant: TenantId, name: &FlowName
     load_flow(conn, m).await
 }
 
+/// The id of the tenant's flow `name` (its steps and tables unread): what a check of who may
+/// act on the flow needs.
+pub async fn flow_id(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    name: &FlowName,
+) -> Result<FlowId> {
+    Ok(FlowId::from_uuid(flow_model(conn, tenant, name).await?.id))
+}
+
 /// Every flow of the tenant, by name, with steps and tables.
 pub async fn flows(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<Vec<Flow>> {
     tenants::ensure(conn, tenant).await?;

@@ -173,11 +173,9 @@ pub(crate) async fn sign(
             base64,
         },
     };
-    let signed = match st
-        .service()
-        .sign(u.email.as_str(), &req, payload, now())
-        .await
-    {
+    // The token's user and roles were read to authenticate: they are the actor.
+    let actor = rekey_engine::Actor::new(u.email.to_string(), u.grants.clone());
+    let signed = match st.service().sign_as(&actor, &req, payload, now()).await {
         Ok(s) => s,
         Err(ServiceError::UnknownScope(_)) => {
             return Err(unknown_tenant(b.tenant.as_deref().unwrap_or_default()));
