@@ -1,5 +1,5 @@
 //! `POST /api/sign` throughput through the real `rekey serve`: RSA-3072 signatures per second
-//! with 1, 2 and 4 concurrent clients, beside `openssl speed rsa3072` (one process, and
+//! with 1, 2, 4 and 8 concurrent clients, beside `openssl speed rsa3072` (one process, and
 //! `-multi 2`) measured in the same run, and beside rekey's own CMS signing in this process
 //! (the RSA operation without HTTP, database or JSON).
 //!
@@ -529,7 +529,7 @@ fn main() -> Result<(), BoxError> {
     drive(&target, 2, true, 2.0, &last)?;
     verify(&last, &cert, &out, &payload)?;
     let mut runs = Vec::new();
-    for (clients, keep_alive) in [(1, true), (2, true), (4, true), (2, false)] {
+    for (clients, keep_alive) in [(1, true), (2, true), (4, true), (8, true), (2, false)] {
         let run = drive(&target, clients, keep_alive, secs, &last)?;
         verify(&last, &cert, &out, &payload)?;
         runs.push(run);
