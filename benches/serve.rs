@@ -17,8 +17,7 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{Duration, Utc};
 use common::BoxError;
 use common::serve::{self, request};
-use rekey_engine::{Renewal, RenewalStatus};
-use rekey_model::{Alias, TenantName};
+use rekey_engine::Renewal;
 use rekey_store::{Store, renewals, testing};
 use uuid::Uuid;
 
@@ -39,55 +38,9 @@ fn ok(data: &Path, args: &[&str]) -> Result<String, BoxError> {
 /// Seeds `n` renewals (clones of `template` under other tenants and aliases) and `10 n`
 /// keystore entries, in transactions of 500 renewals.
 async fn seed(store: &Store, template: &Renewal, n: usize) -> Result<(), BoxError> {
-    let tenants = (n / 10).max(1);
-    let mut ids = Vec::with_capacity(tenants);
-    for i in 0..tenants {
-        let t = store
-            .create_tenant(&TenantName::parse(&format!("t{i}"))?, "bench")
-            .await?;
-        ids.push(t.id);
-    }
-    let far = Utc::now() + Duration::days(730);
-    let mut txn = store.begin().await?;
-    for i in 0..n {
-        let mut r = template.clone();
-        r.id = Uuid::new_v4();
-        r.tenant = ids[i % tenants];
-        r.alias = Alias::parse(&format!("alias-{i}"))?;
-        if i % 2 == 1 {
-            r.status = RenewalStatus::Completed;
-        }
-        testing::insert_raw_renewal(
-            &txn,
-            &testing::RawRenewal {
-                id: r.id,
-                tenant: r.tenant.as_uuid(),
-                alias: r.alias.to_string(),
-                procedure: r.procedure.to_string(),
-                status: r.status.as_str().into(),
-                state: serde_json::to_string(&r)?,
-                version: 0,
-                lease_owner: None,
-                lease_until: None,
-                at: Utc::now() - Duration::seconds(i as i64 + 60),
-            },
-        )
-        .await?;
-        for k in 0..10 {
-            testing::insert_placeholder_entry(
-                &txn,
-                r.tenant.as_uuid(),
-                &format!("key-{i}-{k}"),
-                far,
-            )
-            .await?;
-        }
-        if i % 500 == 499 {
-            txn.commit().await?;
-            txn = store.begin().await?;
-        }
-    }
-    txn.commit().await?;
+    let now = Utc::now();
+    let far = now + Duration::days(730);
+    testing::seed_renewals(store, template, n, now - Duration::seconds(60), far).await?;
     Ok(())
 }
 

@@ -20,11 +20,10 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::Duration;
 use common::*;
 use rekey_engine::{ProcedureId, Renewal};
-use rekey_model::{Alias, Email, TenantName};
+use rekey_model::Email;
 use rekey_service::watch::{self, WatchOptions};
 use rekey_store::{keystore, renewals, testing};
 use rekey_testdb::TestDb;
-use uuid::Uuid;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -66,55 +65,9 @@ async fn own_renewals(db: &TestDb) -> Result<Renewal, BoxError> {
 /// keystore entries, expiring in two years (beyond every procedure's lead time), written in
 /// large transactions.
 async fn seed(db: &TestDb, template: &Renewal, n: usize) -> Result<(), BoxError> {
-    let tenants = (n / 10).max(1);
-    let mut ids = Vec::with_capacity(tenants);
-    for i in 0..tenants {
-        let t = db
-            .store
-            .create_tenant(&TenantName::parse(&format!("t{i}"))?, "bench")
-            .await?;
-        ids.push(t.id);
-    }
     let far = t0() + Duration::days(730);
+    testing::seed_renewals(&db.store, template, n, t0(), far).await?;
     let mut txn = db.store.begin().await?;
-    for i in 0..n {
-        let mut r = template.clone();
-        r.id = Uuid::new_v4();
-        r.tenant = ids[i % tenants];
-        r.alias = Alias::parse(&format!("alias-{i}"))?;
-        if i % 2 == 1 {
-            r.status = rekey_engine::RenewalStatus::Completed;
-        }
-        testing::insert_raw_renewal(
-            &txn,
-            &testing::RawRenewal {
-                id: r.id,
-                tenant: r.tenant.as_uuid(),
-                alias: r.alias.to_string(),
-                procedure: r.procedure.to_string(),
-                status: r.status.as_str().into(),
-                state: serde_json::to_string(&r)?,
-                version: 0,
-                lease_owner: None,
-                lease_until: None,
-                at: t0() - Duration::seconds(i as i64),
-            },
-        )
-        .await?;
-        for k in 0..10 {
-            testing::insert_placeholder_entry(
-                &txn,
-                r.tenant.as_uuid(),
-                &format!("key-{i}-{k}"),
-                far,
-            )
-            .await?;
-        }
-        if i % 500 == 499 {
-            txn.commit().await?;
-            txn = db.store.begin().await?;
-        }
-    }
     // The measured person's own tenant grows too: `n` keys no renewal of theirs touches.
     for k in 0..n {
         testing::insert_placeholder_entry(

@@ -422,3 +422,60 @@ pub async fn insert_placeholder_entry(
     .await?;
     Ok(())
 }
+
+/// Seeds a database for the scale benchmarks: `n` renewals cloned from `template` under
+/// `max(n / 10, 1)` new tenants (`t0`, `t1`, …) and aliases `alias-<i>`, every other one
+/// completed, renewal `i` made `i` seconds before `at`; each with ten keystore placeholder
+/// entries (`key-<i>-<k>`) valid until `not_after`. Written in transactions of 500 renewals.
+pub async fn seed_renewals(
+    store: &crate::Store,
+    template: &rekey_engine::Renewal,
+    n: usize,
+    at: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+) -> Result<()> {
+    let tenants = (n / 10).max(1);
+    let mut ids = Vec::with_capacity(tenants);
+    for i in 0..tenants {
+        let name = rekey_model::TenantName::parse(&format!("t{i}"))?;
+        ids.push(store.create_tenant(&name, "bench").await?.id);
+    }
+    let mut txn = store.begin().await?;
+    for i in 0..n {
+        let mut r = template.clone();
+        r.id = Uuid::new_v4();
+        r.tenant = ids[i % tenants];
+        r.alias = rekey_model::Alias::parse(&format!("alias-{i}"))?;
+        if i % 2 == 1 {
+            r.status = rekey_engine::RenewalStatus::Completed;
+        }
+        let state = serde_json::to_string(&r)
+            .map_err(|e| crate::StoreError::Corrupt(format!("renewal state: {e}")))?;
+        insert_raw_renewal(
+            &txn,
+            &RawRenewal {
+                id: r.id,
+                tenant: r.tenant.as_uuid(),
+                alias: r.alias.to_string(),
+                procedure: r.procedure.to_string(),
+                status: r.status.as_str().into(),
+                state,
+                version: 0,
+                lease_owner: None,
+                lease_until: None,
+                at: at - chrono::Duration::seconds(i as i64),
+            },
+        )
+        .await?;
+        for k in 0..10 {
+            insert_placeholder_entry(&txn, r.tenant.as_uuid(), &format!("key-{i}-{k}"), not_after)
+                .await?;
+        }
+        if i % 500 == 499 {
+            txn.commit().await?;
+            txn = store.begin().await?;
+        }
+    }
+    txn.commit().await?;
+    Ok(())
+}
