@@ -23,16 +23,9 @@ use uuid::Uuid;
 
 const ADMIN: &str = "admin@acme.example";
 
+/// Runs `args` on data directory `data` ([`common::try_in`]).
 fn ok(data: &Path, args: &[&str]) -> Result<String, BoxError> {
-    let o = common::rekey()
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()?;
-    if !o.status.success() {
-        return Err(format!("rekey {args:?}: {}", String::from_utf8_lossy(&o.stderr)).into());
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    common::try_in(data, args)
 }
 
 /// Seeds `n` renewals (clones of `template` under other tenants and aliases) and `10 n`

@@ -39,16 +39,9 @@ const PAYLOAD_LEN: usize = 1024;
 /// Seconds each `openssl speed` run takes.
 const OPENSSL_SECONDS: &str = "3";
 
+/// Runs `args` on data directory `data` ([`common::try_in`]).
 fn ok(data: &Path, args: &[&str]) -> Result<String, BoxError> {
-    let o = common::rekey()
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()?;
-    if !o.status.success() {
-        return Err(format!("rekey {args:?}: {}", String::from_utf8_lossy(&o.stderr)).into());
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    common::try_in(data, args)
 }
 
 /// Sets up `data` through the CLI; returns the signer's API token. Writes the certificate of
