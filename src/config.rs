@@ -1097,8 +1097,9 @@ pub async fn open_context(global: &GlobalArgs) -> Result<Context> {
 
 impl Context {
     /// The service commands run renewals with: `[renewal] clock_skew_minutes`, `[server]
-    /// lease_secs` and each configured tenant's `[timing.<tenant>]` (a section naming a tenant
-    /// that does not exist yet is skipped, like `[keystores.<tenant>]`).
+    /// lease_secs`, each configured tenant's `[timing.<tenant>]` and each SAP Cloud Integration
+    /// tenant's `[keystores.<tenant>]` (a section naming a tenant that does not exist yet is
+    /// skipped).
     pub async fn service(&self) -> Result<rekey_service::Service> {
         let mut service =
             rekey_service::Service::new(self.store.clone(), rekey_engine::Catalog::builtin()?)
@@ -1112,6 +1113,17 @@ impl Context {
             };
             let catalog = timed_catalog(&format!("[timing.{name}]"), rules)?;
             service = service.with_tenant_catalog(tenant.id, catalog);
+        }
+        for (name, k) in &self.settings.keystores {
+            let KeystoreSettings::SapCi(config) = k else {
+                continue;
+            };
+            let tenant = match self.store.tenant_by_name(name).await {
+                Ok(t) => t,
+                Err(rekey_store::StoreError::UnknownTenant { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            service = service.with_sap_ci(tenant.id, config.clone());
         }
         Ok(service)
     }

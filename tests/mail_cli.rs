@@ -169,22 +169,6 @@ async fn mail_list_send_due_to_files_retry_and_smtp_from_configuration() {
     let _ = store.close().await;
 }
 
-/// Every `.eml` in the outbox directory, quoted-printable soft breaks undone.
-fn emls(data: &Path) -> Vec<String> {
-    std::fs::read_dir(data.join("outbox"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .map(|t| {
-                    t.replace("=\r\n", "")
-                        .replace("=3D", "=")
-                        .replace("=20", " ")
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Regression: an outbox row the notifier could not parse (then: the engine's
 /// `certificate_request`) was marked failed and reported to the tenant administrators as an
 /// undeliverable address. Now it is an internal error: named on stderr, exit 1, marked failed
@@ -235,7 +219,7 @@ async fn unreadable_outbox_row_is_an_internal_error_not_an_undeliverable_address
             .is_some_and(|e| e.starts_with("internal error: unreadable outbox row")),
         "{all:?}"
     );
-    assert!(emls(&data).is_empty(), "nothing sent");
+    assert!(common::outbox_mails(&data).is_empty(), "nothing sent");
     let again = ok(&rekey(&data, &["mail", "send-due"], &[]));
     assert!(again.contains("0 sent, 0 to retry, 0 failed"), "{again}");
     let _ = store.close().await;
@@ -261,7 +245,7 @@ fn expiry_watch_mail_says_what_the_watch_computed() {
     let watch = ok(&rekey(&data, &["watch", "--json"], &[]));
     assert!(watch.contains("notified"), "{watch}");
     ok(&rekey(&data, &["mail", "send-due"], &[]));
-    let mails = emls(&data);
+    let mails = common::outbox_mails(&data);
     assert_eq!(mails.len(), 1, "one tenant administrator");
     let m = &mails[0];
     assert!(
@@ -334,7 +318,7 @@ fn watch_warns_every_role_when_a_stalled_step_endangers_the_expiry() {
     };
     let at = |days: i64| (Utc::now() + chrono::Duration::days(days)).to_rfc3339();
     let at_risk = |data: &Path| -> Vec<String> {
-        emls(data)
+        common::outbox_mails(data)
             .into_iter()
             .map(|m| m.replace("\r\n ", " "))
             .filter(|m| m.contains("at risk"))

@@ -689,3 +689,267 @@ fn btp_style_client_ids_and_secrets_connect() {
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
     assert!(!out.contains(secret) && !err.contains(secret));
 }
+
+const ADMIN: &str = "admin@acme.example";
+
+/// The SHA-256 fingerprint of `alias` in the fake's `system` keystore, as rekey prints it
+/// (lowercase hex), or `None` when the alias holds nothing.
+fn fake_fingerprint(url: &str, alias: &str) -> Option<String> {
+    let state = call(Method::Get, &format!("{url}/fake/state"), None);
+    state["keystores"]["system"][alias]["fingerprint_sha256"]
+        .as_str()
+        .map(|f| f.replace(':', "").to_lowercase())
+}
+
+fn by_hand(url: &str, action: &str, body: Value) {
+    call(
+        Method::Post,
+        &format!("{url}/fake/keystore/{action}"),
+        Some(body),
+    );
+}
+
+/// The record rekey keeps of `alias`: its current certificate's fingerprint.
+fn recorded(env: &Env, alias: &str) -> Option<String> {
+    let list = env.json(&["--tenant", "acme", "keystore", "list", "--json"]);
+    list.as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["alias"] == alias && e["has_key"] == true)
+        .and_then(|e| e["fingerprint"].as_str())
+        .map(|f| f.replace(':', "").to_lowercase())
+}
+
+/// The whole observing side through the binary, against a fake of its own (it changes the
+/// fake's keystore by hand): `rekey tenant sync` records the tenant's key pairs; the watch
+/// syncs and plans from the tenant's real certificate, mailing the administrator; a key
+/// exchanged by hand in the middle of a renewal makes the next action refused with both
+/// fingerprints, changes nothing and is mailed to the tenant administrator once; sync holds
+/// the difference while the renewal runs and follows it after the cancel; a start against a
+/// tenant that differs from the record is refused; a tenant that cannot be read leaves the
+/// watch planning from the last record.
+#[test]
+fn sync_records_the_tenant_the_watch_plans_from_it_and_a_change_by_hand_stops_a_renewal() {
+    let Some(fake) = fake("sync", &[]) else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let env = tenant(url, SECRET);
+    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
+    let seeded = fake_fingerprint(url, "signer").expect("the fake holds signer");
+
+    // Who may record the tenant, and which tenants can be.
+    env.refuses(&["tenant", "sync"], &["give --as EMAIL", "tenant_admin"]);
+    env.ok(&["tenant", "add", "other"]);
+    env.refuses(
+        &["--tenant", "other", "tenant", "sync", "--as", ADMIN],
+        &["\"other\" is not an SAP Cloud Integration tenant"],
+    );
+    assert_eq!(recorded(&env, "signer"), None, "nothing recorded yet");
+
+    let out = run_clean(
+        &env,
+        &["--tenant", "acme", "tenant", "sync", "--as", ADMIN],
+        SECRET,
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("acme: added     signer {seeded}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 added, 0 unchanged"), "{stdout}");
+    // SAP's own certificate is not a key pair of the tenant administrator.
+    assert!(
+        !stdout.contains("sap_cloudintegrationcertificate"),
+        "{stdout}"
+    );
+    assert_eq!(recorded(&env, "signer").as_deref(), Some(seeded.as_str()));
+
+    // The signer step lists it, the receiver trusts it: the watch plans from the tenant's
+    // 30-day certificate and tells the administrator now.
+    let acme = |args: &[&str]| {
+        let mut all = vec!["--tenant", "acme"];
+        all.extend_from_slice(args);
+        env.ok(&all)
+    };
+    acme(&["flow", "add", "--flow", "F", "--step", "S", "--as", ADMIN]);
+    acme(&[
+        "signer",
+        "add-alias",
+        "--flow",
+        "F",
+        "--step",
+        "S",
+        "--alias",
+        "signer",
+        "--as",
+        ADMIN,
+    ]);
+    acme(&[
+        "receiver",
+        "add",
+        "--name",
+        "R",
+        "--admin",
+        "ops@r.example",
+        "--verifies-multiple-keys",
+        "--as",
+        ADMIN,
+    ]);
+    acme(&[
+        "receiver", "trust", "--name", "R", "--alias", "signer", "--as", ADMIN,
+    ]);
+    let watch = env.json(&["watch", "--json"]);
+    assert_eq!(watch["synced"][0]["tenant_name"], "acme", "{watch}");
+    assert_eq!(watch["synced"][0]["report"]["unchanged"], 1, "{watch}");
+    let due = &watch["aliases"][0];
+    assert_eq!(due["alias"], "signer", "{watch}");
+    assert_eq!(due["fingerprint"], seeded.as_str(), "{watch}");
+    assert_eq!(due["action"]["action"], "notified", "{watch}");
+    env.ok(&["mail", "send-due"]);
+    let sent = common::outbox_mails(&env.data());
+    let notice = sent
+        .iter()
+        .find(|m| m.contains("Subject: [rekey] Start renewing signer"))
+        .unwrap_or_else(|| panic!("no expiry notice: {sent:#?}"));
+    assert!(notice.contains(&format!("To: {ADMIN}")), "{notice}");
+    assert!(notice.contains(&seeded), "{notice}");
+
+    // A renewal starts from the recorded key; then someone exchanges it by hand.
+    let start: Vec<&str> = vec![
+        "--tenant",
+        "acme",
+        "renewal",
+        "start",
+        "--flow",
+        "F",
+        "--step",
+        "S",
+        "--alias",
+        "signer",
+        "--receiver",
+        "R",
+        "--procedure",
+        "dual-trust",
+        "--bits",
+        "2048",
+        "--as",
+        ADMIN,
+    ];
+    let r = env.json(&[start.as_slice(), &["--json"]].concat());
+    let id = r["id"].as_str().expect("renewal id").to_string();
+    let before = env.json(&["--tenant", "acme", "renewal", "show", &id, "--json"]);
+    by_hand(url, "replace", json!({"alias": "signer"}));
+    let by_hand_fp = fake_fingerprint(url, "signer").expect("replaced");
+    assert_ne!(by_hand_fp, seeded);
+    let task = format!("{id}:create-key-pair");
+    let approve = [
+        "--tenant",
+        "acme",
+        "task",
+        "approve",
+        task.as_str(),
+        "--as",
+        ADMIN,
+    ];
+    env.refuses(
+        &approve,
+        &[
+            "the SAP Cloud Integration tenant was changed outside rekey",
+            &format!("alias signer holds certificate {by_hand_fp} on the tenant, rekey recorded certificate {seeded}"),
+            "nothing was done",
+            &format!("rekey renewal cancel {id}"),
+        ],
+    );
+    // Refused twice: nothing changed, and the administrator is told once.
+    env.refuses(&approve, &["changed outside rekey"]);
+    let after = env.json(&["--tenant", "acme", "renewal", "show", &id, "--json"]);
+    assert_eq!(before, after, "the refused action changed the renewal");
+    assert_eq!(recorded(&env, "signer").as_deref(), Some(seeded.as_str()));
+    env.ok(&["mail", "send-due"]);
+    let sent = common::outbox_mails(&env.data());
+    let stopped: Vec<&String> = sent
+        .iter()
+        .filter(|m| m.contains("the SAP Cloud Integration tenant was changed outside rekey"))
+        .collect();
+    assert_eq!(stopped.len(), 1, "told once: {sent:#?}");
+    for needle in [
+        format!("To: {ADMIN}"),
+        seeded.clone(),
+        by_hand_fp.clone(),
+        format!("renewal cancel {id}"),
+        "tenant sync".to_string(),
+    ] {
+        assert!(
+            stopped[0].contains(&needle),
+            "{needle:?} not in {}",
+            stopped[0]
+        );
+    }
+
+    // While the renewal runs, sync reports the difference and keeps the record.
+    let held = acme(&["tenant", "sync", "--as", ADMIN]);
+    assert!(
+        held.contains(&format!(
+            "acme: HELD      signer: the tenant holds {by_hand_fp}, rekey recorded {seeded}; renewal {id}"
+        )),
+        "{held}"
+    );
+    assert_eq!(recorded(&env, "signer").as_deref(), Some(seeded.as_str()));
+    // Cancelling stays open; then the record follows the tenant.
+    acme(&["renewal", "cancel", &id, "--as", ADMIN]);
+    let followed = acme(&["tenant", "sync", "--as", ADMIN]);
+    assert!(
+        followed.contains(&format!(
+            "acme: changed   signer {by_hand_fp} (was {seeded}; changed on the tenant)"
+        )),
+        "{followed}"
+    );
+    assert_eq!(
+        recorded(&env, "signer").as_deref(),
+        Some(by_hand_fp.as_str())
+    );
+
+    // A key deleted by hand leaves the record; one made by hand but not yet recorded stops a
+    // start, which names the way out.
+    by_hand(url, "delete", json!({"alias": "signer"}));
+    let removed = acme(&["tenant", "sync", "--as", ADMIN]);
+    assert!(
+        removed.contains(&format!(
+            "acme: removed   signer (was {by_hand_fp}; gone from the tenant)"
+        )),
+        "{removed}"
+    );
+    assert_eq!(recorded(&env, "signer"), None);
+    by_hand(
+        url,
+        "generate",
+        json!({"alias": "signer", "key_size": 2048}),
+    );
+    let fresh = fake_fingerprint(url, "signer").expect("generated");
+    env.refuses(
+        &start,
+        &[
+            &format!(
+                "alias signer holds certificate {fresh} on the tenant, rekey recorded no key pair"
+            ),
+            "run `rekey tenant sync`",
+        ],
+    );
+    assert!(
+        env.json(&["--tenant", "acme", "renewal", "list", "--json"])
+            .as_array()
+            .is_some_and(|a| a.len() == 1),
+        "no renewal was started"
+    );
+
+    // A tenant that cannot be read: the watch says so and plans from the record.
+    std::fs::write(env.path("client-secret"), "not-the-secret\n").expect("secret");
+    let blind = acme(&["watch"]);
+    assert!(
+        blind.contains("acme: SAP Cloud Integration tenant not read (")
+            && blind.contains("planned from rekey's last record"),
+        "{blind}"
+    );
+}

@@ -1,7 +1,8 @@
-//! `rekey tenant check` and `rekey tenant show`: a tenant backed by an SAP Cloud Integration
-//! tenant (`[keystores.<tenant>] backend = "sap-ci"`), read live through its API with
-//! [`rekey_service::sapci`]. Nothing here writes to the store or to the SAP tenant; the
-//! client secret is read from its file or variable and never printed.
+//! `rekey tenant check`, `rekey tenant show` and `rekey tenant sync`: a tenant backed by an SAP
+//! Cloud Integration tenant (`[keystores.<tenant>] backend = "sap-ci"`), read live through its
+//! API with [`rekey_service::sapci`]. `check` and `show` write nothing; `sync` records the
+//! tenant's key pairs in rekey ([`rekey_service::sapci_sync`]). Nothing here writes to the SAP
+//! tenant; the client secret is read from its file or variable and never printed.
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -33,6 +34,100 @@ pub struct ShowArgs {
     /// Print the result as JSON on standard output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `rekey tenant sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Print the result as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rekey tenant sync`: rekey's record of the tenant's keystore brought in line with the SAP
+/// tenant; prints what was added, followed, held back for a running renewal, or skipped.
+pub async fn sync(ctx: &Context, args: SyncArgs) -> Result<()> {
+    let tenant = ctx.tenant().await?;
+    let name = tenant.name.as_str().to_string();
+    if !matches!(
+        ctx.settings.keystores.get(&tenant.name),
+        Some(KeystoreSettings::SapCi(_))
+    ) {
+        bail!(
+            "tenant {name:?} is not an SAP Cloud Integration tenant: configure [keystores.{name}] with backend = \"sap-ci\" (see docs/sap-cloud-integration.md)"
+        );
+    }
+    ctx.require_role(
+        &tenant,
+        &[rekey_engine::Role::TenantAdmin],
+        None,
+        "recording the SAP tenant's keystore",
+    )
+    .await?;
+    let report = ctx
+        .service()
+        .await?
+        .sync_sap_ci(tenant.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("tenant {name:?}: {e}"))?;
+    if args.json {
+        return print_json(&report);
+    }
+    print!("{}", sync_lines(&name, &report));
+    Ok(())
+}
+
+/// The lines `rekey tenant sync` and `rekey watch` print for a sync.
+pub fn sync_lines(name: &str, r: &rekey_service::sapci_sync::SyncReport) -> String {
+    use std::fmt::Write as _;
+    let fp = |f: &Option<rekey_model::Fingerprint>| {
+        f.map_or_else(|| "none".to_string(), |f| f.to_string())
+    };
+    let mut out = String::new();
+    for d in &r.added {
+        let _ = writeln!(out, "{name}: added     {} {}", d.alias, fp(&d.found));
+    }
+    for d in &r.changed {
+        let _ = writeln!(
+            out,
+            "{name}: changed   {} {} (was {}; changed on the tenant)",
+            d.alias,
+            fp(&d.found),
+            fp(&d.recorded)
+        );
+    }
+    for d in &r.removed {
+        let _ = writeln!(
+            out,
+            "{name}: removed   {} (was {}; gone from the tenant)",
+            d.alias,
+            fp(&d.recorded)
+        );
+    }
+    for d in &r.held {
+        let _ = writeln!(
+            out,
+            "{name}: HELD      {}: the tenant holds {}, rekey recorded {}; renewal {} touches it, so the record stays until it is cancelled or the tenant is put back",
+            d.alias,
+            fp(&d.found),
+            fp(&d.recorded),
+            d.renewal.map(|u| u.to_string()).unwrap_or_default()
+        );
+    }
+    for s in &r.skipped {
+        let _ = writeln!(out, "{name}: skipped   {:?}: {}", s.alias, s.reason);
+    }
+    let _ = writeln!(
+        out,
+        "{name}: {} added, {} unchanged, {} changed, {} removed, {} held, {} skipped",
+        r.added.len(),
+        r.unchanged,
+        r.changed.len(),
+        r.removed.len(),
+        r.held.len(),
+        r.skipped.len()
+    );
+    out
 }
 
 /// The client for the `--tenant` tenant, refused unless it is configured as `sap-ci`.

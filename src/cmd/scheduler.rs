@@ -192,6 +192,16 @@ pub fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<ExitCode> {
             );
             return Ok(());
         }
+        for t in &report.synced {
+            match (&t.report, &t.error) {
+                (Some(r), _) => print!("{}", super::sapci::sync_lines(&t.tenant_name, r)),
+                (None, Some(e)) => println!(
+                    "{}: SAP Cloud Integration tenant not read ({e}); planned from rekey's last record",
+                    t.tenant_name
+                ),
+                (None, None) => {}
+            }
+        }
         for a in &report.aliases {
             println!(
                 "{:<10} {:<32} expires {}  latest safe start {}  {}",

@@ -273,6 +273,11 @@ pub enum TenantCmd {
     /// Read the tenant's SAP Cloud Integration keystore entries (and with --flow an
     /// integration flow's externalized parameters) live from the tenant.
     Show(super::sapci::ShowArgs),
+    /// Record the key pairs of the tenant's SAP Cloud Integration keystore in rekey as the
+    /// tenant holds them (the watch does this on every pass). A key changed or deleted there
+    /// by hand is followed, unless a running renewal touches its alias: then it is reported
+    /// and left. Takes the tenant administrator role (--as).
+    Sync(super::sapci::SyncArgs),
 }
 
 /// `rekey tenant ...`.
@@ -298,6 +303,7 @@ pub fn tenant(global: &GlobalArgs, cmd: TenantCmd) -> Result<ExitCode> {
             }
             TenantCmd::Check(args) => super::sapci::check(ctx, args).await?,
             TenantCmd::Show(args) => super::sapci::show(ctx, args).await?,
+            TenantCmd::Sync(args) => super::sapci::sync(ctx, args).await?,
         }
         Ok(())
     })

@@ -171,6 +171,23 @@ pub fn try_in(data: &Path, args: &[&str]) -> Result<String, BoxError> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// The mails the file transport wrote to `data`'s outbox directory, with quoted-printable
+/// soft line breaks, `=3D` and `=20` undone so that a test can look for what a reader sees.
+pub fn outbox_mails(data: &Path) -> Vec<String> {
+    std::fs::read_dir(data.join("outbox"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|t| {
+                    t.replace("=\r\n", "")
+                        .replace("=3D", "=")
+                        .replace("=20", " ")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Runs `args` on data directory `data`, failing the test on an error.
 pub fn ok_in(data: &Path, args: &[String]) -> String {
     let o = rekey()

@@ -381,7 +381,8 @@ impl Dispatcher {
             OutboxMail::ExpiryWatch(_)
             | OutboxMail::DeliveryFailed(_)
             | OutboxMail::As2Refused(_)
-            | OutboxMail::AtRisk(_) => return Ok(None),
+            | OutboxMail::AtRisk(_)
+            | OutboxMail::TenantChanged(_) => return Ok(None),
         };
         let Ok(alias) = Alias::parse(a) else {
             return Ok(None);
@@ -472,6 +473,7 @@ async fn report_failure(
         Some(OutboxMail::ExpiryWatch(w)) => (None, Some(w.alias.clone())),
         Some(OutboxMail::As2Refused(a)) => (Some(a.renewal), Some(a.alias.clone())),
         Some(OutboxMail::AtRisk(a)) => (Some(a.renewal), Some(a.alias.clone())),
+        Some(OutboxMail::TenantChanged(t)) => (Some(t.renewal), Some(t.alias.clone())),
         None => (row.renewal_id, None),
     };
     let tenant = TenantId::from_uuid(row.tenant_id);

@@ -18,8 +18,8 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment as MailAttachment, Body, Mailbox, MultiPart, SinglePart};
 use rekey_engine::{Notice, NoticeKind, Role};
 use rekey_store::mail::{
-    Access, As2Mail, AtRiskMail, Attachments, FailedMail, NoticeMail, OutboxMail, TestMessage,
-    WatchMail,
+    Access, As2Mail, AtRiskMail, Attachments, FailedMail, NoticeMail, OutboxMail,
+    TenantChangedMail, TestMessage, WatchMail,
 };
 use uuid::Uuid;
 
@@ -55,7 +55,8 @@ pub fn link_target(mail: &OutboxMail) -> Option<(Uuid, &str)> {
         OutboxMail::ExpiryWatch(_)
         | OutboxMail::DeliveryFailed(_)
         | OutboxMail::As2Refused(_)
-        | OutboxMail::AtRisk(_) => None,
+        | OutboxMail::AtRisk(_)
+        | OutboxMail::TenantChanged(_) => None,
     }
 }
 
@@ -213,6 +214,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered> {
         OutboxMail::DeliveryFailed(f) => failed_body(f),
         OutboxMail::As2Refused(a) => as2_body(a),
         OutboxMail::AtRisk(a) => at_risk_body(a, input),
+        OutboxMail::TenantChanged(t) => tenant_changed_body(t),
     };
     Ok(lay_out(input, body))
 }
@@ -774,6 +776,52 @@ fn at_risk_body(a: &AtRiskMail, input: &RenderInput<'_>) -> MailText {
             .map(|r| role_name(*r))
             .collect::<Vec<_>>()
             .join(", "),
+    }
+}
+
+fn tenant_changed_body(t: &TenantChangedMail) -> MailText {
+    let TenantChangedMail {
+        recipient,
+        tenant,
+        renewal,
+        procedure,
+        alias,
+        differences,
+    } = t;
+    let show = |f: &Option<String>, none: &str| f.clone().unwrap_or_else(|| none.to_string());
+    let mut facts: Vec<(&'static str, String)> = vec![
+        ("Renewal", format!("{renewal} ({procedure})")),
+        ("Alias renewed", alias.clone()),
+    ];
+    for d in differences {
+        facts.push(("Alias on the tenant", d.alias.clone()));
+        facts.push(("  rekey recorded", show(&d.recorded, "no key")));
+        facts.push(("  the tenant holds", show(&d.found, "no key pair")));
+    }
+    MailText {
+        headline: format!(
+            "rekey stopped the renewal of {alias}: the SAP Cloud Integration tenant was changed \
+             outside rekey."
+        ),
+        facts,
+        why: Some(
+            "Every step of a renewal is judged against the keys rekey recorded on the tenant. \
+             A key created, exchanged or deleted there by hand makes that judgement wrong, so \
+             rekey refuses the renewal's next action rather than let the receiver get a message \
+             it cannot verify."
+                .to_string(),
+        ),
+        todo: format!(
+            "Find out who changed the tenant's keystore and why. Either put the key back as rekey \
+             recorded it (SHA-256 above) and repeat the refused action, or cancel the renewal, \
+             bring rekey's record up to date and start again:\n  rekey --tenant {tenant} renewal \
+             cancel {renewal} --as {recipient}\n  rekey --tenant {tenant} tenant sync\n  \
+             rekey tenant show --tenant {tenant}"
+        ),
+        notes: Vec::new(),
+        attachments: Vec::new(),
+        fingerprint: None,
+        as_who: role_name(Role::TenantAdmin).to_string(),
     }
 }
 

@@ -164,7 +164,11 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::UnknownScope(_) => ApiError::not_found(e.to_string()),
             ServiceError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
-            ServiceError::NotApplicable(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            ServiceError::NotApplicable(_) | ServiceError::TenantChanged { .. } => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            // The SAP tenant's own answer (never a secret): rekey could not reach or use it.
+            ServiceError::SapCi(_) => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
             ServiceError::Crypto(_)
             | ServiceError::Database(_)
             | ServiceError::Corrupt(_)

@@ -17,6 +17,7 @@ pub mod demo;
 pub mod failpoint;
 pub mod http;
 pub mod sapci;
+pub mod sapci_sync;
 pub mod scheduler;
 mod shell;
 pub mod tokens;
@@ -110,10 +111,32 @@ pub enum ServiceError {
     /// Stored state that cannot be read, or engine and store disagree.
     #[error("inconsistent state: {0}")]
     Corrupt(String),
+    /// The SAP Cloud Integration tenant could not be read or refused a call.
+    #[error("SAP Cloud Integration: {0}")]
+    SapCi(crate::sapci::SapCiError),
+    /// The SAP Cloud Integration tenant no longer holds what rekey recorded under the aliases
+    /// a renewal touches: someone changed it outside rekey. Nothing was done.
+    #[error("{}", tenant_changed(*renewal, differences))]
+    TenantChanged {
+        /// The renewal.
+        renewal: Uuid,
+        /// What differs.
+        differences: Vec<crate::sapci_sync::Difference>,
+    },
     /// Key generation or signing on the blocking pool did not finish (the runtime is shutting
     /// down); the transaction was rolled back.
     #[error("interrupted: {0}")]
     Interrupted(String),
+}
+
+fn tenant_changed(renewal: Uuid, differences: &[crate::sapci_sync::Difference]) -> String {
+    format!(
+        "the SAP Cloud Integration tenant was changed outside rekey: {}; nothing was done for \
+         renewal {renewal} and the tenant administrators were told. Put the tenant back as rekey \
+         recorded it, or cancel the renewal (rekey renewal cancel {renewal}), run \
+         `rekey tenant sync` and start again",
+        crate::sapci_sync::describe(differences)
+    )
 }
 
 /// Result alias.

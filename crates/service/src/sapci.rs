@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use rekey_crypto::Certificate;
 use rekey_model::Fingerprint;
 use serde::Serialize;
 use serde_json::Value;
@@ -703,6 +704,51 @@ impl SapCiClient {
             reason: "no \"d\" envelope".into(),
         })?;
         KeystoreEntry::from_json(d, &call).map(Some)
+    }
+
+    /// The certificate of entry `alias` (`GET /KeystoreEntries('{hex}')/Certificate/$value`,
+    /// PEM or DER); `None` when the tenant has no entry of that alias. Checked against the
+    /// SHA-256 fingerprint the entry's metadata states, when `expected` gives it, so that what
+    /// rekey records is the certificate the tenant lists.
+    pub async fn certificate(
+        &self,
+        alias: &str,
+        expected: Option<Fingerprint>,
+    ) -> Result<Option<Certificate>, SapCiError> {
+        check_alias(alias)?;
+        let path = format!(
+            "/KeystoreEntries('{}')/Certificate/$value",
+            hex_alias(alias)
+        );
+        let answer = self.send(Method::Get, &path, &[], None).await?;
+        let call = call_name(Method::Get, &path);
+        match answer.status {
+            200 => {}
+            404 => return Ok(None),
+            _ => return Err(self.refusal(call, ROLE_READ, &answer)),
+        }
+        let certs = Certificate::parse_any(&answer.body).map_err(|e| SapCiError::Answer {
+            call: call.clone(),
+            reason: format!("not a certificate: {e}"),
+        })?;
+        let Some(cert) = certs.into_iter().next() else {
+            return Err(SapCiError::Answer {
+                call,
+                reason: "no certificate in the answer".into(),
+            });
+        };
+        if let Some(fp) = expected
+            && cert.fingerprint() != fp
+        {
+            return Err(SapCiError::Answer {
+                call,
+                reason: format!(
+                    "the certificate's SHA-256 fingerprint is {}, the entry states {fp}",
+                    cert.fingerprint()
+                ),
+            });
+        }
+        Ok(Some(cert))
     }
 
     /// The externalized parameters of integration flow `flow`'s active designtime version

@@ -44,6 +44,25 @@ fn key_id(tenant: TenantId, key: Uuid, version: i64) -> Result<TokenKeyId> {
     Ok(TokenKeyId::new(bytes)?)
 }
 
+/// rekey's reference to a key an SAP Cloud Integration tenant holds, by its certificate: the
+/// same key under any alias is the same reference, and no token object has it.
+pub fn remote_key_id(
+    tenant: TenantId,
+    certificate: &rekey_model::Fingerprint,
+) -> Result<TokenKeyId> {
+    let mut bytes = b"sap-ci".to_vec();
+    bytes.extend_from_slice(tenant.as_uuid().as_bytes());
+    bytes.extend_from_slice(certificate.as_bytes());
+    Ok(TokenKeyId::new(bytes)?)
+}
+
+/// Whether a tenant's keystore has key objects to reconcile: a PKCS#11 token. The embedded
+/// keystore holds its keys in the database, and an SAP Cloud Integration tenant is read and
+/// checked instead ([`crate::sapci_sync`]).
+fn has_objects(kind: &str) -> bool {
+    !matches!(kind, "embedded" | "sap-ci")
+}
+
 /// Whether token object `id` was made by rekey for `tenant`.
 pub fn belongs_to(id: &TokenKeyId, tenant: TenantId) -> bool {
     id.as_bytes()
@@ -94,7 +113,7 @@ impl Service {
         };
         let backend = self.store().backend(tenant);
         let mut report = Reconciliation::default();
-        if backend.kind() == "embedded" {
+        if !has_objects(backend.kind()) {
             return Ok(report);
         }
         let txn = self.store().begin().await?;
@@ -143,7 +162,7 @@ impl Service {
     /// that commit themselves call it too). The event stands whatever happens
     /// here; a failure is logged and the next reconciliation repeats the work.
     pub async fn after_commit(&self, tenant: TenantId) {
-        if self.store().backend(tenant).kind() == "embedded" {
+        if !has_objects(self.store().backend(tenant).kind()) {
             return;
         }
         if let Err(e) = self.reconcile(tenant, true).await {
@@ -191,7 +210,7 @@ impl Service {
         actor: &str,
     ) -> Result<KeystoreEntry> {
         let out = self.add_key_in(tenant, alias, new, actor).await;
-        if self.store().backend(tenant).kind() != "embedded"
+        if has_objects(self.store().backend(tenant).kind())
             && let Err(e) = self.reconcile(tenant, false).await
         {
             tracing::warn!(tenant = %tenant, error = %e, "token reconciliation failed; it is retried after the next event");

@@ -167,10 +167,27 @@ pub struct WatchReport {
     /// Running renewals whose overdue step puts the old certificate's expiry at risk.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub at_risk: Vec<AtRisk>,
+    /// The SAP Cloud Integration tenants read before planning, so that the pass plans from
+    /// their real certificates ([`Service::sync_sap_ci`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synced: Vec<TenantSynced>,
     /// Set when this pass did nothing because another instance holds the watch's lease: until
     /// when that lease runs, at the latest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped_until: Option<DateTime<Utc>>,
+}
+
+/// One SAP Cloud Integration tenant's sync in a watch pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantSynced {
+    /// The rekey tenant's name.
+    pub tenant_name: String,
+    /// What the sync found and did, when the tenant could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::sapci_sync::SyncReport>,
+    /// Why it could not: the pass then plans from what rekey recorded before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The lead time of a procedure: the sum of its steps' `due` times.
@@ -224,9 +241,8 @@ pub async fn run_once(
     .await?;
     if held.rows == 0 {
         return Ok(WatchReport {
-            aliases: Vec::new(),
-            at_risk: Vec::new(),
             skipped_until: Some(held.until),
+            ..WatchReport::default()
         });
     }
     let kept = lease::keep(
@@ -248,6 +264,30 @@ pub async fn run_once(
 async fn pass(service: &Service, now: DateTime<Utc>, opts: &WatchOptions) -> Result<WatchReport> {
     let db = service.store().db();
     let mut report = WatchReport::default();
+    // An SAP Cloud Integration tenant is read first: its keys are planned from as it holds
+    // them. One that cannot be read is reported and planned from the last record.
+    for tenant in service.sap_ci_tenants() {
+        let tenant_name = rekey_store::tenants::get(db, tenant)
+            .await?
+            .name
+            .to_string();
+        let synced = match service.sync_sap_ci(tenant).await {
+            Ok(r) => TenantSynced {
+                tenant_name,
+                report: Some(r),
+                error: None,
+            },
+            Err(e) => {
+                tracing::warn!(tenant = %tenant_name, error = %e, "SAP Cloud Integration tenant not read; planning from rekey's last record");
+                TenantSynced {
+                    tenant_name,
+                    report: None,
+                    error: Some(e.to_string()),
+                }
+            }
+        };
+        report.synced.push(synced);
+    }
     // Only certificates that some procedure's lead time already reaches can be due: read those
     // (by the expiry index), and only their tenants' signer steps and receivers, so that a pass
     // costs what is about to expire, not every alias ever stored.

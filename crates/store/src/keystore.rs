@@ -60,6 +60,29 @@ impl KeyMaterial {
         Ok(KeyMaterial { key, chain })
     }
 
+    /// A key that a remote keystore holds and signs with itself (an SAP Cloud Integration
+    /// tenant), known to rekey by its certificate only: `id` is rekey's reference to it. The
+    /// certificate is the remote system's own statement of the key, so there is no signer to
+    /// check it against; an empty chain and an RSA key below 2048 bits are refused.
+    pub fn remote(alias: &Alias, id: TokenKeyId, chain: Vec<Certificate>) -> Result<KeyMaterial> {
+        let Some(leaf) = chain.first() else {
+            return Err(StoreError::EmptyChain {
+                alias: alias.clone(),
+            });
+        };
+        let bits = leaf_bits(leaf);
+        if bits < MIN_RSA_BITS {
+            return Err(StoreError::KeyTooSmall {
+                alias: alias.clone(),
+                bits,
+            });
+        }
+        Ok(KeyMaterial {
+            key: KeyHandle::Token(id),
+            chain,
+        })
+    }
+
     fn check(alias: &Alias, key: &dyn RsaSigner, chain: &[Certificate]) -> Result<()> {
         let Some(leaf) = chain.first() else {
             return Err(StoreError::EmptyChain {

@@ -33,6 +33,9 @@ pub enum OutboxMail {
     /// The expiry watch warns every role of a renewal that a stalled step now puts the old
     /// certificate's expiry at risk.
     AtRisk(AtRiskMail),
+    /// An action on a renewal was refused because its SAP Cloud Integration tenant no longer
+    /// holds what rekey recorded; told to the tenant administrators.
+    TenantChanged(TenantChangedMail),
 }
 
 /// A renewal's notice to one person, with everything the mail shows or attaches.
@@ -198,6 +201,34 @@ pub struct AtRiskMail {
     pub remaining: Vec<String>,
 }
 
+/// A renewal stopped by a change made on its SAP Cloud Integration tenant outside rekey.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantChangedMail {
+    /// The tenant administrator told.
+    pub recipient: String,
+    /// The rekey tenant's name.
+    pub tenant: String,
+    /// The renewal.
+    pub renewal: Uuid,
+    /// Its procedure.
+    pub procedure: ProcedureId,
+    /// The alias renewed.
+    pub alias: String,
+    /// Each alias that differs.
+    pub differences: Vec<AliasDifference>,
+}
+
+/// One alias whose key on the tenant is not the one rekey recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasDifference {
+    /// The alias.
+    pub alias: String,
+    /// SHA-256 of the certificate rekey recorded (`None`: no key).
+    pub recorded: Option<String>,
+    /// SHA-256 of the certificate the tenant holds (`None`: no key pair).
+    pub found: Option<String>,
+}
+
 /// What a receiver's AS2 system answered the test message of a step it must do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct As2Mail {
@@ -253,6 +284,7 @@ impl OutboxMail {
             OutboxMail::DeliveryFailed(m) => &m.recipient,
             OutboxMail::As2Refused(m) => &m.recipient,
             OutboxMail::AtRisk(m) => &m.recipient,
+            OutboxMail::TenantChanged(m) => &m.recipient,
         }
     }
 

@@ -41,6 +41,19 @@ impl Service {
         now: DateTime<Utc>,
         record: Option<Recorded>,
     ) -> Result<Outcome> {
+        // A tenant whose keys are in SAP Cloud Integration is read first, with no transaction
+        // open, for a caller who may start there (anyone else is refused below, learning
+        // nothing of the tenant).
+        if self.sap_ci.contains_key(&req.tenant) {
+            let actor = self.actor(self.store.db(), actor_email).await?;
+            if actor.is_system()
+                || access::holds_in(&actor, Role::TenantAdmin, req.tenant, req.receiver)
+            {
+                let mut aliases = vec![req.alias.clone()];
+                aliases.extend(req.new_alias.clone());
+                self.check_sap_ci_start(req.tenant, &aliases).await?;
+            }
+        }
         let txn = self.store.begin().await?;
         let actor = self.actor(&txn, actor_email).await?;
         // Who asks comes first: someone with no role in the tenant learns nothing of it, and
@@ -144,6 +157,18 @@ impl Service {
         event: Event,
         now: DateTime<Utc>,
     ) -> Result<Outcome> {
+        // A tenant whose keys are in SAP Cloud Integration is read again before anything is
+        // decided: an action judged against a record the tenant no longer matches is refused.
+        // Cancelling and rolling back stay open, as the way out.
+        if !self.sap_ci.is_empty() && !matches!(event, Event::Cancel | Event::Rollback) {
+            let db = self.store.db();
+            let actor = self.actor(db, actor_email).await?;
+            let (r, _) = self.load(db, id).await?;
+            visible_to(&actor, &r)?;
+            if r.status == RenewalStatus::Running {
+                self.check_sap_ci(&r, now).await?;
+            }
+        }
         let mut sigs = TestSignatures::deferring();
         let mut run = 0;
         loop {

@@ -45,6 +45,8 @@ pub struct Service {
     tenant_catalogs: std::sync::Arc<std::collections::HashMap<rekey_model::TenantId, Catalog>>,
     /// RSA operations of this service's transitions, inside and outside a transaction.
     crypto: std::sync::Arc<signatures::Counters>,
+    /// Tenants whose keystore is an SAP Cloud Integration tenant.
+    pub(crate) sap_ci: std::sync::Arc<crate::sapci_sync::SapCiTenants>,
 }
 
 /// How far back a new certificate's notBefore is dated from the engine's clock unless
@@ -134,6 +136,7 @@ impl Service {
             lease: rekey_store::lease::DEFAULT_LENGTH,
             tenant_catalogs: Default::default(),
             crypto: Default::default(),
+            sap_ci: Default::default(),
         }
     }
 
