@@ -434,6 +434,7 @@ struct KeystoreLayer {
     client_secret_env: Option<String>,
     service_key_file: Option<PathBuf>,
     timeout_seconds: Option<u64>,
+    country: Option<String>,
 }
 
 impl KeystoreLayer {
@@ -452,14 +453,15 @@ impl KeystoreLayer {
             || self.client_secret_file.is_some()
             || self.client_secret_env.is_some()
             || self.service_key_file.is_some()
-            || self.timeout_seconds.is_some();
+            || self.timeout_seconds.is_some()
+            || self.country.is_some();
         let backend = self.backend.as_deref().map(str::trim);
         if pkcs11_keys && backend != Some("pkcs11") {
             bail!("{section}: module, token, pin_file and pin_env are for backend = \"pkcs11\"");
         }
         if sapci_keys && backend != Some("sap-ci") {
             bail!(
-                "{section}: url, token_url, client_id, client_secret_file, client_secret_env, service_key_file and timeout_seconds are for backend = \"sap-ci\""
+                "{section}: url, token_url, client_id, client_secret_file, client_secret_env, service_key_file, timeout_seconds and country are for backend = \"sap-ci\""
             );
         }
         match backend {
@@ -522,6 +524,17 @@ fn sapci(layer: KeystoreLayer, section: &str) -> Result<rekey_service::sapci::Sa
         Some(s) if (1..=600).contains(&s) => std::time::Duration::from_secs(s),
         Some(s) => bail!("{section}: timeout_seconds = {s}: use 1 to 600"),
     };
+    // The tenant requires a country in every generated key's subject (CONNECTORS.md A7).
+    let country = match non_empty(layer.country.clone()) {
+        None => None,
+        Some(c) => {
+            let c = c.trim().to_string();
+            if c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
+                bail!("{section}: country = {c:?}: use a two-letter ISO 3166 code such as \"DE\"");
+            }
+            Some(c)
+        }
+    };
     // The service key as BTP hands it over: url, tokenurl and clientid are taken from it
     // now; its clientsecret is read again by each command that connects, and not kept here.
     if let Some(path) = layer.service_key_file {
@@ -550,6 +563,7 @@ fn sapci(layer: KeystoreLayer, section: &str) -> Result<rekey_service::sapci::Sa
             client_secret: SecretSource::ServiceKey(path),
             timeout,
             attempts: DEFAULT_ATTEMPTS,
+            country,
         });
     }
     let url = http_url("url", layer.url, "the service key's url")?;
@@ -577,6 +591,7 @@ fn sapci(layer: KeystoreLayer, section: &str) -> Result<rekey_service::sapci::Sa
         client_secret,
         timeout,
         attempts: DEFAULT_ATTEMPTS,
+        country,
     })
 }
 

@@ -434,6 +434,7 @@ fn client_for(url: &str) -> SapCiClient {
         client_secret: SecretSource::File(file),
         timeout: Duration::from_secs(10),
         attempts: 5,
+        country: None,
     })
     .expect("client");
     assert!(!format!("{client:?}").contains(SECRET));
@@ -579,6 +580,10 @@ fn sap_ci_settings_are_checked_by_name() {
             "[keystores.acme]\nbackend = \"sapci\"\n",
             "use \"embedded\", \"pkcs11\" or \"sap-ci\"",
         ),
+        (
+            "[keystores.acme]\nbackend = \"sap-ci\"\nurl = \"https://x.example\"\ntoken_url = \"https://x.example/oauth/token\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\ncountry = \"Germany\"\n",
+            "[keystores.acme]: country = \"Germany\": use a two-letter ISO 3166 code",
+        ),
     ];
     for (body, needle) in cases {
         std::fs::write(&toml, body).expect("write");
@@ -597,8 +602,8 @@ fn sap_ci_settings_are_checked_by_name() {
     assert!(err.contains("not an SAP Cloud Integration tenant"), "{err}");
 }
 
-/// Until rekey acts on the tenant, a key operation on an `sap-ci` tenant is refused rather
-/// than done with a key rekey would hold itself; the store is left without the alias.
+/// A key operation outside a renewal on an `sap-ci` tenant is refused rather than done with a
+/// key rekey would hold itself; the store is left without the alias.
 #[test]
 fn key_operations_on_a_sap_ci_tenant_are_refused_not_done_locally() {
     let env = tenant("http://127.0.0.1:9", SECRET);
@@ -625,7 +630,8 @@ fn key_operations_on_a_sap_ci_tenant_are_refused_not_done_locally() {
         ],
         &[
             "keys are in SAP Cloud Integration",
-            "cannot generate a key there yet",
+            "cannot generate a key there outside a renewal",
+            "`rekey tenant sync` records it",
         ],
     );
     let o = env.run(&["keystore", "list"]);
@@ -773,33 +779,7 @@ fn sync_records_the_tenant_the_watch_plans_from_it_and_a_change_by_hand_stops_a_
         all.extend_from_slice(args);
         env.ok(&all)
     };
-    acme(&["flow", "add", "--flow", "F", "--step", "S", "--as", ADMIN]);
-    acme(&[
-        "signer",
-        "add-alias",
-        "--flow",
-        "F",
-        "--step",
-        "S",
-        "--alias",
-        "signer",
-        "--as",
-        ADMIN,
-    ]);
-    acme(&[
-        "receiver",
-        "add",
-        "--name",
-        "R",
-        "--admin",
-        "ops@r.example",
-        "--verifies-multiple-keys",
-        "--as",
-        ADMIN,
-    ]);
-    acme(&[
-        "receiver", "trust", "--name", "R", "--alias", "signer", "--as", ADMIN,
-    ]);
+    signer_step_and_receiver(&env);
     let watch = env.json(&["watch", "--json"]);
     assert_eq!(watch["synced"][0]["tenant_name"], "acme", "{watch}");
     assert_eq!(watch["synced"][0]["report"]["unchanged"], 1, "{watch}");
@@ -817,27 +797,8 @@ fn sync_records_the_tenant_the_watch_plans_from_it_and_a_change_by_hand_stops_a_
     assert!(notice.contains(&seeded), "{notice}");
 
     // A renewal starts from the recorded key; then someone exchanges it by hand.
-    let start: Vec<&str> = vec![
-        "--tenant",
-        "acme",
-        "renewal",
-        "start",
-        "--flow",
-        "F",
-        "--step",
-        "S",
-        "--alias",
-        "signer",
-        "--receiver",
-        "R",
-        "--procedure",
-        "dual-trust",
-        "--bits",
-        "2048",
-        "--as",
-        ADMIN,
-    ];
-    let r = env.json(&[start.as_slice(), &["--json"]].concat());
+    let start = START_PREPARED;
+    let r = env.json(&[start, &["--json"]].concat());
     let id = r["id"].as_str().expect("renewal id").to_string();
     let before = env.json(&["--tenant", "acme", "renewal", "show", &id, "--json"]);
     by_hand(url, "replace", json!({"alias": "signer"}));
@@ -929,7 +890,7 @@ fn sync_records_the_tenant_the_watch_plans_from_it_and_a_change_by_hand_stops_a_
     );
     let fresh = fake_fingerprint(url, "signer").expect("generated");
     env.refuses(
-        &start,
+        start,
         &[
             &format!(
                 "alias signer holds certificate {fresh} on the tenant, rekey recorded no key pair"
@@ -952,4 +913,506 @@ fn sync_records_the_tenant_the_watch_plans_from_it_and_a_change_by_hand_stops_a_
             && blind.contains("planned from rekey's last record"),
         "{blind}"
     );
+}
+
+const DEV: &str = "dev@acme.example";
+const OPS: &str = "ops@r.example";
+
+/// The fake for the renewal test: `signer` (RSA 2048, 30 days) and a flow whose signer step
+/// has two rows, each reading an exchange property set from an externalized parameter
+/// (A9's documented route): `SIGNER_ALIAS` = `signer` and `SIGNER_ALIAS_2` = `signer_next`,
+/// which holds no key yet (a row whose alias has no key does not sign: the fake's default).
+fn renewal_fake() -> Option<&'static Fake> {
+    let config = json!({
+        "keystore": [{"alias": "signer", "key_size": 2048, "common_name": "acme signer",
+                      "valid_days": 30}],
+        "iflows": [{
+            "id": FLOW,
+            "version": "1.0.0",
+            "parameters": [
+                {"key": "SIGNER_ALIAS", "value": "signer"},
+                {"key": "SIGNER_ALIAS_2", "value": "signer_next"}
+            ],
+            "properties": {"signerAlias": "{{SIGNER_ALIAS}}", "signerAlias2": "{{SIGNER_ALIAS_2}}"},
+            "signer": {"rows": [
+                {"alias": "${property.signerAlias}", "algorithm": "SHA256/RSA",
+                 "include_certificates": true, "include_signing_time": true},
+                {"alias": "${property.signerAlias2}", "algorithm": "SHA256/RSA",
+                 "include_certificates": true, "include_signing_time": true}
+            ], "payload_included": true},
+            "deployed": true
+        }]
+    });
+    // Written once, read once by the fake at its start-up.
+    static CONFIG: OnceLock<String> = OnceLock::new();
+    let path = CONFIG.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("rekey-fake-sap-ci-{}.json", std::process::id()));
+        std::fs::write(&path, config.to_string()).expect("fake configuration");
+        path.to_string_lossy().into_owned()
+    });
+    fake("renewal", &["--config", path.as_str()])
+}
+
+/// The tests that run renewals on the renewal fake take turns.
+static RENEWAL_FAKE: Mutex<()> = Mutex::new(());
+
+/// The renewal fake as it was seeded, give or take the key itself: a key under `signer`, none
+/// under `signer_next`, no pending key (a finished renewal leaves its new key under
+/// `signer_next`, which becomes the next run's `signer`).
+fn reset_renewal_fake(url: &str) {
+    let state = call(Method::Get, &format!("{url}/fake/state"), None);
+    let system = state["keystores"]["system"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for alias in system.keys().filter(|a| a.starts_with("rekey-pending-")) {
+        by_hand(url, "delete", json!({"alias": alias}));
+    }
+    match (
+        system.contains_key("signer"),
+        system.contains_key("signer_next"),
+    ) {
+        (false, true) => by_hand(
+            url,
+            "rename",
+            json!({"alias": "signer_next", "new_alias": "signer"}),
+        ),
+        (true, true) => by_hand(url, "delete", json!({"alias": "signer_next"})),
+        (false, false) => by_hand(
+            url,
+            "generate",
+            json!({"alias": "signer", "key_size": 2048}),
+        ),
+        (true, false) => {}
+    }
+}
+
+/// Whether step `step` of renewal `id` is done, as `rekey renewal show` says.
+fn step_done(env: &Env, id: &str, step: &str) -> bool {
+    let shown = env.json(&["renewal", "show", id, "--json"]);
+    shown["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == step)
+        .is_some_and(|s| s["status"].to_string().contains("\"done\""))
+}
+
+/// A crash at every remote-call boundary of `prepared-second-alias` (the process aborts, as
+/// abruptly as `kill -9`, through `REKEY_FAILPOINT`), then the person repeats what they did:
+/// each time the renewal completes with exactly one key generated on the tenant, the new key
+/// under the prepared alias and recorded so, the old key gone after a sync (the reconciliation
+/// a crash skipped), no pending key left, and the deployed flow's probe accepted.
+#[test]
+fn a_crash_at_every_remote_call_boundary_resumes_consistently() {
+    let Some(fake) = renewal_fake() else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let _serial = RENEWAL_FAKE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("dir");
+    let matrix: &[(&str, &[&str])] = &[
+        (
+            "create-key-pair",
+            &[
+                "before-token-generate",
+                "after-token-generate",
+                "before-commit",
+                "after-commit",
+            ],
+        ),
+        (
+            "add-key-prepared-alias",
+            &[
+                "before-remote-rename",
+                "after-remote-rename",
+                "before-commit",
+                "after-commit",
+            ],
+        ),
+        (
+            "remove-old-key",
+            &[
+                "before-commit",
+                "after-commit",
+                "before-remote-delete",
+                "after-remote-delete",
+            ],
+        ),
+    ];
+    for (crash_step, points) in matrix {
+        for point in *points {
+            reset_renewal_fake(url);
+            let since = last_seq(url);
+            let env = Env::sqlite();
+            renewal_env(&env, url);
+            let r = env.json(&[START_PREPARED, &["--json"]].concat());
+            let id = r["id"].as_str().expect("id").to_string();
+            for (step, who) in [
+                ("create-key-pair", ADMIN),
+                ("add-key-prepared-alias", ADMIN),
+                ("switch-receiver", OPS),
+                ("remove-old-key", ADMIN),
+            ] {
+                let task = format!("{id}:{step}");
+                let mut args = vec!["task", "approve", task.as_str(), "--as", who];
+                let fp;
+                if step == "switch-receiver" {
+                    fp = env.json(&["renewal", "show", &id, "--json"])["new_cert"]
+                        .as_str()
+                        .expect("new certificate")
+                        .to_string();
+                    args = vec![
+                        "task",
+                        "complete",
+                        task.as_str(),
+                        "--fingerprint",
+                        &fp,
+                        "--as",
+                        who,
+                    ];
+                }
+                if step == *crash_step {
+                    let o = env
+                        .cmd()
+                        .env("REKEY_FAILPOINT", point)
+                        .args(&args)
+                        .output()
+                        .expect("runs");
+                    assert!(
+                        !o.status.success(),
+                        "{step} at {point}: the fail point was not reached: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    // The person does it again, unless it was done before the crash.
+                    if !step_done(&env, &id, step) {
+                        env.ok(&args);
+                    }
+                } else {
+                    env.ok(&args);
+                }
+            }
+            let at = format!("crash in {crash_step} at {point}");
+            let done = env.json(&["renewal", "show", &id, "--json"]);
+            assert_eq!(done["status"], "completed", "{at}: {done}");
+            let new = done["new_cert"]
+                .as_str()
+                .expect("new")
+                .replace(':', "")
+                .to_lowercase();
+            // What a crash after the commit left undone, the next sync (or event) finishes.
+            env.ok(&["tenant", "sync", "--as", ADMIN]);
+            let state = call(Method::Get, &format!("{url}/fake/state"), None);
+            let system = state["keystores"]["system"].as_object().expect("system");
+            assert!(
+                !system.contains_key("signer"),
+                "{at}: old key still there: {state}"
+            );
+            assert!(
+                !system.keys().any(|a| a.starts_with("rekey-pending-")),
+                "{at}: a pending key was left: {state}"
+            );
+            assert_eq!(
+                fake_fingerprint(url, "signer_next"),
+                Some(new.clone()),
+                "{at}"
+            );
+            assert_eq!(recorded(&env, "signer_next"), Some(new.clone()), "{at}");
+            assert_eq!(recorded(&env, "signer"), None, "{at}");
+            let generated = audit(url, since)
+                .iter()
+                .filter(|c| {
+                    c["method"] == "POST"
+                        && c["path"]
+                            .as_str()
+                            .is_some_and(|p| p.ends_with("/KeyPairGenerationRequests"))
+                        && c["status"].as_u64().is_some_and(|s| s < 300)
+                })
+                .count();
+            assert_eq!(generated, 1, "{at}: keys generated on the tenant");
+            assert_eq!(probe(&env, url, dir.path()), ["signer_next"], "{at}");
+        }
+    }
+}
+
+/// What the tenant's deployed flow sends now, judged as receiver `R` would: the fake runtime
+/// signs a payload; OpenSSL checks every signature (`-noverify`: no chain trust, and writes
+/// the signers' certificates out); the message is accepted when one signer's certificate is
+/// one the receiver trusts as rekey records it (`--accepts-multiple-signatures`). Returns the
+/// aliases that signed.
+fn probe(env: &Env, url: &str, dir: &Path) -> Vec<String> {
+    let answer = runtime()
+        .block_on(http::request(
+            Method::Post,
+            &format!("{url}/fake/runtime/{FLOW}/sign"),
+            &[("content-type", "text/plain".to_string())],
+            b"probe from the receiver's side".to_vec(),
+            Duration::from_secs(10),
+        ))
+        .expect("the fake runtime answers");
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let aliases: Vec<String> = answer
+        .header("x-fake-signer-aliases")
+        .unwrap_or_default()
+        .split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    let message = dir.join("probe.p7m");
+    let signers = dir.join("signers.pem");
+    std::fs::write(&message, &answer.body).expect("probe");
+    let out = Command::new("openssl")
+        .args(["cms", "-verify", "-inform", "DER", "-noverify", "-in"])
+        .arg(&message)
+        .arg("-signer")
+        .arg(&signers)
+        .args(["-out", "/dev/null"])
+        .output()
+        .expect("runs openssl");
+    assert!(
+        out.status.success(),
+        "a signature of the probe does not verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = std::fs::read_to_string(&signers).expect("signer certificates");
+    let signed_by: Vec<String> = rekey_crypto::Certificate::parse_pem_chain(&pem)
+        .expect("certificates")
+        .iter()
+        .map(|c| c.fingerprint().to_string())
+        .collect();
+    let receiver = env.json(&[
+        "--tenant", "acme", "receiver", "show", "--name", "R", "--json",
+    ]);
+    let trusted: Vec<String> = receiver["trusted"]
+        .as_array()
+        .expect("trusted")
+        .iter()
+        .filter_map(|t| t["fingerprint"].as_str())
+        .map(|f| f.replace(':', "").to_lowercase())
+        .collect();
+    assert!(
+        signed_by.iter().any(|f| trusted.contains(f)),
+        "receiver R would reject the probe: signed by {signed_by:?} ({aliases:?}), trusts {trusted:?}"
+    );
+    aliases
+}
+
+/// `renewal start` of `prepared-second-alias` for `signer` into the prepared `signer_next`.
+const START_PREPARED: &[&str] = &[
+    "--tenant",
+    "acme",
+    "renewal",
+    "start",
+    "--flow",
+    "F",
+    "--step",
+    "S",
+    "--alias",
+    "signer",
+    "--receiver",
+    "R",
+    "--procedure",
+    "prepared-second-alias",
+    "--new-alias",
+    "signer_next",
+    "--bits",
+    "2048",
+    "--as",
+    ADMIN,
+];
+
+/// Tenant `acme`'s signer step `F`/`S` listing `signer` and the prepared `signer_next` (no key
+/// yet), and receiver `R` (two signatures accepted, administrator `OPS`) trusting `signer`.
+fn signer_step_and_receiver(env: &Env) {
+    let acme = |args: &[&str]| env.ok(&[&["--tenant", "acme"], args].concat());
+    acme(&["flow", "add", "--flow", "F", "--step", "S", "--as", ADMIN]);
+    for alias in ["signer", "signer_next"] {
+        acme(&[
+            "signer",
+            "add-alias",
+            "--flow",
+            "F",
+            "--step",
+            "S",
+            "--alias",
+            alias,
+            "--as",
+            ADMIN,
+        ]);
+    }
+    acme(&[
+        "receiver",
+        "add",
+        "--name",
+        "R",
+        "--admin",
+        OPS,
+        "--accepts-multiple-signatures",
+        "--as",
+        ADMIN,
+    ]);
+    acme(&[
+        "receiver", "trust", "--name", "R", "--alias", "signer", "--as", ADMIN,
+    ]);
+}
+
+/// Tenant `acme` on the renewal fake at `url` (`country = "DE"` for keys made there), its
+/// three people, the tenant's keys recorded by a sync, signer step `F`/`S` listing `signer` and
+/// the prepared `signer_next`, and receiver `R` (two signatures accepted) trusting `signer`.
+fn renewal_env(env: &Env, url: &str) {
+    env.ok(&["init"]);
+    env.ok(&["tenant", "add", "acme"]);
+    let secret = env.path("client-secret");
+    std::fs::write(&secret, SECRET).expect("secret");
+    configure(
+        env,
+        url,
+        &format!("client_secret_file = {secret:?}\ncountry = \"DE\""),
+    );
+    env.ok(&["user", "add", "--email", ADMIN, "--role", "tenant_admin"]);
+    env.ok(&[
+        "user",
+        "add",
+        "--email",
+        DEV,
+        "--role",
+        "integration_developer",
+    ]);
+    env.ok(&["tenant", "sync", "--as", ADMIN]);
+    signer_step_and_receiver(env);
+    env.ok(&[
+        "user",
+        "add",
+        "--email",
+        OPS,
+        "--role",
+        "receiver_admin",
+        "--receiver",
+        "R",
+    ]);
+}
+
+/// `prepared-second-alias` carried out on the (fake) tenant through the binary: the new key is
+/// generated on the tenant, renamed into the signer step's prepared second alias, and the old
+/// key deleted after a keystore backup; the deployed flow, probed after every step, signs as
+/// the seed says and the receiver accepts every probe; the receiver administrator's mail says
+/// why there is no test message; procedures the tenant cannot carry out are refused at start.
+#[test]
+fn prepared_second_alias_runs_on_the_tenant_and_every_probe_is_accepted() {
+    let Some(fake) = renewal_fake() else {
+        return;
+    };
+    let _serial = RENEWAL_FAKE.lock().unwrap_or_else(|p| p.into_inner());
+    let url = fake.url.as_str();
+    common::on_both(|env| walk_prepared_second_alias(url, env));
+}
+
+/// One run of [`prepared_second_alias_runs_on_the_tenant_and_every_probe_is_accepted`] on
+/// `env`'s database.
+fn walk_prepared_second_alias(url: &str, env: &Env) {
+    reset_renewal_fake(url);
+    renewal_env(env, url);
+    let dir = tempfile::tempdir().expect("dir");
+    let old = fake_fingerprint(url, "signer").expect("seeded");
+    assert_eq!(probe(env, url, dir.path()), ["signer"]);
+
+    // What the tenant cannot carry out is refused before anything starts.
+    let dual_signature: Vec<&str> = START_PREPARED
+        .iter()
+        .map(|a| {
+            if *a == "prepared-second-alias" {
+                "dual-signature"
+            } else {
+                a
+            }
+        })
+        .collect();
+    env.refuses(
+        &dual_signature,
+        &["procedure dual-signature cannot run on an SAP Cloud Integration tenant yet"],
+    );
+    let r = env.json(&[START_PREPARED, &["--json"]].concat());
+    let id = r["id"].as_str().expect("id").to_string();
+    let step = |s: &str| format!("{id}:{s}");
+
+    env.ok(&["task", "approve", &step("create-key-pair"), "--as", ADMIN]);
+    let state = call(Method::Get, &format!("{url}/fake/state"), None);
+    let pending: Vec<&String> = state["keystores"]["system"]
+        .as_object()
+        .expect("system")
+        .keys()
+        .filter(|a| a.starts_with("rekey-pending-"))
+        .collect();
+    assert_eq!(pending.len(), 1, "one key generated on the tenant: {state}");
+    let new = fake_fingerprint(url, pending[0]).expect("pending key");
+    let shown = env.json(&["renewal", "show", &id, "--json"]);
+    assert_eq!(
+        shown["new_cert"]
+            .as_str()
+            .map(|f| f.replace(':', "").to_lowercase()),
+        Some(new.clone()),
+        "the renewal's new certificate is the one the tenant made: {shown}"
+    );
+    // The pending key is in no signer row: the flow still signs with the old key alone.
+    assert_eq!(probe(env, url, dir.path()), ["signer"]);
+    // Not recorded as a key of the tenant's own by a sync meanwhile.
+    let synced = env.ok(&["tenant", "sync", "--as", ADMIN]);
+    assert!(!synced.contains("rekey-pending-"), "{synced}");
+
+    env.ok(&[
+        "task",
+        "approve",
+        &step("add-key-prepared-alias"),
+        "--as",
+        ADMIN,
+    ]);
+    assert_eq!(fake_fingerprint(url, "signer_next"), Some(new.clone()));
+    assert_eq!(recorded(env, "signer_next"), Some(new.clone()));
+    // Two signatures from now on; the receiver still trusts only the old key, and accepts.
+    assert_eq!(probe(env, url, dir.path()), ["signer", "signer_next"]);
+
+    env.ok(&["mail", "send-due"]);
+    env.ok(&[
+        "task",
+        "complete",
+        &step("switch-receiver"),
+        "--fingerprint",
+        &new,
+        "--as",
+        OPS,
+    ]);
+    assert_eq!(probe(env, url, dir.path()), ["signer", "signer_next"]);
+
+    env.ok(&["task", "approve", &step("remove-old-key"), "--as", ADMIN]);
+    assert_eq!(fake_fingerprint(url, "signer"), None, "old key deleted");
+    assert_eq!(probe(env, url, dir.path()), ["signer_next"]);
+    let state = call(Method::Get, &format!("{url}/fake/state"), None);
+    assert_eq!(
+        state["keystores"]["backup_admin_system"]["signer"]["fingerprint_sha256"]
+            .as_str()
+            .map(|f| f.replace(':', "").to_lowercase()),
+        Some(old.clone()),
+        "the old key is in the backup made before the delete: {state}"
+    );
+    let done = env.json(&["renewal", "show", &id, "--json"]);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(recorded(env, "signer"), None);
+
+    // The receiver administrator was told why no test message came with the switch.
+    env.ok(&["mail", "send-due"]);
+    let sent = common::outbox_mails(&env.data());
+    let switch = sent
+        .iter()
+        .find(|m| m.contains(&format!("To: {OPS}")) && m.contains("No test message is attached"))
+        .unwrap_or_else(|| {
+            panic!("no mail to {OPS} explaining the missing test message: {sent:#?}")
+        });
+    assert!(switch.contains(&new), "{switch}");
+    assert!(!switch.contains("test-message.p7m"), "{switch}");
 }

@@ -84,6 +84,14 @@ pub fn sync_lines(name: &str, r: &rekey_service::sapci_sync::SyncReport) -> Stri
         f.map_or_else(|| "none".to_string(), |f| f.to_string())
     };
     let mut out = String::new();
+    for d in &r.deleted {
+        let _ = writeln!(
+            out,
+            "{name}: deleted   {} {} (rekey had retired it, or no renewal staged it)",
+            d.alias,
+            fp(&d.found)
+        );
+    }
     for d in &r.added {
         let _ = writeln!(out, "{name}: added     {} {}", d.alias, fp(&d.found));
     }

@@ -160,6 +160,13 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
 
     /// The key objects rekey made on the token (by the id prefix rekey writes).
     fn objects(&self) -> Result<Vec<TokenObject>>;
+
+    /// Whether keys live in a remote system that signs for itself and states each key's
+    /// certificate (an SAP Cloud Integration tenant): rekey holds a reference and the
+    /// certificate, and cannot check the one against the other by signing.
+    fn remote(&self) -> bool {
+        false
+    }
 }
 
 /// The embedded keystore: keys are generated in this process and the store keeps them sealed

@@ -256,6 +256,7 @@ fn notice_body(m: &NoticeMail, input: &RenderInput<'_>) -> Result<MailText> {
                 test_message_base64,
                 test_messages,
                 csr_pem,
+                no_test_message,
             },
     } = m;
     let kind = *kind;
@@ -458,6 +459,9 @@ fn notice_body(m: &NoticeMail, input: &RenderInput<'_>) -> Result<MailText> {
             filename,
             content: der,
         });
+    }
+    if let Some(why) = no_test_message {
+        notes.push(why.clone());
     }
     if let Some(csr) = csr_pem {
         notes.push(

@@ -10,7 +10,12 @@
 //! - `before-token-generate` / `after-token-generate` — around a key generated on a tenant's
 //!   PKCS#11 token, inside the event's transaction (never reached for the embedded keystore);
 //! - `before-token-project` / `before-token-destroy` — in the reconciliation after a commit,
-//!   before a key object's label and certificate are set, and before an orphan is destroyed.
+//!   before a key object's label and certificate are set, and before an orphan is destroyed;
+//! - `before-remote-rename` / `after-remote-rename` — around a renewal's new key renamed into
+//!   its alias on an SAP Cloud Integration tenant, inside the event's transaction (the
+//!   generation there passes the `…-token-generate` points);
+//! - `before-remote-delete` / `after-remote-delete` — in the SAP Cloud Integration
+//!   reconciliation after a commit, around a retired or orphaned key's delete on the tenant.
 //!
 //! Without the variable every call is one atomic increment. This module must not do
 //! anything else: no I/O besides reading the variable once and one line on stderr when it
@@ -31,6 +36,10 @@ pub const POINTS: &[&str] = &[
     "after-token-generate",
     "before-token-project",
     "before-token-destroy",
+    "before-remote-rename",
+    "after-remote-rename",
+    "before-remote-delete",
+    "after-remote-delete",
 ];
 
 struct Armed {
@@ -39,7 +48,7 @@ struct Armed {
 }
 
 /// Times each of [`POINTS`] was reached in this process.
-static SEEN: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+static SEEN: [AtomicU64; POINTS.len()] = [const { AtomicU64::new(0) }; POINTS.len()];
 
 fn armed() -> Option<&'static Armed> {
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();

@@ -172,6 +172,9 @@ pub struct SapCiConfig {
     pub timeout: Duration,
     /// How many times a call is sent while the tenant answers 429, 503 or 423.
     pub attempts: u32,
+    /// The country (`C`) of keys rekey generates on the tenant when the certificate they
+    /// replace names none: the tenant requires one in every generated key's subject.
+    pub country: Option<String>,
 }
 
 impl SapCiConfig {
@@ -751,6 +754,134 @@ impl SapCiClient {
         Ok(Some(cert))
     }
 
+    /// Generates a key pair on the tenant (`POST /KeyPairGenerationRequests`, A7): the private
+    /// key is made there and never leaves it; the tenant signs its certificate itself. The
+    /// signature algorithm is sent as `SHA-256/RSA` and, when the tenant refuses that spelling
+    /// (D4: both appear in SAP's documents), once more as `SHA256/RSA`.
+    pub async fn generate_key_pair(&self, req: &KeyPairRequest) -> Result<(), SapCiError> {
+        check_alias(&req.alias)?;
+        let date = |t: DateTime<Utc>| format!("/Date({})/", t.timestamp_millis());
+        let path = "/KeyPairGenerationRequests";
+        let mut last = None;
+        for algorithm in ["SHA-256/RSA", "SHA256/RSA"] {
+            let mut body = serde_json::json!({
+                "Hexalias": hex_alias(&req.alias),
+                "Alias": req.alias,
+                "KeyType": "RSA",
+                "KeySize": req.bits,
+                "SignatureAlgorithm": algorithm,
+                "CommonName": req.common_name,
+                "Country": req.country,
+                "ValidNotBefore": date(req.not_before),
+                "ValidNotAfter": date(req.not_after),
+            });
+            if let Some(o) = &req.organization {
+                body["Organization"] = Value::String(o.clone());
+            }
+            if let Some(u) = &req.organization_unit {
+                body["OrganizationUnit"] = Value::String(u.clone());
+            }
+            let answer = self
+                .modify(
+                    Method::Post,
+                    path,
+                    &Body {
+                        content_type: "application/json;charset=utf-8",
+                        bytes: body.to_string().into_bytes(),
+                    },
+                )
+                .await?;
+            if (200..300).contains(&answer.status) {
+                return Ok(());
+            }
+            let text = error_text(&answer);
+            let spelling = answer.status == 400 && text.contains(algorithm);
+            last = Some(self.refusal(call_name(Method::Post, path), ROLE_KEYSTORE_EDIT, &answer));
+            if !spelling {
+                break;
+            }
+        }
+        Err(last.unwrap_or_else(|| SapCiError::Answer {
+            call: call_name(Method::Post, path),
+            reason: "no attempt was made".into(),
+        }))
+    }
+
+    /// Renames entry `alias` to `new_alias` (`PUT /KeystoreEntries('{hex}')?renameAlias=…`
+    /// with a property set to null, A7). The key stays the same key.
+    pub async fn rename_entry(&self, alias: &str, new_alias: &str) -> Result<(), SapCiError> {
+        check_alias(alias)?;
+        check_alias(new_alias)?;
+        let path = format!(
+            "/KeystoreEntries('{}')?renameAlias={}",
+            hex_alias(alias),
+            query_value(new_alias)
+        );
+        let answer = self
+            .modify(
+                Method::Put,
+                &path,
+                &Body {
+                    content_type: "application/json;charset=utf-8",
+                    bytes: br#"{"Status":null}"#.to_vec(),
+                },
+            )
+            .await?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
+        } else {
+            Err(self.refusal(call_name(Method::Put, &path), ROLE_KEYSTORE_EDIT, &answer))
+        }
+    }
+
+    /// Deletes entry `alias` (`DELETE /KeystoreEntries('{hex}')`); `false` when the tenant
+    /// holds no such entry (a repeated delete is not an error).
+    pub async fn delete_entry(&self, alias: &str) -> Result<bool, SapCiError> {
+        check_alias(alias)?;
+        let path = format!("/KeystoreEntries('{}')", hex_alias(alias));
+        let answer = self
+            .modify(
+                Method::Delete,
+                &path,
+                &Body {
+                    content_type: "application/json;charset=utf-8",
+                    bytes: Vec::new(),
+                },
+            )
+            .await?;
+        match answer.status {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.refusal(
+                call_name(Method::Delete, &path),
+                ROLE_KEYSTORE_EDIT,
+                &answer,
+            )),
+        }
+    }
+
+    /// Backs up the tenant administrator's entries into `backup_admin_system`
+    /// (`POST /KeystoreResources`, A7), overwriting the previous backup: before rekey deletes
+    /// a key, so that the tenant administrator can restore it in the tenant.
+    pub async fn backup(&self) -> Result<(), SapCiError> {
+        let path = "/KeystoreResources";
+        let answer = self
+            .modify(
+                Method::Post,
+                path,
+                &Body {
+                    content_type: "application/json;charset=utf-8",
+                    bytes: br#"{"Name":"backup_admin_system"}"#.to_vec(),
+                },
+            )
+            .await?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
+        } else {
+            Err(self.refusal(call_name(Method::Post, path), ROLE_KEYSTORE_EDIT, &answer))
+        }
+    }
+
     /// The externalized parameters of integration flow `flow`'s active designtime version
     /// (`GET /IntegrationDesigntimeArtifacts(Id='…',Version='active')/Configurations`).
     pub async fn parameters(&self, flow: &str) -> Result<Vec<Parameter>, SapCiError> {
@@ -875,9 +1006,11 @@ impl SapCiClient {
 }
 
 /// The tenant's keystore as a [`rekey_crypto::KeyBackend`]: keys live in SAP Cloud
-/// Integration, where rekey does not yet generate, import or sign, so each of those is
-/// refused with an error saying so, rather than falling back to keys held by rekey. It holds
-/// no key objects, so reconciliation finds nothing to do.
+/// Integration, which signs with them itself. rekey never holds them, so generating or
+/// importing through this backend and signing are refused with an error saying so, rather
+/// than falling back to keys held by rekey: a renewal makes its key on the tenant through
+/// [`SapCiClient`] instead, and [`crate::sapci_sync`] records the tenant's keys. It holds no
+/// key objects, so token reconciliation finds nothing to do.
 #[derive(Debug, Clone)]
 pub struct SapCiKeystore {
     url: String,
@@ -893,8 +1026,9 @@ impl SapCiKeystore {
 
     fn refuse<T>(&self, what: &str) -> rekey_crypto::Result<T> {
         Err(rekey_crypto::CryptoError::Backend(format!(
-            "this tenant's keys are in SAP Cloud Integration ({}); rekey cannot {what} there yet \
-             (`rekey tenant check` and `rekey tenant show` read it)",
+            "this tenant's keys are in SAP Cloud Integration ({}); rekey cannot {what} there \
+             outside a renewal: make or import the key in the tenant, then `rekey tenant sync` \
+             records it",
             self.url
         )))
     }
@@ -946,6 +1080,10 @@ impl rekey_crypto::KeyBackend for SapCiKeystore {
     fn objects(&self) -> rekey_crypto::Result<Vec<rekey_crypto::TokenObject>> {
         Ok(Vec::new())
     }
+
+    fn remote(&self) -> bool {
+        true
+    }
 }
 
 /// The alias and artifact id of [`SapCiClient::check`]'s probes, which the tenant refuses.
@@ -985,6 +1123,27 @@ pub enum Access {
     Failed(String),
     /// Not probed, and why.
     NotChecked(String),
+}
+
+/// A key pair rekey asks the tenant to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPairRequest {
+    /// The alias it is generated under.
+    pub alias: String,
+    /// RSA size.
+    pub bits: u32,
+    /// Subject `CN`.
+    pub common_name: String,
+    /// Subject `O`, when the replaced certificate has one.
+    pub organization: Option<String>,
+    /// Subject `OU`, when the replaced certificate has one.
+    pub organization_unit: Option<String>,
+    /// Subject `C` (two letters; the tenant requires it).
+    pub country: String,
+    /// Start of validity.
+    pub not_before: DateTime<Utc>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
 }
 
 /// One externalized parameter of an integration flow.
@@ -1138,6 +1297,19 @@ fn check_alias(alias: &str) -> Result<(), SapCiError> {
     Ok(())
 }
 
+/// A query parameter's value, percent-encoded except for RFC 3986's unreserved characters.
+fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Flow ids go into `Id='…'` unencoded (A8), so only plain names are accepted.
 fn check_flow_id(flow: &str) -> Result<(), SapCiError> {
     if flow.is_empty()
@@ -1266,6 +1438,7 @@ mod tests {
             client_secret: SecretSource::File(secret),
             timeout: Duration::from_secs(1),
             attempts: 3,
+            country: None,
         })
         .expect("client");
         let started = Instant::now();

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rekey_engine::{Renewal, RenewalStatus};
 use rekey_model::{Alias, Fingerprint, Grant, TenantId};
+use rekey_store::keystore::TokenRefState;
 use rekey_store::mail::{OutboxMail, TenantChangedMail};
 use rekey_store::outbox::{self, OutboxMessage};
 use rekey_store::{KeyMaterial, audit, keystore, renewals};
@@ -49,6 +50,13 @@ pub(crate) struct SapCiTenant {
 
 /// The SAP Cloud Integration tenants a [`Service`] reaches, by rekey tenant.
 pub(crate) type SapCiTenants = HashMap<TenantId, SapCiTenant>;
+
+impl SapCiTenant {
+    /// Its connection settings.
+    pub(crate) fn config(&self) -> &SapCiConfig {
+        &self.config
+    }
+}
 
 pub(crate) fn tenant(config: SapCiConfig) -> SapCiTenant {
     SapCiTenant {
@@ -95,6 +103,9 @@ pub struct SyncReport {
     pub held: Vec<Difference>,
     /// Entries left out.
     pub skipped: Vec<Skipped>,
+    /// Keys rekey deleted from the tenant first ([`Service::reconcile_sap_ci`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<Difference>,
 }
 
 impl Service {
@@ -134,7 +145,12 @@ impl Service {
                     .into(),
             )
         })?;
-        let mut report = SyncReport::default();
+        let mut report = SyncReport {
+            // What rekey itself still owes the tenant comes first: a key it retired is not a
+            // key to record again.
+            deleted: self.reconcile_sap_ci(tenant, false).await?,
+            ..SyncReport::default()
+        };
         // The tenant first, with no transaction open: its answers take network time.
         let mut found: BTreeMap<Alias, Fingerprint> = BTreeMap::new();
         for e in client
@@ -142,7 +158,12 @@ impl Service {
             .await
             .map_err(ServiceError::SapCi)?
         {
-            if e.kind != "Key Pair" || e.owner.as_deref() == Some("SAP") {
+            // Not the tenant administrator's signing keys, or a renewal's key not yet in
+            // its place (its renewal records it).
+            if e.kind != "Key Pair"
+                || e.owner.as_deref() == Some("SAP")
+                || crate::shell::is_pending(&e.alias)
+            {
                 continue;
             }
             let alias = match Alias::parse(&e.alias) {
@@ -255,6 +276,99 @@ impl Service {
         Ok(report)
     }
 
+    /// Deletes from the tenant what rekey's record says is no longer there (every writer's
+    /// lock held, so no event is half-way): a key a renewal retired whose alias has no current
+    /// entry, still under that alias (the delete follows the commit that retired it, so a
+    /// crash in between is repaired here), after a keystore backup; and a key under a pending
+    /// alias that no running renewal has staged (its event never committed). Run after every
+    /// committed event of such a tenant and before every sync. Returns what it deleted.
+    pub async fn reconcile_sap_ci(
+        &self,
+        tenant: TenantId,
+        after_event: bool,
+    ) -> Result<Vec<Difference>> {
+        let hit = |point| {
+            if after_event {
+                crate::failpoint::hit(point);
+            }
+        };
+        let Some(client) = self.sap_ci_client(tenant).await? else {
+            return Ok(Vec::new());
+        };
+        let txn = self.store().begin().await?;
+        audit::lock_head(&txn).await?;
+        let refs = keystore::token_refs(&txn, tenant).await?;
+        let fp_of = |r: &keystore::TokenRef| r.certificate.as_ref().map(|c| c.fingerprint());
+        let entries = client
+            .keystore_entries()
+            .await
+            .map_err(ServiceError::SapCi)?;
+        let mut doomed = Vec::new();
+        for e in entries.iter().filter(|e| e.kind == "Key Pair") {
+            let Some(fp) = e.fingerprint else { continue };
+            if crate::shell::is_pending(&e.alias) {
+                let staged = refs
+                    .iter()
+                    .any(|r| r.state != TokenRefState::History && fp_of(r) == Some(fp));
+                if !staged {
+                    doomed.push((e.alias.clone(), fp, false));
+                }
+                continue;
+            }
+            let current = refs
+                .iter()
+                .any(|r| r.state == TokenRefState::Current && r.alias.as_str() == e.alias);
+            let retired = refs.iter().any(|r| {
+                r.state == TokenRefState::History
+                    && r.alias.as_str() == e.alias
+                    && fp_of(r) == Some(fp)
+            });
+            if retired && !current {
+                doomed.push((e.alias.clone(), fp, true));
+            }
+        }
+        let mut deleted = Vec::new();
+        if doomed.iter().any(|(_, _, retired)| *retired) {
+            // The tenant administrator can restore a retired key from the backup in the tenant.
+            client.backup().await.map_err(ServiceError::SapCi)?;
+        }
+        for (alias, fp, retired) in doomed {
+            hit("before-remote-delete");
+            client
+                .delete_entry(&alias)
+                .await
+                .map_err(ServiceError::SapCi)?;
+            hit("after-remote-delete");
+            audit::append(
+                &txn,
+                audit::AuditRecord {
+                    actor: rekey_engine::machine::SYSTEM,
+                    action: "sap-ci.delete",
+                    tenant: Some(tenant),
+                    subject: format!("alias {alias}"),
+                    before: format!(
+                        "certificate {fp} ({})",
+                        if retired {
+                            "retired by a renewal"
+                        } else {
+                            "staged by an event that never committed"
+                        }
+                    ),
+                    after: String::new(),
+                },
+            )
+            .await?;
+            deleted.push(Difference {
+                alias,
+                recorded: None,
+                found: Some(fp),
+                renewal: None,
+            });
+        }
+        commit(txn).await?;
+        Ok(deleted)
+    }
+
     /// Refuses an action on renewal `r` when its SAP Cloud Integration tenant no longer
     /// holds, under the aliases the renewal touches, the certificates rekey recorded (see the
     /// module documentation); tells the tenant administrators once per difference. Nothing
@@ -266,6 +380,9 @@ impl Service {
         let mut aliases = vec![r.alias.clone()];
         aliases.extend(r.new_alias.clone());
         let mut differences = differences(self, &client, r.tenant, &aliases).await?;
+        // The renewal's own new key in its place is rekey's doing: an event that renamed it
+        // there and did not commit, which the action about to run adopts.
+        differences.retain(|d| d.found.is_none() || d.found != r.new_cert);
         for d in &mut differences {
             d.renewal = Some(r.id);
         }

@@ -162,6 +162,12 @@ impl Service {
     /// that commit themselves call it too). The event stands whatever happens
     /// here; a failure is logged and the next reconciliation repeats the work.
     pub async fn after_commit(&self, tenant: TenantId) {
+        if self.sap_ci.contains_key(&tenant) {
+            if let Err(e) = self.reconcile_sap_ci(tenant, true).await {
+                tracing::warn!(tenant = %tenant, error = %e, "SAP Cloud Integration reconciliation failed; it is retried after the next event and by every sync");
+            }
+            return;
+        }
         if !has_objects(self.store().backend(tenant).kind()) {
             return;
         }

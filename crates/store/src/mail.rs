@@ -114,6 +114,10 @@ pub struct Attachments {
     /// The certificate signing request of a CA-signed renewal's new key, PEM.
     #[serde(default)]
     pub csr_pem: Option<String>,
+    /// Why no test message is attached where the step would carry one (the keys stay in a
+    /// system that cannot sign for rekey), in words for the recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_test_message: Option<String>,
 }
 
 /// A test message and the signer steps (`flow/step`) that will sign like it.
@@ -431,6 +435,7 @@ mod legacy {
                     test_message_base64: self.test_message_base64,
                     test_messages: Vec::new(),
                     csr_pem: self.csr_pem,
+                    no_test_message: None,
                 },
             }))
         }

@@ -37,6 +37,9 @@ impl PendingKey {
 
     /// The key with its chain, ready for the keystore (`backend` is the tenant's).
     pub fn material(&self, backend: &dyn KeyBackend) -> Result<KeyMaterial> {
+        if let (true, KeyHandle::Token(id)) = (backend.remote(), &self.key) {
+            return KeyMaterial::remote(&self.alias, id.clone(), self.chain.clone());
+        }
         let signer = backend.signer(&self.key)?;
         KeyMaterial::from_handle(&self.alias, self.key.clone(), &*signer, self.chain.clone())
     }
@@ -61,7 +64,8 @@ pub async fn stage(
     actor: &str,
 ) -> Result<()> {
     audit::lock_head(txn).await?;
-    if !chain.is_empty() {
+    // A remote keystore's key cannot sign here: its certificate is the remote system's own.
+    if !chain.is_empty() && !backend.remote() {
         check_chain(&*backend.signer(key)?, chain)?;
     }
     let id = Uuid::new_v4();

@@ -22,6 +22,13 @@ use crate::{Result, ServiceError};
 use super::signatures::{self, Job, TestSignatures, Wanted};
 use super::{MailQueued, Outcome, Service, receiver_of, tenant_of};
 
+/// Why a notice of an SAP Cloud Integration tenant carries no test message.
+const NO_TEST_MESSAGE_SAP_CI: &str = "No test message is attached: the signing keys stay in the \
+     SAP Cloud Integration tenant, which never lets a private key out, so rekey cannot sign one \
+     with them. Ask the integration developer to send a message through the integration flow \
+     and check that your system verifies it with the new configuration; rekey judged this step \
+     from the certificates and the signer step's aliases.";
+
 /// Who a transition's notices go to, read once per transition: the renewal's receiver (name,
 /// contact addresses), its tenant's name and each role's holders. A transition changes none
 /// of them (trust changes alter only the receiver's trusted certificates, which mail does
@@ -51,13 +58,28 @@ impl Service {
         let mut completed = first.completed;
         let mut mail = Vec::new();
         let mut people = People::default();
+        // An SAP Cloud Integration tenant: keys and key changes are made there.
+        let remote = self.sap_ci_client(tenant_of(&renewal)).await?;
         loop {
             let mut follow_up = None;
             for effect in effects {
                 match effect {
                     Effect::GenerateKey { bits, ca_signed } => {
                         sigs.generated();
-                        if let Some(cert) = self
+                        if let Some(client) = &remote {
+                            let cert = self
+                                .generate_on_sap_ci(
+                                    txn,
+                                    client,
+                                    &renewal,
+                                    version,
+                                    bits,
+                                    &actor.email,
+                                    now,
+                                )
+                                .await?;
+                            follow_up = Some(Event::KeyReady { cert });
+                        } else if let Some(cert) = self
                             .generate(txn, &renewal, version, bits, ca_signed, &actor.email, now)
                             .await?
                         {
@@ -65,10 +87,17 @@ impl Service {
                         }
                     }
                     Effect::Apply(change) => {
+                        // The tenant first: the record never claims what it does not hold.
+                        if let Some(client) = &remote {
+                            self.change_on_sap_ci(client, &change).await?;
+                        }
                         self.apply_change(txn, &renewal, &change, &actor.email)
                             .await?
                     }
-                    Effect::DiscardPendingKey { .. } => {
+                    Effect::DiscardPendingKey { cert } => {
+                        if let Some(client) = &remote {
+                            self.discard_on_sap_ci(client, &cert).await?;
+                        }
                         pending::discard(txn, tenant_of(&renewal), renewal.id, &actor.email)
                             .await?;
                     }
@@ -467,6 +496,7 @@ impl Service {
             },
             test_message_base64: None,
             test_messages: Vec::new(),
+            no_test_message: None,
             csr_pem: match n.kind {
                 NoticeKind::CertificateRequest => {
                     Some(pending::waiting_csr(txn, r.id).await?.ok_or_else(|| {
@@ -481,7 +511,11 @@ impl Service {
         };
         // One test message per way the affected signer steps will sign; the single-message
         // field keeps it when they all sign alike, for readers that know only one.
-        attachments.test_messages = if n.test_steps.is_empty() {
+        let wants_test = n.test_message.is_some() || !n.test_steps.is_empty();
+        attachments.test_messages = if wants_test && self.sap_ci.contains_key(&r.tenant) {
+            attachments.no_test_message = Some(NO_TEST_MESSAGE_SAP_CI.to_string());
+            Vec::new()
+        } else if n.test_steps.is_empty() {
             match &n.test_message {
                 Some(certs) => vec![TestMessage {
                     signer_steps: Vec::new(),

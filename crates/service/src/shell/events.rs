@@ -97,7 +97,18 @@ impl Service {
             ca_signed: req.ca_signed,
             bits: req.bits,
         };
+        // What an SAP Cloud Integration tenant cannot finish is refused before it starts: a
+        // procedure asked for by name before the engine looks at the request, one the profile
+        // chooses once chosen.
+        if self.sap_ci.contains_key(&req.tenant)
+            && let Some(p) = req.procedure
+        {
+            super::remote::check_procedure(p, req.ca_signed)?;
+        }
         let t = rekey_engine::start(self.catalog_for(req.tenant), params, &world, &actor, now)?;
+        if self.sap_ci.contains_key(&req.tenant) {
+            super::remote::check_procedure(t.renewal.procedure, t.renewal.ca_signed)?;
+        }
         // Checked once the engine accepted the request (role, alias, procedure), so only someone
         // who may start a renewal learns of the running one; the index below makes it hold
         // across processes.

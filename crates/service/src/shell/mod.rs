@@ -11,6 +11,8 @@ mod events;
 
 pub use events::{Recorded, RenderAnswer};
 mod queries;
+mod remote;
+pub(crate) use remote::is_pending;
 mod sign;
 mod signatures;
 

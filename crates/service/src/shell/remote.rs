@@ -1,0 +1,284 @@
+//! A renewal's effects on an SAP Cloud Integration tenant, carried out inside the event's
+//! transaction (every writer's lock held, as for a PKCS#11 token) and before the record
+//! changes, so the record never claims what the tenant does not hold.
+//!
+//! Which procedures: those that put the new key under an alias of its own —
+//! `prepared-second-alias` (the signer step already lists the second alias). The key is
+//! generated on the tenant (it never leaves it) under a pending alias rekey derives from the
+//! renewal and the event's version, then renamed to the prepared alias when the step says so;
+//! the old key is deleted after the commit that retires it, after a keystore backup
+//! ([`Service::reconcile_sap_ci`]). Each call is written so that repeating it after a crash
+//! adopts what the first attempt did: a pending alias that exists is adopted, a key already
+//! under its target alias is left, a retired key still on the tenant is deleted by the next
+//! reconciliation, a pending key no renewal staged is deleted too.
+//!
+//! Refused, at the start of a renewal, with a clear error: exchanging a key under its alias
+//! (no atomic exchange in the API), changing a signer step's aliases (a parameter change and a
+//! deploy), CA-signed keys and rolling a removed key back.
+
+use chrono::{DateTime, Utc};
+use rekey_crypto::KeyHandle;
+use rekey_engine::{Change, ProcedureId, Renewal};
+use rekey_model::Fingerprint;
+use rekey_store::{DatabaseTransaction, keystore, pending};
+use uuid::Uuid;
+
+use crate::sapci::{KeyPairRequest, SapCiClient, SapCiError};
+use crate::{Result, ServiceError};
+
+use super::{Service, tenant_of};
+
+/// The prefix of the aliases under which rekey generates a renewal's key on the tenant before
+/// the key takes its place; `rekey tenant sync` does not record them.
+pub const PENDING_PREFIX: &str = "rekey-pending-";
+
+/// The pending alias of the key that event `version` of `renewal` generates.
+pub fn pending_alias(renewal: Uuid, version: i64) -> String {
+    format!("{PENDING_PREFIX}{}-{version}", renewal.simple())
+}
+
+/// The procedures rekey carries out on an SAP Cloud Integration tenant.
+pub const SAP_CI_PROCEDURES: &[ProcedureId] = &[ProcedureId::PreparedSecondAlias];
+
+/// Refuses a renewal on an SAP Cloud Integration tenant that could not finish there.
+pub(crate) fn check_procedure(procedure: ProcedureId, ca_signed: bool) -> Result<()> {
+    if !SAP_CI_PROCEDURES.contains(&procedure) {
+        return Err(ServiceError::NotApplicable(format!(
+            "procedure {procedure} cannot run on an SAP Cloud Integration tenant yet: rekey \
+             carries out there only {} (the new key under the signer step's prepared second \
+             alias); exchanging a key under its alias and changing a signer step's aliases are \
+             not done by rekey on the tenant",
+            SAP_CI_PROCEDURES
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if ca_signed {
+        return Err(ServiceError::NotApplicable(
+            "a CA-signed key cannot be made on an SAP Cloud Integration tenant by rekey yet: the \
+             tenant generates self-signed key pairs; leave out --ca-signed"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn sap(e: SapCiError) -> ServiceError {
+    ServiceError::SapCi(e)
+}
+
+/// The subject's attribute `key` (`CN`, `O`, …) from its RFC 4514 string form.
+fn attribute(subject: &str, key: &str) -> Option<String> {
+    subject.split(',').find_map(|part| {
+        let (k, v) = part.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case(key)).then(|| v.trim().to_string())
+    })
+}
+
+impl Service {
+    /// Generates the renewal's new key on the tenant under its pending alias (or adopts the
+    /// key a first attempt made there) and stages it with the certificate the tenant made.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn generate_on_sap_ci(
+        &self,
+        txn: &DatabaseTransaction,
+        client: &SapCiClient,
+        r: &Renewal,
+        version: i64,
+        bits: u32,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Fingerprint> {
+        check_procedure(r.procedure, r.ca_signed)?;
+        let tenant = tenant_of(r);
+        let old = keystore::find_current(txn, tenant, &r.alias).await?;
+        let (subject, days) = match &old {
+            Some(e) => (
+                e.subject.clone(),
+                (e.not_after - e.not_before).num_days().clamp(1, 3650),
+            ),
+            None => (format!("CN={}", r.alias), 365),
+        };
+        let target = r.new_alias.as_ref().unwrap_or(&r.alias);
+        let country = attribute(&subject, "C")
+            .or_else(|| {
+                self.sap_ci
+                    .get(&tenant)
+                    .and_then(|t| t.config().country.clone())
+            })
+            .ok_or_else(|| {
+                ServiceError::NotApplicable(format!(
+                    "the tenant requires a country in a generated key's subject, and the \
+                     certificate of {} ({subject}) names none: set country = \"..\" (two \
+                     letters) in the tenant's [keystores.<tenant>] section",
+                    r.alias
+                ))
+            })?;
+        let alias = pending_alias(r.id, version);
+        rekey_store::audit::lock_head(txn).await?;
+        crate::failpoint::hit("before-token-generate");
+        if client.keystore_entry(&alias).await.map_err(sap)?.is_none() {
+            let not_before = now - self.clock_skew;
+            client
+                .generate_key_pair(&KeyPairRequest {
+                    alias: alias.clone(),
+                    bits,
+                    common_name: attribute(&subject, "CN").unwrap_or_else(|| target.to_string()),
+                    organization: attribute(&subject, "O"),
+                    organization_unit: attribute(&subject, "OU"),
+                    country,
+                    not_before,
+                    not_after: not_before + chrono::Duration::days(days),
+                })
+                .await
+                .map_err(sap)?;
+        }
+        crate::failpoint::hit("after-token-generate");
+        let listed = client
+            .keystore_entry(&alias)
+            .await
+            .map_err(sap)?
+            .ok_or_else(|| gone(&alias))?;
+        let cert = client
+            .certificate(&alias, listed.fingerprint)
+            .await
+            .map_err(sap)?
+            .ok_or_else(|| gone(&alias))?;
+        let fp = cert.fingerprint();
+        let handle = KeyHandle::Token(crate::tokens::remote_key_id(tenant, &fp)?);
+        pending::stage(
+            txn,
+            self.store.kek()?,
+            tenant,
+            r.id,
+            target,
+            &handle,
+            self.store.backend(tenant).as_ref(),
+            &[cert],
+            None,
+            actor,
+        )
+        .await?;
+        Ok(fp)
+    }
+
+    /// Carries out `change` on the tenant, before the record changes.
+    pub(super) async fn change_on_sap_ci(
+        &self,
+        client: &SapCiClient,
+        change: &Change,
+    ) -> Result<()> {
+        match change {
+            Change::AddKey { alias, cert } => {
+                let entries = client.keystore_entries().await.map_err(sap)?;
+                let holds = |a: &str| {
+                    entries
+                        .iter()
+                        .find(|e| e.alias == a && e.kind == "Key Pair")
+                        .and_then(|e| e.fingerprint)
+                };
+                match holds(alias.as_str()) {
+                    // Done by an attempt whose event did not commit.
+                    Some(fp) if fp == *cert => return Ok(()),
+                    Some(fp) => {
+                        return Err(ServiceError::NotApplicable(format!(
+                            "alias {alias} on the tenant already holds certificate {fp}, not the \
+                             renewal's new key {cert}; nothing was changed"
+                        )));
+                    }
+                    None => {}
+                }
+                let pending = entries
+                    .iter()
+                    .find(|e| e.fingerprint == Some(*cert) && e.alias.starts_with(PENDING_PREFIX))
+                    .ok_or_else(|| {
+                        ServiceError::NotApplicable(format!(
+                            "the renewal's new key (certificate {cert}) is no longer on the \
+                             tenant under a {PENDING_PREFIX}… alias; nothing was changed"
+                        ))
+                    })?;
+                crate::failpoint::hit("before-remote-rename");
+                client
+                    .rename_entry(&pending.alias, alias.as_str())
+                    .await
+                    .map_err(sap)?;
+                crate::failpoint::hit("after-remote-rename");
+                Ok(())
+            }
+            // Deleted on the tenant after the commit that retires it
+            // ([`Service::reconcile_sap_ci`]): until then the tenant signs with one key more,
+            // which the receivers of this procedure accept, and a crash in between is repaired
+            // by the next reconciliation rather than seen as a change by hand.
+            Change::RemoveKey { .. } => Ok(()),
+            // Records only: what a receiver trusts is not in the tenant.
+            Change::Trust { .. } | Change::Distrust { .. } => Ok(()),
+            Change::ExchangeKey { alias, .. } | Change::RestoreKey { alias, .. } => {
+                Err(ServiceError::NotApplicable(format!(
+                    "exchanging or restoring the key under alias {alias} on an SAP Cloud \
+                     Integration tenant is not done by rekey: the API has no atomic exchange; \
+                     nothing was changed"
+                )))
+            }
+            Change::AddSignerAlias { alias, .. } | Change::RemoveSignerAlias { alias, .. } => {
+                Err(ServiceError::NotApplicable(format!(
+                    "changing which aliases a signer step lists ({alias}) on an SAP Cloud \
+                     Integration tenant is not done by rekey yet: it is a parameter change and a \
+                     deploy; nothing was changed"
+                )))
+            }
+        }
+    }
+
+    /// Deletes the renewal's pending key from the tenant, when it is still there under its
+    /// pending alias (a key that took its place is the keystore's now).
+    pub(super) async fn discard_on_sap_ci(
+        &self,
+        client: &SapCiClient,
+        cert: &Fingerprint,
+    ) -> Result<()> {
+        let entries = client.keystore_entries().await.map_err(sap)?;
+        for e in entries
+            .iter()
+            .filter(|e| e.fingerprint == Some(*cert) && e.alias.starts_with(PENDING_PREFIX))
+        {
+            client.delete_entry(&e.alias).await.map_err(sap)?;
+        }
+        Ok(())
+    }
+}
+
+fn gone(alias: &str) -> ServiceError {
+    ServiceError::NotApplicable(format!(
+        "the key generated on the tenant under {alias} is not there any more; nothing was changed"
+    ))
+}
+
+/// Whether `alias` is one of rekey's pending aliases.
+pub fn is_pending(alias: &str) -> bool {
+    alias.starts_with(PENDING_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_attributes_are_read_by_name() {
+        let s = "CN=acme signer, O=Acme, C=DE";
+        assert_eq!(attribute(s, "CN").as_deref(), Some("acme signer"));
+        assert_eq!(attribute(s, "o").as_deref(), Some("Acme"));
+        assert_eq!(attribute(s, "C").as_deref(), Some("DE"));
+        assert_eq!(attribute(s, "OU"), None);
+    }
+
+    #[test]
+    fn pending_aliases_name_renewal_and_version() {
+        let id = Uuid::nil();
+        let a = pending_alias(id, 3);
+        assert_eq!(a, format!("{PENDING_PREFIX}{}-3", id.simple()));
+        assert!(is_pending(&a));
+        assert!(!is_pending("signer"));
+    }
+}
