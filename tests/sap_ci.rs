@@ -634,6 +634,13 @@ fn key_operations_on_a_sap_ci_tenant_are_refused_not_done_locally() {
             "`rekey tenant sync` records it",
         ],
     );
+    env.refuses(
+        &["keystore", "reconcile"],
+        &[
+            "keeps its keys in SAP Cloud Integration",
+            "`rekey tenant sync` reconciles it",
+        ],
+    );
     let o = env.run(&["keystore", "list"]);
     let (listed, note) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{note}");

@@ -380,6 +380,12 @@ async fn generate(ctx: &Context, a: GenerateArgs) -> Result<()> {
 async fn reconcile(ctx: &Context, json: bool) -> Result<()> {
     let t = ctx.tenant().await?;
     let kind = ctx.store.backend(t.id).kind();
+    if kind == "sap-ci" {
+        bail!(
+            "tenant {:?} keeps its keys in SAP Cloud Integration: `rekey tenant sync` reconciles it (deletes what rekey retired there, then records what the tenant holds)",
+            t.name.as_str()
+        );
+    }
     let report = crate::cmd::renewal::service(ctx)
         .await?
         .reconcile_tokens(t.id)
