@@ -1423,3 +1423,81 @@ fn walk_prepared_second_alias(url: &str, env: &Env) {
     assert!(switch.contains(&new), "{switch}");
     assert!(!switch.contains("test-message.p7m"), "{switch}");
 }
+
+/// The client's Integration Content calls against a fake of their own (they change the flow):
+/// a parameter set changes only the designtime configuration until a deploy, which the client
+/// follows through the deploy task and the runtime to `STARTED`; a deploy that ends in
+/// `ERROR` is an error carrying the tenant's text; a parameter the flow does not externalize
+/// is refused with the tenant's message; the task id is read in both documented answer forms.
+#[test]
+fn a_parameter_reaches_the_runtime_only_through_a_deploy_that_is_followed_to_started() {
+    let Some(fake) = fake("deploy", &[]) else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let client = client_for(url);
+    let state = || call(Method::Get, &format!("{url}/fake/state"), None);
+    let poll = Duration::from_millis(100);
+    let deadline = Duration::from_secs(20);
+    // A second of slack: the fake stamps DeployedOn with its own reading of the same clock.
+    let asked = || chrono::Utc::now() - chrono::Duration::seconds(1);
+    runtime().block_on(async {
+        client
+            .set_parameter(FLOW, "SIGNER_ALIAS", "signer_next")
+            .await
+            .expect("parameter set");
+    });
+    let s = state();
+    assert_eq!(
+        s["iflows"][FLOW]["designtime"]["SIGNER_ALIAS"], "signer_next",
+        "{s}"
+    );
+    assert_eq!(
+        s["iflows"][FLOW]["deployed"]["SIGNER_ALIAS"], "signer",
+        "not deployed yet: {s}"
+    );
+
+    let deployed = runtime()
+        .block_on(client.deploy_and_wait(FLOW, asked(), poll, deadline))
+        .expect("deployed");
+    assert!(!deployed.task.is_empty());
+    let s = state();
+    assert_eq!(s["iflows"][FLOW]["runtime"]["status"], "STARTED", "{s}");
+    assert_eq!(
+        s["iflows"][FLOW]["deployed"]["SIGNER_ALIAS"], "signer_next",
+        "{s}"
+    );
+
+    // The other documented answer form of the deploy call.
+    call(
+        Method::Post,
+        &format!("{url}/fake/settings"),
+        Some(json!({"deploy_response": "json", "deploy_status_case": "title"})),
+    );
+    runtime()
+        .block_on(client.deploy_and_wait(FLOW, asked(), poll, deadline))
+        .expect("deployed with a JSON task id and title-case status");
+
+    call(
+        Method::Post,
+        &format!("{url}/fake/deploy-failure"),
+        Some(json!({"message": "Alias signer_next not found in keystore", "stage": "runtime"})),
+    );
+    let e = runtime()
+        .block_on(client.deploy_and_wait(FLOW, asked(), poll, deadline))
+        .expect_err("the flow ends in ERROR");
+    assert!(
+        e.to_string().contains("the flow is in ERROR")
+            && e.to_string()
+                .contains("Alias signer_next not found in keystore"),
+        "{e}"
+    );
+
+    let e = runtime()
+        .block_on(client.set_parameter(FLOW, "NOT_EXTERNALIZED", "x"))
+        .expect_err("unknown parameter");
+    assert!(
+        e.to_string().contains("404") && e.to_string().contains("NOT_EXTERNALIZED"),
+        "{e}"
+    );
+}

@@ -882,6 +882,169 @@ impl SapCiClient {
         }
     }
 
+    /// Sets externalized parameter `key` of flow `flow`'s active designtime version
+    /// (`PUT …/$links/Configurations('{key}')`, A8; answered 202). Only the designtime
+    /// configuration changes: the running flow uses it after [`SapCiClient::deploy_and_wait`].
+    pub async fn set_parameter(
+        &self,
+        flow: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), SapCiError> {
+        check_flow_id(flow)?;
+        let path = format!(
+            "/IntegrationDesigntimeArtifacts(Id='{flow}',Version='active')/$links/Configurations('{}')",
+            query_value(key)
+        );
+        let body = serde_json::json!({"ParameterValue": value, "DataType": "xsd:string"});
+        let answer = self
+            .modify(
+                Method::Put,
+                &path,
+                &Body {
+                    content_type: "application/json;charset=utf-8",
+                    bytes: body.to_string().into_bytes(),
+                },
+            )
+            .await?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
+        } else {
+            Err(self.refusal(call_name(Method::Put, &path), ROLE_CONFIGURE, &answer))
+        }
+    }
+
+    /// Deploys flow `flow`'s active designtime version and waits until the runtime runs it:
+    /// the deploy task (`BuildAndDeployStatus`) until it is no longer `DEPLOYING`, then the
+    /// runtime artifact until it is `STARTED` with a `DeployedOn` not before `asked` (the
+    /// caller's clock when it asked; the runtime may still show the previous deployment, A8),
+    /// polling every `poll` until `deadline` has passed. `ERROR` or a failed task is an error
+    /// carrying the tenant's own text.
+    pub async fn deploy_and_wait(
+        &self,
+        flow: &str,
+        asked: DateTime<Utc>,
+        poll: Duration,
+        deadline: Duration,
+    ) -> Result<Deployed, SapCiError> {
+        check_flow_id(flow)?;
+        let started = Instant::now();
+        let path = format!("/DeployIntegrationDesigntimeArtifact?Id='{flow}'&Version='active'");
+        let call = call_name(Method::Post, &path);
+        let answer = self
+            .modify(
+                Method::Post,
+                &path,
+                &Body {
+                    content_type: "application/json;charset=utf-8",
+                    bytes: Vec::new(),
+                },
+            )
+            .await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(self.refusal(call, ROLE_DEPLOY, &answer));
+        }
+        // The task id as plain text, or in a `{"d":{"TaskId":…}}` envelope (D7).
+        let text = String::from_utf8_lossy(&answer.body).trim().to_string();
+        let task = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/d/TaskId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or(text);
+        if task.is_empty() || task.contains(['\'', '/', '?', '#']) {
+            return Err(SapCiError::Answer {
+                call,
+                reason: format!("no usable task id in {task:?}"),
+            });
+        }
+        let timed_out = |what: &str| SapCiError::Answer {
+            call: format!("deploy of {flow}"),
+            reason: format!("{what} after {} s", deadline.as_secs()),
+        };
+        let status_path = format!("/BuildAndDeployStatus(TaskId='{task}')");
+        loop {
+            let d = self.get_d(&status_path, ROLE_DEPLOY).await?;
+            let status = d.get("Status").and_then(Value::as_str).unwrap_or_default();
+            if status.eq_ignore_ascii_case("SUCCESS") {
+                break;
+            }
+            if !status.eq_ignore_ascii_case("DEPLOYING") {
+                let error = self.runtime_error(flow).await.unwrap_or_default();
+                return Err(SapCiError::Api {
+                    call: format!("deploy of {flow}"),
+                    status: 200,
+                    message: format!("the deploy task ended {status}{}", detail(&Some(error))),
+                });
+            }
+            if started.elapsed() > deadline {
+                return Err(timed_out("still DEPLOYING"));
+            }
+            tokio::time::sleep(poll).await;
+        }
+        let runtime_path = format!("/IntegrationRuntimeArtifacts('{flow}')");
+        loop {
+            let answer = self.send(Method::Get, &runtime_path, &[], None).await?;
+            if answer.status == 200 {
+                let json: Value =
+                    serde_json::from_slice(&answer.body).map_err(|e| SapCiError::Answer {
+                        call: call_name(Method::Get, &runtime_path),
+                        reason: format!("not JSON: {e}"),
+                    })?;
+                let d = json.get("d").cloned().unwrap_or(Value::Null);
+                let s = |k: &str| {
+                    d.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let deployed_on = parse_date(&s("DeployedOn"));
+                let current = deployed_on.is_some_and(|t| t >= asked);
+                match s("Status").to_ascii_uppercase().as_str() {
+                    "STARTED" if current => {
+                        return Ok(Deployed {
+                            task,
+                            version: s("Version"),
+                            deployed_on,
+                        });
+                    }
+                    "ERROR" if current => {
+                        let error = self.runtime_error(flow).await?;
+                        return Err(SapCiError::Api {
+                            call: format!("deploy of {flow}"),
+                            status: 200,
+                            message: format!("the flow is in ERROR: {error}"),
+                        });
+                    }
+                    _ => {}
+                }
+            } else if answer.status != 404 {
+                return Err(self.refusal(
+                    call_name(Method::Get, &runtime_path),
+                    ROLE_READ,
+                    &answer,
+                ));
+            }
+            if started.elapsed() > deadline {
+                return Err(timed_out("the flow was not STARTED"));
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// The runtime's error text of flow `flow` (`…/ErrorInformation/$value`), as the tenant
+    /// sends it.
+    async fn runtime_error(&self, flow: &str) -> Result<String, SapCiError> {
+        let path = format!("/IntegrationRuntimeArtifacts('{flow}')/ErrorInformation/$value");
+        let answer = self.send(Method::Get, &path, &[], None).await?;
+        if answer.status != 200 {
+            return Err(self.refusal(call_name(Method::Get, &path), ROLE_READ, &answer));
+        }
+        Ok(String::from_utf8_lossy(&answer.body).trim().to_string())
+    }
+
     /// The externalized parameters of integration flow `flow`'s active designtime version
     /// (`GET /IntegrationDesigntimeArtifacts(Id='…',Version='active')/Configurations`).
     pub async fn parameters(&self, flow: &str) -> Result<Vec<Parameter>, SapCiError> {
@@ -1123,6 +1286,17 @@ pub enum Access {
     Failed(String),
     /// Not probed, and why.
     NotChecked(String),
+}
+
+/// A deployment the runtime runs, as [`SapCiClient::deploy_and_wait`] found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deployed {
+    /// The deploy task's id.
+    pub task: String,
+    /// The deployed version.
+    pub version: String,
+    /// When the runtime says it was deployed.
+    pub deployed_on: Option<DateTime<Utc>>,
 }
 
 /// A key pair rekey asks the tenant to generate.
