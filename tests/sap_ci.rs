@@ -786,7 +786,7 @@ fn sync_records_the_tenant_the_watch_plans_from_it_and_a_change_by_hand_stops_a_
         all.extend_from_slice(args);
         env.ok(&all)
     };
-    signer_step_and_receiver(&env);
+    signer_step_and_receiver(&env, &[MULTIPLE_SIGNATURES]);
     let watch = env.json(&["watch", "--json"]);
     assert_eq!(watch["synced"][0]["tenant_name"], "acme", "{watch}");
     assert_eq!(watch["synced"][0]["report"]["unchanged"], 1, "{watch}");
@@ -1149,6 +1149,18 @@ fn a_crash_at_every_remote_call_boundary_resumes_consistently() {
 /// one the receiver trusts as rekey records it (`--accepts-multiple-signatures`). Returns the
 /// aliases that signed.
 fn probe(env: &Env, url: &str, dir: &Path) -> Vec<String> {
+    let (aliases, signed_by, trusted) = probe_signers(env, url, dir);
+    assert!(
+        signed_by.iter().any(|f| trusted.contains(f)),
+        "receiver R would reject the probe: signed by {signed_by:?} ({aliases:?}), trusts {trusted:?}"
+    );
+    aliases
+}
+
+/// The aliases that signed a probe of the deployed flow, the fingerprints of their
+/// certificates (every signature checked by OpenSSL) and the certificates receiver `R`
+/// trusts as rekey records them.
+fn probe_signers(env: &Env, url: &str, dir: &Path) -> (Vec<String>, Vec<String>, Vec<String>) {
     let answer = runtime()
         .block_on(http::request(
             Method::Post,
@@ -1203,11 +1215,7 @@ fn probe(env: &Env, url: &str, dir: &Path) -> Vec<String> {
         .filter_map(|t| t["fingerprint"].as_str())
         .map(|f| f.replace(':', "").to_lowercase())
         .collect();
-    assert!(
-        signed_by.iter().any(|f| trusted.contains(f)),
-        "receiver R would reject the probe: signed by {signed_by:?} ({aliases:?}), trusts {trusted:?}"
-    );
-    aliases
+    (aliases, signed_by, trusted)
 }
 
 /// `renewal start` of `prepared-second-alias` for `signer` into the prepared `signer_next`.
@@ -1235,8 +1243,9 @@ const START_PREPARED: &[&str] = &[
 ];
 
 /// Tenant `acme`'s signer step `F`/`S` listing `signer` and the prepared `signer_next` (no key
-/// yet), and receiver `R` (two signatures accepted, administrator `OPS`) trusting `signer`.
-fn signer_step_and_receiver(env: &Env) {
+/// yet), and receiver `R` (administrator `OPS`, described by `receiver`'s flags) trusting
+/// `signer`.
+fn signer_step_and_receiver(env: &Env, receiver: &[&str]) {
     let acme = |args: &[&str]| env.ok(&[&["--tenant", "acme"], args].concat());
     acme(&["flow", "add", "--flow", "F", "--step", "S", "--as", ADMIN]);
     for alias in ["signer", "signer_next"] {
@@ -1253,26 +1262,32 @@ fn signer_step_and_receiver(env: &Env) {
             ADMIN,
         ]);
     }
-    acme(&[
-        "receiver",
-        "add",
-        "--name",
-        "R",
-        "--admin",
-        OPS,
-        "--accepts-multiple-signatures",
-        "--as",
-        ADMIN,
-    ]);
+    acme(
+        &[
+            &[
+                "receiver", "add", "--name", "R", "--admin", OPS, "--as", ADMIN,
+            ],
+            receiver,
+        ]
+        .concat(),
+    );
     acme(&[
         "receiver", "trust", "--name", "R", "--alias", "signer", "--as", ADMIN,
     ]);
 }
 
+/// The receiver flag of `prepared-second-alias`'s receivers.
+const MULTIPLE_SIGNATURES: &str = "--accepts-multiple-signatures";
+
 /// Tenant `acme` on the renewal fake at `url` (`country = "DE"` for keys made there), its
 /// three people, the tenant's keys recorded by a sync, signer step `F`/`S` listing `signer` and
 /// the prepared `signer_next`, and receiver `R` (two signatures accepted) trusting `signer`.
 fn renewal_env(env: &Env, url: &str) {
+    renewal_env_for(env, url, &[MULTIPLE_SIGNATURES]);
+}
+
+/// [`renewal_env`] with receiver `R` described by `receiver`'s flags.
+fn renewal_env_for(env: &Env, url: &str, receiver: &[&str]) {
     env.ok(&["init"]);
     env.ok(&["tenant", "add", "acme"]);
     let secret = env.path("client-secret");
@@ -1292,7 +1307,7 @@ fn renewal_env(env: &Env, url: &str) {
         "integration_developer",
     ]);
     env.ok(&["tenant", "sync", "--as", ADMIN]);
-    signer_step_and_receiver(env);
+    signer_step_and_receiver(env, receiver);
     env.ok(&[
         "user",
         "add",
@@ -1422,6 +1437,254 @@ fn walk_prepared_second_alias(url: &str, env: &Env) {
         });
     assert!(switch.contains(&new), "{switch}");
     assert!(!switch.contains("test-message.p7m"), "{switch}");
+}
+
+/// The receiver administrator completes task `task` naming certificate `fp`.
+fn complete_as_ops(env: &Env, task: &str, fp: &str) {
+    env.ok(&["task", "complete", task, "--fingerprint", fp, "--as", OPS]);
+}
+
+/// Starts `procedure` (one that exchanges the key under its alias) for `signer`; its id.
+fn start_exchange(env: &Env, procedure: &str) -> String {
+    let mut args: Vec<&str> = Vec::new();
+    let mut it = START_PREPARED.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "--new-alias" => {
+                it.next();
+            }
+            "prepared-second-alias" => args.push(procedure),
+            other => args.push(other),
+        }
+    }
+    args.push("--json");
+    env.json(&args)["id"].as_str().expect("id").to_string()
+}
+
+/// The renewal's new certificate, as `renewal show` names it (lowercase hex).
+fn new_cert(env: &Env, id: &str) -> String {
+    env.json(&["renewal", "show", id, "--json"])["new_cert"]
+        .as_str()
+        .expect("new certificate")
+        .replace(':', "")
+        .to_lowercase()
+}
+
+/// The tenant's calls since audit sequence `since` that succeeded with `method` on a path
+/// ending in `tail`.
+fn calls(url: &str, since: u64, method: &str, tail: &str) -> usize {
+    audit(url, since)
+        .iter()
+        .filter(|c| {
+            c["method"] == method
+                && c["path"].as_str().is_some_and(|p| {
+                    p.split('?')
+                        .next()
+                        .is_some_and(|p| p.ends_with(tail) || p.contains(&format!("{tail}(")))
+                })
+                && c["status"].as_u64().is_some_and(|s| s < 300)
+        })
+        .count()
+}
+
+/// `dual-trust` and `downtime-window` exchange the key under the signer's own alias on the
+/// (fake) tenant: rekey makes the new key, hands its certificate to the receiver, and at the
+/// exchange backs the keystore up and imports the key over the old one with one PKCS#12 call
+/// (`update=true`) — no delete, no moment without a key. The deployed flow, probed after every
+/// step, signs with the old key until the exchange and with the new one from then on; every
+/// probe of `dual-trust` is accepted, and `downtime-window`'s only rejection falls inside the
+/// agreed window.
+#[test]
+fn an_exchange_under_the_alias_is_one_import_and_every_probe_outside_the_window_is_accepted() {
+    let Some(fake) = renewal_fake() else {
+        return;
+    };
+    let _serial = RENEWAL_FAKE.lock().unwrap_or_else(|p| p.into_inner());
+    let url = fake.url.as_str();
+    common::on_both(|env| walk_dual_trust(url, env));
+    common::on_both(|env| walk_downtime_window(url, env));
+}
+
+/// One `dual-trust` run on `env`'s database.
+fn walk_dual_trust(url: &str, env: &Env) {
+    reset_renewal_fake(url);
+    renewal_env_for(env, url, &["--verifies-multiple-keys"]);
+    let dir = tempfile::tempdir().expect("dir");
+    let old = fake_fingerprint(url, "signer").expect("seeded");
+    let since = last_seq(url);
+    let id = start_exchange(env, "dual-trust");
+    let step = |s: &str| format!("{id}:{s}");
+
+    env.ok(&["task", "approve", &step("create-key-pair"), "--as", ADMIN]);
+    let new = new_cert(env, &id);
+    assert_ne!(new, old);
+    // Made by rekey: nothing on the tenant yet, which still signs with the old key.
+    let state = call(Method::Get, &format!("{url}/fake/state"), None);
+    assert!(
+        !state["keystores"]["system"]
+            .as_object()
+            .expect("system")
+            .keys()
+            .any(|a| a.starts_with("rekey-pending-")),
+        "{state}"
+    );
+    assert_eq!(fake_fingerprint(url, "signer"), Some(old.clone()));
+    assert_eq!(probe(env, url, dir.path()), ["signer"]);
+
+    complete_as_ops(env, &step("trust-old-and-new"), &new);
+    assert_eq!(probe(env, url, dir.path()), ["signer"]);
+
+    env.ok(&["task", "approve", &step("exchange-key-pair"), "--as", ADMIN]);
+    assert_eq!(fake_fingerprint(url, "signer"), Some(new.clone()));
+    assert_eq!(recorded(env, "signer"), Some(new.clone()));
+    let (_, signed_by, _) = probe_signers(env, url, dir.path());
+    assert_eq!(
+        signed_by,
+        std::slice::from_ref(&new),
+        "the tenant signs with the new key"
+    );
+    assert_eq!(probe(env, url, dir.path()), ["signer"]);
+    let state = call(Method::Get, &format!("{url}/fake/state"), None);
+    assert_eq!(
+        state["keystores"]["backup_admin_system"]["signer"]["fingerprint_sha256"]
+            .as_str()
+            .map(|f| f.replace(':', "").to_lowercase()),
+        Some(old.clone()),
+        "the old key is in the backup made before the exchange: {state}"
+    );
+    // Rolling back cannot put the old key back: the tenant never let it out.
+    env.refuses(
+        &["renewal", "rollback", &id, "--as", ADMIN],
+        &["backup_admin_system", "nothing was changed"],
+    );
+    assert_eq!(fake_fingerprint(url, "signer"), Some(new.clone()));
+    assert_eq!(recorded(env, "signer"), Some(new.clone()));
+    assert_eq!(calls(url, since, "POST", "/KeyPairResources"), 1);
+    assert_eq!(calls(url, since, "POST", "/KeyPairGenerationRequests"), 0);
+    assert_eq!(calls(url, since, "DELETE", "/KeystoreEntries"), 0);
+
+    complete_as_ops(env, &step("remove-old-trust"), &new);
+    // The receiver trusts only the new certificate now, and accepts.
+    assert_eq!(probe(env, url, dir.path()), ["signer"]);
+    let done = env.json(&["renewal", "show", &id, "--json"]);
+    assert_eq!(done["status"], "completed", "{done}");
+    // A sync finds the tenant as rekey recorded it.
+    let synced = env.ok(&["tenant", "sync", "--as", ADMIN]);
+    assert!(synced.contains(" 0 changed, 0 removed, 0 held"), "{synced}");
+    assert_eq!(recorded(env, "signer"), Some(new));
+    env.ok(&["audit", "verify"]);
+}
+
+/// One `downtime-window` run on `env`'s database.
+fn walk_downtime_window(url: &str, env: &Env) {
+    reset_renewal_fake(url);
+    renewal_env_for(env, url, &[]);
+    let dir = tempfile::tempdir().expect("dir");
+    let old = fake_fingerprint(url, "signer").expect("seeded");
+    let id = start_exchange(env, "downtime-window");
+    let step = |s: &str| format!("{id}:{s}");
+
+    env.ok(&["task", "approve", &step("create-key-pair"), "--as", ADMIN]);
+    let new = new_cert(env, &id);
+    assert_eq!(probe(env, url, dir.path()), ["signer"]);
+    let rfc =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
+    env.ok(&[
+        "window",
+        "propose",
+        &id,
+        "--start",
+        &rfc(start),
+        "--end",
+        &rfc(start + chrono::Duration::hours(1)),
+        "--as",
+        ADMIN,
+    ]);
+    env.ok(&["window", "accept", &id, "--as", OPS]);
+    // Outside the window the exchange is not due, and the tenant is untouched.
+    env.refuses(
+        &["task", "approve", &step("exchange-key-pair"), "--as", ADMIN],
+        &["exchange-key-pair", "not due yet"],
+    );
+    assert_eq!(fake_fingerprint(url, "signer"), Some(old.clone()));
+    assert_eq!(probe(env, url, dir.path()), ["signer"]);
+
+    if let Ok(wait) = (start - chrono::Utc::now() + chrono::Duration::milliseconds(500)).to_std() {
+        std::thread::sleep(wait);
+    }
+    env.ok(&["scheduler", "run", "--once"]);
+    env.ok(&["task", "approve", &step("exchange-key-pair"), "--as", ADMIN]);
+    assert_eq!(fake_fingerprint(url, "signer"), Some(new.clone()));
+    // Inside the window: the tenant signs with the new key, which the receiver does not trust
+    // yet — the one rejection the procedure allows.
+    let (_, signed_by, trusted) = probe_signers(env, url, dir.path());
+    assert_eq!(signed_by, std::slice::from_ref(&new));
+    assert_eq!(trusted, std::slice::from_ref(&old));
+
+    complete_as_ops(env, &step("switch-receiver"), &new);
+    assert_eq!(probe(env, url, dir.path()), ["signer"]);
+    let done = env.json(&["renewal", "show", &id, "--json"]);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(recorded(env, "signer"), Some(new));
+}
+
+/// A crash at every boundary of the exchange of `dual-trust` (around the PKCS#12 import and
+/// the step's commit), then the person approves again: the renewal completes with the key
+/// imported exactly once, the tenant and the record agree, and the probe is accepted.
+#[test]
+fn a_crash_around_the_import_resumes_without_a_second_import() {
+    let Some(fake) = renewal_fake() else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let _serial = RENEWAL_FAKE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("dir");
+    for point in [
+        "before-remote-import",
+        "after-remote-import",
+        "before-commit",
+        "after-commit",
+    ] {
+        reset_renewal_fake(url);
+        let since = last_seq(url);
+        let env = Env::sqlite();
+        renewal_env_for(&env, url, &["--verifies-multiple-keys"]);
+        let id = start_exchange(&env, "dual-trust");
+        let task = |s: &str| format!("{id}:{s}");
+        env.ok(&["task", "approve", &task("create-key-pair"), "--as", ADMIN]);
+        let new = new_cert(&env, &id);
+        complete_as_ops(&env, &task("trust-old-and-new"), &new);
+        let exchange = task("exchange-key-pair");
+        let args = ["task", "approve", exchange.as_str(), "--as", ADMIN];
+        let o = env
+            .cmd()
+            .env("REKEY_FAILPOINT", point)
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(
+            !o.status.success(),
+            "{point}: the fail point was not reached: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if !step_done(&env, &id, "exchange-key-pair") {
+            env.ok(&args);
+        }
+        complete_as_ops(&env, &task("remove-old-trust"), &new);
+        let at = format!("crash at {point}");
+        let done = env.json(&["renewal", "show", &id, "--json"]);
+        assert_eq!(done["status"], "completed", "{at}: {done}");
+        assert_eq!(fake_fingerprint(url, "signer"), Some(new.clone()), "{at}");
+        assert_eq!(recorded(&env, "signer"), Some(new.clone()), "{at}");
+        assert_eq!(
+            calls(url, since, "POST", "/KeyPairResources"),
+            1,
+            "{at}: imports"
+        );
+        assert_eq!(calls(url, since, "DELETE", "/KeystoreEntries"), 0, "{at}");
+        assert_eq!(probe(&env, url, dir.path()), ["signer"], "{at}");
+    }
 }
 
 /// The client's Integration Content calls against a fake of their own (they change the flow):

@@ -40,6 +40,8 @@ pub const POINTS: &[&str] = &[
     "after-remote-rename",
     "before-remote-delete",
     "after-remote-delete",
+    "before-remote-import",
+    "after-remote-import",
 ];
 
 struct Armed {

@@ -636,6 +636,33 @@ impl SapCiClient {
         }
     }
 
+    /// A modifying call that succeeds on any 2xx answer; anything else is the tenant's refusal
+    /// of `call`, which needs `role`.
+    async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &'static str,
+        bytes: Vec<u8>,
+        role: &'static str,
+    ) -> Result<(), SapCiError> {
+        let answer = self
+            .modify(
+                method,
+                path,
+                &Body {
+                    content_type,
+                    bytes,
+                },
+            )
+            .await?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
+        } else {
+            Err(self.refusal(call_name(method, path), role, &answer))
+        }
+    }
+
     /// The error for a refused answer of `call`, which needs `role`.
     fn refusal(&self, call: String, role: &'static str, answer: &HttpAnswer) -> SapCiError {
         if answer.status == 403 {
@@ -807,6 +834,36 @@ impl SapCiClient {
         }))
     }
 
+    /// Imports a key pair as a PKCS#12 file (`POST /KeyPairResources`, A7). With `update` the
+    /// key and certificate under the existing `alias` are replaced in one call — the API's only
+    /// exchange that keeps an alias without a moment in which it holds no key; without it the
+    /// alias must be new. `password` opens `pkcs12` and is sent only in the request body.
+    pub async fn import_key_pair(
+        &self,
+        alias: &str,
+        pkcs12: &[u8],
+        password: &str,
+        update: bool,
+    ) -> Result<(), SapCiError> {
+        use base64::Engine as _;
+        check_alias(alias)?;
+        let path = format!("/KeyPairResources?update={update}");
+        let body = serde_json::json!({
+            "Hexalias": hex_alias(alias),
+            "Alias": alias,
+            "Password": password,
+            "Resource": base64::engine::general_purpose::STANDARD.encode(pkcs12),
+        });
+        self.write(
+            Method::Post,
+            &path,
+            "application/json;charset=utf-8",
+            body.to_string().into_bytes(),
+            ROLE_KEYSTORE_EDIT,
+        )
+        .await
+    }
+
     /// Renames entry `alias` to `new_alias` (`PUT /KeystoreEntries('{hex}')?renameAlias=…`
     /// with a property set to null, A7). The key stays the same key.
     pub async fn rename_entry(&self, alias: &str, new_alias: &str) -> Result<(), SapCiError> {
@@ -817,21 +874,14 @@ impl SapCiClient {
             hex_alias(alias),
             query_value(new_alias)
         );
-        let answer = self
-            .modify(
-                Method::Put,
-                &path,
-                &Body {
-                    content_type: "application/json;charset=utf-8",
-                    bytes: br#"{"Status":null}"#.to_vec(),
-                },
-            )
-            .await?;
-        if (200..300).contains(&answer.status) {
-            Ok(())
-        } else {
-            Err(self.refusal(call_name(Method::Put, &path), ROLE_KEYSTORE_EDIT, &answer))
-        }
+        self.write(
+            Method::Put,
+            &path,
+            "application/json;charset=utf-8",
+            br#"{"Status":null}"#.to_vec(),
+            ROLE_KEYSTORE_EDIT,
+        )
+        .await
     }
 
     /// Deletes entry `alias` (`DELETE /KeystoreEntries('{hex}')`); `false` when the tenant
@@ -865,21 +915,14 @@ impl SapCiClient {
     /// a key, so that the tenant administrator can restore it in the tenant.
     pub async fn backup(&self) -> Result<(), SapCiError> {
         let path = "/KeystoreResources";
-        let answer = self
-            .modify(
-                Method::Post,
-                path,
-                &Body {
-                    content_type: "application/json;charset=utf-8",
-                    bytes: br#"{"Name":"backup_admin_system"}"#.to_vec(),
-                },
-            )
-            .await?;
-        if (200..300).contains(&answer.status) {
-            Ok(())
-        } else {
-            Err(self.refusal(call_name(Method::Post, path), ROLE_KEYSTORE_EDIT, &answer))
-        }
+        self.write(
+            Method::Post,
+            path,
+            "application/json;charset=utf-8",
+            br#"{"Name":"backup_admin_system"}"#.to_vec(),
+            ROLE_KEYSTORE_EDIT,
+        )
+        .await
     }
 
     /// Sets externalized parameter `key` of flow `flow`'s active designtime version
@@ -897,21 +940,14 @@ impl SapCiClient {
             query_value(key)
         );
         let body = serde_json::json!({"ParameterValue": value, "DataType": "xsd:string"});
-        let answer = self
-            .modify(
-                Method::Put,
-                &path,
-                &Body {
-                    content_type: "application/json;charset=utf-8",
-                    bytes: body.to_string().into_bytes(),
-                },
-            )
-            .await?;
-        if (200..300).contains(&answer.status) {
-            Ok(())
-        } else {
-            Err(self.refusal(call_name(Method::Put, &path), ROLE_CONFIGURE, &answer))
-        }
+        self.write(
+            Method::Put,
+            &path,
+            "application/json;charset=utf-8",
+            body.to_string().into_bytes(),
+            ROLE_CONFIGURE,
+        )
+        .await
     }
 
     /// Deploys flow `flow`'s active designtime version and waits until the runtime runs it:

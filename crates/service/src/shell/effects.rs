@@ -5,8 +5,11 @@
 //! renewal if its version is unchanged.
 
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
 use rekey_crypto::{
-    Certificate, KeyBits, KeyHandle, certificate_request, certificate_request_pem, self_signed_at,
+    Certificate, Embedded, KeyBackend, KeyBits, KeyHandle, certificate_request,
+    certificate_request_pem, self_signed_at,
 };
 use rekey_engine::{Actor, Change, Effect, Event, Notice, NoticeKind, Renewal, Transition, World};
 use rekey_model::{Alias, Fingerprint, Role, TenantId};
@@ -66,30 +69,55 @@ impl Service {
                 match effect {
                     Effect::GenerateKey { bits, ca_signed } => {
                         sigs.generated();
-                        if let Some(client) = &remote {
-                            let cert = self
-                                .generate_on_sap_ci(
+                        let made = match &remote {
+                            Some(client)
+                                if super::remote::generated_on_tenant(renewal.procedure) =>
+                            {
+                                Some(
+                                    self.generate_on_sap_ci(
+                                        txn,
+                                        client,
+                                        &renewal,
+                                        version,
+                                        bits,
+                                        &actor.email,
+                                        now,
+                                    )
+                                    .await?,
+                                )
+                            }
+                            _ => {
+                                // A key that will replace the old one under its alias on an SAP
+                                // Cloud Integration tenant is made here and imported at the
+                                // exchange (see shell/remote.rs for why).
+                                let backend: Arc<dyn KeyBackend> = if remote.is_some() {
+                                    super::remote::check_procedure(renewal.procedure, ca_signed)?;
+                                    Arc::new(Embedded)
+                                } else {
+                                    self.store.backend(tenant_of(&renewal))
+                                };
+                                self.generate(
                                     txn,
-                                    client,
                                     &renewal,
                                     version,
                                     bits,
+                                    ca_signed,
                                     &actor.email,
                                     now,
+                                    backend,
                                 )
-                                .await?;
-                            follow_up = Some(Event::KeyReady { cert });
-                        } else if let Some(cert) = self
-                            .generate(txn, &renewal, version, bits, ca_signed, &actor.email, now)
-                            .await?
-                        {
+                                .await?
+                            }
+                        };
+                        if let Some(cert) = made {
                             follow_up = Some(Event::KeyReady { cert });
                         }
                     }
                     Effect::Apply(change) => {
                         // The tenant first: the record never claims what it does not hold.
                         if let Some(client) = &remote {
-                            self.change_on_sap_ci(client, &change).await?;
+                            self.change_on_sap_ci(txn, client, &renewal, &change)
+                                .await?;
                         }
                         self.apply_change(txn, &renewal, &change, &actor.email)
                             .await?
@@ -168,7 +196,8 @@ impl Service {
     /// `now` less the clock-skew allowance, never from the wall clock: a probe or message
     /// signed at `now` must find its certificate already valid.
     ///
-    /// The tenant's keystore backend makes the key. On a token its id is derived from the
+    /// `backend` makes the key: the tenant's, or the embedded one for a key that an SAP Cloud
+    /// Integration tenant will import. On a token its id is derived from the
     /// renewal and the version this event started from (written before the token call), so an
     /// event retried after a crash adopts the key the first attempt made instead of making a
     /// second one; a key whose event never commits is found and destroyed by
@@ -183,6 +212,7 @@ impl Service {
         ca_signed: bool,
         actor: &str,
         now: DateTime<Utc>,
+        backend: Arc<dyn KeyBackend>,
     ) -> Result<Option<Fingerprint>> {
         let tenant = tenant_of(r);
         let old = keystore::find_current(txn, tenant, &r.alias).await?;
@@ -195,7 +225,6 @@ impl Service {
         };
         let bits = KeyBits::try_from(bits)?;
         let target = r.new_alias.as_ref().unwrap_or(&r.alias);
-        let backend = self.store.backend(tenant);
         let id = crate::tokens::renewal_key_id(tenant, r.id, version)?;
         // Every writer's lock, before the token call: reconciliation waits for this event.
         rekey_store::audit::lock_head(txn).await?;
@@ -265,7 +294,18 @@ impl Service {
                     .filter(|p| p.fingerprint() == Some(*cert))
                 {
                     Some(p) => {
-                        let material = p.material(self.store.backend(tenant).as_ref())?;
+                        let backend = self.store.backend(tenant);
+                        let material = match (&p.key, backend.remote()) {
+                            // Imported onto the tenant before this: the tenant's key now,
+                            // known by its certificate, and rekey's copy goes with the
+                            // pending row below.
+                            (KeyHandle::Embedded(_), true) => keystore::KeyMaterial::remote(
+                                a,
+                                crate::tokens::remote_key_id(tenant, cert)?,
+                                p.chain.clone(),
+                            )?,
+                            _ => p.material(backend.as_ref())?,
+                        };
                         if exchange {
                             keystore::exchange(txn, kek, tenant, a, &material, actor).await?;
                         } else {

@@ -2,24 +2,37 @@
 //! transaction (every writer's lock held, as for a PKCS#11 token) and before the record
 //! changes, so the record never claims what the tenant does not hold.
 //!
-//! Which procedures: those that put the new key under an alias of its own —
-//! `prepared-second-alias` (the signer step already lists the second alias). The key is
-//! generated on the tenant (it never leaves it) under a pending alias rekey derives from the
-//! renewal and the event's version, then renamed to the prepared alias when the step says so;
-//! the old key is deleted after the commit that retires it, after a keystore backup
-//! ([`Service::reconcile_sap_ci`]). Each call is written so that repeating it after a crash
-//! adopts what the first attempt did: a pending alias that exists is adopted, a key already
-//! under its target alias is left, a retired key still on the tenant is deleted by the next
-//! reconciliation, a pending key no renewal staged is deleted too.
+//! Which procedures, and how:
+//! - `prepared-second-alias` puts the new key under an alias of its own. The key is generated on
+//!   the tenant (it never leaves it) under a pending alias rekey derives from the renewal and
+//!   the event's version, then renamed to the prepared alias when the step says so; the old key
+//!   is deleted after the commit that retires it, after a keystore backup
+//!   ([`Service::reconcile_sap_ci`]).
+//! - `dual-trust` and `downtime-window` exchange the key under the signer's alias. The API has
+//!   no atomic generate-delete-rename: deleting the old key and renaming a generated one leaves
+//!   a moment in which the alias holds no key and the flow cannot sign. The one call that
+//!   replaces a key under its alias is a PKCS#12 import with `update=true`, which needs a key
+//!   made outside the tenant. So rekey makes the new key itself (kept sealed under the KEK like
+//!   an embedded key), hands the certificate to the receiver, and at the exchange backs the
+//!   keystore up and imports the key over the old one in one call; its own copy is dropped in
+//!   the same transaction, and from then on the tenant holds the only one. Neither procedure
+//!   therefore has a gap, and `downtime-window` needs its window only for the receiver.
 //!
-//! Refused, at the start of a renewal, with a clear error: exchanging a key under its alias
-//! (no atomic exchange in the API), changing a signer step's aliases (a parameter change and a
-//! deploy), CA-signed keys and rolling a removed key back.
+//! Each call is written so that repeating it after a crash adopts what the first attempt did:
+//! a pending alias that exists is adopted, a key already under its target alias is left, an
+//! alias already holding the renewal's new key is not imported again, a retired key still on
+//! the tenant is deleted by the next reconciliation, a pending key no renewal staged is deleted
+//! too.
+//!
+//! Refused, at the start of a renewal, with a clear error: changing a signer step's aliases
+//! (`dual-signature`: a parameter change and a deploy) and CA-signed keys. Refused when asked:
+//! rolling an exchanged or removed key back (its private key cannot be read from the tenant;
+//! the backup rekey made before is the tenant administrator's to restore).
 
 use chrono::{DateTime, Utc};
 use rekey_crypto::KeyHandle;
 use rekey_engine::{Change, ProcedureId, Renewal};
-use rekey_model::Fingerprint;
+use rekey_model::{Alias, Fingerprint};
 use rekey_store::{DatabaseTransaction, keystore, pending};
 use uuid::Uuid;
 
@@ -38,16 +51,26 @@ pub fn pending_alias(renewal: Uuid, version: i64) -> String {
 }
 
 /// The procedures rekey carries out on an SAP Cloud Integration tenant.
-pub const SAP_CI_PROCEDURES: &[ProcedureId] = &[ProcedureId::PreparedSecondAlias];
+pub const SAP_CI_PROCEDURES: &[ProcedureId] = &[
+    ProcedureId::PreparedSecondAlias,
+    ProcedureId::DualTrust,
+    ProcedureId::DowntimeWindow,
+];
+
+/// Whether `procedure`'s new key is generated on the tenant (it goes under an alias of its
+/// own) rather than made by rekey and imported over the old one (it replaces the old key under
+/// its alias, which only a PKCS#12 import does in one call).
+pub(crate) fn generated_on_tenant(procedure: ProcedureId) -> bool {
+    procedure == ProcedureId::PreparedSecondAlias
+}
 
 /// Refuses a renewal on an SAP Cloud Integration tenant that could not finish there.
 pub(crate) fn check_procedure(procedure: ProcedureId, ca_signed: bool) -> Result<()> {
     if !SAP_CI_PROCEDURES.contains(&procedure) {
         return Err(ServiceError::NotApplicable(format!(
             "procedure {procedure} cannot run on an SAP Cloud Integration tenant yet: rekey \
-             carries out there only {} (the new key under the signer step's prepared second \
-             alias); exchanging a key under its alias and changing a signer step's aliases are \
-             not done by rekey on the tenant",
+             carries out there only {}; changing a signer step's aliases (a parameter change \
+             and a deploy of the flow) is not done by rekey on the tenant",
             SAP_CI_PROCEDURES
                 .iter()
                 .map(ToString::to_string)
@@ -164,10 +187,12 @@ impl Service {
         Ok(fp)
     }
 
-    /// Carries out `change` on the tenant, before the record changes.
+    /// Carries out `change` of renewal `r` on the tenant, before the record changes.
     pub(super) async fn change_on_sap_ci(
         &self,
+        txn: &DatabaseTransaction,
         client: &SapCiClient,
+        r: &Renewal,
         change: &Change,
     ) -> Result<()> {
         match change {
@@ -214,13 +239,16 @@ impl Service {
             Change::RemoveKey { .. } => Ok(()),
             // Records only: what a receiver trusts is not in the tenant.
             Change::Trust { .. } | Change::Distrust { .. } => Ok(()),
-            Change::ExchangeKey { alias, .. } | Change::RestoreKey { alias, .. } => {
-                Err(ServiceError::NotApplicable(format!(
-                    "exchanging or restoring the key under alias {alias} on an SAP Cloud \
-                     Integration tenant is not done by rekey: the API has no atomic exchange; \
-                     nothing was changed"
-                )))
+            Change::ExchangeKey { alias, cert } => {
+                self.exchange_on_sap_ci(txn, client, r, alias, cert).await
             }
+            Change::RestoreKey { alias, .. } => Err(ServiceError::NotApplicable(format!(
+                "putting the earlier key back under alias {alias} on an SAP Cloud Integration \
+                 tenant is not done by rekey: the tenant never lets a private key out, so rekey \
+                 holds no copy of it; the tenant administrator can restore it from the keystore \
+                 backup (backup_admin_system) rekey made before replacing or deleting it; \
+                 nothing was changed"
+            ))),
             Change::AddSignerAlias { alias, .. } | Change::RemoveSignerAlias { alias, .. } => {
                 Err(ServiceError::NotApplicable(format!(
                     "changing which aliases a signer step lists ({alias}) on an SAP Cloud \
@@ -228,6 +256,70 @@ impl Service {
                      deploy; nothing was changed"
                 )))
             }
+        }
+    }
+
+    /// Replaces the key under `alias` on the tenant with the renewal's new key (made by rekey,
+    /// certificate `cert`) in one call: a PKCS#12 import with `update=true`, after a keystore
+    /// backup that keeps the old key for the tenant administrator. An alias that already holds
+    /// the new key was exchanged by an attempt whose event did not commit, and is left.
+    async fn exchange_on_sap_ci(
+        &self,
+        txn: &DatabaseTransaction,
+        client: &SapCiClient,
+        r: &Renewal,
+        alias: &Alias,
+        cert: &Fingerprint,
+    ) -> Result<()> {
+        match client.keystore_entry(alias.as_str()).await.map_err(sap)? {
+            Some(e) if e.fingerprint == Some(*cert) => return Ok(()),
+            Some(e) if e.kind == "Key Pair" => {}
+            _ => {
+                return Err(ServiceError::NotApplicable(format!(
+                    "alias {alias} holds no key pair on the tenant, so there is nothing to \
+                     exchange; nothing was changed"
+                )));
+            }
+        }
+        let p = pending::get(txn, self.store.kek()?, r.id)
+            .await?
+            .filter(|p| p.fingerprint() == Some(*cert))
+            .ok_or_else(|| {
+                ServiceError::Corrupt(format!(
+                    "renewal {} has no pending key with certificate {cert} to import",
+                    r.id
+                ))
+            })?;
+        let KeyHandle::Embedded(key) = p.key else {
+            return Err(ServiceError::Corrupt(format!(
+                "the pending key of renewal {} is a reference, not a key rekey can import",
+                r.id
+            )));
+        };
+        // A transport password: the PKCS#12 file exists only inside this call.
+        let password = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+        let pkcs12 = {
+            let password = password.clone();
+            let chain = p.chain;
+            crate::cpu::blocking(move || rekey_crypto::pkcs12::export(&key, &chain, &password))
+                .await??
+        };
+        client.backup().await.map_err(sap)?;
+        crate::failpoint::hit("before-remote-import");
+        client
+            .import_key_pair(alias.as_str(), &pkcs12, &password, true)
+            .await
+            .map_err(sap)?;
+        crate::failpoint::hit("after-remote-import");
+        match client.keystore_entry(alias.as_str()).await.map_err(sap)? {
+            Some(e) if e.fingerprint == Some(*cert) => Ok(()),
+            found => Err(ServiceError::NotApplicable(format!(
+                "the tenant accepted the new key for alias {alias} but lists {}; nothing was \
+                 recorded",
+                found
+                    .and_then(|e| e.fingerprint)
+                    .map_or_else(|| "no key".to_string(), |f| format!("certificate {f}"))
+            ))),
         }
     }
 
