@@ -1445,7 +1445,7 @@ fn complete_as_ops(env: &Env, task: &str, fp: &str) {
 }
 
 /// Starts `procedure` (one that exchanges the key under its alias) for `signer`; its id.
-fn start_exchange(env: &Env, procedure: &str) -> String {
+fn start_exchange(env: &Env, procedure: &str, extra: &[&str]) -> String {
     let mut args: Vec<&str> = Vec::new();
     let mut it = START_PREPARED.iter();
     while let Some(a) = it.next() {
@@ -1457,6 +1457,7 @@ fn start_exchange(env: &Env, procedure: &str) -> String {
             other => args.push(other),
         }
     }
+    args.extend(extra);
     args.push("--json");
     env.json(&args)["id"].as_str().expect("id").to_string()
 }
@@ -1512,7 +1513,7 @@ fn walk_dual_trust(url: &str, env: &Env) {
     let dir = tempfile::tempdir().expect("dir");
     let old = fake_fingerprint(url, "signer").expect("seeded");
     let since = last_seq(url);
-    let id = start_exchange(env, "dual-trust");
+    let id = start_exchange(env, "dual-trust", &[]);
     let step = |s: &str| format!("{id}:{s}");
 
     env.ok(&["task", "approve", &step("create-key-pair"), "--as", ADMIN]);
@@ -1581,7 +1582,7 @@ fn walk_downtime_window(url: &str, env: &Env) {
     renewal_env_for(env, url, &[]);
     let dir = tempfile::tempdir().expect("dir");
     let old = fake_fingerprint(url, "signer").expect("seeded");
-    let id = start_exchange(env, "downtime-window");
+    let id = start_exchange(env, "downtime-window", &[]);
     let step = |s: &str| format!("{id}:{s}");
 
     env.ok(&["task", "approve", &step("create-key-pair"), "--as", ADMIN]);
@@ -1650,7 +1651,7 @@ fn a_crash_around_the_import_resumes_without_a_second_import() {
         let since = last_seq(url);
         let env = Env::sqlite();
         renewal_env_for(&env, url, &["--verifies-multiple-keys"]);
-        let id = start_exchange(&env, "dual-trust");
+        let id = start_exchange(&env, "dual-trust", &[]);
         let task = |s: &str| format!("{id}:{s}");
         env.ok(&["task", "approve", &task("create-key-pair"), "--as", ADMIN]);
         let new = new_cert(&env, &id);
@@ -1684,6 +1685,205 @@ fn a_crash_around_the_import_resumes_without_a_second_import() {
         );
         assert_eq!(calls(url, since, "DELETE", "/KeystoreEntries"), 0, "{at}");
         assert_eq!(probe(&env, url, dir.path()), ["signer"], "{at}");
+    }
+}
+
+/// `renewal upload-cert` of `chain` for renewal `id`, by the tenant administrator.
+fn upload_args<'a>(id: &'a str, chain: &'a Path) -> [&'a str; 7] {
+    let chain = chain.to_str().expect("path");
+    ["renewal", "upload-cert", id, "--cert", chain, "--as", ADMIN]
+}
+
+/// The one pending alias on the tenant.
+fn pending_on_tenant(url: &str) -> String {
+    let state = call(Method::Get, &format!("{url}/fake/state"), None);
+    let pending: Vec<String> = state["keystores"]["system"]
+        .as_object()
+        .expect("system")
+        .keys()
+        .filter(|a| a.starts_with("rekey-pending-"))
+        .cloned()
+        .collect();
+    assert_eq!(pending.len(), 1, "one pending key on the tenant: {state}");
+    pending[0].clone()
+}
+
+/// Has a new throwaway CA in `dir` sign the request `renewal csr` prints for renewal `id`;
+/// writes the chain (leaf, CA) to `dir/chain.pem` and returns (leaf fingerprint, CA PEM).
+fn ca_signs(env: &Env, id: &str, dir: &Path) -> (String, String) {
+    let csr = env.ok(&["renewal", "csr", id]);
+    let (leaf, ca) = common::openssl::ca_sign(dir, &csr);
+    std::fs::write(dir.join("chain.pem"), format!("{leaf}{ca}")).expect("chain");
+    let fp = rekey_crypto::Certificate::parse_pem_chain(&leaf).expect("leaf")[0]
+        .fingerprint()
+        .to_string()
+        .replace(':', "")
+        .to_lowercase();
+    (fp, ca)
+}
+
+/// CA-signed renewals on the (fake) tenant. `prepared-second-alias`: the key is generated on
+/// the tenant and `renewal csr` prints the tenant's own request for it; a chain from a CA the
+/// tenant's keystore does not know is refused with the tenant's answer and changes nothing;
+/// once the tenant administrator added the CA's certificate there, the chain goes onto the
+/// pending key, which becomes the prepared alias with its CA-signed certificate. `dual-trust`:
+/// the request is rekey's, and the chain is imported with the key at the exchange. Every probe
+/// accepted.
+#[test]
+fn ca_signed_keys_take_their_chain_on_the_tenant() {
+    let Some(fake) = renewal_fake() else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let _serial = RENEWAL_FAKE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("dir");
+
+    reset_renewal_fake(url);
+    let env = Env::sqlite();
+    renewal_env(&env, url);
+    let since = last_seq(url);
+    let r = env.json(&[START_PREPARED, &["--ca-signed", "--json"]].concat());
+    let id = r["id"].as_str().expect("id").to_string();
+    let step = |s: &str| format!("{id}:{s}");
+    env.ok(&["task", "approve", &step("create-key-pair"), "--as", ADMIN]);
+    assert!(
+        !step_done(&env, &id, "create-key-pair"),
+        "waits for the chain"
+    );
+    let pending = pending_on_tenant(url);
+    let ca_dir = tempfile::tempdir().expect("dir");
+    let (leaf, ca) = ca_signs(&env, &id, ca_dir.path());
+    assert_eq!(calls(url, since, "GET", "/SigningRequest/$value"), 1);
+    // The request is for the key the tenant holds.
+    let tenant_cert = runtime()
+        .block_on(client_for(url).certificate(&pending, None))
+        .expect("reads")
+        .expect("pending certificate");
+    let csr = env.ok(&["renewal", "csr", &id]);
+    assert_eq!(
+        rekey_crypto::certificate_request_public_key(csr.as_bytes()).expect("request"),
+        tenant_cert.public_key_der().expect("public key")
+    );
+    let chain = ca_dir.path().join("chain.pem");
+    let upload = upload_args(&id, &chain);
+    let before = fake_fingerprint(url, &pending);
+    env.refuses(
+        &upload,
+        &[
+            "trust path not established",
+            "import the CA's certificate",
+            "nothing was changed",
+        ],
+    );
+    assert_eq!(fake_fingerprint(url, &pending), before, "nothing changed");
+    assert!(!step_done(&env, &id, "create-key-pair"));
+    by_hand(
+        url,
+        "add-certificate",
+        json!({"alias": "test-ca", "pem": ca}),
+    );
+    let out = env.ok(&upload);
+    assert!(out.contains("done: create-key-pair"), "{out}");
+    assert_eq!(fake_fingerprint(url, &pending), Some(leaf.clone()));
+    assert_eq!(new_cert(&env, &id), leaf);
+    env.ok(&[
+        "task",
+        "approve",
+        &step("add-key-prepared-alias"),
+        "--as",
+        ADMIN,
+    ]);
+    assert_eq!(fake_fingerprint(url, "signer_next"), Some(leaf.clone()));
+    assert_eq!(recorded(&env, "signer_next"), Some(leaf.clone()));
+    assert_eq!(probe(&env, url, dir.path()), ["signer", "signer_next"]);
+    complete_as_ops(&env, &step("switch-receiver"), &leaf);
+    env.ok(&["task", "approve", &step("remove-old-key"), "--as", ADMIN]);
+    assert_eq!(probe(&env, url, dir.path()), ["signer_next"]);
+    let done = env.json(&["renewal", "show", &id, "--json"]);
+    assert_eq!(done["status"], "completed", "{done}");
+    by_hand(url, "delete", json!({"alias": "test-ca"}));
+
+    reset_renewal_fake(url);
+    let env = Env::sqlite();
+    renewal_env_for(&env, url, &["--verifies-multiple-keys"]);
+    let id = start_exchange(&env, "dual-trust", &["--ca-signed"]);
+    let step = |s: &str| format!("{id}:{s}");
+    env.ok(&["task", "approve", &step("create-key-pair"), "--as", ADMIN]);
+    let ca_dir = tempfile::tempdir().expect("dir");
+    let (leaf, _) = ca_signs(&env, &id, ca_dir.path());
+    let chain = ca_dir.path().join("chain.pem");
+    let out = env.ok(&upload_args(&id, &chain));
+    assert!(out.contains("done: create-key-pair"), "{out}");
+    complete_as_ops(&env, &step("trust-old-and-new"), &leaf);
+    env.ok(&["task", "approve", &step("exchange-key-pair"), "--as", ADMIN]);
+    assert_eq!(fake_fingerprint(url, "signer"), Some(leaf.clone()));
+    let (_, signed_by, _) = probe_signers(&env, url, dir.path());
+    assert_eq!(signed_by, std::slice::from_ref(&leaf));
+    complete_as_ops(&env, &step("remove-old-trust"), &leaf);
+    assert_eq!(probe(&env, url, dir.path()), ["signer"]);
+    let done = env.json(&["renewal", "show", &id, "--json"]);
+    assert_eq!(done["status"], "completed", "{done}");
+}
+
+/// A crash around the chain's upload to the tenant, then the tenant administrator uploads
+/// again: the chain is put on the pending key once, and the step completes with it.
+#[test]
+fn a_crash_around_the_chain_upload_resumes_without_a_second_upload() {
+    let Some(fake) = renewal_fake() else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let _serial = RENEWAL_FAKE.lock().unwrap_or_else(|p| p.into_inner());
+    for point in ["before-remote-chain", "after-remote-chain", "before-commit"] {
+        reset_renewal_fake(url);
+        let env = Env::sqlite();
+        renewal_env(&env, url);
+        let r = env.json(&[START_PREPARED, &["--ca-signed", "--json"]].concat());
+        let id = r["id"].as_str().expect("id").to_string();
+        env.ok(&[
+            "task",
+            "approve",
+            &format!("{id}:create-key-pair"),
+            "--as",
+            ADMIN,
+        ]);
+        let pending = pending_on_tenant(url);
+        let ca_dir = tempfile::tempdir().expect("dir");
+        let (leaf, ca) = ca_signs(&env, &id, ca_dir.path());
+        by_hand(
+            url,
+            "add-certificate",
+            json!({"alias": "test-ca", "pem": ca}),
+        );
+        let since = last_seq(url);
+        let chain = ca_dir.path().join("chain.pem");
+        let upload = upload_args(&id, &chain);
+        let o = env
+            .cmd()
+            .env("REKEY_FAILPOINT", point)
+            .args(upload)
+            .output()
+            .expect("runs");
+        assert!(
+            !o.status.success(),
+            "{point}: the fail point was not reached"
+        );
+        assert!(!step_done(&env, &id, "create-key-pair"), "{point}");
+        let out = env.ok(&upload);
+        assert!(out.contains("done: create-key-pair"), "{point}: {out}");
+        assert_eq!(
+            fake_fingerprint(url, &pending),
+            Some(leaf.clone()),
+            "{point}"
+        );
+        assert_eq!(new_cert(&env, &id), leaf, "{point}");
+        let uploads = calls(url, since, "PUT", "/CertificateChainResources");
+        assert_eq!(
+            uploads, 1,
+            "{point}: uploads of the crashed and the repeated command"
+        );
+        by_hand(url, "delete", json!({"alias": "test-ca"}));
+        env.ok(&["renewal", "cancel", &id, "--as", ADMIN]);
     }
 }
 

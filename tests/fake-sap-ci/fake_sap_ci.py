@@ -1603,7 +1603,18 @@ class Handler(BaseHTTPRequestHandler):
                         modified=now_wall(), status="changed")
             st.put_entry(e, who)
             return entity_json(entry_entity(e), "", {})
-        raise ODataError(404, f"no change by hand named '{action}' (generate, replace, delete, rename)")
+        if action == "add-certificate":
+            # A trusted certificate (a CA's, say) added in the Keystore view (A7: type Certificate).
+            alias = check_alias(body.get("alias"))
+            if alias in st.system():
+                raise ODataError(400, f'Keystore entry with alias "{alias}" already exists')
+            cert = parse_certificate((body.get("pem") or "").encode())
+            now = now_wall()
+            e = Entry(alias=alias, type="Certificate", owner="Tenant Administrator", cert=cert,
+                      created_by=who, created=now, modified_by=who, modified=now, status="new")
+            st.put_entry(e, who)
+            return entity_json(entry_entity(e), "", {})
+        raise ODataError(404, f"no change by hand named '{action}' (generate, replace, delete, rename, add-certificate)")
 
 
 def split_aliases(text: str) -> list[str]:

@@ -374,16 +374,33 @@ pub fn certificate_request_pem(der: &[u8]) -> String {
     pem_block("CERTIFICATE REQUEST", der)
 }
 
+/// The public key (DER `SubjectPublicKeyInfo`) of a PKCS#10 certificate request, PEM or DER:
+/// what a chain uploaded for a key held elsewhere (an SAP Cloud Integration tenant) must carry.
+pub fn certificate_request_public_key(request: &[u8]) -> Result<Vec<u8>> {
+    use x509_cert::request::CertReq;
+    let req = match std::str::from_utf8(request) {
+        Ok(text) if text.trim_start().starts_with("-----BEGIN") => CertReq::from_pem(text.trim()),
+        _ => CertReq::from_der(request),
+    }
+    .map_err(|e| CryptoError::Encoding(format!("certificate request: {e}")))?;
+    Ok(req.info.public_key.to_der()?)
+}
+
 /// Checks that `chain[0]` belongs to `key` and that each further certificate issued the one
 /// before it (by name and signature).
 pub fn check_chain(key: &dyn RsaSigner, chain: &[Certificate]) -> Result<()> {
+    check_chain_for(&key.public_key_der()?, chain)
+}
+
+/// [`check_chain`] for a key known by its public half only (DER `SubjectPublicKeyInfo`).
+pub fn check_chain_for(public_key: &[u8], chain: &[Certificate]) -> Result<()> {
     let Some(leaf) = chain.first() else {
         return Err(CryptoError::Chain {
             index: 0,
             reason: "no certificate given".into(),
         });
     };
-    if !key.matches(leaf) {
+    if leaf.public_key_der().ok().as_deref() != Some(public_key) {
         return Err(CryptoError::KeyMismatch {
             subject: leaf.subject(),
             fingerprint: leaf.fingerprint().to_string(),

@@ -24,8 +24,9 @@ pub use backend::{
     Embedded, KeyBackend, KeyHandle, RsaSigner, TOKEN_ID_PREFIX, TokenKeyId, TokenObject,
 };
 pub use cert::{
-    Certificate, MAX_CLOCK_SKEW, certificate_request, certificate_request_pem, check_chain,
-    fingerprint_of, parse_subject, self_signed, self_signed_at,
+    Certificate, MAX_CLOCK_SKEW, certificate_request, certificate_request_pem,
+    certificate_request_public_key, check_chain, check_chain_for, fingerprint_of, parse_subject,
+    self_signed, self_signed_at,
 };
 pub use digest::DigestAlg;
 pub use error::{CryptoError, Result};

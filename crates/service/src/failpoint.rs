@@ -42,6 +42,8 @@ pub const POINTS: &[&str] = &[
     "after-remote-delete",
     "before-remote-import",
     "after-remote-import",
+    "before-remote-chain",
+    "after-remote-chain",
 ];
 
 struct Armed {

@@ -524,7 +524,10 @@ impl SapCiClient {
                 ("accept", "application/json".to_string()),
             ];
             headers.extend(extra.iter().cloned());
-            if let Some(b) = body {
+            // A PEM chain goes without a content type (A7).
+            if let Some(b) = body
+                && !b.content_type.is_empty()
+            {
                 headers.push(("content-type", b.content_type.to_string()));
             }
             let bytes = body.map(|b| b.bytes.clone()).unwrap_or_default();
@@ -636,6 +639,17 @@ impl SapCiClient {
         }
     }
 
+    /// `GET path` of one entry or value: `None` when the tenant answers 404; any other answer
+    /// but 200 is the tenant's refusal.
+    async fn read(&self, path: &str) -> Result<Option<HttpAnswer>, SapCiError> {
+        let answer = self.send(Method::Get, path, &[], None).await?;
+        match answer.status {
+            200 => Ok(Some(answer)),
+            404 => Ok(None),
+            _ => Err(self.refusal(call_name(Method::Get, path), ROLE_READ, &answer)),
+        }
+    }
+
     /// A modifying call that succeeds on any 2xx answer; anything else is the tenant's refusal
     /// of `call`, which needs `role`.
     async fn write(
@@ -718,13 +732,10 @@ impl SapCiClient {
     pub async fn keystore_entry(&self, alias: &str) -> Result<Option<KeystoreEntry>, SapCiError> {
         check_alias(alias)?;
         let path = format!("/KeystoreEntries('{}')", hex_alias(alias));
-        let answer = self.send(Method::Get, &path, &[], None).await?;
         let call = call_name(Method::Get, &path);
-        match answer.status {
-            200 => {}
-            404 => return Ok(None),
-            _ => return Err(self.refusal(call, ROLE_READ, &answer)),
-        }
+        let Some(answer) = self.read(&path).await? else {
+            return Ok(None);
+        };
         let json: Value = serde_json::from_slice(&answer.body).map_err(|e| SapCiError::Answer {
             call: call.clone(),
             reason: format!("not JSON: {e}"),
@@ -750,13 +761,10 @@ impl SapCiClient {
             "/KeystoreEntries('{}')/Certificate/$value",
             hex_alias(alias)
         );
-        let answer = self.send(Method::Get, &path, &[], None).await?;
         let call = call_name(Method::Get, &path);
-        match answer.status {
-            200 => {}
-            404 => return Ok(None),
-            _ => return Err(self.refusal(call, ROLE_READ, &answer)),
-        }
+        let Some(answer) = self.read(&path).await? else {
+            return Ok(None);
+        };
         let certs = Certificate::parse_any(&answer.body).map_err(|e| SapCiError::Answer {
             call: call.clone(),
             reason: format!("not a certificate: {e}"),
@@ -859,6 +867,52 @@ impl SapCiClient {
             &path,
             "application/json;charset=utf-8",
             body.to_string().into_bytes(),
+            ROLE_KEYSTORE_EDIT,
+        )
+        .await
+    }
+
+    /// The certificate signing request for key pair `alias`
+    /// (`GET /KeystoreEntries('{hex}')/SigningRequest/$value`, A7), as PEM whether the tenant
+    /// answers PEM or DER; `None` when the tenant has no entry of that alias.
+    pub async fn signing_request(&self, alias: &str) -> Result<Option<String>, SapCiError> {
+        check_alias(alias)?;
+        let path = format!(
+            "/KeystoreEntries('{}')/SigningRequest/$value",
+            hex_alias(alias)
+        );
+        let call = call_name(Method::Get, &path);
+        let Some(answer) = self.read(&path).await? else {
+            return Ok(None);
+        };
+        let unreadable = |reason: String| SapCiError::Answer {
+            call: call.clone(),
+            reason,
+        };
+        // Read once, to refuse an answer that is no request before anyone sends it to a CA.
+        rekey_crypto::certificate_request_public_key(&answer.body)
+            .map_err(|e| unreadable(e.to_string()))?;
+        match std::str::from_utf8(&answer.body) {
+            Ok(text) if text.trim_start().starts_with("-----BEGIN") => {
+                Ok(Some(format!("{}\n", text.trim())))
+            }
+            _ => Ok(Some(rekey_crypto::certificate_request_pem(&answer.body))),
+        }
+    }
+
+    /// Puts the CA's chain (`pem`, the key's certificate first) on key pair `alias`
+    /// (`PUT /CertificateChainResources('{hex}')/$value`, A7, a PEM chain without a content
+    /// type). The tenant refuses with 409 a chain that does not reach a certificate its
+    /// keystore holds; rekey does not then answer for the administrator that the fingerprint
+    /// was verified (`fingerprintVerified`), it reports the refusal.
+    pub async fn upload_chain(&self, alias: &str, pem: &str) -> Result<(), SapCiError> {
+        check_alias(alias)?;
+        let path = format!("/CertificateChainResources('{}')/$value", hex_alias(alias));
+        self.write(
+            Method::Put,
+            &path,
+            "",
+            pem.as_bytes().to_vec(),
             ROLE_KEYSTORE_EDIT,
         )
         .await

@@ -307,9 +307,11 @@ impl Service {
         for e in entries.iter().filter(|e| e.kind == "Key Pair") {
             let Some(fp) = e.fingerprint else { continue };
             if crate::shell::is_pending(&e.alias) {
-                let staged = refs
-                    .iter()
-                    .any(|r| r.state != TokenRefState::History && fp_of(r) == Some(fp));
+                // A CA-signed key waiting for its chain is staged by its reference only.
+                let id = crate::tokens::remote_key_id(tenant, &fp)?;
+                let staged = refs.iter().any(|r| {
+                    r.state != TokenRefState::History && (fp_of(r) == Some(fp) || r.id == id)
+                });
                 if !staged {
                     doomed.push((e.alias.clone(), fp, false));
                 }

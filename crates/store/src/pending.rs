@@ -1,7 +1,10 @@
 //! A renewal's new key between generation and the keystore: encrypted like keystore entries,
 //! invisible to signer steps, gone once installed or discarded.
 
-use rekey_crypto::{Certificate, Fingerprint, KeyBackend, KeyHandle, check_chain};
+use rekey_crypto::{
+    Certificate, Fingerprint, KeyBackend, KeyHandle, certificate_request_public_key, check_chain,
+    check_chain_for,
+};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
@@ -190,7 +193,21 @@ pub async fn set_chain(
     let mut pending = get(txn, kek, renewal)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("renewal {renewal} has no pending key")))?;
-    check_chain(&*backend.signer(&pending.key)?, chain)?;
+    match (&pending.key, backend.remote()) {
+        // Made here, for a remote keystore to import: checked against the key itself.
+        (KeyHandle::Embedded(key), _) => check_chain(key, chain)?,
+        // Held by a remote keystore, which cannot sign here: checked against the public key
+        // of the request it made.
+        (KeyHandle::Token(_), true) => {
+            let request = pending.csr_pem.as_deref().ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "renewal {renewal}'s remote key has no certificate request to check a chain against"
+                ))
+            })?;
+            check_chain_for(&certificate_request_public_key(request.as_bytes())?, chain)?;
+        }
+        (KeyHandle::Token(_), false) => check_chain(&*backend.signer(&pending.key)?, chain)?,
+    }
     let fingerprint = chain.first().map(|c| c.fingerprint().to_string());
     pending_key::Entity::update_many()
         .col_expr(

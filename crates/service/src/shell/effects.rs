@@ -73,25 +73,24 @@ impl Service {
                             Some(client)
                                 if super::remote::generated_on_tenant(renewal.procedure) =>
                             {
-                                Some(
-                                    self.generate_on_sap_ci(
-                                        txn,
-                                        client,
-                                        &renewal,
-                                        version,
-                                        bits,
-                                        &actor.email,
-                                        now,
-                                    )
-                                    .await?,
+                                self.generate_on_sap_ci(
+                                    txn,
+                                    client,
+                                    &renewal,
+                                    version,
+                                    bits,
+                                    ca_signed,
+                                    &actor.email,
+                                    now,
                                 )
+                                .await?
                             }
                             _ => {
                                 // A key that will replace the old one under its alias on an SAP
                                 // Cloud Integration tenant is made here and imported at the
                                 // exchange (see shell/remote.rs for why).
                                 let backend: Arc<dyn KeyBackend> = if remote.is_some() {
-                                    super::remote::check_procedure(renewal.procedure, ca_signed)?;
+                                    super::remote::check_procedure(renewal.procedure)?;
                                     Arc::new(Embedded)
                                 } else {
                                     self.store.backend(tenant_of(&renewal))
@@ -295,16 +294,17 @@ impl Service {
                 {
                     Some(p) => {
                         let backend = self.store.backend(tenant);
-                        let material = match (&p.key, backend.remote()) {
-                            // Imported onto the tenant before this: the tenant's key now,
-                            // known by its certificate, and rekey's copy goes with the
-                            // pending row below.
-                            (KeyHandle::Embedded(_), true) => keystore::KeyMaterial::remote(
+                        // On a remote keystore the key is the tenant's (generated there, or
+                        // imported before this, rekey's copy going with the pending row below),
+                        // known by its final certificate.
+                        let material = if backend.remote() {
+                            keystore::KeyMaterial::remote(
                                 a,
                                 crate::tokens::remote_key_id(tenant, cert)?,
                                 p.chain.clone(),
-                            )?,
-                            _ => p.material(backend.as_ref())?,
+                            )?
+                        } else {
+                            p.material(backend.as_ref())?
                         };
                         if exchange {
                             keystore::exchange(txn, kek, tenant, a, &material, actor).await?;

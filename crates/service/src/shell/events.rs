@@ -103,11 +103,11 @@ impl Service {
         if self.sap_ci.contains_key(&req.tenant)
             && let Some(p) = req.procedure
         {
-            super::remote::check_procedure(p, req.ca_signed)?;
+            super::remote::check_procedure(p)?;
         }
         let t = rekey_engine::start(self.catalog_for(req.tenant), params, &world, &actor, now)?;
         if self.sap_ci.contains_key(&req.tenant) {
-            super::remote::check_procedure(t.renewal.procedure, t.renewal.ca_signed)?;
+            super::remote::check_procedure(t.renewal.procedure)?;
         }
         // Checked once the engine accepted the request (role, alias, procedure), so only someone
         // who may start a renewal learns of the running one; the index below makes it hold
@@ -271,6 +271,12 @@ impl Service {
             &actor.email,
         )
         .await?;
+        // A key generated on an SAP Cloud Integration tenant takes its chain there first.
+        if let Some(client) = self.sap_ci_client(tenant).await?
+            && super::remote::generated_on_tenant(r.procedure)
+        {
+            self.upload_chain_on_sap_ci(&client, &r, chain).await?;
+        }
         let outcome = self
             .carry_out(&txn, t, &actor, version, now, &TestSignatures::inside())
             .await?;

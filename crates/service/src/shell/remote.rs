@@ -24,13 +24,17 @@
 //! the tenant is deleted by the next reconciliation, a pending key no renewal staged is deleted
 //! too.
 //!
+//! A CA-signed key (`--ca-signed`): generated on the tenant, its certificate request read from
+//! there and the CA's chain put on it before the rename; made by rekey for the exchanges, its
+//! chain imported with it.
+//!
 //! Refused, at the start of a renewal, with a clear error: changing a signer step's aliases
-//! (`dual-signature`: a parameter change and a deploy) and CA-signed keys. Refused when asked:
+//! (`dual-signature`: a parameter change and a deploy). Refused when asked:
 //! rolling an exchanged or removed key back (its private key cannot be read from the tenant;
 //! the backup rekey made before is the tenant administrator's to restore).
 
 use chrono::{DateTime, Utc};
-use rekey_crypto::KeyHandle;
+use rekey_crypto::{Certificate, KeyHandle};
 use rekey_engine::{Change, ProcedureId, Renewal};
 use rekey_model::{Alias, Fingerprint};
 use rekey_store::{DatabaseTransaction, keystore, pending};
@@ -65,7 +69,7 @@ pub(crate) fn generated_on_tenant(procedure: ProcedureId) -> bool {
 }
 
 /// Refuses a renewal on an SAP Cloud Integration tenant that could not finish there.
-pub(crate) fn check_procedure(procedure: ProcedureId, ca_signed: bool) -> Result<()> {
+pub(crate) fn check_procedure(procedure: ProcedureId) -> Result<()> {
     if !SAP_CI_PROCEDURES.contains(&procedure) {
         return Err(ServiceError::NotApplicable(format!(
             "procedure {procedure} cannot run on an SAP Cloud Integration tenant yet: rekey \
@@ -77,13 +81,6 @@ pub(crate) fn check_procedure(procedure: ProcedureId, ca_signed: bool) -> Result
                 .collect::<Vec<_>>()
                 .join(", ")
         )));
-    }
-    if ca_signed {
-        return Err(ServiceError::NotApplicable(
-            "a CA-signed key cannot be made on an SAP Cloud Integration tenant by rekey yet: the \
-             tenant generates self-signed key pairs; leave out --ca-signed"
-                .into(),
-        ));
     }
     Ok(())
 }
@@ -102,7 +99,9 @@ fn attribute(subject: &str, key: &str) -> Option<String> {
 
 impl Service {
     /// Generates the renewal's new key on the tenant under its pending alias (or adopts the
-    /// key a first attempt made there) and stages it with the certificate the tenant made.
+    /// key a first attempt made there) and stages it with the certificate the tenant made —
+    /// or, for a CA-signed renewal, with the tenant's certificate request, the chain to come
+    /// ([`Service::upload_chain_on_sap_ci`]); then there is no certificate to return yet.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn generate_on_sap_ci(
         &self,
@@ -111,10 +110,11 @@ impl Service {
         r: &Renewal,
         version: i64,
         bits: u32,
+        ca_signed: bool,
         actor: &str,
         now: DateTime<Utc>,
-    ) -> Result<Fingerprint> {
-        check_procedure(r.procedure, r.ca_signed)?;
+    ) -> Result<Option<Fingerprint>> {
+        check_procedure(r.procedure)?;
         let tenant = tenant_of(r);
         let old = keystore::find_current(txn, tenant, &r.alias).await?;
         let (subject, days) = match &old {
@@ -171,6 +171,16 @@ impl Service {
             .ok_or_else(|| gone(&alias))?;
         let fp = cert.fingerprint();
         let handle = KeyHandle::Token(crate::tokens::remote_key_id(tenant, &fp)?);
+        let (chain, csr) = if ca_signed {
+            let csr = client
+                .signing_request(&alias)
+                .await
+                .map_err(sap)?
+                .ok_or_else(|| gone(&alias))?;
+            (Vec::new(), Some(csr))
+        } else {
+            (vec![cert], None)
+        };
         pending::stage(
             txn,
             self.store.kek()?,
@@ -179,12 +189,72 @@ impl Service {
             target,
             &handle,
             self.store.backend(tenant).as_ref(),
-            &[cert],
-            None,
+            &chain,
+            csr,
             actor,
         )
         .await?;
-        Ok(fp)
+        Ok((!ca_signed).then_some(fp))
+    }
+
+    /// Puts the CA's `chain` on the renewal's pending key on the tenant (checked against the
+    /// key's request before), unless a first attempt already did.
+    pub(super) async fn upload_chain_on_sap_ci(
+        &self,
+        client: &SapCiClient,
+        r: &Renewal,
+        chain: &[Certificate],
+    ) -> Result<()> {
+        let leaf = chain
+            .first()
+            .ok_or_else(|| ServiceError::Input("no certificate given".into()))?
+            .fingerprint();
+        let prefix = format!("{PENDING_PREFIX}{}-", r.id.simple());
+        let entries = client.keystore_entries().await.map_err(sap)?;
+        let pending = entries
+            .iter()
+            .find(|e| e.alias.starts_with(&prefix))
+            .ok_or_else(|| {
+                ServiceError::NotApplicable(format!(
+                    "the renewal's new key is no longer on the tenant under a {prefix}… alias; \
+                     nothing was changed"
+                ))
+            })?;
+        if pending.fingerprint == Some(leaf) {
+            return Ok(());
+        }
+        let pem: String = chain.iter().map(Certificate::to_pem).collect();
+        crate::failpoint::hit("before-remote-chain");
+        match client.upload_chain(&pending.alias, &pem).await {
+            Ok(()) => {}
+            Err(SapCiError::Api {
+                status: 409,
+                message,
+                ..
+            }) => {
+                // Answered with the entry itself, marked `notTrusted` (A7), or with a text.
+                let message = if message.trim_start().starts_with('{') {
+                    "trust path not established".to_string()
+                } else {
+                    message
+                };
+                return Err(ServiceError::NotApplicable(format!(
+                    "the tenant refused the chain ({message}): its keystore holds no \
+                     certificate the chain reaches; import the CA's certificate into the \
+                     tenant's keystore, then upload the chain again; nothing was changed"
+                )));
+            }
+            Err(e) => return Err(sap(e)),
+        }
+        crate::failpoint::hit("after-remote-chain");
+        match client.keystore_entry(&pending.alias).await.map_err(sap)? {
+            Some(e) if e.fingerprint == Some(leaf) => Ok(()),
+            _ => Err(ServiceError::NotApplicable(format!(
+                "the tenant accepted the chain for {} but does not list certificate {leaf} \
+                 there; nothing was recorded",
+                pending.alias
+            ))),
+        }
     }
 
     /// Carries out `change` of renewal `r` on the tenant, before the record changes.
