@@ -83,23 +83,32 @@ fn openssl_verdict(dir: &Path, probe: &Value) -> bool {
     (count == 1 || multi) && signer_fps.iter().any(|f| trusted.contains(f))
 }
 
-#[test]
-fn demo_evidence_holds_under_openssl() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let evidence = dir.path().join("evidence");
+/// Runs `rekey demo --bits 2048` with `extra` arguments, its data and evidence under `dir`,
+/// and asserts that it succeeds: the evidence directory and what the demo printed.
+fn run_demo(dir: &Path, extra: &[&str]) -> (std::path::PathBuf, String) {
+    let evidence = dir.join("evidence");
     let out = common::rekey()
-        .args(["demo", "--bits", "2048", "--evidence"])
+        .args(["demo", "--bits", "2048"])
+        .args(extra)
+        .arg("--evidence")
         .arg(&evidence)
         .arg("--data-dir")
-        .arg(dir.path().join("data"))
+        .arg(dir.join("data"))
         .output()
         .expect("rekey runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "demo failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (evidence, stdout)
+}
+
+#[test]
+fn demo_evidence_holds_under_openssl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (evidence, stdout) = run_demo(dir.path(), &[]);
     for line in [
         "dual-trust: 8 probes, 0 rejected",
         "dual-signature: 12 probes, 0 rejected",
@@ -122,78 +131,149 @@ fn demo_evidence_holds_under_openssl() {
         ("downtime-window", vec!["1", "2", "3", "4.1", "4.2"]),
     ];
     for (procedure, expected_seeds) in seeds {
-        let pdir = evidence.join(procedure);
-        let probes: Vec<Value> = std::fs::read_to_string(pdir.join("probes.jsonl"))
-            .expect("probes.jsonl")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-            .collect();
-        let timeline: Vec<Value> = serde_json::from_str(
-            &std::fs::read_to_string(pdir.join("timeline.json")).expect("timeline.json"),
-        )
-        .expect("JSON array");
-        let got: Vec<&str> = timeline
-            .iter()
-            .map(|t| t["seed_step"].as_str().expect("seed_step"))
-            .collect();
-        assert_eq!(
-            got, expected_seeds,
-            "{procedure}: the timeline lists the seed's steps in order"
-        );
-        for t in &timeline {
-            for field in [
-                "step",
-                "role",
-                "kind",
-                "performed_by",
-                "started_at",
-                "completed_at",
-                "emails",
-            ] {
-                assert!(
-                    !t[field].is_null(),
-                    "{procedure}: timeline entry lacks {field}"
-                );
-            }
-        }
-        assert_eq!(
-            probes.len(),
-            timeline.len() + 1,
-            "{procedure}: a probe before the first step and after each"
-        );
-        assert!(probes[0]["after_step"].is_null());
-        for (i, p) in probes.iter().enumerate() {
-            assert_eq!(p["seq"].as_u64(), Some(i as u64));
-            let independent = openssl_verdict(&work, p);
-            let claimed = p["receiver_verdict"] == "accepted";
-            assert_eq!(
-                independent, claimed,
-                "{procedure}: probe {i}: OpenSSL's verdict differs from rekey's"
-            );
-            if procedure == "downtime-window" {
-                assert!(
-                    claimed || p["in_downtime_window"] == true,
-                    "{procedure}: probe {i} rejected outside the window"
-                );
-            } else {
-                assert!(claimed, "{procedure}: probe {i} rejected");
-                assert_eq!(p["in_downtime_window"], false);
-            }
-        }
-        let last = probes.last().expect("probes");
-        assert_eq!(
-            last["signer_count"], 1,
-            "{procedure}: the last probe has one signature"
-        );
-        assert_eq!(last["receiver_verdict"], "accepted");
-        let first_signer = &probes[0]["receiver"]["trusted_certificates_pem"][0];
-        let last_trusted = &last["receiver"]["trusted_certificates_pem"];
-        assert_eq!(last_trusted.as_array().map(Vec::len), Some(1));
-        assert_ne!(
-            &last_trusted[0], first_signer,
-            "{procedure}: the receiver ends trusting the new certificate, not the old"
-        );
+        check_evidence(&evidence, &work, procedure, &expected_seeds);
     }
+}
+
+/// The evidence of `procedure` under `evidence`, checked with OpenSSL in `work`: the timeline
+/// lists `expected_seeds` in order, a probe before the first step and after each, OpenSSL's
+/// verdict on every probe is rekey's, only `downtime-window` has rejections and only inside
+/// its window, and the last probe is signed by the new key alone, which the receiver trusts
+/// instead of the old.
+fn check_evidence(evidence: &Path, work: &Path, procedure: &str, expected_seeds: &[&str]) {
+    let pdir = evidence.join(procedure);
+    let probes: Vec<Value> = std::fs::read_to_string(pdir.join("probes.jsonl"))
+        .expect("probes.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let timeline: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(pdir.join("timeline.json")).expect("timeline.json"),
+    )
+    .expect("JSON array");
+    let got: Vec<&str> = timeline
+        .iter()
+        .map(|t| t["seed_step"].as_str().expect("seed_step"))
+        .collect();
+    assert_eq!(
+        got, expected_seeds,
+        "{procedure}: the timeline lists the seed's steps in order"
+    );
+    for t in &timeline {
+        for field in [
+            "step",
+            "role",
+            "kind",
+            "performed_by",
+            "started_at",
+            "completed_at",
+            "emails",
+        ] {
+            assert!(
+                !t[field].is_null(),
+                "{procedure}: timeline entry lacks {field}"
+            );
+        }
+    }
+    assert_eq!(
+        probes.len(),
+        timeline.len() + 1,
+        "{procedure}: a probe before the first step and after each"
+    );
+    assert!(probes[0]["after_step"].is_null());
+    for (i, p) in probes.iter().enumerate() {
+        assert_eq!(p["seq"].as_u64(), Some(i as u64));
+        let independent = openssl_verdict(work, p);
+        let claimed = p["receiver_verdict"] == "accepted";
+        assert_eq!(
+            independent, claimed,
+            "{procedure}: probe {i}: OpenSSL's verdict differs from rekey's"
+        );
+        if procedure == "downtime-window" {
+            assert!(
+                claimed || p["in_downtime_window"] == true,
+                "{procedure}: probe {i} rejected outside the window"
+            );
+        } else {
+            assert!(claimed, "{procedure}: probe {i} rejected");
+            assert_eq!(p["in_downtime_window"], false);
+        }
+    }
+    let last = probes.last().expect("probes");
+    assert_eq!(
+        last["signer_count"], 1,
+        "{procedure}: the last probe has one signature"
+    );
+    assert_eq!(last["receiver_verdict"], "accepted");
+    let first_signer = &probes[0]["receiver"]["trusted_certificates_pem"][0];
+    let last_trusted = &last["receiver"]["trusted_certificates_pem"];
+    assert_eq!(last_trusted.as_array().map(Vec::len), Some(1));
+    assert_ne!(
+        &last_trusted[0], first_signer,
+        "{procedure}: the receiver ends trusting the new certificate, not the old"
+    );
+}
+
+/// `rekey demo --keystore sap-ci-fake`: the procedures an SAP Cloud Integration tenant carries
+/// out run against the FAKE tenant of `tests/fake-sap-ci` (started by the demo), every probe
+/// signed by the fake's runtime from the deployed flow, and the evidence holds under OpenSSL as
+/// for the embedded keystore; `dual-signature` asked for by name is refused, and so is an
+/// interpreter without the `cryptography` package, saying how to get one.
+#[test]
+fn demo_on_the_fake_sap_tenant_holds_under_openssl() {
+    let Ok(python) = std::env::var("REKEY_TEST_PYTHON") else {
+        eprintln!("SKIPPED: REKEY_TEST_PYTHON is not set (run `cargo xtask test`)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (evidence, stdout) = run_demo(
+        dir.path(),
+        &["--keystore", "sap-ci-fake", "--python", &python],
+    );
+    for line in [
+        "a FAKE SAP Cloud Integration tenant at http://127.0.0.1:",
+        "dual-trust: 8 probes, 0 rejected",
+        "prepared-second-alias: 7 probes, 0 rejected",
+        "downtime-window: 6 probes, 1 rejected (all inside the agreed window",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+    assert!(!evidence.join("dual-signature").exists());
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    for (procedure, seeds) in [
+        ("dual-trust", vec!["1", "2", "3", "4", "5", "6", "7"]),
+        ("prepared-second-alias", vec!["1", "2", "3", "4", "5", "6"]),
+        ("downtime-window", vec!["1", "2", "3", "4.1", "4.2"]),
+    ] {
+        check_evidence(&evidence, &work, procedure, &seeds);
+    }
+
+    let refused = common::rekey()
+        .args(["demo", "--keystore", "sap-ci-fake", "--python", &python])
+        .args(["--procedure", "dual-signature", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .output()
+        .expect("rekey runs");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not carried out on an SAP Cloud Integration tenant"),
+        "{err}"
+    );
+    let no_python = common::rekey()
+        .args(["demo", "--keystore", "sap-ci-fake", "--python", "false"])
+        .arg("--data-dir")
+        .arg(dir.path().join("third"))
+        .output()
+        .expect("rekey runs");
+    let err = String::from_utf8_lossy(&no_python.stderr);
+    assert_eq!(no_python.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`cryptography`") && err.contains("cargo xtask test"),
+        "{err}"
+    );
+    assert!(!dir.path().join("third").exists(), "nothing made");
 }
 
 #[test]

@@ -53,6 +53,11 @@ pub struct DemoArgs {
     /// Environment variable holding the user PIN of `--pkcs11-token`.
     #[arg(long, value_name = "VAR", requires = "pkcs11_token")]
     pkcs11_pin_env: Option<String>,
+    /// The Python 3 interpreter (with the `cryptography` package) that runs the fake SAP Cloud
+    /// Integration tenant for `--keystore sap-ci-fake`. Default: `target/xtask-venv/bin/python`
+    /// when `cargo xtask test` made it, else `python3`.
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
 }
 
 /// `rekey demo --keystore`.
@@ -62,6 +67,10 @@ enum DemoKeystore {
     Embedded,
     /// Keys on a PKCS#11 token.
     Pkcs11,
+    /// Keys on an SAP Cloud Integration tenant — a FAKE one (`tests/fake-sap-ci`, written from
+    /// SAP's documented API), started on loopback for the run: rekey reaches it through the API
+    /// as it would a real tenant, and the tenant's runtime signs every probe.
+    SapCiFake,
 }
 
 /// Set on the demo process that `rekey demo` re-runs with `SOFTHSM2_CONF` pointing into its
@@ -84,13 +93,34 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
                 .context("--procedure")?,
         ]
     };
+    let procedures = if args.keystore == DemoKeystore::SapCiFake {
+        let (carried, refused): (Vec<_>, Vec<_>) = procedures
+            .into_iter()
+            .partition(|p| rekey_service::SAP_CI_PROCEDURES.contains(p));
+        if args.procedure != "all"
+            && let Some(p) = refused.first()
+        {
+            bail!(
+                "--procedure {p}: not carried out on an SAP Cloud Integration tenant (it changes \
+                 the signer step's aliases, a parameter change and a deploy of the flow); choose \
+                 one of {}",
+                carried_names()
+            );
+        }
+        carried
+    } else {
+        procedures
+    };
+    if args.python.is_some() && args.keystore != DemoKeystore::SapCiFake {
+        bail!("--python is for --keystore sap-ci-fake");
+    }
     rekey_crypto::KeyBits::try_from(args.bits).context("--bits")?;
     let dir = match &global.data_dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("rekey-demo-{}", uuid::Uuid::new_v4().simple())),
     };
     let token = match args.keystore {
-        DemoKeystore::Embedded => {
+        DemoKeystore::Embedded | DemoKeystore::SapCiFake => {
             if args.pkcs11_module.is_some() {
                 bail!("--pkcs11-module is for --keystore pkcs11");
             }
@@ -127,6 +157,10 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
     // Only the clock-skew allowance is taken from the configuration: the demo keeps its own
     // database and sends no mail.
     let skew = crate::config::Settings::load(global)?.renewal.clock_skew;
+    let fake = match args.keystore {
+        DemoKeystore::SapCiFake => Some(FakeTenant::start(&dir, args.python.as_deref())?),
+        _ => None,
+    };
     let runs = block_on(async {
         let mut store = open(&dir).await?;
         if let Some(config) = &token {
@@ -135,7 +169,23 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
             let tenant = demo::tenant(&Service::new(store.clone(), Catalog::builtin()?)).await?;
             store = store.with_backend(tenant, std::sync::Arc::new(keystore));
         }
-        let service = Service::new(store.clone(), Catalog::builtin()?).with_clock_skew(skew);
+        let mut on = demo::DemoTenant::Own;
+        let mut sap_ci = None;
+        if let Some(fake) = &fake {
+            let tenant = demo::tenant(&Service::new(store.clone(), Catalog::builtin()?)).await?;
+            store = store.with_backend(
+                tenant,
+                std::sync::Arc::new(rekey_service::sapci::SapCiKeystore::new(&fake.config)),
+            );
+            sap_ci = Some((tenant, fake.config.clone()));
+            on = demo::DemoTenant::SapCiFake {
+                control: format!("{}/fake", fake.url),
+            };
+        }
+        let mut service = Service::new(store.clone(), Catalog::builtin()?).with_clock_skew(skew);
+        if let Some((tenant, config)) = sap_ci {
+            service = service.with_sap_ci(tenant, config);
+        }
         // The wall clock is read once, here; from then on the demo runs on its simulated clock,
         // which is the engine's clock for every step, key and probe.
         let start = match args.start {
@@ -144,15 +194,26 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
                 .duration_trunc(chrono::Duration::minutes(1))
                 .context("start time")?,
         };
-        let mut runs = demo::run(
+        let mut runs = demo::run_on(
             &service,
             &DemoOptions {
                 procedures,
                 bits: args.bits,
                 start,
             },
+            &on,
         )
         .await?;
+        if let Some(fake) = &fake
+            && !args.json
+        {
+            println!(
+                "keystore: a FAKE SAP Cloud Integration tenant at {} (tests/fake-sap-ci, \
+                 written from SAP's documented API), reached through that API like a real one; \
+                 every probe signed by the tenant's runtime from the deployed flow",
+                fake.url
+            );
+        }
         if let Some(config) = &token {
             let claims = token_claims(&service, config).await?;
             if let Some(last) = runs.last_mut() {
@@ -196,6 +257,132 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitCode> {
             eprintln!("rekey demo: claim failed: {f}");
         }
         Ok(ExitCode::from(EXIT_CLAIM_FAILED))
+    }
+}
+
+fn carried_names() -> String {
+    rekey_service::SAP_CI_PROCEDURES
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The fake SAP Cloud Integration tenant of `tests/fake-sap-ci`, compiled into the binary so
+/// that `rekey demo --keystore sap-ci-fake` runs from any directory.
+const FAKE_SAP_CI: &str = include_str!("../../tests/fake-sap-ci/fake_sap_ci.py");
+
+/// Runs the fake under a wrapper that exits when its standard input closes: the fake never
+/// outlives the demo, however the demo ends.
+const FAKE_WRAPPER: &str = "import os, runpy, sys, threading\n\
+    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n\
+    sys.argv = sys.argv[1:]\n\
+    runpy.run_path(sys.argv[0], run_name='__main__')\n";
+
+/// A running fake tenant and the client configuration that reaches it.
+struct FakeTenant {
+    url: String,
+    config: rekey_service::sapci::SapCiConfig,
+    _child: std::process::Child,
+    _stdin: std::process::ChildStdin,
+}
+
+impl FakeTenant {
+    /// Writes the fake, its configuration (one integration flow per procedure, no keys yet)
+    /// and a random client secret into `dir`, starts it on a free loopback port and reads the
+    /// address it prints.
+    fn start(dir: &Path, python: Option<&Path>) -> Result<FakeTenant> {
+        use std::io::BufRead as _;
+        let python = match python {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let venv = PathBuf::from("target/xtask-venv/bin/python");
+                if venv.exists() {
+                    venv
+                } else {
+                    PathBuf::from("python3")
+                }
+            }
+        };
+        let has_cryptography = std::process::Command::new(&python)
+            .args(["-c", "import cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_cryptography {
+            bail!(
+                "--keystore sap-ci-fake runs the fake tenant with Python 3 and its \
+                 `cryptography` package, which {} does not have: run `cargo xtask test` once \
+                 (it makes target/xtask-venv), or `pip install cryptography`, or name an \
+                 interpreter with --python",
+                python.display()
+            );
+        }
+        let dir = dir.join("fake-sap-ci");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let script = dir.join("fake_sap_ci.py");
+        std::fs::write(&script, FAKE_SAP_CI)
+            .with_context(|| format!("cannot write {}", script.display()))?;
+        let secret = uuid::Uuid::new_v4().simple().to_string();
+        let secret_file = dir.join(format!("client-secret-{}", uuid::Uuid::new_v4().simple()));
+        write_secret(&secret_file, secret.as_bytes())?;
+        let flows: Vec<serde_json::Value> = ProcedureId::ALL
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "id": demo::tenant_flow(*p),
+                    "version": "1.0.0",
+                    "signer": {"rows": [], "payload_included": true},
+                    "deployed": false,
+                })
+            })
+            .collect();
+        let config = dir.join(format!("config-{}.json", uuid::Uuid::new_v4().simple()));
+        let text = serde_json::json!({
+            "client_id": "rekey-demo",
+            "client_secret": secret,
+            "iflows": flows,
+        });
+        write_secret(&config, text.to_string().as_bytes())?;
+        let mut child = std::process::Command::new(&python)
+            .args(["-c", FAKE_WRAPPER])
+            .arg(&script)
+            .args(["--port", "0", "--config"])
+            .arg(&config)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start the fake tenant with {}", python.display()))?;
+        let stdin = child.stdin.take().context("the fake's standard input")?;
+        let mut ready = String::new();
+        std::io::BufReader::new(child.stdout.take().context("the fake's standard output")?)
+            .read_line(&mut ready)
+            .context("the fake tenant did not start")?;
+        let line: serde_json::Value = serde_json::from_str(&ready)
+            .with_context(|| format!("the fake tenant did not start: {ready:?}"))?;
+        let field = |k: &str| {
+            line[k]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("the fake tenant's start line has no {k}: {ready:?}"))
+        };
+        let url = field("url")?;
+        Ok(FakeTenant {
+            config: rekey_service::sapci::SapCiConfig {
+                url: url.clone(),
+                token_url: field("tokenurl")?,
+                client_id: "rekey-demo".into(),
+                client_secret: rekey_service::sapci::SecretSource::File(secret_file),
+                timeout: std::time::Duration::from_secs(30),
+                attempts: 5,
+                country: Some("DE".into()),
+            },
+            url,
+            _child: child,
+            _stdin: stdin,
+        })
     }
 }
 

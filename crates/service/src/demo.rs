@@ -11,6 +11,7 @@ use rekey_store::{ReceiverProfile, SignerParams, StepOptions};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::sapci::{KeyPairRequest, SapCiClient};
 use crate::{Result, Service, ServiceError, StartRequest};
 
 /// Who plays the tenant administrator.
@@ -32,6 +33,30 @@ pub struct DemoOptions {
     pub bits: u32,
     /// The simulated clock's start.
     pub start: DateTime<Utc>,
+}
+
+/// Where the demo tenant's keys live and who signs its probes.
+#[derive(Debug, Clone, Default)]
+pub enum DemoTenant {
+    /// rekey's own keystore (embedded, or a PKCS#11 token): probes are signed by rekey as the
+    /// signer step is configured.
+    #[default]
+    Own,
+    /// An SAP Cloud Integration tenant configured on the service for the demo tenant — in the
+    /// demo, the FAKE tenant of `tests/fake-sap-ci`, reached at `control` (its `/fake` root)
+    /// for what the tenant's web UI and runtime do: each procedure's key is made on the tenant,
+    /// its integration flow ([`tenant_flow`]) gets the signer rows and is deployed, and every
+    /// probe is signed by the tenant's runtime from the deployed flow and the current keystore.
+    SapCiFake {
+        /// The fake's control root, e.g. `http://127.0.0.1:PORT/fake`.
+        control: String,
+    },
+}
+
+/// The integration flow on an SAP Cloud Integration tenant that signs for procedure `p` in
+/// the demo.
+pub fn tenant_flow(p: ProcedureId) -> String {
+    format!("Rekey_Demo_{}", p.as_str().replace('-', "_"))
 }
 
 /// The receiver's state when a probe arrived.
@@ -138,6 +163,8 @@ pub struct Setup {
     pub alias: Alias,
     /// The procedure the receiver's profile was chosen for.
     pub procedure: ProcedureId,
+    /// The SAP Cloud Integration tenant whose runtime signs the probes, and its flow.
+    pub tenant_flow: Option<(String, String)>,
 }
 
 impl Setup {
@@ -181,7 +208,7 @@ pub async fn prepare_with(
     days: u32,
 ) -> Result<Setup> {
     let tenant = tenant(service).await?;
-    setup(service, tenant, p, bits, not_before, days).await
+    setup(service, tenant, p, bits, not_before, days, &DemoTenant::Own).await
 }
 
 fn input<T>(r: std::result::Result<T, rekey_model::InvalidInput>) -> Result<T> {
@@ -233,27 +260,34 @@ async fn setup(
     bits: u32,
     not_before: DateTime<Utc>,
     days: u32,
+    on: &DemoTenant,
 ) -> Result<Setup> {
     let store = service.store();
     let run = &Uuid::new_v4().simple().to_string()[..8];
     let alias = format!("{p}-{run}");
     let a = input(Alias::parse(&alias))?;
-    let subject = format!("CN={p} signer,O=rekey demo");
-    let entry = service
-        .add_key(
-            tenant,
-            &a,
-            crate::tokens::NewKey::Generate {
-                bits: KeyBits::try_from(bits)?,
-                certify: Box::new(move |key| self_signed(key, &subject, not_before, days)),
-            },
-            "demo",
-        )
-        .await?;
-    let cert = entry
-        .certificate()
-        .cloned()
-        .ok_or_else(|| ServiceError::Corrupt(format!("entry {} has no certificate", entry.id)))?;
+    let cert = match on {
+        DemoTenant::Own => {
+            let subject = format!("CN={p} signer,O=rekey demo");
+            let entry = service
+                .add_key(
+                    tenant,
+                    &a,
+                    crate::tokens::NewKey::Generate {
+                        bits: KeyBits::try_from(bits)?,
+                        certify: Box::new(move |key| self_signed(key, &subject, not_before, days)),
+                    },
+                    "demo",
+                )
+                .await?;
+            entry.certificate().cloned().ok_or_else(|| {
+                ServiceError::Corrupt(format!("entry {} has no certificate", entry.id))
+            })?
+        }
+        DemoTenant::SapCiFake { .. } => {
+            key_on_tenant(service, tenant, p, &a, bits, not_before, days).await?
+        }
+    };
     let flow = input(FlowName::parse(&format!("{p}-orders-{run}")))?;
     let step = input(StepName::parse("sign"))?;
     store.add_flow(tenant, &flow, "demo").await?;
@@ -273,6 +307,13 @@ async fn setup(
     if p == ProcedureId::PreparedSecondAlias {
         rows.push(input(Alias::parse(&format!("{alias}-next")))?);
     }
+    let tenant_flow = match on {
+        DemoTenant::Own => None,
+        DemoTenant::SapCiFake { control } => {
+            let flow = deploy_signer(service, tenant, control, p, &rows, not_before).await?;
+            Some((control.clone(), flow))
+        }
+    };
     for alias in rows {
         let params = SignerParams {
             alias,
@@ -319,7 +360,111 @@ async fn setup(
         step,
         alias: a,
         procedure: p,
+        tenant_flow,
     })
+}
+
+/// The demo's SAP Cloud Integration client for `tenant`.
+async fn client(service: &Service, tenant: TenantId) -> Result<std::sync::Arc<SapCiClient>> {
+    service.sap_ci_client(tenant).await?.ok_or_else(|| {
+        ServiceError::Input("the demo tenant is not an SAP Cloud Integration tenant".into())
+    })
+}
+
+/// Plays the tenant administrator before the renewal: the key pair `alias` generated on the
+/// tenant, valid `days` days from `not_before`, then recorded by a sync. Its certificate.
+async fn key_on_tenant(
+    service: &Service,
+    tenant: TenantId,
+    p: ProcedureId,
+    alias: &Alias,
+    bits: u32,
+    not_before: DateTime<Utc>,
+    days: u32,
+) -> Result<rekey_crypto::Certificate> {
+    client(service, tenant)
+        .await?
+        .generate_key_pair(&KeyPairRequest {
+            alias: alias.to_string(),
+            bits,
+            common_name: format!("{p} signer"),
+            organization: Some("rekey demo".into()),
+            organization_unit: None,
+            country: "DE".into(),
+            not_before,
+            not_after: not_before + Duration::days(i64::from(days)),
+        })
+        .await
+        .map_err(ServiceError::SapCi)?;
+    service.sync_sap_ci(tenant).await?;
+    rekey_store::keystore::find_current(service.store().db(), tenant, alias)
+        .await?
+        .and_then(|e| e.certificate().cloned())
+        .ok_or_else(|| ServiceError::Corrupt(format!("{alias} was not recorded by the sync")))
+}
+
+/// Plays the integration developer before the renewal: the signer step of the procedure's
+/// flow on the tenant lists `rows` (in the tenant's web UI: the fake's control endpoint), and
+/// the flow is deployed through the API and followed until it runs. The flow's id.
+async fn deploy_signer(
+    service: &Service,
+    tenant: TenantId,
+    control: &str,
+    p: ProcedureId,
+    rows: &[Alias],
+    asked: DateTime<Utc>,
+) -> Result<String> {
+    let flow = tenant_flow(p);
+    let body = serde_json::json!({
+        "rows": rows.iter().map(|a| serde_json::json!({
+            "alias": a.as_str(),
+            "algorithm": "SHA256/RSA",
+            "include_certificates": true,
+            "include_signing_time": true,
+        })).collect::<Vec<_>>(),
+        "payload_included": true,
+    });
+    fake_call(
+        &format!("{control}/iflows/{flow}/signer"),
+        body.to_string().into_bytes(),
+    )
+    .await?;
+    client(service, tenant)
+        .await?
+        .deploy_and_wait(
+            &flow,
+            asked,
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .map_err(ServiceError::SapCi)?;
+    Ok(flow)
+}
+
+/// A POST to the fake tenant's control root or runtime; the answer's body.
+async fn fake_call(url: &str, body: Vec<u8>) -> Result<Vec<u8>> {
+    let answer = crate::http::request(
+        crate::http::Method::Post,
+        url,
+        &[("content-type", "application/json".to_string())],
+        body,
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| {
+        ServiceError::Input(format!(
+            "the fake SAP Cloud Integration tenant at {url}: {e}"
+        ))
+    })?;
+    if answer.status != 200 {
+        return Err(ServiceError::Input(format!(
+            "the fake SAP Cloud Integration tenant answered {} at {url}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        )));
+    }
+    Ok(answer.body)
 }
 
 /// Signs a probe with the signer step as configured now and asks the reference receiver.
@@ -333,9 +478,18 @@ async fn probe(
 ) -> Result<ProbeRecord> {
     let store = service.store();
     let content = format!("probe {seq} of {}", s.alias).into_bytes();
-    let signed = store
-        .sign_for_step(s.tenant, &s.flow, &s.step, &content, at)
-        .await?;
+    let der = match &s.tenant_flow {
+        None => {
+            store
+                .sign_for_step(s.tenant, &s.flow, &s.step, &content, at)
+                .await?
+                .der
+        }
+        // What the tenant's deployed flow sends, signed by its runtime.
+        Some((control, flow)) => {
+            fake_call(&format!("{control}/runtime/{flow}/sign"), content.clone()).await?
+        }
+    };
     let receiver = store.receiver(s.tenant, &s.receiver_name).await?;
     let trusted: Vec<rekey_crypto::Certificate> = receiver
         .trusted
@@ -347,14 +501,14 @@ async fn probe(
         accepts_multiple_signatures: receiver.profile.accepts_multiple_signatures,
     };
     // Received the moment it was signed, on the demo's clock.
-    let (verdict, verification) = receiver_verdict(&signed.der, None, &trusted, &profile, at)?;
+    let (verdict, verification) = receiver_verdict(&der, None, &trusted, &profile, at)?;
     Ok(ProbeRecord {
         seq,
         after_step: after.map(|a| a.0.to_string()),
         seed_step: after.map(|a| a.1.to_string()),
         at,
         content_base64: to_base64(&content),
-        signed_data_der_base64: to_base64(&signed.der),
+        signed_data_der_base64: to_base64(&der),
         signer_count: verification.signers.len(),
         receiver: ProbeReceiver {
             verifies_multiple_keys: profile.verifies_multiple_keys,
@@ -392,8 +546,29 @@ pub async fn run_procedure(
     bits: u32,
     start: DateTime<Utc>,
 ) -> Result<ProcedureRun> {
+    run_procedure_on(service, p, bits, start, &DemoTenant::Own).await
+}
+
+/// [`run_procedure`] with the keys where `on` says.
+pub async fn run_procedure_on(
+    service: &Service,
+    p: ProcedureId,
+    bits: u32,
+    start: DateTime<Utc>,
+    on: &DemoTenant,
+) -> Result<ProcedureRun> {
     let mut clock = start;
-    let s = prepare(service, p, bits, clock).await?;
+    let tenant = tenant(service).await?;
+    let s = setup(
+        service,
+        tenant,
+        p,
+        bits,
+        clock - Duration::days(335),
+        365,
+        on,
+    )
+    .await?;
     let def = service.catalog().get(p).clone();
     let mut probes = vec![probe(service, &s, 0, None, clock, false).await?];
     let mut timeline = Vec::new();
@@ -607,10 +782,19 @@ fn check_claims(
 
 /// Runs the chosen procedures one after the other.
 pub async fn run(service: &Service, opts: &DemoOptions) -> Result<Vec<ProcedureRun>> {
+    run_on(service, opts, &DemoTenant::Own).await
+}
+
+/// [`run`] with the keys where `on` says.
+pub async fn run_on(
+    service: &Service,
+    opts: &DemoOptions,
+    on: &DemoTenant,
+) -> Result<Vec<ProcedureRun>> {
     let mut out = Vec::new();
     let mut clock = opts.start;
     for p in &opts.procedures {
-        let r = run_procedure(service, *p, opts.bits, clock).await?;
+        let r = run_procedure_on(service, *p, opts.bits, clock, on).await?;
         clock = r.probes.last().map_or(clock, |p| p.at) + Duration::hours(1);
         out.push(r);
     }

@@ -26,7 +26,7 @@ mod world;
 
 pub use shell::{
     As2CheckReport, CryptoCounts, DEFAULT_CLOCK_SKEW, MailQueued, Outcome, Recorded, RenderAnswer,
-    Service, SignRequest, StartRequest, TEST_PAYLOAD, TaskView,
+    SAP_CI_PROCEDURES, Service, SignRequest, StartRequest, TEST_PAYLOAD, TaskView,
 };
 pub use world::load_world;
 

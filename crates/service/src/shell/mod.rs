@@ -12,6 +12,7 @@ mod events;
 pub use events::{Recorded, RenderAnswer};
 mod queries;
 mod remote;
+pub use remote::SAP_CI_PROCEDURES;
 pub(crate) use remote::is_pending;
 mod sign;
 mod signatures;
