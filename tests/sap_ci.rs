@@ -1887,6 +1887,71 @@ fn a_crash_around_the_chain_upload_resumes_without_a_second_upload() {
     }
 }
 
+/// Over the API, as through the CLI: an action on a renewal whose tenant cannot be read answers
+/// 502 with the tenant's own text, and one whose tenant was changed by hand answers 409 naming
+/// both certificates; neither changes the renewal.
+#[test]
+fn the_api_answers_an_unreadable_tenant_502_and_a_change_by_hand_409() {
+    let Some(fake) = renewal_fake() else {
+        return;
+    };
+    let url = fake.url.as_str();
+    let _serial = RENEWAL_FAKE.lock().unwrap_or_else(|p| p.into_inner());
+    reset_renewal_fake(url);
+    let env = Env::sqlite();
+    renewal_env(&env, url);
+    let r = env.json(&[START_PREPARED, &["--json"]].concat());
+    let id = r["id"].as_str().expect("id").to_string();
+    let token = env.ok(&["user", "token", "--email", ADMIN]);
+    let bearer = format!("Bearer {}", token.trim());
+    let served = common::serve::start({
+        let mut cmd = env.cmd();
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        cmd
+    })
+    .expect("rekey serve starts");
+    let approve = |label: &str| {
+        let a = common::serve::json_request(
+            &served.addr,
+            "POST",
+            &format!("/api/tasks/{id}/create-key-pair/approve"),
+            &[("authorization", bearer.as_str())],
+            Some("{}"),
+        )
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+        (a.status_line, a.body)
+    };
+    let before = env.json(&["renewal", "show", &id, "--json"]);
+
+    call(
+        Method::Post,
+        &format!("{url}/fake/faults"),
+        Some(json!({"status": 500, "calls": 1, "scope": "reads",
+                    "message": "Internal error in the keystore service"})),
+    );
+    let (status, body) = approve("unreadable");
+    assert!(status.contains(" 502 "), "{status}: {body}");
+    assert!(
+        body.contains("Internal error in the keystore service"),
+        "{body}"
+    );
+
+    let seeded = fake_fingerprint(url, "signer").expect("seeded");
+    by_hand(url, "replace", json!({"alias": "signer"}));
+    let by_hand_fp = fake_fingerprint(url, "signer").expect("replaced");
+    let (status, body) = approve("changed");
+    assert!(status.contains(" 409 "), "{status}: {body}");
+    for needle in [
+        "changed outside rekey",
+        seeded.as_str(),
+        by_hand_fp.as_str(),
+    ] {
+        assert!(body.contains(needle), "{needle:?} not in {body}");
+    }
+    let _ = served.stop();
+    assert_eq!(env.json(&["renewal", "show", &id, "--json"]), before);
+}
+
 /// The client's Integration Content calls against a fake of their own (they change the flow):
 /// a parameter set changes only the designtime configuration until a deploy, which the client
 /// follows through the deploy task and the runtime to `STARTED`; a deploy that ends in

@@ -275,7 +275,7 @@ pub fn run(global: &GlobalArgs, cmd: KeystoreCmd) -> Result<ExitCode> {
 
 async fn list(ctx: &Context, json: bool) -> Result<()> {
     let t = ctx.tenant().await?;
-    if ctx.store.backend(t.id).kind() == "sap-ci" {
+    if ctx.store.backend(t.id).remote() {
         // What rekey keeps; the tenant's own keystore is read live by `tenant show`.
         eprintln!(
             "note: tenant {:?} keeps its keys in SAP Cloud Integration; `rekey tenant show` reads them from the tenant",
@@ -379,8 +379,9 @@ async fn generate(ctx: &Context, a: GenerateArgs) -> Result<()> {
 
 async fn reconcile(ctx: &Context, json: bool) -> Result<()> {
     let t = ctx.tenant().await?;
-    let kind = ctx.store.backend(t.id).kind();
-    if kind == "sap-ci" {
+    let backend = ctx.store.backend(t.id);
+    let kind = backend.kind();
+    if backend.remote() {
         bail!(
             "tenant {:?} keeps its keys in SAP Cloud Integration: `rekey tenant sync` reconciles it (deletes what rekey retired there, then records what the tenant holds)",
             t.name.as_str()

@@ -1451,6 +1451,19 @@ pub struct KeystoreEntry {
 }
 
 impl KeystoreEntry {
+    /// Whether the entry is a key pair (`Type` `Key Pair`): the only kind a signer step signs
+    /// with, and the only kind rekey records or changes.
+    pub fn is_key_pair(&self) -> bool {
+        self.kind.eq_ignore_ascii_case("Key Pair")
+    }
+
+    /// Whether SAP owns the entry (`Owner` `SAP`): rekey never records or changes it.
+    pub fn owned_by_sap(&self) -> bool {
+        self.owner
+            .as_deref()
+            .is_some_and(|o| o.eq_ignore_ascii_case("SAP"))
+    }
+
     fn from_json(v: &Value, call: &str) -> Result<Self, SapCiError> {
         let bad = |reason: String| SapCiError::Answer {
             call: call.to_string(),

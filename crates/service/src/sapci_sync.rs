@@ -160,10 +160,7 @@ impl Service {
         {
             // Not the tenant administrator's signing keys, or a renewal's key not yet in
             // its place (its renewal records it).
-            if e.kind != "Key Pair"
-                || e.owner.as_deref() == Some("SAP")
-                || crate::shell::is_pending(&e.alias)
-            {
+            if !e.is_key_pair() || e.owned_by_sap() || crate::shell::is_pending(&e.alias) {
                 continue;
             }
             let alias = match Alias::parse(&e.alias) {
@@ -304,7 +301,7 @@ impl Service {
             .await
             .map_err(ServiceError::SapCi)?;
         let mut doomed = Vec::new();
-        for e in entries.iter().filter(|e| e.kind == "Key Pair") {
+        for e in entries.iter().filter(|e| e.is_key_pair()) {
             let Some(fp) = e.fingerprint else { continue };
             if crate::shell::is_pending(&e.alias) {
                 // A CA-signed key waiting for its chain is staged by its reference only.
@@ -524,7 +521,7 @@ async fn differences(
             .keystore_entry(alias.as_str())
             .await
             .map_err(ServiceError::SapCi)?
-            .filter(|e| e.kind == "Key Pair")
+            .filter(|e| e.is_key_pair())
             .and_then(|e| e.fingerprint);
         let recorded = keystore::find_current(service.store().db(), tenant, alias)
             .await?

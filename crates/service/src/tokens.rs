@@ -59,8 +59,8 @@ pub fn remote_key_id(
 /// Whether a tenant's keystore has key objects to reconcile: a PKCS#11 token. The embedded
 /// keystore holds its keys in the database, and an SAP Cloud Integration tenant is read and
 /// checked instead ([`crate::sapci_sync`]).
-fn has_objects(kind: &str) -> bool {
-    !matches!(kind, "embedded" | "sap-ci")
+fn has_objects(backend: &dyn rekey_crypto::KeyBackend) -> bool {
+    backend.kind() != "embedded" && !backend.remote()
 }
 
 /// Whether token object `id` was made by rekey for `tenant`.
@@ -113,7 +113,7 @@ impl Service {
         };
         let backend = self.store().backend(tenant);
         let mut report = Reconciliation::default();
-        if !has_objects(backend.kind()) {
+        if !has_objects(backend.as_ref()) {
             return Ok(report);
         }
         let txn = self.store().begin().await?;
@@ -168,7 +168,7 @@ impl Service {
             }
             return;
         }
-        if !has_objects(self.store().backend(tenant).kind()) {
+        if !has_objects(self.store().backend(tenant).as_ref()) {
             return;
         }
         if let Err(e) = self.reconcile(tenant, true).await {
@@ -216,7 +216,7 @@ impl Service {
         actor: &str,
     ) -> Result<KeystoreEntry> {
         let out = self.add_key_in(tenant, alias, new, actor).await;
-        if has_objects(self.store().backend(tenant).kind())
+        if has_objects(self.store().backend(tenant).as_ref())
             && let Err(e) = self.reconcile(tenant, false).await
         {
             tracing::warn!(tenant = %tenant, error = %e, "token reconciliation failed; it is retried after the next event");

@@ -177,6 +177,7 @@ async fn crash_child() -> Result<(), BoxError> {
                 step: rekey_model::StepName::parse("unused")?,
                 alias,
                 procedure: p,
+                tenant_flow: None,
             };
             start(&s, &st, false, t0()).await?.renewal.id
         }

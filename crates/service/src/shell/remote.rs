@@ -271,7 +271,7 @@ impl Service {
                 let holds = |a: &str| {
                     entries
                         .iter()
-                        .find(|e| e.alias == a && e.kind == "Key Pair")
+                        .find(|e| e.alias == a && e.is_key_pair())
                         .and_then(|e| e.fingerprint)
                 };
                 match holds(alias.as_str()) {
@@ -343,7 +343,7 @@ impl Service {
     ) -> Result<()> {
         match client.keystore_entry(alias.as_str()).await.map_err(sap)? {
             Some(e) if e.fingerprint == Some(*cert) => return Ok(()),
-            Some(e) if e.kind == "Key Pair" => {}
+            Some(e) if e.is_key_pair() => {}
             _ => {
                 return Err(ServiceError::NotApplicable(format!(
                     "alias {alias} holds no key pair on the tenant, so there is nothing to \
